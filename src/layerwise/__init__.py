@@ -1,0 +1,10 @@
+"""layerwise: training neural networks with layer-wise losses, in your own PyTorch loop."""
+
+from . import bench, data, models, optim
+from .models import deep_autoencoder, sigmoid_cross_entropy
+from .optim import KFAC, warmup_linear_decay
+
+__version__ = "0.1.0"
+
+__all__ = ["KFAC", "__version__", "bench", "data", "deep_autoencoder", "models", "optim",
+           "sigmoid_cross_entropy", "warmup_linear_decay"]

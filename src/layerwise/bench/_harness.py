@@ -1,0 +1,192 @@
+"""Train one method on the deep autoencoder: epochs, evaluation, timing, checkpoints, resume."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..data import load_dataset
+from ..models import deep_autoencoder, sigmoid_cross_entropy
+from ..optim import warmup_linear_decay
+from ._io import atomic_torch_save
+from ._method import Method
+
+__all__ = ["AutoencoderConfig", "AutoencoderData", "TrainingDiverged", "CheckpointMismatch",
+           "load_autoencoder_data", "train_method", "evaluate"]
+
+_DEFAULT_BATCH = {"mnist": 1000, "digits": 100}
+
+
+class TrainingDiverged(RuntimeError):
+    """A method produced a non-finite loss; the last good checkpoint is kept."""
+
+
+class CheckpointMismatch(ValueError):
+    """``--resume`` found a checkpoint written by a different configuration."""
+
+
+@dataclass(frozen=True)
+class AutoencoderConfig:
+    """What a benchmark run trains on and for how long (the same for every method of the run).
+
+    ``batch_size=None`` takes the data set's default (MNIST: 1000, the official value; digits: 100).
+    ``warmup_epochs=None`` takes 5% of ``epochs``, rounded (official: 5 of 100).
+    """
+
+    dataset: str = "digits"
+    epochs: int = 20
+    subset: int | None = None
+    batch_size: int | None = None
+    seed: int = 0
+    activation: str = "tanh"
+    warmup_epochs: int | None = None
+    evaluate_test: bool = True
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ValueError(f"Invalid epochs={self.epochs!r}. Must be an integer >= 1 (e.g. --epochs 20).")
+        if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 1):
+            raise ValueError(f"Invalid subset={self.subset!r}. Must be an integer >= 1, or omitted for the whole set.")
+        if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
+            raise ValueError(f"Invalid batch_size={self.batch_size!r}. Must be an integer >= 1.")
+        warmup_linear_decay(self.epochs, self.warmup_epochs)  # validates warmup_epochs
+
+    @property
+    def effective_batch_size(self) -> int:
+        return self.batch_size or _DEFAULT_BATCH.get(self.dataset, 1000)
+
+
+@dataclass(frozen=True)
+class AutoencoderData:
+    """Training and test inputs (the targets are the inputs)."""
+
+    train: torch.Tensor
+    test: torch.Tensor
+
+
+def load_autoencoder_data(cfg: AutoencoderConfig, data_dir: str | Path | None = None, *,
+                          download: bool = False, device: torch.device | str = "cpu") -> AutoencoderData:
+    """Load the data set of ``cfg``, keep the first ``subset`` training examples, move to ``device``."""
+    splits = load_dataset(cfg.dataset, data_dir, download=download)
+    train = torch.from_numpy(splits.train_x)
+    if cfg.subset is not None:
+        if cfg.subset > len(train):
+            raise ValueError(f"Invalid subset={cfg.subset}: the {cfg.dataset} training set has only "
+                             f"{len(train)} examples. Use a smaller --subset or omit it.")
+        train = train[: cfg.subset]
+    return AutoencoderData(train.to(device), torch.from_numpy(splits.test_x).to(device))
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10000) -> float:
+    """Mean per-example loss of ``model`` on ``x`` (inference mode, batched)."""
+    total = 0.0
+    for i in range(0, len(x), batch_size):
+        chunk = x[i:i + batch_size]
+        total += float(sigmoid_cross_entropy(model(chunk), chunk)) * len(chunk)
+    return total / len(x)
+
+
+def _signature(method: Method, lr: float, cfg: AutoencoderConfig) -> dict[str, Any]:
+    return {"method": method.name, "lr": lr, "hparams": dict(method.hparams), "config": asdict(cfg)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_method(method: Method, lr: float, data: AutoencoderData, cfg: AutoencoderConfig, *,
+                 checkpoint: Path | None = None, resume: bool = False, progress: bool = True,
+                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``method`` for ``cfg.epochs`` epochs and return one record per epoch.
+
+    Each record: ``epoch`` (1-based), ``lr``, ``train_loss`` (full training set, after the epoch),
+    ``test_loss``, ``train_time`` (cumulative seconds of training steps only), ``step_time_median``
+    (this epoch), ``steps``. After every epoch the state is saved atomically to ``checkpoint``;
+    with ``resume`` a run continues from it and ends with the same numbers as an uninterrupted one.
+
+    Raises:
+        TrainingDiverged: a non-finite loss; the checkpoint of the last complete epoch is kept.
+    """
+    device = data.train.device
+    generator = torch.Generator().manual_seed(cfg.seed)
+    in_features = data.train.shape[1]
+    model = deep_autoencoder(in_features, activation=cfg.activation, generator=generator).to(device)  # type: ignore[arg-type]
+    optimizer = method.build(model, lr, **method.hparams)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(cfg.epochs, cfg.warmup_epochs))
+    records: list[dict[str, Any]] = []
+    signature = _signature(method, lr, cfg)
+    if resume and checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["signature"] != signature:
+            raise CheckpointMismatch(f"checkpoint {str(checkpoint)!r} was written by another configuration "
+                                     f"({state['signature']}), not ({signature}). Resume with the same "
+                                     "arguments, or start a new run in another --out directory.")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        records = state["records"]
+    n, bs = len(data.train), cfg.effective_batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    elapsed = records[-1]["train_time"] if records else 0.0
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=len(records) * steps_per_epoch,
+               desc=f"{method.name:>10}", disable=not progress, dynamic_ncols=True, leave=True)
+    try:
+        for epoch in range(len(records), cfg.epochs):
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).to(device)
+            epoch_lr = optimizer.param_groups[0]["lr"]
+            times = []
+            model.train()
+            for step in range(steps_per_epoch):
+                x = data.train[order[step * bs:(step + 1) * bs]]
+                closure = method.closure(optimizer, model, sigmoid_cross_entropy, x, x)
+                _sync(device)
+                t0 = time.perf_counter()
+                try:
+                    loss = optimizer.step(closure)
+                except FloatingPointError as exc:
+                    raise _diverged(method, epoch, step, checkpoint, str(exc)) from exc
+                _sync(device)
+                times.append(time.perf_counter() - t0)
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise _diverged(method, epoch, step, checkpoint, f"loss={loss_value}")
+                bar.update(1)
+            elapsed += sum(times)
+            scheduler.step()
+            model.eval()
+            train_loss = evaluate(model, data.train)
+            test_loss = evaluate(model, data.test) if cfg.evaluate_test else float("nan")
+            if not math.isfinite(train_loss):
+                raise _diverged(method, epoch, steps_per_epoch - 1, checkpoint, f"train loss={train_loss}")
+            record = {"epoch": epoch + 1, "lr": epoch_lr, "train_loss": train_loss, "test_loss": test_loss,
+                      "train_time": elapsed, "step_time_median": statistics.median(times),
+                      "steps": steps_per_epoch}
+            records.append(record)
+            bar.set_postfix(train=f"{train_loss:.2f}", test=f"{test_loss:.2f}")
+            if checkpoint is not None:
+                atomic_torch_save({"signature": signature, "model": model.state_dict(),
+                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                                   "records": records}, checkpoint)
+            if on_epoch is not None:
+                on_epoch(record)
+    finally:
+        bar.close()
+    return records
+
+
+def _diverged(method: Method, epoch: int, step: int, checkpoint: Path | None, what: str) -> TrainingDiverged:
+    kept = (f"the checkpoint of the last complete epoch is kept at {str(checkpoint)!r}"
+            if checkpoint is not None and checkpoint.is_file() else "no epoch had completed, so there is no checkpoint")
+    return TrainingDiverged(f"method {method.name!r} diverged at epoch {epoch + 1}, step {step + 1} ({what}); "
+                            f"{kept}. Lower its learning rate (--lr {method.name}=VALUE) or re-tune it "
+                            "(layerwise bench tune).")

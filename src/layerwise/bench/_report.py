@@ -1,0 +1,136 @@
+"""Report of one or several benchmark runs: a Markdown table and PNG plots (mean and spread)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write_bytes, read_json
+
+__all__ = ["load_runs", "summarize", "write_report"]
+
+
+def load_runs(dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """Read ``results.json`` from each directory, with a clear error for a missing one."""
+    runs = []
+    for d in dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(f"no results file at {str(path)!r}: pass directories written by "
+                                    "'layerwise bench autoencoder --out DIR'.")
+        runs.append(read_json(path))
+    return runs
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method, across runs: final and best train loss, final test loss, time, step time."""
+    names: list[str] = []
+    for run in runs:
+        names += [n for n in run["methods"] if n not in names]
+    table: dict[str, dict[str, Any]] = {}
+    for name in names:
+        entries = [run["methods"][name] for run in runs if name in run["methods"]]
+        recs = [e["records"] for e in entries if e["records"]]
+        table[name] = {
+            "summary": entries[0].get("summary", ""),
+            "lr": sorted({e["lr"] for e in entries}),
+            "status": sorted({e["status"] for e in entries}),
+            "epochs": _stats([float(r[-1]["epoch"]) for r in recs]),
+            "final_train": _stats([r[-1]["train_loss"] for r in recs]),
+            "best_train": _stats([min(x["train_loss"] for x in r) for r in recs]),
+            "final_test": _stats([r[-1]["test_loss"] for r in recs]),
+            "train_time": _stats([r[-1]["train_time"] for r in recs]),
+            "step_time": _stats([statistics.median(x["step_time_median"] for x in r) for r in recs]),
+        }
+    adam = table.get("adam", {}).get("step_time", {}).get("mean")
+    for row in table.values():
+        row["step_vs_adam"] = row["step_time"]["mean"] / adam if adam else float("nan")
+    return table
+
+
+def _fmt(s: dict[str, float], digits: int = 2) -> str:
+    if s["n"] == 0:
+        return "–"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
+
+
+def _plot(runs: list[dict[str, Any]], x_key: str, path: Path, xlabel: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = list(summarize(runs))
+    for i, name in enumerate(names):
+        color = f"C{i % 10}"
+        recs = [run["methods"][name]["records"] for run in runs if name in run["methods"] and run["methods"][name]["records"]]
+        if not recs:
+            continue
+        n = min(len(r) for r in recs)
+        for ax, key in zip(axes, ("train_loss", "test_loss")):
+            ys = np.array([[x[key] for x in r[:n]] for r in recs], dtype=float)
+            xs = np.array([[x[x_key] for x in r[:n]] for r in recs], dtype=float).mean(axis=0)
+            ax.plot(xs, ys.mean(axis=0), color=color, label=name)
+            if len(recs) > 1:
+                ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2)
+    for ax, title in zip(axes, ("training loss (full set)", "test loss")):
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("loss (nats / example)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = True) -> Path:
+    """Write ``report.md`` (and ``loss_vs_epoch.png``, ``loss_vs_time.png``) into ``out``."""
+    out = Path(out)
+    table = summarize(runs)
+    first = runs[0]
+    cfg, env = first["config"], first.get("environment", {})
+    lines = [f"# Deep autoencoder benchmark ({cfg['dataset']})", "",
+             f"{len(runs)} run(s); config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".",
+             f"Measured on: {env.get('device', '?')}"
+             + (f" ({env['gpu']})" if env.get("gpu") else "")
+             + f", {env.get('processor', '?')}, torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} threads.",
+             "", "Commands:", ""]
+    lines += [f"    {run.get('command') or '(not recorded)'}" for run in runs]
+    lines += ["", "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
+              "With several runs: mean [min, max]. Time is training steps only (no evaluation).", "",
+              "| method | lr | epochs | final train loss | best train loss | final test loss | "
+              "train time (s) | median step (s) | step / Adam | status |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in table.items():
+        lr = ", ".join(f"{v:.3g}" for v in row["lr"])
+        lines.append(f"| {name} | {lr} | {_fmt(row['epochs'], 0)} | {_fmt(row['final_train'])} | "
+                     f"{_fmt(row['best_train'])} | {_fmt(row['final_test'])} | {_fmt(row['train_time'], 1)} | "
+                     f"{_fmt(row['step_time'], 4)} | {row['step_vs_adam']:.2f} | {', '.join(row['status'])} |")
+    lines += ["", "Methods:", ""] + [f"- `{n}`: {r['summary']}" for n, r in table.items()]
+    if plots:
+        _plot(runs, "epoch", out / "loss_vs_epoch.png", "epoch")
+        _plot(runs, "train_time", out / "loss_vs_time.png", "training wall-clock (s)")
+        lines += ["", "![loss against epoch](loss_vs_epoch.png)", "", "![loss against time](loss_vs_time.png)"]
+    path = out / "report.md"
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path

@@ -1,0 +1,41 @@
+"""Tuned hyper-parameters: a versioned JSON file per benchmark and data set, with its sweep."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ._io import read_json
+from ._method import Method
+
+__all__ = ["tuned_path", "load_tuned", "resolve_lrs"]
+
+
+def tuned_path(dataset: str, benchmark: str = "autoencoder") -> Path:
+    """The tuned-values file shipped with the package for ``benchmark`` on ``dataset``."""
+    return Path(__file__).parent / "tuned" / f"{benchmark}-{dataset}.json"
+
+
+def load_tuned(path: str | Path | None) -> dict[str, Any]:
+    """Read a tuned-values file (``{}`` when ``path`` is None or the shipped file does not exist)."""
+    if path is None or not Path(path).is_file():
+        return {}
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
+        raise ValueError(f"tuned-values file {str(path)!r} has no 'methods' table; regenerate it with "
+                         "'layerwise bench tune'.")
+    return data
+
+
+def resolve_lrs(methods: list[Method], overrides: dict[str, float], tuned: dict[str, Any]
+                ) -> dict[str, tuple[float, str]]:
+    """Learning rate and its source per method: ``--lr`` override, then tuned file, then default."""
+    out = {}
+    for m in methods:
+        if m.name in overrides:
+            out[m.name] = (overrides[m.name], "command line")
+        elif m.name in tuned.get("methods", {}):
+            out[m.name] = (float(tuned["methods"][m.name]["lr"]), "tuned")
+        else:
+            out[m.name] = (m.default_lr, "default (untuned)")
+    return out

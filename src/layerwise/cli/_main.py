@@ -1,0 +1,150 @@
+"""``layerwise bench autoencoder|tune`` and ``layerwise report``: thin shells over the public API."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from .. import bench
+from ..data import DATASETS, DataError
+
+__all__ = ["build_parser", "main"]
+
+BASELINES = "sgd,momentum,adagrad,rmsprop,adam,shampoo,kfac"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
+    return value
+
+
+def _lr_pairs(text: str) -> dict[str, float]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            lr = float(value)
+        except ValueError:
+            lr = -1.0
+        if not sep or lr <= 0:
+            raise argparse.ArgumentTypeError(f"expected METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01), "
+                                             f"found {item!r}")
+        out[name] = lr
+    return out
+
+
+def _methods(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of method names")
+    for n in names:
+        if n not in bench.METHODS:
+            raise argparse.ArgumentTypeError(f"unknown method {n!r}; expected some of: {', '.join(bench.METHODS)}")
+    return names
+
+
+def _add_run_args(p: argparse.ArgumentParser, default_epochs: int) -> None:
+    p.add_argument("--methods", type=_methods, default=_methods(BASELINES),
+                   help=f"comma-separated method names (default: {BASELINES}); registered: {', '.join(bench.METHODS)}")
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="digits: offline, ships with scikit-learn (default); mnist: the official benchmark")
+    p.add_argument("--epochs", type=_positive_int, default=default_epochs, help=f"epochs (default {default_epochs})")
+    p.add_argument("--subset", type=_positive_int, default=None, help="use the first N training examples")
+    p.add_argument("--batch-size", type=_positive_int, default=None, help="default: mnist 1000, digits 100")
+    p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None,
+                   help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise")
+    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
+    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``layerwise`` command."""
+    parser = argparse.ArgumentParser(prog="layerwise", description="Training with layer-wise losses: benchmarks and reports.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("bench", help="run a benchmark").add_subparsers(dest="benchmark", required=True)
+    ae = b.add_parser("autoencoder", help="deep autoencoder (LocoProp paper setup), methods side by side")
+    _add_run_args(ae, 20)
+    ae.add_argument("--out", required=True, type=Path, help="output directory (results.json, plots, report.md)")
+    ae.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
+    ae.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)")
+    ae.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
+    ae.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    tu = b.add_parser("tune", help="learning-rate sweep on a short run; writes a tuned-values file")
+    _add_run_args(tu, 4)
+    tu.add_argument("--points", type=_positive_int, default=5, help="grid points per method (half-decade steps)")
+    tu.add_argument("--out-file", type=Path, default=None,
+                    help="where to write the tuned values (default: the file shipped for --dataset)")
+    rp = sub.add_parser("report", help="rebuild report and plots from saved results (several runs: mean and spread)")
+    rp.add_argument("dirs", nargs="+", type=Path, help="run directories holding results.json")
+    rp.add_argument("--out", type=Path, default=None, help="where to write (default: the first directory)")
+    return parser
+
+
+def _prepare(args: argparse.Namespace, evaluate_test: bool = True) -> tuple[bench.AutoencoderConfig, bench.AutoencoderData]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise ValueError(f"Invalid --device {args.device!r}: {exc}. Use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device!r} asked for CUDA, but torch sees no CUDA device. Use --device cpu.")
+    cfg = bench.AutoencoderConfig(dataset=args.dataset, epochs=args.epochs, subset=args.subset,
+                                  batch_size=args.batch_size, seed=args.seed, activation=args.activation,
+                                  evaluate_test=evaluate_test)
+    data = bench.load_autoencoder_data(cfg, args.data_dir, download=args.download, device=device)
+    return cfg, data
+
+
+def _run(args: argparse.Namespace, command: str) -> int:
+    if args.command == "report":
+        runs = bench.load_runs(args.dirs)
+        path = bench.write_report(runs, args.out or args.dirs[0])
+        print(f"wrote {path}")
+        return 0
+    if args.benchmark == "tune":
+        cfg, data = _prepare(args, evaluate_test=False)
+        out_file = args.out_file or bench.tuned_path(cfg.dataset)
+        result = bench.tune_learning_rates(args.methods, cfg, data, out_file, points=args.points,
+                                           progress=not args.no_progress, command=command)
+        for name, entry in result["methods"].items():
+            print(f"{name:>10}: lr={entry['lr']:.3g}  sweep={entry['sweep']}")
+        print(f"wrote {out_file}")
+        return 0
+    cfg, data = _prepare(args)
+    results = bench.run_autoencoder_benchmark(args.methods, cfg, data, args.out, lr_overrides=args.lr,
+                                              tuned_file=args.tuned, resume=args.resume, overwrite=args.overwrite,
+                                              progress=not args.no_progress, command=command)
+    path = bench.write_report([results], args.out)
+    print(f"wrote {args.out / bench.RESULTS_FILE} and {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (errors print one clear line and return 1)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    command = "layerwise " + " ".join(shlex.quote(a) for a in argv)
+    try:
+        return _run(args, command)
+    except KeyboardInterrupt:
+        print("interrupted: the checkpoint of the last complete epoch is kept; continue with --resume",
+              file=sys.stderr)
+        return 130
+    except (bench.TrainingDiverged, DataError, ValueError, FileExistsError, FileNotFoundError, ImportError) as exc:
+        print(f"layerwise: error: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,229 @@
+"""K-FAC: Kronecker-factored approximate curvature (Martens & Grosse, ICML 2015).
+
+For a linear layer ``s = W a`` (bias folded into ``W`` with a constant 1 appended to ``a``), the
+Fisher block is approximated by ``A ⊗ G`` with ``A = E[a aᵀ]`` and ``G = E[g gᵀ]``, where ``g`` is
+the gradient of the per-example negative log-likelihood w.r.t. ``s`` at a target SAMPLED from the
+model's own predictive distribution (the true Fisher, MC estimate), not the data target (the
+empirical Fisher). With factored Tikhonov damping (π-rule) the update is
+
+    ΔW = -lr · (G + (√λ/π) I)⁻¹ ∇W L (A + π√λ I)⁻¹,   π = sqrt((tr A / dim A) / (tr G / dim G)),
+
+followed by heavy-ball momentum. Factors are exponential moving averages, inverses are refreshed
+every ``inv_every`` steps.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["KFAC", "Likelihood"]
+
+Likelihood = Literal["bernoulli", "categorical", "gaussian", "empirical"]
+_LIKELIHOODS: tuple[str, ...] = ("bernoulli", "categorical", "gaussian", "empirical")
+
+
+def _sampled_nll(likelihood: str, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Batch-mean NLL (summed over outputs) at a target drawn from the model's distribution."""
+    with torch.no_grad():
+        if likelihood == "bernoulli":
+            probs = torch.sigmoid(logits)
+            target = (torch.rand(probs.shape, generator=generator, device=generator.device) < probs).to(logits.dtype)
+        elif likelihood == "categorical":
+            probs = torch.softmax(logits, dim=-1)
+            target = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        else:
+            noise = torch.randn(logits.shape, generator=generator, device=generator.device)
+            target = logits + noise.to(logits.dtype)
+    if likelihood == "bernoulli":
+        return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / logits.shape[0]
+    if likelihood == "categorical":
+        return F.cross_entropy(logits, target, reduction="mean")
+    return 0.5 * (logits - target).pow(2).sum() / logits.shape[0]
+
+
+class KFAC(torch.optim.Optimizer):
+    """K-FAC for the ``nn.Linear`` layers of ``model``, a ``torch.optim.Optimizer``.
+
+    Args:
+        model: the network; every trainable parameter must belong to an ``nn.Linear``.
+        lr: learning rate (default 1e-3).
+        damping: Tikhonov damping λ (default 1e-3).
+        momentum: heavy-ball momentum on the preconditioned gradient (default 0.9).
+        ema_decay: decay of the moving averages of A and G (default 0.95).
+        cov_every: refresh the factors every this many steps (default 1).
+        inv_every: recompute the damped inverses every this many steps (default 20).
+        likelihood: output distribution whose Fisher is used: ``"bernoulli"`` (sigmoid
+            cross-entropy), ``"categorical"`` (softmax cross-entropy), ``"gaussian"`` (squared
+            error), or ``"empirical"`` (gradients at the data targets: the empirical Fisher).
+        seed: seed of the generator that samples Fisher targets (saved in ``state_dict``).
+
+    Use: the closure must call :meth:`backward` with the loss AND the model's output::
+
+        def closure():
+            opt.zero_grad()
+            logits = model(x)
+            loss = loss_fn(logits, target)
+            opt.backward(loss, logits)
+            return loss
+        opt.step(closure)
+    """
+
+    def __init__(self, model: nn.Module, lr: float = 1e-3, *, damping: float = 1e-3,
+                 momentum: float = 0.9, ema_decay: float = 0.95, cov_every: int = 1,
+                 inv_every: int = 20, weight_decay: float = 0.0, likelihood: Likelihood = "bernoulli",
+                 seed: int = 0) -> None:
+        for name, value, ok in [("lr", lr, lr >= 0), ("damping", damping, damping > 0),
+                                ("momentum", momentum, 0 <= momentum < 1),
+                                ("ema_decay", ema_decay, 0 <= ema_decay < 1),
+                                ("weight_decay", weight_decay, weight_decay >= 0)]:
+            if not ok:
+                raise ValueError(f"Invalid {name}={value!r} for KFAC: see the docstring for the valid range.")
+        for name, value in [("cov_every", cov_every), ("inv_every", inv_every)]:
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"Invalid {name}={value!r} for KFAC. Must be an integer >= 1.")
+        if likelihood not in _LIKELIHOODS:
+            raise ValueError(f"Invalid likelihood={likelihood!r}. Expected one of {list(_LIKELIHOODS)}.")
+        self.layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        covered = {id(p) for m in self.layers for p in m.parameters()}
+        for name, p in model.named_parameters():
+            if p.requires_grad and id(p) not in covered:
+                raise ValueError(f"KFAC handles nn.Linear layers only; parameter {name!r} belongs to "
+                                 "another kind of module and would be left untrained. Give it to a "
+                                 "separate optimizer or freeze it (requires_grad_(False)).")
+        if not self.layers:
+            raise ValueError("KFAC found no nn.Linear layer in the model.")
+        params = [p for m in self.layers for p in m.parameters()]
+        defaults = dict(lr=lr, damping=damping, momentum=momentum, weight_decay=weight_decay)
+        super().__init__(params, defaults)
+        self.ema_decay, self.cov_every, self.inv_every = ema_decay, cov_every, inv_every
+        self.likelihood = likelihood
+        self.seed = seed
+        self._step = 0
+        self._generator: torch.Generator | None = None
+        self._capture = False
+        self._records: dict[nn.Linear, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
+
+    def __repr__(self) -> str:
+        g = self.param_groups[0]
+        return (f"KFAC(lr={g['lr']}, damping={g['damping']}, momentum={g['momentum']}, "
+                f"ema_decay={self.ema_decay}, cov_every={self.cov_every}, inv_every={self.inv_every}, "
+                f"weight_decay={g['weight_decay']}, likelihood={self.likelihood!r}, seed={self.seed})")
+
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        if self._capture and torch.is_grad_enabled():
+            self._records[module] = (inputs[0].detach(), output)
+
+    def _gen(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+    def backward(self, loss: torch.Tensor, output: torch.Tensor) -> None:
+        """Gather the curvature factors (when due) from ``output``, then ``loss.backward()``."""
+        if self._records:
+            layers = list(self._records)
+            outs = [self._records[m][1] for m in layers]
+            if self.likelihood == "empirical":
+                fisher_loss = loss
+            else:
+                fisher_loss = _sampled_nll(self.likelihood, output, self._gen(output.device))
+            grads = torch.autograd.grad(fisher_loss, outs, retain_graph=True, allow_unused=True)
+            for m, g in zip(layers, grads):
+                if g is not None:
+                    self._update_factors(m, self._records[m][0], g)
+            self._records.clear()
+        loss.backward()
+
+    @torch.no_grad()
+    def _update_factors(self, layer: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> None:
+        a = a.reshape(-1, a.shape[-1])
+        g = g.reshape(-1, g.shape[-1])
+        n = a.shape[0]
+        if layer.bias is not None:
+            a = torch.cat([a, a.new_ones(n, 1)], dim=1)
+        a_new = a.T @ a / n
+        g_new = (g.T @ g) * n  # g is the gradient of a batch MEAN: each row carries 1/n
+        st = self.state[layer.weight]
+        if "A" not in st:
+            st["A"], st["G"] = a_new, g_new
+        else:
+            st["A"].mul_(self.ema_decay).add_(a_new, alpha=1 - self.ema_decay)
+            st["G"].mul_(self.ema_decay).add_(g_new, alpha=1 - self.ema_decay)
+
+    @torch.no_grad()
+    def _update_inverses(self, damping: float) -> None:
+        for layer in self.layers:
+            st = self.state[layer.weight]
+            if "A" not in st:
+                continue
+            a, g = st["A"], st["G"]
+            if not (torch.isfinite(a).all() and torch.isfinite(g).all()):
+                raise FloatingPointError("KFAC: the curvature factors are not finite (the run diverged); "
+                                         "lower lr or raise damping.")
+            pi = math.sqrt(max(float(torch.trace(a)) / a.shape[0], 1e-30) / max(float(torch.trace(g)) / g.shape[0], 1e-30))
+            root = math.sqrt(damping)
+            eye_a = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
+            eye_g = torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
+            st["A_inv"] = torch.cholesky_inverse(torch.linalg.cholesky(a + pi * root * eye_a))
+            st["G_inv"] = torch.cholesky_inverse(torch.linalg.cholesky(g + root / pi * eye_g))
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One K-FAC step. ``closure`` is required: it must call :meth:`backward`."""
+        if closure is None:
+            raise ValueError("KFAC.step needs a closure that runs the model and calls opt.backward(loss, output).")
+        self._capture = self._step % self.cov_every == 0
+        try:
+            with torch.enable_grad():
+                loss = closure()
+        finally:
+            self._capture = False
+            self._records.clear()
+        group = self.param_groups[0]
+        if self._step % self.inv_every == 0:
+            self._update_inverses(group["damping"])
+        with torch.no_grad():
+            for layer in self.layers:
+                w, b = layer.weight, layer.bias
+                if w.grad is None:
+                    continue
+                st = self.state[w]
+                grad = w.grad if b is None else torch.cat([w.grad, b.grad.unsqueeze(1)], dim=1)
+                if group["weight_decay"]:
+                    p = w if b is None else torch.cat([w, b.unsqueeze(1)], dim=1)
+                    grad = grad + group["weight_decay"] * p
+                if "A_inv" in st:
+                    grad = st["G_inv"] @ grad @ st["A_inv"]
+                buf = st.get("momentum")
+                if buf is None:
+                    buf = st["momentum"] = grad.clone()
+                else:
+                    buf.mul_(group["momentum"]).add_(grad)
+                w.add_(buf[:, : w.shape[1]], alpha=-group["lr"])
+                if b is not None:
+                    b.add_(buf[:, -1], alpha=-group["lr"])
+        self._step += 1
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["kfac"] = {"step": self._step,
+                      "rng": None if self._generator is None else self._generator.get_state()}
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        extra = state_dict.pop("kfac", {"step": 0, "rng": None})
+        super().load_state_dict(state_dict)
+        self._step = int(extra["step"])
+        if extra["rng"] is not None:
+            device = next(iter(self.layers[0].parameters())).device
+            self._gen(device).set_state(extra["rng"].cpu() if device.type == "cpu" else extra["rng"])
+        else:
+            self._generator = None

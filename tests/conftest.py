@@ -1,0 +1,26 @@
+"""Shared fixtures: MNIST from ../shared/data (tests and CI never touch the network)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    path = Path(os.environ.get("LAYERWISE_TEST_DATA_DIR", SHARED_DATA))
+    if not (path / "mnist").is_dir():
+        pytest.skip(f"MNIST not found at {path}/mnist (set LAYERWISE_TEST_DATA_DIR)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _no_user_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never read or write the user's data directory or cache."""
+    monkeypatch.delenv("LAYERWISE_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

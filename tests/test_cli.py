@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from layerwise.cli import main
+
+SMALL = ["--dataset", "digits", "--subset", "300", "--epochs", "2", "--no-progress"]
+
+
+def test_bench_writes_results_plots_and_report(tmp_path):
+    assert main(["bench", "autoencoder", "--methods", "adam,kfac", "--out", str(tmp_path / "r"), *SMALL]) == 0
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert list(results["methods"]) == ["adam", "kfac"]
+    assert all(m["status"] == "complete" and len(m["records"]) == 2 for m in results["methods"].values())
+    assert results["command"].startswith("layerwise bench autoencoder --methods adam,kfac")
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| adam |" in report and "| kfac |" in report
+    for png in ("loss_vs_epoch.png", "loss_vs_time.png"):
+        assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_of_several_seeds_shows_spread(tmp_path):
+    for seed in (0, 1):
+        assert main(["bench", "autoencoder", "--methods", "adam", "--seed", str(seed),
+                     "--out", str(tmp_path / f"s{seed}"), *SMALL]) == 0
+    assert main(["report", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "agg")]) == 0
+    report = (tmp_path / "agg" / "report.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| adam |"))
+    assert "2 run(s)" in report and "[" in row  # mean [min, max]
+    assert (tmp_path / "agg" / "loss_vs_time.png").exists()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods", "adam,foo"], "unknown method 'foo'; expected some of: sgd"),
+    (["--epochs", "0"], "--epochs: expected a whole number >= 1, found 0"),
+    (["--epochs", "ten"], "--epochs: expected a whole number >= 1, found 'ten'"),
+    (["--lr", "adam"], "expected METHOD=LR pairs"),
+])
+def test_bad_arguments_exit_2_with_message(args, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "autoencoder", "--out", str(tmp_path / "o"), *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_data_dir(tmp_path, capsys):
+    code = main(["bench", "autoencoder", "--dataset", "mnist", "--data-dir", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "o"), "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"MNIST directory '{tmp_path / 'nope' / 'mnist'}' does not exist" in err and "--download" in err
+
+
+def test_nan_during_run_names_method_and_epoch(tmp_path, capsys):
+    code = main(["bench", "autoencoder", "--methods", "sgd", "--lr", "sgd=1e6", "--out", str(tmp_path / "o"), *SMALL])
+    assert code == 1
+    assert "method 'sgd' diverged at epoch 1" in capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "results.json").read_text())["methods"]["sgd"]["status"] == "diverged"
+
+
+def test_existing_run_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["bench", "autoencoder", "--methods", "sgd", "--out", str(out), *SMALL]) == 0
+    before = (out / "results.json").read_bytes()
+    assert main(["bench", "autoencoder", "--methods", "sgd", "--out", str(out), *SMALL]) == 1
+    assert "already holds a run" in capsys.readouterr().err
+    assert (out / "results.json").read_bytes() == before
+
+
+def test_lr_for_method_not_run(tmp_path, capsys):
+    assert main(["bench", "autoencoder", "--methods", "sgd", "--lr", "adam=1e-3", "--out", str(tmp_path / "o"), *SMALL]) == 1
+    assert "--lr names ['adam'], which are not among --methods" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_numbers(tmp_path):
+    """SIGKILL a real CLI process mid-run, --resume it, compare with an uninterrupted run."""
+    args = ["bench", "autoencoder", "--methods", "adam,kfac", "--dataset", "digits", "--subset", "500",
+            "--epochs", "12", "--no-progress", "--threads", "1"]
+    assert main([*args, "--out", str(tmp_path / "full")]) == 0
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "layerwise", *args, "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import time
+
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            res = json.loads((run / "results.json").read_text())
+            if len(res["methods"].get("kfac", {}).get("records", [])) >= 3:
+                break
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.01)
+    proc.kill()
+    proc.wait()
+    assert main([*args, "--out", str(run), "--resume"]) == 0
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    resumed = json.loads((run / "results.json").read_text())
+    for name in ("adam", "kfac"):
+        a = [(r["epoch"], r["train_loss"], r["test_loss"]) for r in full["methods"][name]["records"]]
+        b = [(r["epoch"], r["train_loss"], r["test_loss"]) for r in resumed["methods"][name]["records"]]
+        assert a == b

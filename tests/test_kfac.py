@@ -1,0 +1,103 @@
+import pytest
+import torch
+from torch import nn
+
+from layerwise import KFAC
+
+
+def _closure(opt, model, x, loss_fn):
+    def closure():
+        opt.zero_grad()
+        out = model(x)
+        loss = loss_fn(out)
+        opt.backward(loss, out)
+        return loss
+    return closure
+
+
+def test_first_step_equals_dense_kronecker_reference():
+    torch.manual_seed(0)
+    layer = nn.Linear(3, 2)
+    model = nn.Sequential(layer)
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    loss_fn = lambda out: 0.5 * ((out - y) ** 2).sum() / len(x)  # noqa: E731
+    w0 = torch.cat([layer.weight, layer.bias[:, None]], 1).detach().clone()
+    # slow reference: explicit Kronecker-factored Fisher with factored Tikhonov damping
+    a = torch.cat([x, torch.ones(8, 1)], 1)
+    out = x @ w0[:, :3].T + w0[:, 3]
+    g = torch.autograd.grad(loss_fn(out.requires_grad_()), out)[0]
+    grad = g.T @ a
+    A, G = a.T @ a / 8, g.T @ g * 8
+    lam, lr = 0.1, 0.5
+    pi = ((A.trace() / 4) / (G.trace() / 2)).sqrt()
+    F = torch.kron(A + pi * lam**0.5 * torch.eye(4), G + lam**0.5 / pi * torch.eye(2))
+    delta = torch.linalg.solve(F, grad.T.reshape(-1)).reshape(4, 2).T  # column-major vec
+    opt = KFAC(model, lr=lr, damping=lam, momentum=0.0, likelihood="empirical")
+    opt.step(_closure(opt, model, x, loss_fn))
+    w1 = torch.cat([layer.weight, layer.bias[:, None]], 1).detach()
+    torch.testing.assert_close(w1, w0 - lr * delta, rtol=1e-5, atol=1e-6)
+
+
+def test_bernoulli_fisher_matches_sigmoid_cross_entropy_expectation():
+    """E over sampled targets of G equals (1/n) sum_b diag(p_b (1 - p_b)) for sigmoid outputs."""
+    torch.manual_seed(0)
+    layer = nn.Linear(4, 3)
+    x = torch.randn(16, 4)
+    opt = KFAC(nn.Sequential(layer), lr=0.0, ema_decay=0.0, likelihood="bernoulli", seed=1)
+    loss_fn = lambda out: nn.functional.binary_cross_entropy_with_logits(out, torch.rand_like(out))  # noqa: E731
+    total = torch.zeros(3, 3)
+    for _ in range(800):
+        opt.step(_closure(opt, nn.Sequential(layer), x, loss_fn))
+        total += opt.state[layer.weight]["G"]
+    p = torch.sigmoid(layer(x)).detach()
+    expected = torch.diag((p * (1 - p)).mean(0))
+    torch.testing.assert_close(total / 800, expected, atol=0.01, rtol=0.05)
+
+
+def test_state_dict_round_trip_is_bit_identical():
+    def make():
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 5))
+        return model, KFAC(model, lr=0.05, damping=1.0, inv_every=2, seed=3)
+
+    x = torch.rand(10, 5)
+    loss_fn = lambda out: nn.functional.binary_cross_entropy_with_logits(out, x, reduction="sum") / 10  # noqa: E731
+    model, opt = make()
+    for _ in range(3):
+        opt.step(_closure(opt, model, x, loss_fn))
+    saved = ({k: v.clone() for k, v in model.state_dict().items()}, opt.state_dict())
+    import copy
+
+    saved = copy.deepcopy(saved)
+    for _ in range(3):
+        opt.step(_closure(opt, model, x, loss_fn))
+    model2, opt2 = make()
+    model2.load_state_dict(saved[0])
+    opt2.load_state_dict(saved[1])
+    for _ in range(3):
+        opt2.step(_closure(opt2, model2, x, loss_fn))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), model2.parameters()))
+
+
+def test_rejects_parameters_it_cannot_train():
+    model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
+    before = [p.clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"parameter '1.weight' belongs to another kind of module .* separate optimizer"):
+        KFAC(model)
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+
+
+@pytest.mark.parametrize("kwargs,match", [({"lr": -1.0}, "Invalid lr=-1.0"), ({"damping": 0.0}, "Invalid damping=0.0"),
+                                          ({"inv_every": 0}, "Invalid inv_every=0"),
+                                          ({"likelihood": "poisson"}, "Invalid likelihood='poisson'")])
+def test_bad_hyperparameters(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        KFAC(nn.Linear(2, 2), **kwargs)
+
+
+def test_step_needs_closure_and_repr():
+    opt = KFAC(nn.Linear(2, 2), lr=0.1)
+    with pytest.raises(ValueError, match="needs a closure"):
+        opt.step()
+    assert repr(opt) == ("KFAC(lr=0.1, damping=0.001, momentum=0.9, ema_decay=0.95, cov_every=1, inv_every=20, "
+                         "weight_decay=0.0, likelihood='bernoulli', seed=0)")

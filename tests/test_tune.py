@@ -1,0 +1,28 @@
+import json
+
+from layerwise import bench
+from layerwise.bench import AutoencoderConfig, load_autoencoder_data, tune_learning_rates
+
+
+def test_tune_picks_the_best_swept_lr_and_merges(tmp_path):
+    out = tmp_path / "tuned.json"
+    out.write_text(json.dumps({"methods": {"other": {"lr": 1.0}}}))
+    cfg = AutoencoderConfig(dataset="digits", epochs=1, subset=200, batch_size=50, evaluate_test=False)
+    result = tune_learning_rates(["sgd"], cfg, load_autoencoder_data(cfg), out, progress=False)
+    sweep = {float(k): v for k, v in result["methods"]["sgd"]["sweep"].items()}
+    assert len(sweep) >= 5
+    assert result["methods"]["sgd"]["lr"] == min(sweep, key=sweep.get)
+    saved = json.loads(out.read_text())
+    assert set(saved["methods"]) == {"other", "sgd"}
+    # the benchmark then uses it by default
+    lrs = bench.resolve_lrs([bench.get_method("sgd")], {}, bench.load_tuned(out))
+    assert lrs["sgd"] == (result["methods"]["sgd"]["lr"], "tuned")
+
+
+def test_shipped_tuned_files_cover_every_baseline():
+    for dataset in ("digits", "mnist"):
+        tuned = bench.load_tuned(bench.tuned_path(dataset))
+        assert set(tuned["methods"]) >= {"sgd", "momentum", "adagrad", "rmsprop", "adam", "shampoo", "kfac"}
+        for entry in tuned["methods"].values():
+            swept = {float(k): v for k, v in entry["sweep"].items()}
+            assert entry["lr"] == min(swept, key=swept.get)
