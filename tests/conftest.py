@@ -24,3 +24,13 @@ def _no_user_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never read or write the user's data directory or cache."""
     monkeypatch.delenv("LAYERWISE_DATA_DIR", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The CLI's --threads sets a process-wide torch setting; in-process CLI tests must not leak it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

@@ -55,7 +55,7 @@ def test_unreadable_data_dir(tmp_path, capsys):
 
 
 def test_nan_during_run_names_method_and_epoch(tmp_path, capsys):
-    code = main(["bench", "autoencoder", "--methods", "sgd", "--lr", "sgd=1e6", "--out", str(tmp_path / "o"), *SMALL])
+    code = main(["bench", "autoencoder", "--methods", "sgd", "--lr", "sgd=1e10", "--activation", "relu", "--out", str(tmp_path / "o"), *SMALL])
     assert code == 1
     assert "method 'sgd' diverged at epoch 1" in capsys.readouterr().err
     assert json.loads((tmp_path / "o" / "results.json").read_text())["methods"]["sgd"]["status"] == "diverged"
@@ -104,3 +104,30 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
         a = [(r["epoch"], r["train_loss"], r["test_loss"]) for r in full["methods"][name]["records"]]
         b = [(r["epoch"], r["train_loss"], r["test_loss"]) for r in resumed["methods"][name]["records"]]
         assert a == b
+
+
+def test_tensorboard_sink_logs_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = tmp_path / "tb"
+    assert main(["bench", "autoencoder", "--methods", "adam", "--out", str(tmp_path / "o"),
+                 "--tensorboard", str(logs), *SMALL]) == 0
+    acc = EventAccumulator(str(logs))
+    acc.Reload()
+    events = acc.Scalars("adam/train_loss")
+    results = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert [e.step for e in events] == [1, 2]
+    assert [e.value for e in events] == pytest.approx([r["train_loss"] for r in results["methods"]["adam"]["records"]])
+
+
+def test_keep_going_records_divergence_and_runs_the_rest(tmp_path, capsys):
+    out = tmp_path / "o"
+    code = main(["bench", "autoencoder", "--methods", "sgd,adam", "--lr", "sgd=1e10", "--activation", "relu", "--keep-going",
+                 "--out", str(out), *SMALL])
+    assert code == 1
+    assert "method 'sgd' diverged at epoch 1" in capsys.readouterr().err
+    results = json.loads((out / "results.json").read_text())
+    assert results["methods"]["sgd"]["status"] == "diverged"
+    assert results["methods"]["adam"]["status"] == "complete"
+    assert "| adam |" in (out / "report.md").read_text()

@@ -152,12 +152,12 @@ def train_method(method: Method, lr: float, data: AutoencoderData, cfg: Autoenco
                 _sync(device)
                 t0 = time.perf_counter()
                 try:
-                    loss = optimizer.step(closure)
+                    loss = optimizer.step(closure)  # type: ignore[arg-type]
                 except FloatingPointError as exc:
                     raise _diverged(method, epoch, step, checkpoint, str(exc)) from exc
                 _sync(device)
                 times.append(time.perf_counter() - t0)
-                loss_value = float(loss.detach())
+                loss_value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
                 if not math.isfinite(loss_value):
                     raise _diverged(method, epoch, step, checkpoint, f"loss={loss_value}")
                 bar.update(1)

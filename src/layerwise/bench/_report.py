@@ -53,9 +53,11 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "train_time": _stats([r[-1]["train_time"] for r in recs]),
             "step_time": _stats([statistics.median(x["step_time_median"] for x in r) for r in recs]),
         }
-    adam = table.get("adam", {}).get("step_time", {}).get("mean")
+    adam = table.get("adam", {})
     for row in table.values():
-        row["step_vs_adam"] = row["step_time"]["mean"] / adam if adam else float("nan")
+        for key, ref in (("step_vs_adam", "step_time"), ("time_vs_adam", "train_time")):
+            base = adam.get(ref, {}).get("mean")
+            row[key] = row[ref]["mean"] / base if base else float("nan")
     return table
 
 
@@ -117,14 +119,17 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
              "", "Commands:", ""]
     lines += [f"    {run.get('command') or '(not recorded)'}" for run in runs]
     lines += ["", "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
-              "With several runs: mean [min, max]. Time is training steps only (no evaluation).", "",
+              "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
+              "'median step' is the median over epochs of each epoch's median step time, so periodic "
+              "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median.", "",
               "| method | lr | epochs | final train loss | best train loss | final test loss | "
-              "train time (s) | median step (s) | step / Adam | status |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+              "train time (s) | time / Adam | median step (s) | step / Adam | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in table.items():
         lr = ", ".join(f"{v:.3g}" for v in row["lr"])
         lines.append(f"| {name} | {lr} | {_fmt(row['epochs'], 0)} | {_fmt(row['final_train'])} | "
                      f"{_fmt(row['best_train'])} | {_fmt(row['final_test'])} | {_fmt(row['train_time'], 1)} | "
+                     f"{row['time_vs_adam']:.2f} | "
                      f"{_fmt(row['step_time'], 4)} | {row['step_vs_adam']:.2f} | {', '.join(row['status'])} |")
     lines += ["", "Methods:", ""] + [f"- `{n}`: {r['summary']}" for n, r in table.items()]
     if plots:

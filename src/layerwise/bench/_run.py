@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -33,13 +34,16 @@ def environment(device: torch.device) -> dict[str, Any]:
 def run_autoencoder_benchmark(method_names: list[str], cfg: AutoencoderConfig, data: AutoencoderData,
                               out: Path, *, lr_overrides: dict[str, float] | None = None,
                               tuned_file: str | Path | None = None, resume: bool = False,
-                              overwrite: bool = False, progress: bool = True,
-                              command: str = "") -> dict[str, Any]:
+                              overwrite: bool = False, progress: bool = True, command: str = "",
+                              sinks: list[Callable[[str, dict[str, Any]], None]] | None = None,
+                              keep_going: bool = False) -> dict[str, Any]:
     """Train every method in ``method_names`` on ``data`` and keep ``out/results.json`` current.
 
     The results file is rewritten (atomically) after every epoch of every method; checkpoints go
-    to ``out/checkpoints/<method>.pt``. A diverging method stops the run with
-    :class:`TrainingDiverged` after its status is recorded.
+    to ``out/checkpoints/<method>.pt``; each ``sinks`` callable also gets ``(method, record)``
+    (e.g. :class:`TensorBoardSink`). A diverging method stops the run with
+    :class:`TrainingDiverged` after its status is recorded; with ``keep_going`` the run records
+    it and goes on with the next method.
     """
     methods = [get_method(name) for name in method_names]  # unknown names fail before any work
     lr_overrides = dict(lr_overrides or {})
@@ -67,22 +71,28 @@ def run_autoencoder_benchmark(method_names: list[str], cfg: AutoencoderConfig, d
     for m in methods:
         lr, source = lrs[m.name]
         entry = results["methods"].setdefault(m.name, {})
-        entry.update(summary=m.summary, lr=lr, lr_source=source, hparams=m.hparams, status="running")
+        entry.update(name=m.name, summary=m.summary, lr=lr, lr_source=source, hparams=m.hparams, status="running")
         entry.setdefault("records", [])
+        checkpoint = out / "checkpoints" / f"{m.name}.pt"
         if not resume:
             entry["records"] = []
+            checkpoint.unlink(missing_ok=True)  # a fresh (or --overwrite) run never resumes a stale one
 
         def on_epoch(record: dict[str, Any], entry: dict[str, Any] = entry) -> None:
             entry["records"] = entry["records"][: record["epoch"] - 1] + [record]
             atomic_write_json(results, results_path)
+            for sink in sinks or []:
+                sink(entry["name"], record)
 
         try:
-            entry["records"] = train_method(m, lr, data, cfg, checkpoint=out / "checkpoints" / f"{m.name}.pt",
+            entry["records"] = train_method(m, lr, data, cfg, checkpoint=checkpoint,
                                             resume=resume, progress=progress, on_epoch=on_epoch)
         except TrainingDiverged as exc:
             entry.update(status="diverged", error=str(exc))
             atomic_write_json(results, results_path)
-            raise
+            if not keep_going:
+                raise
+            continue
         entry["status"] = "complete"
         atomic_write_json(results, results_path)
     return results

@@ -9,13 +9,14 @@ from typing import Any
 
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
 from ._io import atomic_write_json, read_json
+from ._method import Method
 from ._registry import get_method
 
 __all__ = ["tune_learning_rates"]
 
 
 def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: AutoencoderData,
-                        out_file: str | Path, *, points: int = 5, max_extensions: int = 2,
+                        out_file: str | Path, *, points: int = 5, max_extensions: int = 4,
                         progress: bool = True, command: str = "") -> dict[str, Any]:
     """Sweep lr on a half-decade grid centred on each method's default; keep the lowest final loss.
 
@@ -30,28 +31,7 @@ def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: A
     out_file = Path(out_file)
     result: dict[str, Any] = {"methods": {}}
     for m in methods:
-        sweep: dict[float, float] = {}
-
-        def score(k: int) -> float:
-            lr = float(f"{m.default_lr * 10 ** (k / 2):.3g}")
-            if lr not in sweep:
-                try:
-                    recs = train_method(m, lr, data, cfg, progress=progress)
-                    sweep[lr] = recs[-1]["train_loss"]
-                except TrainingDiverged:
-                    sweep[lr] = math.inf
-            return sweep[lr]
-
-        ks = list(range(-(points // 2), points // 2 + 1))
-        for _ in range(max_extensions + 1):
-            scores = {k: score(k) for k in ks}
-            best = min(ks, key=lambda k: scores[k])
-            if best == ks[0]:
-                ks.insert(0, ks[0] - 1)
-            elif best == ks[-1]:
-                ks.append(ks[-1] + 1)
-            else:
-                break
+        sweep = _sweep(m, cfg, data, points, max_extensions, progress)
         best_lr = min(sweep, key=lambda lr: sweep[lr])
         result["methods"][m.name] = {"lr": best_lr, "hparams": m.hparams, "config": asdict(cfg),
                                      "command": command,
@@ -61,3 +41,30 @@ def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: A
         merged.setdefault("methods", {})[m.name] = result["methods"][m.name]
         atomic_write_json(merged, out_file)
     return result
+
+
+def _sweep(m: Method, cfg: AutoencoderConfig, data: AutoencoderData, points: int, max_extensions: int,
+           progress: bool) -> dict[float, float]:
+    """Final training loss for each lr tried (``inf`` where the run diverged)."""
+    sweep: dict[float, float] = {}
+
+    def score(k: int) -> float:
+        lr = float(f"{m.default_lr * 10 ** (k / 2):.3g}")
+        if lr not in sweep:
+            try:
+                sweep[lr] = train_method(m, lr, data, cfg, progress=progress)[-1]["train_loss"]
+            except TrainingDiverged:
+                sweep[lr] = math.inf
+        return sweep[lr]
+
+    ks = list(range(-(points // 2), points // 2 + 1))
+    for _ in range(max_extensions + 1):
+        scores = {k: score(k) for k in ks}
+        best = min(ks, key=lambda k: scores[k])
+        if best == ks[0]:
+            ks.insert(0, ks[0] - 1)
+        elif best == ks[-1]:
+            ks.append(ks[-1] + 1)
+        else:
+            break
+    return sweep

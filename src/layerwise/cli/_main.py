@@ -77,12 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="run a benchmark").add_subparsers(dest="benchmark", required=True)
     ae = b.add_parser("autoencoder", help="deep autoencoder (LocoProp paper setup), methods side by side")
-    _add_run_args(ae, 20)
+    _add_run_args(ae, 10)
     ae.add_argument("--out", required=True, type=Path, help="output directory (results.json, plots, report.md)")
     ae.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
     ae.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)")
     ae.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ae.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    ae.add_argument("--keep-going", action="store_true",
+                    help="when a method diverges, record it and go on with the next (exit status 1 at the end)")
+    ae.add_argument("--tensorboard", type=Path, default=None, metavar="LOG_DIR",
+                    help="also log every epoch to TensorBoard (needs layerwise[tensorboard])")
     tu = b.add_parser("tune", help="learning-rate sweep on a short run; writes a tuned-values file")
     _add_run_args(tu, 4)
     tu.add_argument("--points", type=_positive_int, default=5, help="grid points per method (half-decade steps)")
@@ -125,13 +129,23 @@ def _run(args: argparse.Namespace, command: str) -> int:
             print(f"{name:>10}: lr={entry['lr']:.3g}  sweep={entry['sweep']}")
         print(f"wrote {out_file}")
         return 0
+    sink = bench.TensorBoardSink(args.tensorboard) if args.tensorboard else None
     cfg, data = _prepare(args)
-    results = bench.run_autoencoder_benchmark(args.methods, cfg, data, args.out, lr_overrides=args.lr,
-                                              tuned_file=args.tuned, resume=args.resume, overwrite=args.overwrite,
-                                              progress=not args.no_progress, command=command)
+    try:
+        results = bench.run_autoencoder_benchmark(args.methods, cfg, data, args.out, lr_overrides=args.lr,
+                                                  tuned_file=args.tuned, resume=args.resume,
+                                                  overwrite=args.overwrite, progress=not args.no_progress,
+                                                  command=command, sinks=[sink] if sink else None,
+                                                  keep_going=args.keep_going)
+    finally:
+        if sink:
+            sink.close()
     path = bench.write_report([results], args.out)
     print(f"wrote {args.out / bench.RESULTS_FILE} and {path}")
-    return 0
+    diverged = [m["error"] for m in results["methods"].values() if m["status"] == "diverged"]
+    for message in diverged:
+        print(f"layerwise: error: {message}", file=sys.stderr)
+    return 1 if diverged else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -33,7 +33,7 @@ def read_idx_bytes(path: Path) -> bytes:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"IDX file {str(path)!r} does not exist. Point the data directory at the "
-                        "folder holding it (--data-dir or LAYERWISE_DATA_DIR) or pass --download.")
+                        "folder holding it (--data-dir or LAYERWISE_DATA_DIR) or pass --download.") from None
     except OSError as exc:
         raise DataError(f"IDX file {str(path)!r} cannot be read ({exc.strerror}). "
                         "Check its permissions or point the data directory elsewhere.") from exc

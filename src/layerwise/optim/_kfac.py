@@ -107,7 +107,7 @@ class KFAC(torch.optim.Optimizer):
         self._step = 0
         self._generator: torch.Generator | None = None
         self._capture = False
-        self._records: dict[nn.Linear, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._records: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
         self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
 
     def __repr__(self) -> str:
@@ -142,7 +142,9 @@ class KFAC(torch.optim.Optimizer):
         loss.backward()
 
     @torch.no_grad()
-    def _update_factors(self, layer: nn.Linear, a: torch.Tensor, g: torch.Tensor) -> None:
+    def _update_factors(self, layer: nn.Module, a: torch.Tensor, g: torch.Tensor) -> None:
+        if not isinstance(layer, nn.Linear):
+            raise TypeError(f"KFAC recorded a non-Linear module {type(layer).__name__}.")
         a = a.reshape(-1, a.shape[-1])
         g = g.reshape(-1, g.shape[-1])
         n = a.shape[0]
@@ -194,7 +196,10 @@ class KFAC(torch.optim.Optimizer):
                 if w.grad is None:
                     continue
                 st = self.state[w]
-                grad = w.grad if b is None else torch.cat([w.grad, b.grad.unsqueeze(1)], dim=1)
+                grad = w.grad
+                if b is not None:
+                    bias_grad = b.grad if b.grad is not None else torch.zeros_like(b)
+                    grad = torch.cat([grad, bias_grad.unsqueeze(1)], dim=1)
                 if group["weight_decay"]:
                     p = w if b is None else torch.cat([w, b.unsqueeze(1)], dim=1)
                     grad = grad + group["weight_decay"] * p
