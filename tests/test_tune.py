@@ -26,3 +26,15 @@ def test_shipped_tuned_files_cover_every_baseline():
         for entry in tuned["methods"].values():
             swept = {float(k): v for k, v in entry["sweep"].items()}
             assert entry["lr"] == min(swept, key=swept.get)
+
+
+def test_tuned_files_ship_in_the_wheel():
+    """A non-editable install must carry the tuned values (package data), not fall back silently."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["layerwise"]
+    package = root / "src" / "layerwise"
+    shipped = {p for pattern in patterns for p in package.glob(pattern)}
+    assert bench.tuned_path("mnist") in shipped and bench.tuned_path("digits") in shipped

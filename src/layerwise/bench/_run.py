@@ -73,6 +73,7 @@ def run_autoencoder_benchmark(method_names: list[str], cfg: AutoencoderConfig, d
         entry = results["methods"].setdefault(m.name, {})
         entry.update(name=m.name, summary=m.summary, lr=lr, lr_source=source, hparams=m.hparams, status="running")
         entry.setdefault("records", [])
+        entry.pop("error", None)
         checkpoint = out / "checkpoints" / f"{m.name}.pt"
         if not resume:
             entry["records"] = []

@@ -229,6 +229,6 @@ class KFAC(torch.optim.Optimizer):
         self._step = int(extra["step"])
         if extra["rng"] is not None:
             device = next(iter(self.layers[0].parameters())).device
-            self._gen(device).set_state(extra["rng"].cpu() if device.type == "cpu" else extra["rng"])
+            self._gen(device).set_state(extra["rng"].cpu())  # generator states are CPU byte tensors
         else:
             self._generator = None
