@@ -69,14 +69,13 @@ def _fmt(s: dict[str, float], digits: int = 2) -> str:
     return f"{s['mean']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
 
 
-def _plot(runs: list[dict[str, Any]], x_key: str, path: Path, xlabel: str) -> None:
+def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, xlabel: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = list(summarize(runs))
     for i, name in enumerate(names):
         color = f"C{i % 10}"
         recs = [run["methods"][name]["records"] for run in runs if name in run["methods"] and run["methods"][name]["records"]]
@@ -133,8 +132,8 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
                      f"{_fmt(row['step_time'], 4)} | {row['step_vs_adam']:.2f} | {', '.join(row['status'])} |")
     lines += ["", "Methods:", ""] + [f"- `{n}`: {r['summary']}" for n, r in table.items()]
     if plots:
-        _plot(runs, "epoch", out / "loss_vs_epoch.png", "epoch")
-        _plot(runs, "train_time", out / "loss_vs_time.png", "training wall-clock (s)")
+        _plot(runs, list(table), "epoch", out / "loss_vs_epoch.png", "epoch")
+        _plot(runs, list(table), "train_time", out / "loss_vs_time.png", "training wall-clock (s)")
         lines += ["", "![loss against epoch](loss_vs_epoch.png)", "", "![loss against time](loss_vs_time.png)"]
     path = out / "report.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())

@@ -71,7 +71,7 @@ def run_autoencoder_benchmark(method_names: list[str], cfg: AutoencoderConfig, d
     for m in methods:
         lr, source = lrs[m.name]
         entry = results["methods"].setdefault(m.name, {})
-        entry.update(name=m.name, summary=m.summary, lr=lr, lr_source=source, hparams=m.hparams, status="running")
+        entry.update(summary=m.summary, lr=lr, lr_source=source, hparams=m.hparams, status="running")
         entry.setdefault("records", [])
         entry.pop("error", None)
         checkpoint = out / "checkpoints" / f"{m.name}.pt"
@@ -79,11 +79,11 @@ def run_autoencoder_benchmark(method_names: list[str], cfg: AutoencoderConfig, d
             entry["records"] = []
             checkpoint.unlink(missing_ok=True)  # a fresh (or --overwrite) run never resumes a stale one
 
-        def on_epoch(record: dict[str, Any], entry: dict[str, Any] = entry) -> None:
+        def on_epoch(record: dict[str, Any], entry: dict[str, Any] = entry, name: str = m.name) -> None:
             entry["records"] = entry["records"][: record["epoch"] - 1] + [record]
             atomic_write_json(results, results_path)
             for sink in sinks or []:
-                sink(entry["name"], record)
+                sink(name, record)
 
         try:
             entry["records"] = train_method(m, lr, data, cfg, checkpoint=checkpoint,
