@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -142,9 +142,8 @@ class KFAC(torch.optim.Optimizer):
         loss.backward()
 
     @torch.no_grad()
-    def _update_factors(self, layer: nn.Module, a: torch.Tensor, g: torch.Tensor) -> None:
-        if not isinstance(layer, nn.Linear):
-            raise TypeError(f"KFAC recorded a non-Linear module {type(layer).__name__}.")
+    def _update_factors(self, module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> None:
+        layer = cast(nn.Linear, module)  # hooks are registered on nn.Linear layers only
         a = a.reshape(-1, a.shape[-1])
         g = g.reshape(-1, g.shape[-1])
         n = a.shape[0]
