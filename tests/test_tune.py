@@ -19,13 +19,16 @@ def test_tune_picks_the_best_swept_lr_and_merges(tmp_path):
     assert lrs["sgd"] == (result["methods"]["sgd"]["lr"], "tuned")
 
 
-def test_shipped_tuned_files_cover_every_baseline():
+def test_shipped_tuned_files_cover_every_method():
     for dataset in ("digits", "mnist"):
         tuned = bench.load_tuned(bench.tuned_path(dataset))
-        assert set(tuned["methods"]) >= {"sgd", "momentum", "adagrad", "rmsprop", "adam", "shampoo", "kfac"}
+        assert set(tuned["methods"]) >= {"sgd", "momentum", "adagrad", "rmsprop", "adam", "shampoo", "kfac",
+                                         "locoprop-m", "locoprop-s", "locoprop-s-exact", "locoprop-m-precond"}
         for entry in tuned["methods"].values():
-            swept = {float(k): v for k, v in entry["sweep"].items()}
-            assert entry["lr"] == min(swept, key=swept.get)
+            best = min(entry["sweep"], key=entry["sweep"].get)  # "0.001" or "damping=100 lr=0.001"
+            assert entry["lr"] == float(best.rsplit("lr=", 1)[-1])
+            grid = dict(kv.split("=") for kv in best.split()[:-1])
+            assert {k: float(v) for k, v in grid.items()} == entry.get("tuned_hparams", {})
 
 
 def test_tuned_files_ship_in_the_wheel():

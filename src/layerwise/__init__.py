@@ -1,10 +1,11 @@
 """layerwise: training neural networks with layer-wise losses, in your own PyTorch loop."""
 
-from . import bench, data, models, optim
+from . import bench, data, locoprop, models, optim
+from .locoprop import LocoProp
 from .models import deep_autoencoder, sigmoid_cross_entropy
 from .optim import KFAC, warmup_linear_decay
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = ["KFAC", "__version__", "bench", "data", "deep_autoencoder", "models", "optim",
+__all__ = ["KFAC", "LocoProp", "__version__", "bench", "data", "deep_autoencoder", "locoprop", "models", "optim",
            "sigmoid_cross_entropy", "warmup_linear_decay"]

@@ -58,7 +58,30 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for key, ref in (("step_vs_adam", "step_time"), ("time_vs_adam", "train_time")):
             base = adam.get(ref, {}).get("mean")
             row[key] = row[ref]["mean"] / base if base else float("nan")
+    for name in names:
+        row = table[name]
+        found = [_time_to_adam(run, name) for run in runs if name in run["methods"] and "adam" in run["methods"]]
+        reach = [r for r in found if r is not None]
+        row["time_to_adam_loss"] = _stats(reach) if reach else _stats([])
+        base = adam.get("train_time", {}).get("mean")
+        row["reach_vs_adam"] = row["time_to_adam_loss"]["mean"] / base if reach and base else float("nan")
     return table
+
+
+def _time_to_adam(run: dict[str, Any], name: str) -> float | None:
+    """Training seconds until ``name`` first ends an epoch at or below Adam's final training loss."""
+    adam = run["methods"]["adam"]["records"]
+    if not adam:
+        return None
+    target = adam[-1]["train_loss"]
+    for rec in run["methods"][name]["records"]:
+        if rec["train_loss"] <= target:
+            return float(rec["train_time"])
+    return None
+
+
+def _ratio(v: float) -> str:
+    return "n/a" if v != v else f"{v:.2f}"
 
 
 def _fmt(s: dict[str, float], digits: int = 2) -> str:
@@ -104,6 +127,21 @@ def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, 
     atomic_write_bytes(path, buf.getvalue())
 
 
+def _sanity_lines(run: dict[str, Any]) -> list[str]:
+    """For an official-settings LocoProp-M run on MNIST: its curve next to the official notebook's."""
+    from ._locoprop import OFFICIAL_SANITY_CURVE
+
+    cfg, entry = run["config"], run["methods"].get("locoprop-m")
+    if not entry or cfg["dataset"] != "mnist" or cfg.get("subset") or cfg["activation"] != "tanh" \
+            or (cfg.get("schedule_epochs") or cfg["epochs"]) != 100 or entry.get("lr") != 1e-5:
+        return []
+    ours = {r["epoch"]: r["train_loss"] for r in entry["records"]}
+    rows = [f"| {e} | {ref:.1f} | {ours[e]:.1f} | {100 * (ours[e] - ref) / ref:+.1f}% |"
+            for e, ref in OFFICIAL_SANITY_CURVE.items() if e in ours]
+    return ["", "LocoProp-M with the official settings against the official notebook's training-loss curve:", "",
+            "| epoch | official | layerwise | difference |", "|---|---|---|---|", *rows]
+
+
 def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = True) -> Path:
     """Write ``report.md`` (and ``loss_vs_epoch.png``, ``loss_vs_time.png``) into ``out``."""
     out = Path(out)
@@ -120,17 +158,26 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
     lines += ["", "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
               "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
               "'median step' is the median over epochs of each epoch's median step time, so periodic "
-              "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median.", "",
+              "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median. "
+              "'to Adam's loss' is the training time at the end of the first epoch whose training loss is at or "
+              "below Adam's final one (epoch granularity, so an upper bound), and its ratio to Adam's total time; "
+              "'–' where it is never reached.", "",
               "| method | lr | epochs | final train loss | best train loss | final test loss | "
-              "train time (s) | time / Adam | median step (s) | step / Adam | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "train time (s) | time / Adam | median step (s) | step / Adam | to Adam's loss (s) | "
+              "÷ Adam's time | status |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, row in table.items():
         lr = ", ".join(f"{v:.3g}" for v in row["lr"])
         lines.append(f"| {name} | {lr} | {_fmt(row['epochs'], 0)} | {_fmt(row['final_train'])} | "
                      f"{_fmt(row['best_train'])} | {_fmt(row['final_test'])} | {_fmt(row['train_time'], 1)} | "
-                     f"{row['time_vs_adam']:.2f} | "
-                     f"{_fmt(row['step_time'], 4)} | {row['step_vs_adam']:.2f} | {', '.join(row['status'])} |")
-    lines += ["", "Methods:", ""] + [f"- `{n}`: {r['summary']}" for n, r in table.items()]
+                     f"{_ratio(row['time_vs_adam'])} | {_fmt(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
+                     f"{_fmt(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
+                     f"{', '.join(row['status'])} |")
+    lines += _sanity_lines(first)
+    lines += ["", "Methods (hyper-parameters as run):", ""]
+    for n, r in table.items():
+        hp = first["methods"].get(n, {}).get("hparams")
+        lines.append(f"- `{n}`: {r['summary']}" + (f"; `{hp}`" if hp else ""))
     if plots:
         _plot(runs, list(table), "epoch", out / "loss_vs_epoch.png", "epoch")
         _plot(runs, list(table), "train_time", out / "loss_vs_time.png", "training wall-clock (s)")

@@ -14,7 +14,7 @@ import torch
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
 from ._io import atomic_write_json, read_json
 from ._registry import get_method
-from ._tuned import load_tuned, resolve_lrs, tuned_path
+from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
 
 __all__ = ["RESULTS_FILE", "run_autoencoder_benchmark", "environment"]
 
@@ -53,6 +53,7 @@ def run_autoencoder_benchmark(method_names: list[str], cfg: AutoencoderConfig, d
                          "Add them to --methods or drop them from --lr.")
     tuned_src = tuned_file if tuned_file is not None else tuned_path(cfg.dataset)
     tuned = load_tuned(tuned_src)
+    methods = [apply_tuned_hparams(m, tuned) for m in methods]
     lrs = resolve_lrs(methods, lr_overrides, tuned)
     out = Path(out)
     results_path = out / RESULTS_FILE

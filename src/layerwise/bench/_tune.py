@@ -1,9 +1,10 @@
-"""Learning-rate sweep: pick each method's lr by final training loss on a short run."""
+"""Hyper-parameter sweep: pick each method's lr (and optional grid values) by final training loss on a short run."""
 
 from __future__ import annotations
 
+import itertools
 import math
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +18,15 @@ __all__ = ["tune_learning_rates"]
 
 def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: AutoencoderData,
                         out_file: str | Path, *, points: int = 5, max_extensions: int = 4,
-                        progress: bool = True, command: str = "") -> dict[str, Any]:
+                        progress: bool = True, command: str = "",
+                        grid: dict[str, list[Any]] | None = None) -> dict[str, Any]:
     """Sweep lr on a half-decade grid centred on each method's default; keep the lowest final loss.
 
     The grid is ``default · 10^(k/2)`` for ``k`` in ``-(points//2) .. points//2``; when the best lr
     is at an edge the grid is extended in that direction (at most ``max_extensions`` times). A
-    diverging lr scores ``inf``. The result, with every sweep point, is merged into ``out_file`` (other methods' entries
+    diverging lr scores ``inf``. ``grid`` (e.g. ``{"damping": [10, 100]}``) adds other
+    hyper-parameters: the lr sweep runs for every combination and the best pair wins; the winning
+    values are stored as ``tuned_hparams`` and used by the benchmark. The result, with every sweep point, is merged into ``out_file`` (other methods' entries
     are kept, so methods can be swept in separate processes).
     """
     if points < 3:
@@ -30,12 +34,26 @@ def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: A
     methods = [get_method(n) for n in method_names]
     out_file = Path(out_file)
     result: dict[str, Any] = {"methods": {}}
+    grid = dict(grid or {})
     for m in methods:
-        sweep = _sweep(m, cfg, data, points, max_extensions, progress)
-        best_lr = min(sweep, key=lambda lr: sweep[lr])
-        result["methods"][m.name] = {"lr": best_lr, "hparams": m.hparams, "config": asdict(cfg),
-                                     "command": command,
-                                     "sweep": {f"{lr:.3g}": loss for lr, loss in sorted(sweep.items())}}
+        unknown = sorted(set(grid) - set(m.hparams))
+        if unknown:
+            raise ValueError(f"--grid names {unknown}, which method {m.name!r} does not take; its hyper-parameters "
+                             f"are {sorted(m.hparams)}.")
+        best: tuple[float, float, dict[str, Any]] = (math.inf, m.default_lr, {})
+        table: dict[str, float] = {}
+        for values in itertools.product(*grid.values()):
+            combo = {k: type(m.hparams[k])(v) for k, v in zip(grid, values, strict=True)}
+            sweep = _sweep(replace(m, hparams={**m.hparams, **combo}), cfg, data, points, max_extensions, progress)
+            prefix = "".join(f"{k}={v:g} " for k, v in combo.items())
+            table.update({f"{prefix}lr={lr:.3g}" if combo else f"{lr:.3g}": loss for lr, loss in sorted(sweep.items())})
+            lr = min(sweep, key=lambda lr: sweep[lr])
+            if sweep[lr] < best[0]:
+                best = (sweep[lr], lr, combo)
+        result["methods"][m.name] = {"lr": best[1], "hparams": {**m.hparams, **best[2]}, "config": asdict(cfg),
+                                     "command": command, "sweep": table}
+        if grid:
+            result["methods"][m.name]["tuned_hparams"] = best[2]
         merged = read_json(out_file) if out_file.is_file() else {}  # re-read: others may have written
         merged.update(benchmark="autoencoder", criterion="final full training-set loss of a short run")
         merged.setdefault("methods", {})[m.name] = result["methods"][m.name]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ._io import read_json
 from ._method import Method
 
-__all__ = ["tuned_path", "load_tuned", "resolve_lrs"]
+__all__ = ["tuned_path", "load_tuned", "resolve_lrs", "apply_tuned_hparams"]
 
 
 def tuned_path(dataset: str, benchmark: str = "autoencoder") -> Path:
@@ -39,3 +40,9 @@ def resolve_lrs(methods: list[Method], overrides: dict[str, float], tuned: dict[
         else:
             out[m.name] = (m.default_lr, "default (untuned)")
     return out
+
+
+def apply_tuned_hparams(method: Method, tuned: dict[str, Any]) -> Method:
+    """``method`` with the hyper-parameters a ``--grid`` sweep chose (``tuned_hparams``), if any."""
+    chosen = tuned.get("methods", {}).get(method.name, {}).get("tuned_hparams")
+    return replace(method, hparams={**method.hparams, **chosen}) if chosen else method

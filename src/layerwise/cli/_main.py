@@ -16,6 +16,7 @@ from ..data import DATASETS, DataError
 __all__ = ["build_parser", "main"]
 
 BASELINES = "sgd,momentum,adagrad,rmsprop,adam,shampoo,kfac"
+LOCOPROP = "locoprop-m,locoprop-s,locoprop-s-exact,locoprop-m-precond"
 
 
 def _positive_int(text: str) -> int:
@@ -43,6 +44,17 @@ def _lr_pairs(text: str) -> dict[str, float]:
     return out
 
 
+def _grid_pair(text: str) -> tuple[str, list[float]]:
+    name, sep, values = text.partition("=")
+    try:
+        parsed = [float(v) for v in values.split(",") if v]
+    except ValueError:
+        parsed = []
+    if not sep or not name or not parsed:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... (e.g. damping=10,100), found {text!r}")
+    return name, parsed
+
+
 def _methods(text: str) -> list[str]:
     names = [n.strip() for n in text.split(",") if n.strip()]
     if not names:
@@ -54,11 +66,15 @@ def _methods(text: str) -> list[str]:
 
 
 def _add_run_args(p: argparse.ArgumentParser, default_epochs: int) -> None:
-    p.add_argument("--methods", type=_methods, default=_methods(BASELINES),
-                   help=f"comma-separated method names (default: {BASELINES}); registered: {', '.join(bench.METHODS)}")
+    p.add_argument("--methods", type=_methods, default=_methods(f"{BASELINES},{LOCOPROP}"),
+                   help=f"comma-separated method names (default: the baselines {BASELINES} and LocoProp's "
+                        f"{LOCOPROP}); registered: {', '.join(bench.METHODS)}")
     p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="digits: offline, ships with scikit-learn (default); mnist: the official benchmark")
     p.add_argument("--epochs", type=_positive_int, default=default_epochs, help=f"epochs (default {default_epochs})")
+    p.add_argument("--schedule-epochs", type=_positive_int, default=None,
+                   help="length of the warm-up/decay schedule (default: --epochs); e.g. 100 to stop the official "
+                        "schedule early")
     p.add_argument("--subset", type=_positive_int, default=None, help="use the first N training examples")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: mnist 1000, digits 100")
     p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
@@ -90,8 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     tu = b.add_parser("tune", help="learning-rate sweep on a short run; writes a tuned-values file")
     _add_run_args(tu, 4)
     tu.add_argument("--points", type=_positive_int, default=5, help="grid points per method (half-decade steps)")
+    tu.add_argument("--grid", type=_grid_pair, action="append", default=[], metavar="NAME=V1,V2,...",
+                    help="also sweep this hyper-parameter (repeatable), e.g. --grid damping=10,100,1000")
     tu.add_argument("--out-file", type=Path, default=None,
                     help="where to write the tuned values (default: the file shipped for --dataset)")
+    st = b.add_parser("steptime", help="LocoProp step time against Adam and the PyPI locoprop port (equal T)")
+    st.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
+    st.add_argument("--batch-size", type=_positive_int, default=1000)
+    st.add_argument("--steps", type=lambda t: tuple(_positive_int(v) for v in t.split(",")), default=(1, 5, 10),
+                    help="inner steps T to compare, comma-separated (default 1,5,10)")
+    st.add_argument("--repeats", type=_positive_int, default=10, help="timed steps per entry (default 10)")
+    st.add_argument("--device", default="cpu")
+    st.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    st.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
     rp = sub.add_parser("report", help="rebuild report and plots from saved results (several runs: mean and spread)")
     rp.add_argument("dirs", nargs="+", type=Path, help="run directories holding results.json")
     rp.add_argument("--out", type=Path, default=None, help="where to write (default: the first directory)")
@@ -109,7 +136,7 @@ def _prepare(args: argparse.Namespace, evaluate_test: bool = True) -> tuple[benc
         raise ValueError(f"--device {args.device!r} asked for CUDA, but torch sees no CUDA device. Use --device cpu.")
     cfg = bench.AutoencoderConfig(dataset=args.dataset, epochs=args.epochs, subset=args.subset,
                                   batch_size=args.batch_size, seed=args.seed, activation=args.activation,
-                                  evaluate_test=evaluate_test)
+                                  evaluate_test=evaluate_test, schedule_epochs=args.schedule_epochs)
     data = bench.load_autoencoder_data(cfg, args.data_dir, download=args.download, device=device)
     return cfg, data
 
@@ -120,11 +147,21 @@ def _run(args: argparse.Namespace, command: str) -> int:
         path = bench.write_report(runs, args.out or args.dirs[0])
         print(f"wrote {path}")
         return 0
+    if args.benchmark == "steptime":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        res = bench.run_steptime_benchmark(args.out, batch_size=args.batch_size, steps=args.steps,
+                                           repeats=args.repeats, device=args.device, pypi=not args.no_pypi,
+                                           command=command)
+        for name, v in res["median_step_s"].items():
+            print(f"{name:>34}: {v:.4f} s  ({res['vs_adam'][name]:.2f}x Adam)")
+        print(f"wrote {args.out / 'report.md'}")
+        return 0
     if args.benchmark == "tune":
         cfg, data = _prepare(args, evaluate_test=False)
         out_file = args.out_file or bench.tuned_path(cfg.dataset)
         result = bench.tune_learning_rates(args.methods, cfg, data, out_file, points=args.points,
-                                           progress=not args.no_progress, command=command)
+                                           progress=not args.no_progress, command=command, grid=dict(args.grid))
         for name, entry in result["methods"].items():
             print(f"{name:>10}: lr={entry['lr']:.3g}  sweep={entry['sweep']}")
         print(f"wrote {out_file}")

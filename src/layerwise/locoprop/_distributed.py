@@ -1,0 +1,51 @@
+"""The collective operations LocoProp needs under data parallelism (any ``torch.distributed`` backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["resolve_group", "all_reduce_sum", "broadcast_module"]
+
+
+def resolve_group(process_group: object) -> dist.ProcessGroup | None:
+    """``None`` (single process), or the group to synchronise over.
+
+    ``process_group="auto"`` uses the default group when ``torch.distributed`` is initialised with
+    more than one process; ``None`` turns synchronisation off; a ``ProcessGroup`` is used as given.
+    """
+    if process_group is None:
+        return None
+    if isinstance(process_group, str):
+        if process_group != "auto":
+            raise ValueError(f"Invalid process_group={process_group!r}. Expected 'auto', None or a ProcessGroup.")
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return None
+        return dist.group.WORLD
+    return process_group  # type: ignore[return-value]
+
+
+def all_reduce_sum(tensors: Sequence[torch.Tensor], group: dist.ProcessGroup | None) -> None:
+    """Sum ``tensors`` over ``group`` in place, in one collective call (flattened into one buffer)."""
+    if group is None or not tensors:
+        return
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    offset = 0
+    for t in tensors:
+        n = t.numel()
+        t.copy_(flat[offset:offset + n].view_as(t))
+        offset += n
+
+
+def broadcast_module(module: nn.Module, group: dist.ProcessGroup | None) -> None:
+    """Copy rank 0's parameters and buffers to every process of ``group`` (as DDP does at start-up)."""
+    if group is None:
+        return
+    src = dist.get_global_rank(group, 0) if group is not dist.group.WORLD else 0
+    with torch.no_grad():
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, src=src, group=group)

@@ -1,0 +1,248 @@
+"""LocoProp as a ``torch.optim.Optimizer`` (Amid, Anil, Warmuth, AISTATS 2022, arXiv 2106.06199)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from ._discover import LayerSpec, find_layers, leftover_parameters
+from ._distributed import all_reduce_sum, broadcast_module, resolve_group
+from ._inner import inner_defaults
+from ._solvers import Problem, solve_iterative, solve_preconditioned
+
+__all__ = ["LocoProp"]
+
+_SOLVERS = ("iterative", "exact", "precond")
+
+
+def _check(name: str, value: Any, ok: bool, expected: str) -> None:
+    if not ok:
+        raise ValueError(f"Invalid {name}={value!r}. Expected {expected}.")
+
+
+class LocoProp(torch.optim.Optimizer):
+    r"""LocoProp: every layer solves its own local problem, matched to its activation.
+
+    One forward pass records each layer's input ``ŷ`` and pre-activation ``â``; one backward pass
+    gives ``g = ∂L/∂â`` (activation gradients only: no weight gradient is computed). Each layer then
+    moves towards its local target, independently of the others:
+
+    - ``variant="s"``: squared loss on pre-activations, target ``â − γg``;
+    - ``variant="m"``: the matching loss of the layer's activation ``f``, target ``f(â) − γg``,
+      local gradient ``f(W ŷ) − target``.
+
+    With one inner SGD step of size ``η`` both equal a backprop SGD step of size ``ηγ``. See
+    ``layerwise.locoprop._solvers`` for the three solvers (``iterative``, ``exact``, ``precond``).
+    The defaults are the official notebook's (M, γ=10, T=10, TF1 RMSProp lr 1e-5, momentum 0.999,
+    decay 0.9, eps 1e-5, inner lr ``lr·max(1 − k/T, 0.25)``, state kept across batches); see
+    :meth:`official`.
+
+    Args:
+        model: the network. ``nn.Sequential`` needs no declaration (each ``nn.Linear``/``nn.Conv2d``
+            takes the activation module that follows it, else identity); other models are traced with
+            ``torch.fx`` unless ``layers`` declares the ``(module, activation)`` pairs.
+        lr: inner learning rate (``iterative``, default 1e-5 as the official code) or step multiplier
+            (``exact``/``precond``, default 1); per layer in ``param_groups``, so LR schedulers drive it.
+        variant: ``"m"`` or ``"s"``.
+        gamma: γ, the step towards the local target ("activation learning rate").
+        steps: T, inner steps per batch (ignored by ``exact``).
+        solver: ``"iterative"``, ``"exact"`` (S only) or ``"precond"``.
+        damping: λ of the proximal term ``(λ/2)‖W − W_m‖²`` (needed > 0 by ``exact``/``precond``).
+        inner: ``"tf-rmsprop"``, ``"sgd"``, ``"rmsprop"`` (torch semantics) or ``"adam"``.
+        inner_options: options of ``inner`` (e.g. ``{"momentum": 0.9}``); others keep their defaults.
+        inner_decay: decay the inner lr over the T steps as the official code does.
+        inner_lr_floor: the floor of that decay (official 0.25).
+        reset_inner_state: clear the inner rule's slots at every batch (official: kept).
+        refresh_every: ``exact``/``precond`` reuse the inverse covariance for this many steps.
+        layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
+            :class:`~layerwise.locoprop.Activation`.
+        other_optimizer: builds a first-order optimizer for the trainable parameters LocoProp cannot
+            handle (norms, embeddings), e.g. ``lambda ps: torch.optim.Adam(ps, 1e-3)``. Without it
+            such parameters are an error: no parameter is silently left untrained.
+        process_group: ``"auto"`` (default) sums the local problems over all processes when
+            ``torch.distributed`` is initialised, so the update equals the single-process update on
+            the concatenated batch (pass the plain model, not a ``DistributedDataParallel``
+            wrapper); ``None`` never synchronises.
+
+    ``step(closure)``: the closure runs the forward pass and returns the loss, a batch mean, WITHOUT
+    calling ``backward()``: ``opt.step(lambda: loss_fn(model(x), y))``.
+    """
+
+    def __init__(self, model: nn.Module, lr: float | None = None, *, variant: str = "m", gamma: float = 10.0,
+                 steps: int = 10, solver: str = "iterative", damping: float = 0.0, inner: str = "tf-rmsprop",
+                 inner_options: dict[str, Any] | None = None, inner_decay: bool = True, inner_lr_floor: float = 0.25,
+                 reset_inner_state: bool = False, refresh_every: int = 1, layers: Sequence[LayerSpec] | None = None,
+                 other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+                 process_group: object = "auto") -> None:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            raise TypeError("LocoProp got a DistributedDataParallel model. Pass the plain module (model.module): "
+                            "LocoProp sums its local problems across processes itself.")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"LocoProp needs the model (an nn.Module) to find its layers, found {type(model).__name__}. "
+                            "Use LocoProp(model, ...), not LocoProp(model.parameters(), ...).")
+        if lr is None:
+            lr = 1e-5 if solver == "iterative" else 1.0
+        _check("lr", lr, isinstance(lr, (int, float)) and lr >= 0, "a number >= 0")
+        _check("variant", variant, variant in ("s", "m"), "'s' or 'm'")
+        _check("gamma", gamma, isinstance(gamma, (int, float)) and gamma > 0, "a number > 0")
+        _check("steps", steps, isinstance(steps, int) and steps >= 1, "an integer >= 1")
+        _check("solver", solver, solver in _SOLVERS, f"one of {_SOLVERS}")
+        _check("damping", damping, isinstance(damping, (int, float)) and damping >= 0, "a number >= 0")
+        _check("inner_lr_floor", inner_lr_floor, 0 <= inner_lr_floor <= 1, "a number in [0, 1]")
+        _check("refresh_every", refresh_every, isinstance(refresh_every, int) and refresh_every >= 1,
+               "an integer >= 1")
+        if solver == "exact" and variant != "s":
+            raise ValueError("solver='exact' solves LocoProp-S only (its local problem is quadratic). "
+                             "Use variant='s', or solver='precond' for LocoProp-M.")
+        if solver != "iterative" and damping <= 0:
+            raise ValueError(f"solver={solver!r} needs damping > 0 (λ of (λI + Σ ŷŷᵀ)⁻¹), found damping={damping}. "
+                             "Try damping=1.0.")
+        self.inner_options = inner_defaults(inner, inner_options)
+        self.inner, self.variant, self.solver = inner, variant, solver
+        self.inner_decay, self.inner_lr_floor = inner_decay, inner_lr_floor
+        self.reset_inner_state, self.refresh_every = reset_inner_state, refresh_every
+        self._layers = find_layers(model, layers)
+        leftovers = leftover_parameters(model, self._layers)
+        if leftovers and other_optimizer is None:
+            names = ", ".join(n for n, _ in leftovers[:5]) + (" ..." if len(leftovers) > 5 else "")
+            raise ValueError(f"LocoProp cannot train these parameters: {names} (LocoProp handles nn.Linear and "
+                             "nn.Conv2d layers). Pass other_optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-3) to "
+                             "train them with a first-order optimizer, or freeze them with requires_grad_(False).")
+        groups = [{"params": list(layer.module.parameters(recurse=False)), "layer": layer.name,
+                   "activation": layer.activation.name} for layer in self._layers]
+        super().__init__(groups, {"lr": lr, "gamma": gamma, "steps": steps, "damping": damping})
+        self._others = [p for _, p in leftovers]
+        self.other_optimizer = other_optimizer(self._others) if other_optimizer is not None and leftovers else None
+        self._group = resolve_group(process_group)
+        broadcast_module(model, self._group)
+
+    @classmethod
+    def official(cls, model: nn.Module, **kwargs: Any) -> LocoProp:
+        """The official notebook's LocoProp-M (google-research ``locoprop/``): every default, spelled out."""
+        settings: dict[str, Any] = {"lr": 1e-5, "variant": "m", "gamma": 10.0, "steps": 10, "solver": "iterative",
+                                    "damping": 0.0, "inner": "tf-rmsprop", "inner_decay": True,
+                                    "inner_lr_floor": 0.25, "reset_inner_state": False,
+                                    "inner_options": {"momentum": 0.999, "decay": 0.9, "eps": 1e-5}}
+        settings.update(kwargs)
+        return cls(model, **settings)
+
+    @property
+    def layers(self) -> list[tuple[str, str]]:
+        """``(layer name, activation name)`` of every layer LocoProp trains, in order."""
+        return [(layer.name, layer.activation.name) for layer in self._layers]
+
+    def _forward(self, closure: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        captured: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+
+        def hook(i: int) -> Callable[..., None]:
+            def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
+                captured.setdefault(i, []).append((inputs[0].detach(), output))
+            return record
+
+        handles = [layer.module.register_forward_hook(hook(i)) for i, layer in enumerate(self._layers)]
+        try:
+            with torch.enable_grad():
+                loss = closure()
+        finally:
+            for h in handles:
+                h.remove()
+        if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+            raise ValueError(f"LocoProp's closure must return the scalar loss tensor, found {type(loss).__name__}"
+                             f"{'' if not isinstance(loss, torch.Tensor) else f' of shape {tuple(loss.shape)}'}.")
+        if loss.grad_fn is None:
+            raise ValueError("LocoProp's closure returned a loss with no autograd graph. Run the forward pass with "
+                             "gradients enabled and return the loss without calling backward().")
+        records = []
+        for i, layer in enumerate(self._layers):
+            got = captured.get(i, [])
+            if len(got) != 1:
+                raise RuntimeError(f"LocoProp layer {layer.name!r} ran {len(got)} times in the closure's forward pass; "
+                                   "it must run exactly once (a layer reused across time steps or branches has no single "
+                                   "local problem). Give it to other_optimizer or restructure the model.")
+            records.append(got[0])
+        return loss, records
+
+    def _backward(self, loss: torch.Tensor, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        try:
+            return torch.autograd.grad(loss, [*outputs, *self._others], allow_unused=True)
+        except RuntimeError as exc:
+            if "second time" in str(exc) or "does not require grad" in str(exc):
+                raise RuntimeError("LocoProp could not differentiate the closure's loss: the closure must not call "
+                                   "loss.backward() (LocoProp backpropagates to activations only). "
+                                   f"Return the loss instead. ({exc})") from exc
+            raise
+
+    def _batch_scale(self, batch: int, device: torch.device) -> float:
+        """``B_local / B_total``: this process's share of the global batch-mean loss."""
+        if self._group is None:
+            return 1.0
+        total = torch.tensor([float(batch)], device=device)
+        dist.all_reduce(total, group=self._group)
+        return batch / float(total)
+
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
+        """One LocoProp update on the batch the closure evaluates; returns the closure's loss."""
+        if closure is None:
+            raise ValueError("LocoProp.step needs a closure that runs the forward pass and returns the loss without "
+                             "calling backward(), e.g. opt.step(lambda: loss_fn(model(x), y)).")
+        loss, records = self._forward(closure)
+        grads = self._backward(loss, [out for _, out in records])
+        n = len(records)
+        scale = self._batch_scale(records[0][0].shape[0], loss.device)
+        with torch.no_grad():
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"LocoProp: the loss is {float(loss)}; no parameter was changed. "
+                                         "Lower lr or gamma.")
+            self._step_others(grads[n:], scale)
+            problems = [self._problem(i, x, out, g, scale) for i, ((x, out), g) in enumerate(zip(records, grads[:n]))]
+            if self.solver == "iterative":
+                solve_iterative(problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor,
+                                self._group)
+            else:
+                solve_preconditioned(problems, 1 if self.solver == "exact" else None, self.refresh_every, self._group)
+        return loss.detach()
+
+    def _problem(self, i: int, x: torch.Tensor, out: torch.Tensor, g: torch.Tensor | None, scale: float) -> Problem:
+        layer, group = self._layers[i], self.param_groups[i]
+        if g is None:
+            raise RuntimeError(f"The loss does not depend on LocoProp layer {layer.name!r}'s output. "
+                               "Remove it from layers=[...] or freeze it.")
+        if self.reset_inner_state:
+            for p in group["params"]:
+                self.state[p] = {}
+        a = out.detach()
+        step = g.mul(group["gamma"] * scale)
+        matching = self.variant == "m"
+        target = (layer.activation.fn(a) if matching else a) - step
+        return Problem(layer, group, self.state, x, target, step, matching)
+
+    def _step_others(self, grads: Sequence[torch.Tensor | None], scale: float) -> None:
+        if self.other_optimizer is None:
+            return
+        for p, g in zip(self._others, grads, strict=True):
+            p.grad = torch.zeros_like(p) if g is None else g.mul(scale)
+        all_reduce_sum([p.grad for p in self._others if p.grad is not None], self._group)
+        self.other_optimizer.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state, with the inner rule's slots and the other optimizer's state."""
+        sd = super().state_dict()
+        if self.other_optimizer is not None:
+            sd["other_optimizer"] = self.other_optimizer.state_dict()
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` (a resumed run continues bit-identically)."""
+        sd = dict(state_dict)
+        other = sd.pop("other_optimizer", None)
+        if (other is None) != (self.other_optimizer is None):
+            raise ValueError("This LocoProp state_dict was saved with" + ("out" if other is None else "") +
+                             " an other_optimizer, but this optimizer has" + (" one" if other is None else " none") +
+                             ". Build the optimizer as it was when it was saved.")
+        super().load_state_dict(sd)
+        if self.other_optimizer is not None:
+            self.other_optimizer.load_state_dict(other)  # type: ignore[arg-type]

@@ -1,0 +1,121 @@
+"""Solvers of LocoProp's per-layer local problems, all layers at once.
+
+Local problem of layer m (Amid et al. 2022, eq. 3), inputs ``ŷ`` and targets fixed from one forward
+and one activation-gradient backward pass:
+
+    min_W  Σ_batch ℓ(W ŷ; target) + (λ/2)‖W − W_m‖²,     ∇ = Σ δ ŷᵀ + λ(W − W_m),
+    δ = z − (â − γg)  (S: squared loss on pre-activations),   δ = f(z) − (f(â) − γg)  (M).
+
+At ``W = W_m`` the residual is ``δ = γg`` for both variants, so the first gradient is ``γ ∇_W L``.
+
+- ``iterative``: T steps of an inner update rule (official: TF1 RMSProp with the learning rate
+  decayed as ``lr · max(1 − k/T, floor)``); the proximal term is implicit unless ``damping > 0``.
+- ``exact`` (S): the closed form ``ΔW = −γ ∇_W L (λI + Σ ŷŷᵀ)⁻¹`` (with a ones column for the bias),
+  the FOOF / exact ProxProp update, scaled by ``lr``.
+- ``precond`` (S or M): T majorise-minimise steps ``W ← W − lr·∇ (λI + c Σ ŷŷᵀ)⁻¹`` with ``c ≥ f'``
+  the activation's curvature bound: the local Hessian ``Σ f'(z) ŷŷᵀ + λI`` is below the
+  preconditioner, so ``lr ≤ 1`` steps never increase the local loss; for S one step is exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ._distributed import all_reduce_sum
+from ._inner import INNER_RULES
+from ._layers import LocalLayer
+
+__all__ = ["Problem", "solve_iterative", "solve_preconditioned"]
+
+
+@dataclass
+class Problem:
+    """One layer's local problem for the current batch."""
+
+    layer: LocalLayer
+    group: dict[str, Any]
+    state: dict[Any, Any]    # the optimizer's per-parameter state
+    x: torch.Tensor          # layer input ŷ (fixed)
+    target: torch.Tensor     # â − γg (S) or f(â) − γg (M)
+    delta0: torch.Tensor     # γg, the residual at the current weights
+    matching: bool           # True: M (apply f); False: S
+
+    def residual(self, k: int) -> torch.Tensor:
+        if k == 0:
+            return self.delta0
+        z = self.layer.pre_activation(self.x)
+        return (self.layer.activation.fn(z) if self.matching else z) - self.target
+
+
+def _params(p: Problem) -> list[torch.Tensor]:
+    return [p.layer.weight] + ([p.layer.bias] if p.layer.bias is not None else [])
+
+
+def solve_iterative(problems: Sequence[Problem], rule: str, options: dict[str, Any], decay: bool, floor: float,
+                    group: dist.ProcessGroup | None) -> None:
+    """T inner steps of ``rule`` on every layer; gradients of all layers summed across processes in one call."""
+    update = INNER_RULES[rule]
+    anchors: list[list[torch.Tensor] | None] = [
+        [t.detach().clone() for t in _params(p)] if p.group["damping"] > 0 else None for p in problems]
+    for k in range(max(p.group["steps"] for p in problems)):
+        active = [(i, p) for i, p in enumerate(problems) if k < p.group["steps"]]
+        grads = []
+        for _, p in active:
+            gw, gb = p.layer.grads(p.x, p.residual(k))
+            grads.append([gw] + ([gb] if gb is not None else []))
+        all_reduce_sum([g for gs in grads for g in gs], group)
+        for (i, p), gs in zip(active, grads, strict=True):
+            steps, lam = p.group["steps"], p.group["damping"]
+            lr = p.group["lr"] * (max(1.0 - k / steps, floor) if decay else 1.0)
+            anchor = anchors[i]
+            for j, (t, g) in enumerate(zip(_params(p), gs, strict=True)):
+                if anchor is not None:
+                    g.add_(t.detach() - anchor[j], alpha=lam)
+                update(t.detach(), g, p.state.setdefault(t, {}), lr, options)
+
+
+def _inverse(p: Problem, x: torch.Tensor | None, refresh_every: int) -> torch.Tensor | None:
+    """The cached ``(λI + c XᵀX)⁻¹`` if still fresh, else ``None``."""
+    cache = p.state.setdefault(p.layer.weight, {})
+    inv = cache.get("precond_inverse")
+    if inv is not None and cache.get("precond_age", 0) < refresh_every and inv.shape[0] == x.shape[1]:  # type: ignore[union-attr]
+        cache["precond_age"] = cache.get("precond_age", 0) + 1
+        return inv  # type: ignore[no-any-return]
+    return None
+
+
+def solve_preconditioned(problems: Sequence[Problem], steps: int | None, refresh_every: int,
+                         group: dist.ProcessGroup | None) -> None:
+    """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves."""
+    feats = [p.layer.features(p.x) for p in problems]
+    inverses: list[torch.Tensor | None] = [_inverse(p, f, refresh_every) for p, f in zip(problems, feats, strict=True)]
+    fresh = [i for i, inv in enumerate(inverses) if inv is None]
+    grams = [feats[i].t() @ feats[i] for i in fresh]
+    all_reduce_sum(grams, group)
+    for i, gram in zip(fresh, grams, strict=True):
+        p = problems[i]
+        c = p.layer.activation.curvature if p.matching else 1.0
+        gram.mul_(c).diagonal().add_(p.group["damping"])
+        chol, info = torch.linalg.cholesky_ex(gram)
+        if int(info) != 0:
+            raise FloatingPointError(f"LocoProp layer {p.layer.name!r}: the damped input covariance is not positive "
+                                     f"definite (damping={p.group['damping']}). Raise damping.")
+        inverses[i] = torch.cholesky_inverse(chol)
+        cache = p.state[p.layer.weight]
+        cache["precond_inverse"], cache["precond_age"] = inverses[i], 1
+    anchors = [p.layer.matrix() for p in problems]
+    for k in range(max(steps or p.group["steps"] for p in problems)):
+        active = [i for i, p in enumerate(problems) if k < (steps or p.group["steps"])]
+        grads = [problems[i].layer.delta_rows(problems[i].residual(k)).t() @ feats[i] for i in active]
+        all_reduce_sum(grads, group)
+        for i, g in zip(active, grads, strict=True):
+            p = problems[i]
+            mat = p.layer.matrix()
+            if k > 0:
+                g.add_(mat - anchors[i], alpha=p.group["damping"])
+            p.layer.set_matrix(mat.sub_(g @ inverses[i], alpha=p.group["lr"]))  # type: ignore[operator]

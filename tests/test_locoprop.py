@@ -1,0 +1,308 @@
+"""LocoProp against slow references: backprop, the closed form, autograd on the local problem."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from layerwise import LocoProp
+from layerwise.locoprop import get_activation
+
+
+def _mlp(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 3), nn.ReLU(),
+                         nn.Linear(3, 6)).double()
+
+
+def _conv(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 2, 3, stride=2), nn.Flatten(),
+                         nn.Linear(8, 4)).double()
+
+
+def _data(model: nn.Module, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(model[0], nn.Conv2d):
+        return torch.randn(7, 2, 5, 5, generator=g, dtype=torch.float64), torch.randn(7, 4, generator=g,
+                                                                                     dtype=torch.float64)
+    return torch.randn(9, 6, generator=g, dtype=torch.float64), torch.randn(9, 6, generator=g, dtype=torch.float64)
+
+
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return F.mse_loss(model(x), y)
+
+
+@pytest.mark.parametrize("variant", ["s", "m"])
+@pytest.mark.parametrize("make", [_mlp, _conv])
+def test_one_inner_sgd_step_is_a_backprop_sgd_step(variant: str, make) -> None:  # type: ignore[no-untyped-def]
+    model = make()
+    ref = copy.deepcopy(model)
+    x, y = _data(model)
+    eta, gamma = 0.03, 7.0
+    opt = LocoProp(model, lr=eta, variant=variant, gamma=gamma, steps=1, inner="sgd")
+    loss = opt.step(lambda: _loss(model, x, y))
+    sgd = torch.optim.SGD(ref.parameters(), lr=eta * gamma)
+    ref_loss = _loss(ref, x, y)
+    ref_loss.backward()
+    sgd.step()
+    assert torch.equal(loss, ref_loss.detach())
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+    assert all(p.grad is None for p in model.parameters()), "the global backward computed weight gradients"
+
+
+def _local_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(layer input, pre-activation, dL/d pre-activation) of every Linear/Conv layer, by autograd."""
+    rec: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o: rec.append((i[0].detach(), o)))
+             for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
+    loss = _loss(model, x, y)
+    for h in hooks:
+        h.remove()
+    gs = torch.autograd.grad(loss, [o for _, o in rec])
+    return [(i, o.detach(), g) for (i, o), g in zip(rec, gs, strict=True)]
+
+
+def test_exact_s_equals_the_closed_form() -> None:
+    model = _mlp()
+    ref = copy.deepcopy(model)
+    x, y = _data(model)
+    gamma, lam = 3.0, 0.5
+    recs = _local_grads(ref, x, y)
+    LocoProp(model, lr=1.0, variant="s", gamma=gamma, solver="exact", damping=lam).step(lambda: _loss(model, x, y))
+    layers = [m for m in ref if isinstance(m, nn.Linear)]
+    for layer, new, (inp, _, g) in zip(layers, [m for m in model if isinstance(m, nn.Linear)], recs, strict=True):
+        xa = torch.cat([inp, torch.ones(len(inp), 1, dtype=inp.dtype)], 1)
+        grad = g.t() @ xa  # ∇_[W b] L
+        delta = -gamma * grad @ torch.linalg.inv(lam * torch.eye(xa.shape[1], dtype=xa.dtype) + xa.t() @ xa)
+        torch.testing.assert_close(new.weight, layer.weight + delta[:, :-1])
+        torch.testing.assert_close(new.bias, layer.bias + delta[:, -1])
+
+
+def _local_objective(layer: nn.Module, w0: list[torch.Tensor], inp: torch.Tensor, target: torch.Tensor,
+                     act: str, lam: float) -> torch.Tensor:
+    """Σ F(z) − Σ z·y + (λ/2)‖θ − θ0‖² (the matching loss up to a constant), by autograd."""
+    z = layer(inp)
+    a = get_activation(act)
+    assert a.integral is not None
+    prox = sum(((p - q) ** 2).sum() for p, q in zip(layer.parameters(), w0, strict=True))
+    return a.integral(z).sum() - (z * target).sum() + 0.5 * lam * prox
+
+
+@pytest.mark.parametrize("make", [_mlp, _conv])
+def test_exact_s_is_the_minimiser_of_the_local_problem(make) -> None:  # type: ignore[no-untyped-def]
+    model = make()
+    ref = copy.deepcopy(model)
+    x, y = _data(model)
+    gamma, lam = 2.0, 0.3
+    recs = _local_grads(ref, x, y)
+    LocoProp(model, lr=1.0, variant="s", gamma=gamma, solver="exact", damping=lam).step(lambda: _loss(model, x, y))
+    new_layers = [m for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
+    old_layers = [m for m in ref if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for new, old, (inp, pre, g) in zip(new_layers, old_layers, recs, strict=True):
+        obj = _local_objective(new, [p.detach() for p in old.parameters()], inp, pre - gamma * g, "identity", lam)
+        grads = torch.autograd.grad(obj, list(new.parameters()))
+        for gr in grads:
+            assert gr.abs().max() < 1e-9
+
+
+@pytest.mark.parametrize("act_model", ["tanh", "sigmoid"])
+def test_precond_m_decreases_the_local_loss_monotonically_and_reaches_its_minimiser(act_model: str) -> None:
+    torch.manual_seed(0)
+    act = nn.Tanh() if act_model == "tanh" else nn.Sigmoid()
+    model = nn.Sequential(nn.Linear(5, 4), act, nn.Linear(4, 3)).double()
+    x, y = torch.randn(20, 5, dtype=torch.float64), torch.randn(20, 3, dtype=torch.float64)
+    gamma, lam = 5.0, 0.1
+    inp, pre, g = _local_grads(copy.deepcopy(model), x, y)[0]
+    layer0 = copy.deepcopy(model[0])
+    w0 = [p.detach().clone() for p in layer0.parameters()]
+    target = get_activation(act_model).fn(pre) - gamma * g
+    values = []
+    for steps in [1, 2, 4, 8, 200]:
+        m = copy.deepcopy(model)
+        LocoProp(m, lr=1.0, gamma=gamma, solver="precond", damping=lam, steps=steps).step(lambda m=m: _loss(m, x, y))
+        values.append(float(_local_objective(m[0], w0, inp, target, act_model, lam).detach()))
+    start = float(_local_objective(layer0, w0, inp, target, act_model, lam).detach())
+    assert all(b <= a + 1e-12 for a, b in zip([start, *values], values, strict=False)), values
+    grads = torch.autograd.grad(_local_objective(m[0], w0, inp, target, act_model, lam), list(m[0].parameters()))
+    assert max(float(gr.abs().max()) for gr in grads) < 1e-8
+
+
+def test_iterative_and_precond_m_solve_the_same_local_problem() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()
+    x, y = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    LocoProp(a, lr=0.02, gamma=4.0, damping=0.5, steps=3000, inner="sgd", inner_decay=False).step(lambda: _loss(a, x, y))
+    LocoProp(b, lr=1.0, gamma=4.0, damping=0.5, steps=300, solver="precond").step(lambda: _loss(b, x, y))
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-7, atol=1e-9)
+
+
+def test_precond_s_one_step_equals_exact() -> None:
+    a, b = _mlp(), _mlp()
+    x, y = _data(a)
+    LocoProp(a, lr=0.7, variant="s", gamma=2.0, solver="exact", damping=0.2).step(lambda: _loss(a, x, y))
+    LocoProp(b, lr=0.7, variant="s", gamma=2.0, solver="precond", steps=1, damping=0.2).step(lambda: _loss(b, x, y))
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14)
+
+
+def test_tf_rmsprop_inner_rule_matches_the_tf1_formulas() -> None:
+    """T=2 official inner steps on a one-layer model, against the formulas written out by hand."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2), nn.Sigmoid()).double()
+    x, y = torch.randn(5, 3, dtype=torch.float64), torch.rand(5, 2, dtype=torch.float64)
+    w, b = model[0].weight.detach().clone(), model[0].bias.detach().clone()
+    lr, gamma, mu, rho, eps = 0.01, 10.0, 0.9, 0.9, 1e-5
+    opt = LocoProp.official(model, lr=lr, steps=2, inner_options={"momentum": mu, "decay": rho, "eps": eps})
+    (inp, pre, g), = _local_grads(copy.deepcopy(model), x, y)
+    target = torch.sigmoid(pre) - gamma * g
+    ms = [torch.ones_like(w), torch.ones_like(b)]
+    mom = [torch.zeros_like(w), torch.zeros_like(b)]
+    params = [w, b]
+    for k in range(2):
+        d = torch.sigmoid(inp @ params[0].t() + params[1]) - target
+        grads = [d.t() @ inp, d.sum(0)]
+        lr_k = lr * max(1 - k / 2, 0.25)
+        for i in range(2):
+            ms[i] = rho * ms[i] + (1 - rho) * grads[i] ** 2
+            mom[i] = mu * mom[i] + lr_k * grads[i] / torch.sqrt(ms[i] + eps)
+            params[i] = params[i] - mom[i]
+    opt.step(lambda: _loss(model, x, y))
+    torch.testing.assert_close(model[0].weight, params[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(model[0].bias, params[1], rtol=1e-12, atol=1e-14)
+    assert torch.equal(opt.state[model[0].weight]["ms"], ms[0])
+
+
+def test_zero_lr_moves_nothing_with_tf1_semantics_and_scheduler_drives_lr() -> None:
+    model = _mlp()
+    x, y = _data(model)
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = LocoProp.official(model)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: float(e))  # epoch 0 at lr 0, like the warm-up
+    opt.step(lambda: _loss(model, x, y))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+    sched.step()
+    assert all(g["lr"] == 1e-5 for g in opt.param_groups)
+    opt.step(lambda: _loss(model, x, y))
+    assert not all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"inner": "adam", "variant": "s"}, {"solver": "precond", "damping": 1.0,
+                                                                               "refresh_every": 2, "steps": 2}])
+def test_state_dict_round_trip_resumes_bit_identically(kwargs: dict) -> None:  # type: ignore[type-arg]
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 6))
+    xs = [torch.randn(8, 6) for _ in range(6)]
+
+    def make(m: nn.Module) -> LocoProp:
+        return LocoProp(m, lr=1e-3, other_optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2), **kwargs)
+
+    opt = make(model)
+    for x in xs[:3]:
+        opt.step(lambda x=x: F.mse_loss(model(x), x))
+    saved_model, saved_opt = copy.deepcopy(model.state_dict()), copy.deepcopy(opt.state_dict())
+    for x in xs[3:]:
+        opt.step(lambda x=x: F.mse_loss(model(x), x))
+    torch.manual_seed(1)
+    resumed = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 6))
+    resumed.load_state_dict(saved_model)
+    opt2 = make(resumed)
+    opt2.load_state_dict(saved_opt)
+    for x in xs[3:]:
+        opt2.step(lambda x=x: F.mse_loss(resumed(x), x))
+    for p, q in zip(model.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+class _Skip(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp, self.hidden, self.out = nn.Linear(4, 6), nn.Linear(6, 6), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(self.inp(x))
+        h = h + torch.sigmoid(self.hidden(h))
+        return self.out(h)
+
+
+def test_traced_custom_model_pairs_activations_and_keeps_the_invariant() -> None:
+    torch.manual_seed(0)
+    model = _Skip().double()
+    ref = copy.deepcopy(model)
+    opt = LocoProp(model, lr=0.1, gamma=2.0, steps=1, inner="sgd")
+    assert opt.layers == [("inp", "tanh"), ("hidden", "sigmoid"), ("out", "identity")]
+    x, y = torch.randn(5, 4, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    opt.step(lambda: F.mse_loss(model(x), y))
+    F.mse_loss(ref(x), y).backward()
+    torch.optim.SGD(ref.parameters(), lr=0.2).step()
+    for p, q in zip(model.parameters(), ref.parameters(), strict=True):
+        torch.testing.assert_close(p, q)
+
+
+def test_declared_layers_override_discovery() -> None:
+    model = _mlp()
+    opt = LocoProp(model, layers=[(model[0], "tanh"), (model[2], "sigmoid"), (model[4], "relu"), (model[6], "sigmoid")])
+    assert opt.layers[-1] == ("6", "sigmoid")
+
+
+def test_unsupported_parameters_are_rejected_by_name_or_given_to_the_other_optimizer() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Tanh(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"1\.weight, 1\.bias.*other_optimizer"):
+        LocoProp(model)
+    opt = LocoProp(model, other_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1))
+    before = model[1].weight.detach().clone()
+    x = torch.randn(8, 4)
+    opt.step(lambda: F.mse_loss(model(x), x[:, :2]))
+    assert not torch.equal(model[1].weight, before)
+
+
+def test_bad_closures_give_clear_errors_and_leave_parameters_intact() -> None:
+    model = _mlp()
+    x, y = _data(model)
+    before = copy.deepcopy(model.state_dict())
+    opt = LocoProp(model)
+    with pytest.raises(ValueError, match="needs a closure"):
+        opt.step()
+
+    def with_backward() -> torch.Tensor:
+        loss = _loss(model, x, y)
+        loss.backward()
+        return loss
+
+    with pytest.raises(RuntimeError, match="must not call loss.backward"):
+        opt.step(with_backward)
+    with pytest.raises(ValueError, match="scalar loss"):
+        opt.step(lambda: F.mse_loss(model(x), y, reduction="none"))
+    with pytest.raises(FloatingPointError, match="no parameter was changed"):
+        opt.step(lambda: _loss(model, x, y) * float("nan"))
+
+    def twice() -> torch.Tensor:
+        return _loss(model, x, y) + _loss(model, x, y)
+
+    with pytest.raises(RuntimeError, match="ran 2 times"):
+        opt.step(twice)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"variant": "q"}, "variant"), ({"solver": "exact"}, "LocoProp-S only"), ({"solver": "precond"}, "damping > 0"),
+    ({"inner": "lion"}, "inner"), ({"inner_options": {"beta": 1}}, "inner_options key"), ({"steps": 0}, "steps"),
+    ({"layers": [(nn.Linear(2, 2), "tanh")]}, "not a submodule"), ({"layers": [("0", "tanh")]}, "layers\\[0\\]"),
+])
+def test_bad_arguments_name_the_parameter(kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises((ValueError, TypeError), match=match):
+        LocoProp(_mlp(), **kwargs)
+
+
+def test_parameters_iterator_instead_of_model_is_explained() -> None:
+    with pytest.raises(TypeError, match="not LocoProp\\(model.parameters"):
+        LocoProp(_mlp().parameters())  # type: ignore[arg-type]
