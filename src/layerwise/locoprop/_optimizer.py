@@ -197,8 +197,8 @@ class LocoProp(torch.optim.Optimizer):
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"LocoProp: the loss is {float(loss)}; no parameter was changed. "
                                          "Lower lr or gamma.")
-            self._step_others(grads[n:], scale)
             problems = [self._problem(i, x, out, g, scale) for i, ((x, out), g) in enumerate(zip(records, grads[:n]))]
+            self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
             if self.solver == "iterative":
                 solve_iterative(problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor,
                                 self._group)
