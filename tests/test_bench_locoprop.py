@@ -6,6 +6,7 @@ import copy
 from pathlib import Path
 
 import pytest
+import torch
 
 from layerwise import bench
 from layerwise.bench._locoprop import _autoencoder_layers
@@ -30,16 +31,15 @@ def test_every_locoprop_method_decreases_the_loss(name: str, data: bench.Autoenc
     m = bench.get_method(name)
     lr = m.default_lr if "precond" not in name else 0.1
     recs = bench.train_method(m, lr, data, cfg, progress=False)
-    start = bench.evaluate(deep_autoencoder(64, generator=__import__("torch").Generator().manual_seed(0)), data.train)
+    start = bench.evaluate(deep_autoencoder(64, generator=torch.Generator().manual_seed(0)), data.train)
     assert recs[-1]["train_loss"] < 0.9 * start
 
 
 def test_locoprop_resume_equals_uninterrupted(data: bench.AutoencoderData, tmp_path: Path) -> None:
     m = bench.get_method("locoprop-m")
-    full = bench.train_method(m, 1e-5, data, bench.AutoencoderConfig(dataset="digits", subset=400, epochs=3),
-                              progress=False)
-    ckpt = tmp_path / "c.pt"
     part = bench.AutoencoderConfig(dataset="digits", subset=400, epochs=3)
+    full = bench.train_method(m, 1e-5, data, part, progress=False)
+    ckpt = tmp_path / "c.pt"
     try:
         bench.train_method(m, 1e-5, data, part, checkpoint=ckpt, progress=False, on_epoch=_interrupt_at_2)
     except _Interrupt:
