@@ -1,0 +1,120 @@
+"""``layerwise.backward``: the drop-in replacement of ``loss.backward()`` for a dict of loss terms."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+from .locoprop._distributed import all_reduce_sum, resolve_group
+from .telemetry._grads import check_losses, check_params, term_gradients
+
+if TYPE_CHECKING:
+    from .telemetry import GradientTelemetry
+    from .weighting import Weighting
+
+__all__ = ["backward"]
+
+
+def _union(*sets: Iterable[Tensor]) -> list[Tensor]:
+    out, seen = [], set()
+    for s in sets:
+        for p in s:
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+    return out
+
+
+def _mean_over(group: Any, tensors: list[Tensor]) -> None:
+    if group is None:
+        return
+    import torch.distributed as dist
+
+    all_reduce_sum(tensors, group)
+    for t in tensors:
+        t /= dist.get_world_size(group)
+
+
+def _accumulate(params: list[Tensor], grads: list[Tensor]) -> None:
+    for p, g in zip(params, grads, strict=True):
+        g = g.to(p.dtype)
+        if p.grad is None:
+            p.grad = g.clone()
+        else:
+            p.grad.add_(g)
+
+
+def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *, params: Iterable[Tensor],
+             telemetry: GradientTelemetry | None = None, process_group: Any = "auto") -> Tensor:
+    """Accumulate ``Σ_k w_k ∇L_k`` into ``p.grad`` for ``p in params``, like ``total.backward()``.
+
+    The weights come from ``weighting`` (default: all 1). When the weighting needs per-term
+    gradients (GradNorm, Usefulness) or ``telemetry`` is due this step, each term's gradient is
+    computed ONCE (one partial backward per term, :func:`~layerwise.telemetry.term_gradients`) on the
+    union of ``params``, the weighting's and the telemetry's parameter sets, and reused three ways:
+    the weights, the telemetry record, and the update ``Σ_k w_k g_k``. Otherwise it is one backward
+    of the weighted total. Parameters of the weighting itself (Uncertainty, Naive) get their
+    gradients from the total with the loss values held fixed.
+
+    Under ``torch.distributed`` (``process_group="auto"`` and an initialised group) the gradients
+    and the loss values are averaged over the processes (equal per-process batches give exactly the
+    single-process result on the whole batch). Use the plain model, not a ``DistributedDataParallel``
+    wrapper: this function does the averaging.
+
+    Returns:
+        The weighted total, detached (for logging).
+    """
+    from .weighting import Fixed
+
+    checked = check_losses(losses)
+    params = check_params(params)
+    if weighting is None:
+        weighting = Fixed.equal(list(checked), warn_useless=False, process_group=process_group)
+    group = resolve_group(process_group)
+    record = telemetry is not None and telemetry.due()
+    if not (weighting.needs_grads or record):
+        if telemetry is not None:
+            telemetry.skip()
+        w = weighting.weights_for(checked)
+        values = weighting.stack(weighting.check(checked))
+        total = weighting.combine(values, w)
+        gs: Sequence[Tensor | None] = torch.autograd.grad(total, params, allow_unused=True,
+                                 retain_graph=any(t.requires_grad for t in weighting.parameters()))
+        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
+        _mean_over(group, grads)
+        _accumulate(params, grads)
+        _backward_weighting(weighting, checked, w)
+        return total.detach()
+    active = weighting.check(checked)
+    union = _union(params, weighting.grad_params, telemetry.params if record and telemetry is not None else [])
+    per_term = term_gradients(active, union, retain_graph=False)
+    _mean_over(group, [g for gs in per_term.values() for g in gs])
+    index = {id(p): i for i, p in enumerate(union)}
+    pick = lambda ps: {t: [gs[index[id(p)]] for p in ps] for t, gs in per_term.items()}  # noqa: E731
+    w = weighting.weights_for(active, pick(weighting.grad_params) if weighting.needs_grads else None)
+    wd = w.detach()
+    if telemetry is not None and not record:
+        telemetry.skip()
+    elif record and telemetry is not None:
+        telemetry.record({t: weighting.synced(v.reshape(1))[0] for t, v in active.items()}, pick(telemetry.params),
+                         {t: float(wd[weighting.terms.index(t)]) for t in active})
+    coef = dict(zip(weighting.terms, wd.tolist(), strict=True))
+    update = []
+    for p in params:
+        acc = torch.zeros_like(p)
+        for t, gs in per_term.items():
+            acc.add_(gs[index[id(p)]], alpha=coef[t])
+        update.append(acc)
+    _accumulate(params, update)
+    _backward_weighting(weighting, active, w)
+    return weighting.combine(weighting.stack(active), w).detach()
+
+
+def _backward_weighting(weighting: Weighting, losses: Mapping[str, Tensor], w: Tensor) -> None:
+    """Gradients of the weighting's own parameters (Uncertainty's s, Naive's w) with the loss values fixed."""
+    if w.requires_grad:
+        values = weighting.synced(weighting.stack(weighting.check(losses)))
+        weighting.combine(values, w).backward()

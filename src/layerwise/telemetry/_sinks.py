@@ -1,0 +1,122 @@
+"""Where snapshots go: CSV (long format), JSON Lines, TensorBoard. Each write is flushed, so a crashed run keeps its lines."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ._snapshot import Snapshot
+
+__all__ = ["CSVSink", "JSONLSink", "Sink", "TensorBoardSink"]
+
+
+@runtime_checkable
+class Sink(Protocol):
+    """Anything with ``write(snapshot)`` and ``close()``."""
+
+    def write(self, snapshot: Snapshot) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _open(path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class CSVSink:
+    """Long-format CSV, one row per (step, set, term) and one per (step, set, pair of terms).
+
+    Columns ``step,set,term,other,loss,weight,norm,contribution,cosine,inner``. Rows with an empty
+    ``other`` describe term ``term`` on set ``set``: its loss, weight (empty when none was given),
+    gradient norm and contribution. Rows with ``other`` set describe the pair (``term``, ``other``),
+    ``term`` before ``other`` in term order: their cosine and inner product ⟨g_term, g_other⟩ (the
+    Gramian entry). With pandas: ``df[df.other.isna()]`` are the per-term rows. The file is replaced.
+    """
+
+    COLUMNS = ("step", "set", "term", "other", "loss", "weight", "norm", "contribution", "cosine", "inner")
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = _open(path)
+        self._file = self.path.open("w", newline="")
+        self._writer = csv.writer(self._file)
+        self._writer.writerow(self.COLUMNS)
+        self._file.flush()
+
+    def __repr__(self) -> str:
+        return f"CSVSink({str(self.path)!r})"
+
+    def write(self, snapshot: Snapshot) -> None:
+        terms = snapshot.terms
+        w = snapshot.weights
+        for s in snapshot.sets:
+            for t in terms:
+                self._writer.writerow((snapshot.step, s, t, "", snapshot.losses[t], "" if w is None else w[t],
+                                       snapshot.norms[s][t], snapshot.contributions[s][t], "", ""))
+            for i, a in enumerate(terms):
+                for j in range(i + 1, len(terms)):
+                    self._writer.writerow((snapshot.step, s, a, terms[j], "", "", "", "",
+                                           snapshot.cosines[s][i][j], snapshot.gramian[s][i][j]))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class JSONLSink:
+    """JSON Lines: one ``snapshot.to_dict()`` per line (read back with ``Snapshot.from_dict``). The file is replaced."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = _open(path)
+        self._file = self.path.open("w")
+
+    def __repr__(self) -> str:
+        return f"JSONLSink({str(self.path)!r})"
+
+    def write(self, snapshot: Snapshot) -> None:
+        self._file.write(json.dumps(snapshot.to_dict()) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorBoardSink:
+    """TensorBoard scalars at ``global_step = snapshot.step`` (extra ``layerwise[tensorboard]``).
+
+    Tags: ``loss/<term>``, ``weight/<term>``, ``norm/<set>/<term>``, ``contribution/<set>/<term>``,
+    ``cosine/<set>/<term>~<other>``.
+    """
+
+    def __init__(self, log_dir: str | Path) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ImportError("TensorBoardSink needs the tensorboard package: pip install 'layerwise[tensorboard]'"
+                              ) from exc
+        self.log_dir = Path(log_dir)
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def __repr__(self) -> str:
+        return f"TensorBoardSink({str(self.log_dir)!r})"
+
+    def write(self, snapshot: Snapshot) -> None:
+        step, terms = snapshot.step, snapshot.terms
+        for t in terms:
+            self.writer.add_scalar(f"loss/{t}", snapshot.losses[t], step)
+            if snapshot.weights is not None:
+                self.writer.add_scalar(f"weight/{t}", snapshot.weights[t], step)
+        for s in snapshot.sets:
+            for i, t in enumerate(terms):
+                self.writer.add_scalar(f"norm/{s}/{t}", snapshot.norms[s][t], step)
+                self.writer.add_scalar(f"contribution/{s}/{t}", snapshot.contributions[s][t], step)
+                for j in range(i + 1, len(terms)):
+                    self.writer.add_scalar(f"cosine/{s}/{t}~{terms[j]}", snapshot.cosines[s][i][j], step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

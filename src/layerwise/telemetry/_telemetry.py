@@ -1,0 +1,182 @@
+"""``GradientTelemetry``: per-loss-term gradient norms, shares and cosines on named parameter sets, every N steps."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from torch import Tensor
+
+from ._grads import check_losses, term_gradients
+from ._gramian import set_gramians
+from ._sets import ParamSets, resolve_param_sets
+from ._sinks import Sink
+from ._snapshot import Snapshot
+
+__all__ = ["GradientTelemetry"]
+
+
+class GradientTelemetry:
+    """Measure how K loss terms pull on the parameters: a :class:`Snapshot` every ``every`` steps.
+
+    For each parameter set S and term k, with g_k = ∇_S L_k: the norms ‖g_k‖, the weighted shares
+    |w_k|‖g_k‖ / Σ_j |w_j|‖g_j‖, the cosines and the Gramian G = J Jᵀ (see :class:`Snapshot`).
+    Exact norms cost one partial backward per term (each term back-propagates only through the
+    part of the graph below it); ``layerwise.backward(..., telemetry=tel)`` reuses those gradients
+    for the update, so a measured step costs about K partial backwards instead of one backward.
+
+    Args:
+        param_sets: an ``nn.Module`` or an iterable of parameters (one set ``"all"``), or a mapping
+            ``{name: module or parameters}``, e.g. ``{"all": model.parameters(), "shared":
+            trunk.parameters(), "last_shared": trunk[-1].parameters()}``; see also :func:`layer_sets`.
+        every: measure steps 0, every, 2·every, … (default 1: every step).
+        sinks: where each snapshot also goes (:class:`CSVSink`, :class:`JSONLSink`, :class:`TensorBoardSink`).
+        keep_history: keep every snapshot in :attr:`history` (default True; needed by :meth:`plot`).
+
+    Standalone, before your own ``loss.backward()`` (the graph stays usable, ``.grad`` is untouched)::
+
+        tel = GradientTelemetry({"all": model.parameters(), "head": model[-1]}, every=50)
+        losses = {"main": main_loss, "aux": aux_loss}
+        tel.measure(losses)              # a Snapshot on steps 0, 50, 100, …; None otherwise
+        sum(losses.values()).backward()
+
+    Warning: under AMP, pass unscaled losses (or divide the norms by the scale); under DDP the
+    gradients measured are the local ones of this process (no all-reduce).
+    """
+
+    def __init__(self, param_sets: ParamSets, *, every: int = 1, sinks: Sequence[Sink] = (),
+                 keep_history: bool = True) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"Invalid {every=}. Must be a whole number >= 1 (1 measures every step).")
+        for sink in sinks:
+            if not (callable(getattr(sink, "write", None)) and callable(getattr(sink, "close", None))):
+                raise TypeError(f"Invalid sink {sink!r}: expected an object with write(snapshot) and close(), "
+                                "e.g. CSVSink('telemetry.csv').")
+        self.param_sets = resolve_param_sets(param_sets)
+        index: dict[int, int] = {}
+        self.params: list[Tensor] = []
+        for params in self.param_sets.values():
+            for p in params:
+                if id(p) not in index:
+                    index[id(p)] = len(self.params)
+                    self.params.append(p)
+        self._set_index = {name: [index[id(p)] for p in ps] for name, ps in self.param_sets.items()}
+        self.every = every
+        self.sinks = list(sinks)
+        self.keep_history = keep_history
+        self.step = 0
+        self.history: list[Snapshot] = []
+        self.terms: list[str] | None = None  # fixed by the first recorded step
+
+    def __repr__(self) -> str:
+        sets = {name: len(ps) for name, ps in self.param_sets.items()}
+        return (f"GradientTelemetry(<param sets {sets} (tensors per set)>, every={self.every}, "
+                f"sinks={self.sinks!r}, keep_history={self.keep_history})")
+
+    def due(self) -> bool:
+        """Whether the next step will be measured: ``step % every == 0``."""
+        return self.step % self.every == 0
+
+    def skip(self) -> None:
+        """Count a step without measuring it."""
+        self.step += 1
+
+    def _check_terms(self, names: Collection[str]) -> list[str]:
+        if self.terms is None:
+            return list(names)
+        if set(names) != set(self.terms) or len(names) != len(self.terms):
+            raise ValueError(f"Loss terms changed at step {self.step}: the first measured step had {self.terms}, "
+                             f"this one has {list(names)}. Pass the same terms every step (pass a term that is "
+                             "sometimes absent as torch.zeros(())), or use a new GradientTelemetry.")
+        return self.terms
+
+    def record(self, losses: Mapping[str, Tensor | float], grads: Mapping[str, Sequence[Tensor | None]],
+               weights: Mapping[str, float | Tensor] | None = None) -> Snapshot:
+        """Measure this step from per-term gradients already computed over :attr:`params` (no autograd here).
+
+        ``grads[k][i]`` is ∂L_k/∂params[i] (None or zeros where term k does not reach it). Counts the
+        step, keeps the snapshot in :attr:`history` (if ``keep_history``) and writes it to the sinks.
+        """
+        terms = self._check_terms(list(losses))
+        values = {t: _loss_value(t, losses[t]) for t in terms}
+        if set(grads) != set(terms):
+            raise ValueError(f"Invalid grads: expected gradients for the terms {terms}, found {list(grads)}.")
+        for t in terms:
+            _check_grads(t, grads[t], self.params)
+        w = None
+        if weights is not None:
+            if set(weights) != set(terms):
+                raise ValueError(f"Invalid weights: expected one weight per term {terms}, found {list(weights)}.")
+            w = {t: _float(weights[t]) for t in terms}
+        gramians = set_gramians([grads[t] for t in terms], self._set_index)
+        snap = Snapshot.from_gramians(self.step, values, w, gramians)
+        self.terms = terms
+        self.step += 1
+        if self.keep_history:
+            self.history.append(snap)
+        for sink in self.sinks:
+            sink.write(snap)
+        return snap
+
+    def measure(self, losses: Mapping[str, Tensor], weights: Mapping[str, float | Tensor] | None = None
+                ) -> Snapshot | None:
+        """In your own loop, before ``loss.backward()``: measure this step if :meth:`due`, else count it.
+
+        Runs one ``torch.autograd.grad`` per term with ``retain_graph=True``, so the graph stays usable
+        for your backward; ``.grad`` is not touched. Returns the snapshot, or None on a skipped step.
+        """
+        if not self.due():
+            self.skip()
+            return None
+        checked = check_losses(losses)
+        self._check_terms(list(checked))
+        grads = term_gradients(checked, self.params, retain_graph=True)
+        return self.record(checked, grads, weights)
+
+    def plot(self, out_dir: str | Path) -> list[Path]:
+        """Write PNG plots of :attr:`history` to ``out_dir`` (needs matplotlib: ``layerwise[bench]``).
+
+        ``norms_<set>.png`` (log scale, one line per term), ``weights.png`` when weights were recorded,
+        ``cosines_<set>.png`` (heatmaps of the last snapshot and of the mean over snapshots).
+        """
+        from ._plot import plot_history
+
+        return plot_history(self.history, out_dir)
+
+    def close(self) -> None:
+        """Close every sink."""
+        for sink in self.sinks:
+            sink.close()
+
+    def __enter__(self) -> GradientTelemetry:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def _float(value: Tensor | float) -> float:
+    return float(value.detach()) if isinstance(value, Tensor) else float(value)
+
+
+def _loss_value(name: str, value: Tensor | float) -> float:
+    if isinstance(value, Tensor) and value.numel() != 1:
+        raise ValueError(f"Invalid loss term {name!r}: expected a scalar, found shape {tuple(value.shape)}.")
+    v = _float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"Invalid loss term {name!r}: its value is {v}. Check the inputs and the learning rate "
+                         "of the step that produced it.")
+    return v
+
+
+def _check_grads(name: str, grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> None:
+    if len(grads) != len(params):
+        raise ValueError(f"Invalid grads[{name!r}]: expected {len(params)} tensors aligned with telemetry.params, "
+                         f"found {len(grads)}.")
+    for i, (g, p) in enumerate(zip(grads, params, strict=True)):
+        if g is not None and g.shape != p.shape:
+            raise ValueError(f"Invalid grads[{name!r}][{i}]: shape {tuple(g.shape)}, but telemetry.params[{i}] has "
+                             f"shape {tuple(p.shape)}.")

@@ -1,0 +1,192 @@
+"""The weighting contract: ``total = weighting(losses)`` for a dict of named scalar loss terms."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..locoprop._distributed import all_reduce_sum, resolve_group
+from ..telemetry._grads import check_losses, term_gradients
+
+__all__ = ["Weighting"]
+
+
+class Weighting(nn.Module):
+    """Weights ``w_k`` for named loss terms ``L_k``; ``forward`` returns ``Σ_k w_k L_k`` (plus any regulariser).
+
+    Subclasses implement :meth:`compute` (and, when they need per-term gradients on a parameter set,
+    set ``needs_grads = True`` and ``grad_params``). The base class checks the terms (scalars,
+    finite, the names given at construction), records the weight history, warns once when a term's
+    weight stays near zero ("this loss contributes nothing; consider removing it") and supports
+    :meth:`drop`. Under ``torch.distributed`` the loss values (and per-term gradients) that decide the
+    weights are averaged over the process group, so every process holds the same weights.
+
+    Args:
+        terms: the names of the loss terms, in a fixed order.
+        window: steps a weight must stay near zero before it is reported (default 100).
+        tol: "near zero" means ``w_k ≤ tol · max_j w_j`` (default 1e-3).
+        warn_useless: emit a ``UserWarning`` the first time a term is reported.
+        process_group: ``"auto"`` (the default group when initialised), ``None``, or a group.
+    """
+
+    needs_grads: ClassVar[bool] = False
+
+    def __init__(self, terms: Sequence[str], *, window: int = 100, tol: float = 1e-3, warn_useless: bool = True,
+                 process_group: Any = "auto") -> None:
+        super().__init__()
+        if isinstance(terms, str) or not all(isinstance(t, str) for t in terms):
+            raise TypeError(f"Invalid terms={terms!r}: expected a list of term names, e.g. ['main', 'aux1'].")
+        terms = list(terms)
+        if not terms or len(set(terms)) != len(terms):
+            raise ValueError(f"Invalid terms={terms!r}: expected at least one name, each once.")
+        if window < 1 or not tol >= 0:
+            raise ValueError(f"Invalid window={window} or tol={tol}: expected window >= 1 and tol >= 0.")
+        self.terms = terms
+        self.window, self.tol, self.warn_useless = window, tol, warn_useless
+        self.process_group = process_group
+        self.grad_params: list[Tensor] = []
+        self.history: list[dict[str, float]] = []
+        self.dropped: list[str] = []
+        self._warned: set[str] = set()
+
+    # --- what subclasses implement -------------------------------------------------------------
+    def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
+        """The weights of this step, shape ``(K,)``, from the (detached) loss values and, when
+        ``needs_grads``, each term's gradient on ``grad_params``. May update internal state. ``active``
+        is a 0/1 mask (0 for dropped terms)."""
+        raise NotImplementedError
+
+    def combine(self, values: Tensor, weights: Tensor) -> Tensor:
+        """The total loss from the values and the weights (default ``Σ w_k L_k``)."""
+        return (weights * values).sum()
+
+    # --- the shared machinery ------------------------------------------------------------------
+    @property
+    def active(self) -> list[str]:
+        """The terms not dropped."""
+        return [t for t in self.terms if t not in self.dropped]
+
+    def check(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Validated terms, in ``self.terms`` order; dropped terms are ignored if still passed."""
+        losses = check_losses(losses)
+        given = [k for k in losses if k not in self.dropped]
+        if set(given) != set(self.active):
+            raise ValueError(f"Loss terms do not match: this {type(self).__name__} was built for "
+                             f"{self.active}, but got {list(losses)}. Missing: "
+                             f"{sorted(set(self.active) - set(given))}; unexpected: {sorted(set(given) - set(self.active))}.")
+        return {t: losses[t] for t in self.active}
+
+    def mask(self, like: Tensor) -> Tensor:
+        return torch.tensor([t not in self.dropped for t in self.terms], dtype=like.dtype, device=like.device)
+
+    def stack(self, losses: Mapping[str, Tensor]) -> Tensor:
+        """The ``(K,)`` vector of values in ``self.terms`` order (0 for dropped terms)."""
+        first = next(iter(losses.values()))
+        return torch.stack([losses[t] if t in losses else first.new_zeros(()).detach() for t in self.terms])
+
+    def group(self) -> Any:
+        return resolve_group(self.process_group)
+
+    def synced(self, values: Tensor) -> Tensor:
+        """Loss values averaged over the process group (identity without one)."""
+        group = self.group()
+        values = values.detach().clone()
+        if group is not None:
+            import torch.distributed as dist
+
+            all_reduce_sum([values], group)
+            values /= dist.get_world_size(group)
+        return values
+
+    def weights_for(self, losses: Mapping[str, Tensor], grads: Mapping[str, Sequence[Tensor]] | None = None) -> Tensor:
+        """Check the terms, compute this step's weights (updating state) and record them.
+
+        ``grads``: per-term gradients on ``grad_params`` already computed (and averaged over the
+        process group) by the caller, e.g. :func:`layerwise.backward`; computed here when ``None``.
+        """
+        checked = self.check(losses)
+        values = self.synced(self.stack(checked))
+        per_term: list[list[Tensor]] | None = None
+        if self.needs_grads:
+            if grads is None:
+                grads = term_gradients(checked, self.grad_params, retain_graph=True)
+                group = self.group()
+                if group is not None:
+                    import torch.distributed as dist
+
+                    flat = [g for t in self.active for g in grads[t]]
+                    all_reduce_sum(flat, group)
+                    for g in flat:
+                        g /= dist.get_world_size(group)
+            zeros = [torch.zeros_like(p) for p in self.grad_params]
+            per_term = [list(grads[t]) if t in grads and t not in self.dropped else zeros for t in self.terms]
+        w = self.compute(values, per_term, self.mask(values)) * self.mask(values)
+        self._record(w)
+        return w
+
+    def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
+        """``Σ_k w_k L_k`` with this step's weights (the weights' own update happens here too)."""
+        w = self.weights_for(losses)
+        return self.combine(self.stack(self.check(losses)), w)
+
+    def _record(self, w: Tensor) -> None:
+        row = dict(zip(self.terms, w.detach().double().cpu().tolist(), strict=True))
+        self.history.append(row)
+        if self.warn_useless:
+            for name in self.useless_terms():
+                if name not in self._warned:
+                    self._warned.add(name)
+                    warnings.warn(self._useless_message(name), UserWarning, stacklevel=3)
+
+    def _useless_message(self, name: str) -> str:
+        return (f"loss term {name!r}: its weight has stayed below {self.tol:g} x the largest weight for the last "
+                f"{self.window} steps: this loss contributes nothing; consider removing it "
+                f"(weighting.drop({name!r}) and stop computing it).")
+
+    def useless_terms(self) -> list[str]:
+        """Active terms whose weight stayed ``≤ tol · max_j w_j`` for each of the last ``window`` steps."""
+        if len(self.history) < self.window:
+            return []
+        recent = self.history[-self.window:]
+        return [t for t in self.active
+                if all(row[t] <= self.tol * max(abs(v) for v in row.values()) for row in recent)]
+
+    def summary(self) -> str:
+        """One line per term: current weight, mean over the last ``window`` steps, and the verdict."""
+        if not self.history:
+            return f"{type(self).__name__}: no step yet"
+        recent = self.history[-self.window:]
+        useless = set(self.useless_terms())
+        lines = []
+        for t in self.terms:
+            mean = sum(r[t] for r in recent) / len(recent)
+            note = " (dropped)" if t in self.dropped else (
+                " -- this loss contributes nothing; consider removing it" if t in useless else "")
+            lines.append(f"{t}: weight {self.history[-1][t]:.4g}, mean over last {len(recent)} steps {mean:.4g}{note}")
+        return "\n".join(lines)
+
+    def drop(self, name: str) -> None:
+        """Stop using term ``name``: its weight is 0 from now on and it may be left out of ``losses``."""
+        if name not in self.terms:
+            raise ValueError(f"Invalid name {name!r}: not one of the terms {self.terms}.")
+        if name not in self.dropped:
+            if len(self.active) == 1:
+                raise ValueError(f"Cannot drop {name!r}: it is the last active term.")
+            self.dropped.append(name)
+
+    @property
+    def current(self) -> dict[str, float]:
+        """The latest recorded weights (empty before the first step)."""
+        return dict(self.history[-1]) if self.history else {}
+
+    def get_extra_state(self) -> Any:
+        return {"history": [dict(r) for r in self.history], "dropped": list(self.dropped), "warned": sorted(self._warned)}
+
+    def set_extra_state(self, state: Any) -> None:
+        self.history = [dict(r) for r in state["history"]]
+        self.dropped = list(state["dropped"])
+        self._warned = set(state["warned"])
