@@ -357,3 +357,12 @@ def test_backward_counts_telemetry_steps_with_a_gradient_based_weighting() -> No
         layerwise.backward(net.losses(x, y), weighting, params=list(net.parameters()), telemetry=telemetry)
     assert [s.step for s in telemetry.history] == [0, 3, 6]
     assert telemetry.history[1].weights == pytest.approx(weighting.history[3])
+
+
+def test_repr_shows_the_configuration() -> None:
+    lin = nn.Linear(2, 2)
+    assert repr(GradNorm(["a", "b"], lin.parameters(), alpha=0.5)) == \
+        "GradNorm(terms=['a', 'b'], alpha=0.5, lr=0.025, optimizer='adam')"
+    assert repr(Usefulness(["a", "b"], lin.parameters(), main="a", mode="cosine")) == \
+        "Usefulness(terms=['a', 'b'], main='a', mode='cosine', lr=0.01, every=1, beta=0.9)"
+    assert repr(Fixed({"a": 1.0, "b": 0.5}, main="a")) == "Fixed(weights={'a': 1.0, 'b': 0.5}, main='a')"

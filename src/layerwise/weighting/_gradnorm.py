@@ -60,3 +60,6 @@ class GradNorm(SelfTrained):
             self.w.mul_(active.to(self.w))
             self.w.mul_(int(on.sum()) / self.w.sum())
         return w_now
+
+    def extra_repr(self) -> str:
+        return f"terms={self.terms}, alpha={self.alpha}, lr={self.lr}, optimizer={self.optimizer_name!r}"

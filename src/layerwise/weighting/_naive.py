@@ -35,3 +35,6 @@ class Naive(Weighting):
     def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
         is_main = torch.tensor([t == self.main for t in self.terms], device=values.device)
         return torch.where(is_main, torch.ones_like(self.raw), self.raw).to(values.dtype)
+
+    def extra_repr(self) -> str:
+        return f"terms={self.terms}, main={self.main!r}"

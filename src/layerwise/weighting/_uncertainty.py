@@ -30,3 +30,6 @@ class Uncertainty(Weighting):
 
     def combine(self, values: Tensor, weights: Tensor) -> Tensor:
         return (weights * values).sum() + 0.5 * (self.log_vars.to(values.dtype) * self.mask(values)).sum()
+
+    def extra_repr(self) -> str:
+        return f"terms={self.terms}"

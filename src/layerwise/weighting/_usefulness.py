@@ -82,3 +82,7 @@ class Usefulness(SelfTrained):
         with torch.no_grad():
             self.w[m] = 1.0
         return w_now
+
+    def extra_repr(self) -> str:
+        return (f"terms={self.terms}, main={self.main!r}, mode={self.mode!r}, lr={self.lr}, every={self.every}, "
+                f"beta={self.beta}")
