@@ -2,7 +2,9 @@
 
 from ._data import IndexedDataset, unpack_batch
 from ._schedule import constant, geometric
+from ._stages import StageFailure, split_blocks
 from ._store import ZStore
 from ._trainer import DecoupledTrainer, squared_error
 
-__all__ = ["DecoupledTrainer", "IndexedDataset", "ZStore", "constant", "geometric", "squared_error", "unpack_batch"]
+__all__ = ["DecoupledTrainer", "IndexedDataset", "StageFailure", "ZStore", "constant", "geometric", "split_blocks",
+           "squared_error", "unpack_batch"]

@@ -29,10 +29,12 @@ class ZStore:
         dtype: ``torch.float32`` or ``torch.bfloat16``.
         path: a directory for memory-mapped files ``z{t}.bin`` (created); ``None`` keeps z in memory.
         device: where rows are returned (the store itself stays on the CPU when memory-mapped).
+        layers: allocate only these hidden layers (a stage of layer-parallel training); default all.
     """
 
     def __init__(self, n: int, shapes: Sequence[Sequence[int]], *, dtype: torch.dtype = torch.float32,
-                 path: str | Path | None = None, device: torch.device | str | None = None) -> None:
+                 path: str | Path | None = None, device: torch.device | str | None = None,
+                 layers: Sequence[int] | None = None) -> None:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Invalid n={n!r}: expected the number of training examples, a whole number >= 1.")
         if dtype not in _DTYPES:
@@ -44,7 +46,13 @@ class ZStore:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self._data: list[Tensor] = []
         self._maps: list[np.memmap] = []
+        self.layers = sorted(set(layers)) if layers is not None else list(range(len(shapes)))
+        if any(not 0 <= t < len(shapes) for t in self.layers):
+            raise ValueError(f"Invalid layers={list(layers or [])}: expected indices in [0, {len(shapes)}).")
         for t, shape in enumerate(shapes):
+            if t not in self.layers:
+                self._data.append(torch.empty(0))
+                continue
             if self.path is None:
                 store_device = self.device
                 self._data.append(torch.zeros((n, *shape), dtype=dtype, device=store_device))
@@ -62,11 +70,13 @@ class ZStore:
 
     def nbytes(self) -> int:
         """Bytes held by the z values (in memory or on disk)."""
-        return sum(self.n * math.prod(s) * (2 if self.dtype == torch.bfloat16 else 4) for s in self.shapes)
+        return sum(self.n * math.prod(self.shapes[t]) * (2 if self.dtype == torch.bfloat16 else 4) for t in self.layers)
 
     def _index(self, t: int, idx: Tensor) -> Tensor:
         if not 0 <= t < self.depth:
             raise ValueError(f"Invalid layer t={t}: the store has hidden layers 0..{self.depth - 1}.")
+        if t not in self.layers:
+            raise ValueError(f"Invalid layer t={t}: this store only allocates layers {self.layers}.")
         idx = torch.as_tensor(idx)
         if idx.dtype not in (torch.int64, torch.int32) or idx.dim() != 1:
             raise TypeError(f"Invalid idx: expected a 1-D integer tensor of example indices, found {idx.dtype} "
