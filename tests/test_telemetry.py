@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import layerwise
-from layerwise.telemetry import CSVSink, GradientTelemetry, JSONLSink, Snapshot, layer_sets
+from layerwise.telemetry import CSVSink, GradientTelemetry, JSONLSink, Snapshot, layer_sets, set_gramians
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,9 @@ def test_record_takes_precomputed_grads_with_none_for_unreached_params(model, x)
     assert any(g is None for g in grads["c"])
     snap = tel.record({k: v.item() for k, v in losses.items()}, grads)
     expected = GradientTelemetry(sets_of(model)).measure(losses)
-    assert snap == expected
+    assert snap.losses == expected.losses and snap.sets == expected.sets
+    for s in snap.sets:
+        close(snap.gramian[s], expected.gramian[s], rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match=r"Invalid grads\['a'\]: expected 10 tensors aligned"):
         tel.record(losses, {**grads, "a": grads["a"][:-1]})
     with pytest.raises(ValueError, match=r"Invalid grads\['b'\]\[0\]: shape \(3,\), but telemetry.params\[0\] has "
@@ -290,3 +292,19 @@ def test_plot_writes_png_files(model, x, tmp_path):
     assert sorted(p.name for p in paths) == ["cosines_all.png", "cosines_c.png", "norms_all.png", "norms_c.png",
                                              "weights.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_set_gramians_of_small_and_large_parameters_with_missing_rows(k):
+    gen = torch.Generator().manual_seed(k)
+    shapes = [(3,), (200, 100), (7, 7), (150, 150)]  # two above the size where dot products replace a matmul
+    rows = [[None if (t + i) % 3 == 2 else torch.randn(s, dtype=torch.float64, generator=gen)
+             for i, s in enumerate(shapes)] for t in range(k)]
+    sets = {"all": [0, 1, 2, 3], "large": [1, 3], "one": [2]}
+    got = set_gramians(rows, sets)
+    for name, idx in sets.items():
+        j = torch.stack([torch.cat([torch.zeros(shapes[i]).double().reshape(-1) if r[i] is None else r[i].reshape(-1)
+                                    for i in idx]) for r in rows])
+        torch.testing.assert_close(got[name], j @ j.T, rtol=1e-12, atol=1e-12)
+    none = set_gramians([[None, None]] * k, {"s": [0, 1]})
+    assert none["s"].shape == (k, k) and not none["s"].any()

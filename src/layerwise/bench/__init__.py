@@ -1,6 +1,7 @@
 """Benchmarks: the registry of methods, the deep-autoencoder harness, tuning and reports."""
 
 from . import _baselines, _locoprop  # noqa: F401  (importing them registers the methods)
+from ._aux_bench import AuxConfig, run_aux_benchmark
 from ._harness import (
     AutoencoderConfig,
     AutoencoderData,
@@ -15,13 +16,16 @@ from ._registry import METHODS, get_method, method_names, register_method
 from ._report import load_runs, summarize, write_report
 from ._run import RESULTS_FILE, run_autoencoder_benchmark
 from ._steptime import run_steptime_benchmark
+from ._telemetry_bench import run_telemetry_benchmark
 from ._tensorboard import TensorBoardSink
 from ._tune import tune_learning_rates
 from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
 
 __all__ = [
+    "AuxConfig", "run_aux_benchmark",
     "AutoencoderConfig", "AutoencoderData", "CheckpointMismatch", "apply_tuned_hparams", "LossFn", "METHODS", "Method",
     "RESULTS_FILE", "TensorBoardSink", "TrainingDiverged", "evaluate", "get_method", "load_autoencoder_data",
     "load_runs", "load_tuned", "method_names", "register_method", "resolve_lrs", "run_autoencoder_benchmark", "run_steptime_benchmark",
+    "run_telemetry_benchmark",
     "standard_closure", "summarize", "train_method", "tune_learning_rates", "tuned_path", "write_report",
 ]

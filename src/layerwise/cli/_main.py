@@ -12,6 +12,7 @@ import torch
 
 from .. import bench
 from ..data import DATASETS, DataError
+from ._aux import add_aux_parser, run_aux
 
 __all__ = ["build_parser", "main"]
 
@@ -119,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--device", default="cpu")
     st.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     st.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
+    te = b.add_parser("telemetry", help="cost of per-loss-term gradient telemetry against plain and K-autograd.grad steps")
+    te.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
+    te.add_argument("--k", type=lambda t: tuple(_positive_int(v) for v in t.split(",")), default=(2, 4, 8),
+                    help="numbers of loss terms K to compare, comma-separated, each <= 8 (default 2,4,8)")
+    te.add_argument("--steps", type=_positive_int, default=100,
+                    help="steps per timed block of the plain and every=N paths, a multiple of --every (default 100)")
+    te.add_argument("--every", type=_positive_int, default=50, help="telemetry period of the sampled path (default 50)")
+    te.add_argument("--repeats", type=_positive_int, default=5, help="timed rounds after a warm-up round (default 5)")
+    te.add_argument("--batch-size", type=_positive_int, default=256)
+    te.add_argument("--device", default="cpu")
+    te.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
+    add_aux_parser(b, _positive_int)
     rp = sub.add_parser("report", help="rebuild report and plots from saved results (several runs: mean and spread)")
     rp.add_argument("dirs", nargs="+", type=Path, help="run directories holding results.json")
     rp.add_argument("--out", type=Path, default=None, help="where to write (default: the first directory)")
@@ -157,6 +170,20 @@ def _run(args: argparse.Namespace, command: str) -> int:
             print(f"{name:>34}: {v:.4f} s  ({res['vs_adam'][name]:.2f}x Adam)")
         print(f"wrote {args.out / 'report.md'}")
         return 0
+    if args.benchmark == "telemetry":
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        res = bench.run_telemetry_benchmark(args.out, k=args.k, steps=args.steps, every=args.every,
+                                            repeats=args.repeats, batch_size=args.batch_size, device=args.device,
+                                            command=command)
+        for r in res["rows"]:
+            print(f"K={r['k']}: plain {1e3 * r['plain_s']:.1f} ms, K x autograd.grad {1e3 * r['kgrad_s']:.1f} ms, "
+                  f"every=1 {1e3 * r['every1_s']:.1f} ms ({r['every1_vs_kgrad']:.2f}x), every={args.every} "
+                  f"{1e3 * r['everyN_s']:.1f} ms ({100 * r['everyN_overhead']:+.1f}% vs plain)")
+        print(f"wrote {args.out / 'report.md'}")
+        return 0
+    if args.benchmark == "aux":
+        return run_aux(args, command)
     if args.benchmark == "tune":
         cfg, data = _prepare(args, evaluate_test=False)
         out_file = args.out_file or bench.tuned_path(cfg.dataset)

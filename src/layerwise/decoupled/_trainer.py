@@ -35,7 +35,7 @@ class DecoupledTrainer:
     Block t's parameters only see (z_{t−1}, z_t): no gradient crosses more than one block, so depth
     cannot make it vanish, and blocks train independently (each has its own optimizer). The z of
     the batch's rows take ``z_steps`` gradient steps on each example's own objective, of size
-    ``z_lr/μ`` (stable as μ grows), with no optimizer state.
+    ``z_lr/(1 + μ)`` (stable as μ grows), with no optimizer state.
 
     **Layer parallelism.** When ``torch.distributed`` is initialised (``process_group="auto"``),
     the blocks are split into contiguous stages, one per process (``starts`` gives the first block
@@ -52,7 +52,7 @@ class DecoupledTrainer:
         loss_h: hidden loss, ``"mse"`` (:func:`squared_error`) or a callable ``(ẑ, z) -> scalar``.
         mu: the penalty μ, or a schedule ``k -> μ`` of the step count (see :func:`geometric`).
         optimizer: builds each block's optimizer from its parameters (default Adam, lr 1e-3).
-        z_lr: z step size (per example, divided by μ). z_steps: z steps per batch.
+        z_lr: z step size (per example, divided by 1 + μ). z_steps: z steps per batch.
         mode: ``"joint"`` (θ and z from one backward) or ``"alternating"`` (θ-step, then z-steps with
             the updated θ, as in MAC).
         process_group: ``"auto"``, ``None`` (no layer parallelism) or a group.
@@ -186,7 +186,7 @@ class DecoupledTrainer:
         return grads
 
     def _z_step(self, zs: dict[int, Tensor], grads: dict[int, Tensor], batch: int) -> dict[int, Tensor]:
-        scale = self.z_lr * batch / self.mu  # the per-example gradient (of a batch mean) times z_lr/μ
+        scale = self.z_lr * batch / (1.0 + self.mu)  # the per-example gradient (of a batch mean) times z_lr/(1+μ)
         return {j: (z - scale * grads[j]).detach() for j, z in zs.items()}
 
     def _fresh_z_step(self, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor) -> dict[int, Tensor]:

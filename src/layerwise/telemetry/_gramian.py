@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Mapping, Sequence
+from typing import cast
 
 import torch
 from torch import Tensor
@@ -11,24 +13,53 @@ from torch import Tensor
 __all__ = ["set_gramians"]
 
 
+_SMALL = 1 << 14  # parameters up to this size: one matmul on a stacked copy
+
+
+def _block(column: list[Tensor]) -> Tensor:
+    """J Jᵀ for the K gradients of one parameter (the rows of J), in at least float32.
+
+    Small parameters, and any parameter off the CPU: one matmul on a stacked copy. Large parameters
+    on the CPU: dot products on views, no copy (faster there than stacking K·n numbers, measured for
+    K = 2..8); the squared norms come first, and rows that are exactly zero (a term that does not
+    reach the parameter) need no further products.
+    """
+    dtype = functools.reduce(torch.promote_types, (g.dtype for g in column), torch.float32)
+    flat = [g.reshape(-1).to(dtype) for g in column]
+    if flat[0].numel() <= _SMALL or flat[0].device.type != "cpu":
+        j = torch.stack(flat)
+        return j @ j.T
+    k = len(flat)
+    g = [[0.0] * k for _ in range(k)]
+    for t, f in enumerate(flat):
+        g[t][t] = float(torch.dot(f, f))
+    live = [t for t in range(k) if g[t][t] != 0]  # NaN and inf stay, and propagate
+    for a, b in itertools.combinations(live, 2):
+        g[a][b] = g[b][a] = float(torch.dot(flat[a], flat[b]))
+    return torch.tensor(g, dtype=torch.float64)
+
+
 def set_gramians(rows: Sequence[Sequence[Tensor | None]], sets: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
     """``{S: G_S}`` where ``rows[k][i]`` is the gradient of term k w.r.t. parameter i (None: zero).
 
-    G_S = Σ_{i∈S} J_i J_iᵀ, with J_i the K × n_i matrix of the flattened gradients of parameter i:
-    one matmul per parameter, shared by every set that contains it, so overlapping sets ("all",
-    "shared", one per layer) cost no more than their union. Computed in at least float32 on the
-    gradients' device; the result is on the CPU in float64 (one transfer for all sets).
+    G_S = Σ_{i∈S} J_i J_iᵀ, with J_i the K × n_i matrix of the flattened gradients of parameter i;
+    each parameter's block is computed once, however many sets contain it, so overlapping sets
+    ("all", "shared", one per layer) cost no more than their union. Rows that are None are skipped.
+    Computed in at least float32 on the gradients' device; returned on the CPU in float64 (one
+    transfer for all sets).
     """
     k = len(rows)
     blocks: dict[int, Tensor] = {}
     for i in sorted({i for idx in sets.values() for i in idx}):
-        column = [r[i] for r in rows]
-        ref = next((g for g in column if g is not None), None)
-        if ref is None:
+        present = [t for t in range(k) if rows[t][i] is not None]
+        if not present:
             continue
-        dtype = torch.promote_types(ref.dtype, torch.float32)
-        j = torch.stack([(torch.zeros_like(ref) if g is None else g).reshape(-1).to(dtype) for g in column])
-        blocks[i] = j @ j.T
+        block = _block([cast(Tensor, rows[t][i]) for t in present])
+        if len(present) < k:
+            full = torch.zeros(k, k, dtype=block.dtype, device=block.device)
+            full[torch.tensor(present).unsqueeze(1), torch.tensor(present)] = block
+            block = full
+        blocks[i] = block
     if not blocks:
         return {name: torch.zeros(k, k, dtype=torch.float64) for name in sets}
     device = next(iter(blocks.values())).device

@@ -74,7 +74,8 @@ def _cosines(history: Sequence[Snapshot], s: str, out: Path) -> Path:
         if k <= 10:
             for i in range(k):
                 for j in range(k):
-                    ax.text(j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize="x-small")
+                    ax.text(j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize="x-small",
+                            color="white" if abs(matrix[i][j]) > 0.6 else "black")
     fig.colorbar(image, ax=list(axes), shrink=0.8)
     fig.suptitle(f"gradient cosines, set {s!r}")
     return _save(fig, out, f"cosines_{s}")
