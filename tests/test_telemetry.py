@@ -9,7 +9,15 @@ import torch
 from torch import nn
 
 import layerwise
-from layerwise.telemetry import CSVSink, GradientTelemetry, JSONLSink, Snapshot, layer_sets, set_gramians
+from layerwise.telemetry import (
+    CSVSink,
+    GradientTelemetry,
+    JSONLSink,
+    NonFiniteLoss,
+    Snapshot,
+    layer_sets,
+    set_gramians,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -215,9 +223,9 @@ def test_non_finite_term_is_named(model, x, bad):
     tel = GradientTelemetry(model)
     losses = model.losses(x)
     losses["b"] = losses["b"] * bad
-    with pytest.raises(ValueError, match=f"Invalid loss term 'b': its value is {bad}"):
+    with pytest.raises(NonFiniteLoss, match=f"Invalid loss term 'b': its value is {bad}"):
         tel.measure(losses)
-    with pytest.raises(ValueError, match=f"Invalid loss term 'b': its value is {bad}"):
+    with pytest.raises(NonFiniteLoss, match=f"Invalid loss term 'b': its value is {bad}"):
         tel.record({"a": 1.0, "b": bad, "c": 1.0}, {})
     assert tel.step == 0 and tel.history == []
 

@@ -190,7 +190,7 @@ def test_naive_recipe_collapses_weights_negative_and_aux_losses_maximised() -> N
     x = torch.randn(256, 10)
     y = x[:, :1] * x[:, 1:2] + x[:, 2:3]
     first = None
-    with pytest.warns(UserWarning, match="contributes nothing") as caught:  # negative weights are flagged too
+    with pytest.warns(UserWarning, match="being MAXIMISED") as caught:  # negative weights are flagged
         for _ in range(300):
             out = trunk(x)
             losses = {"main": F.mse_loss(out, y), "a1": F.mse_loss(heads[0](taps["a1"]), y),
@@ -366,3 +366,24 @@ def test_repr_shows_the_configuration() -> None:
     assert repr(Usefulness(["a", "b"], lin.parameters(), main="a", mode="cosine")) == \
         "Usefulness(terms=['a', 'b'], main='a', mode='cosine', lr=0.01, every=1, beta=0.9)"
     assert repr(Fixed({"a": 1.0, "b": 0.5}, main="a")) == "Fixed(weights={'a': 1.0, 'b': 0.5}, main='a')"
+
+
+def test_usefulness_total_keeps_the_auxiliary_budget() -> None:
+    net = Net()
+    shared = list(net.trunk[0].parameters()) + list(net.trunk[2].parameters())
+    weighting = Usefulness(TERMS, shared, main="main", lr=0.3, total=2.0).double()
+    for step in range(5):
+        x, y = batch(step)
+        layerwise.backward(net.losses(x, y), weighting, params=list(net.parameters()))
+    assert float(weighting.w[1] + weighting.w[2]) == pytest.approx(2.0)
+    assert float(weighting.w[0]) == 1.0 and abs(float(weighting.w[1] - weighting.w[2])) > 1e-3
+
+
+def test_main_is_never_reported_when_auxiliary_weights_run_negative() -> None:
+    with pytest.warns(UserWarning, match="maximised"):
+        w = Naive(["main", "aux"], main="main", window=1)
+    with torch.no_grad():
+        w.raw[1] = -5000.0
+    with pytest.warns(UserWarning, match=r"'aux'.*being MAXIMISED"):
+        w.weights_for({"main": torch.tensor(1.0), "aux": torch.tensor(1.0)})
+    assert w.useless_terms() == ["aux"]

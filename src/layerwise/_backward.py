@@ -79,21 +79,26 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
         if telemetry is not None:
             telemetry.skip()
         w = weighting.weights_for(checked)
-        values = weighting.stack(weighting.check(checked))
-        total = weighting.combine(values, w)
-        gs: Sequence[Tensor | None] = torch.autograd.grad(total, params, allow_unused=True,
-                                 retain_graph=any(t.requires_grad for t in weighting.parameters()))
-        grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
-        _mean_over(group, grads)
-        _accumulate(params, grads)
+        total = weighting.combine(weighting.stack(weighting.check(checked)), w)
+        keep = any(t.requires_grad for t in weighting.parameters())
+        if group is None:
+            torch.autograd.backward(total, inputs=params, retain_graph=keep)  # accumulates into .grad
+        else:
+            gs: Sequence[Tensor | None] = torch.autograd.grad(total, params, allow_unused=True, retain_graph=keep)
+            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
+            _mean_over(group, grads)
+            _accumulate(params, grads)
         _backward_weighting(weighting, checked, w)
         return total.detach()
     active = weighting.check(checked)
     union = _union(params, weighting.grad_params, telemetry.params if record and telemetry is not None else [])
-    per_term = term_gradients(active, union, retain_graph=False)
-    _mean_over(group, [g for gs in per_term.values() for g in gs])
+    per_term = term_gradients(active, union, retain_graph=False, zeros=False)
+    _mean_over(group, [g for gs in per_term.values() for g in gs if g is not None])
     index = {id(p): i for i, p in enumerate(union)}
-    pick = lambda ps: {t: [gs[index[id(p)]] for p in ps] for t, gs in per_term.items()}  # noqa: E731
+
+    def pick(ps: list[Tensor]) -> dict[str, list[Tensor | None]]:
+        return {t: [gs[index[id(p)]] for p in ps] for t, gs in per_term.items()}
+
     w = weighting.weights_for(active, pick(weighting.grad_params) if weighting.needs_grads else None)
     wd = w.detach()
     if telemetry is not None and not record:
@@ -102,13 +107,23 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
         telemetry.record({t: weighting.synced(v.reshape(1))[0] for t, v in active.items()}, pick(telemetry.params),
                          {t: float(wd[weighting.terms.index(t)]) for t in active})
     coef = dict(zip(weighting.terms, wd.tolist(), strict=True))
-    update = []
-    for p in params:
-        acc = torch.zeros_like(p)
+    for p in params:  # Σ_k w_k g_k, summed in place into the first term's fresh gradient (no zero buffers)
+        i = index[id(p)]
+        acc: Tensor | None = None
         for t, gs in per_term.items():
-            acc.add_(gs[index[id(p)]], alpha=coef[t])
-        update.append(acc)
-    _accumulate(params, update)
+            g = gs[i]
+            if g is None:
+                continue
+            if acc is None:
+                acc = g.mul_(coef[t]) if coef[t] != 1.0 else g
+            else:
+                acc.add_(g, alpha=coef[t])
+        if acc is None:
+            continue
+        if p.grad is None:
+            p.grad = acc.to(p.dtype)
+        else:
+            p.grad.add_(acc)
     _backward_weighting(weighting, active, w)
     return weighting.combine(weighting.stack(active), w).detach()
 

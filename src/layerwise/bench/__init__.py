@@ -2,6 +2,7 @@
 
 from . import _baselines, _locoprop  # noqa: F401  (importing them registers the methods)
 from ._aux_bench import AuxConfig, run_aux_benchmark
+from ._depth_bench import DepthConfig, run_depth_benchmark
 from ._harness import (
     AutoencoderConfig,
     AutoencoderData,
@@ -12,6 +13,7 @@ from ._harness import (
     train_method,
 )
 from ._method import LossFn, Method, standard_closure
+from ._parallel import run_parallel_benchmark
 from ._registry import METHODS, get_method, method_names, register_method
 from ._report import load_runs, summarize, write_report
 from ._run import RESULTS_FILE, run_autoencoder_benchmark
@@ -20,12 +22,14 @@ from ._telemetry_bench import run_telemetry_benchmark
 from ._tensorboard import TensorBoardSink
 from ._tune import tune_learning_rates
 from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
+from ._zstore_bench import run_zstore_benchmark
 
 __all__ = [
     "AuxConfig", "run_aux_benchmark",
+    "DepthConfig", "run_depth_benchmark",
     "AutoencoderConfig", "AutoencoderData", "CheckpointMismatch", "apply_tuned_hparams", "LossFn", "METHODS", "Method",
     "RESULTS_FILE", "TensorBoardSink", "TrainingDiverged", "evaluate", "get_method", "load_autoencoder_data",
     "load_runs", "load_tuned", "method_names", "register_method", "resolve_lrs", "run_autoencoder_benchmark", "run_steptime_benchmark",
-    "run_telemetry_benchmark",
+    "run_parallel_benchmark", "run_telemetry_benchmark", "run_zstore_benchmark",
     "standard_closure", "summarize", "train_method", "tune_learning_rates", "tuned_path", "write_report",
 ]

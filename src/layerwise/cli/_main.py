@@ -13,6 +13,8 @@ import torch
 from .. import bench
 from ..data import DATASETS, DataError
 from ._aux import add_aux_parser, run_aux
+from ._depth import add_depth_parser, run_depth
+from ._parallel import add_parallel_parser, add_zstore_parser, run_parallel, run_zstore
 
 __all__ = ["build_parser", "main"]
 
@@ -132,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--device", default="cpu")
     te.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     add_aux_parser(b, _positive_int)
+    add_depth_parser(b, _positive_int)
+    add_parallel_parser(b, _positive_int)
+    add_zstore_parser(b, _positive_int)
     rp = sub.add_parser("report", help="rebuild report and plots from saved results (several runs: mean and spread)")
     rp.add_argument("dirs", nargs="+", type=Path, help="run directories holding results.json")
     rp.add_argument("--out", type=Path, default=None, help="where to write (default: the first directory)")
@@ -184,6 +189,12 @@ def _run(args: argparse.Namespace, command: str) -> int:
         return 0
     if args.benchmark == "aux":
         return run_aux(args, command)
+    if args.benchmark == "depth":
+        return run_depth(args, command)
+    if args.benchmark == "layer-parallel":
+        return run_parallel(args, command)
+    if args.benchmark == "zstore":
+        return run_zstore(args, command)
     if args.benchmark == "tune":
         cfg, data = _prepare(args, evaluate_test=False)
         out_file = args.out_file or bench.tuned_path(cfg.dataset)

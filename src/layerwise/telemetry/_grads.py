@@ -8,7 +8,11 @@ from collections.abc import Iterable, Mapping, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["check_losses", "check_params", "term_gradients"]
+__all__ = ["NonFiniteLoss", "check_losses", "check_params", "term_gradients"]
+
+
+class NonFiniteLoss(ValueError):
+    """A loss term is NaN or infinite (training diverged); raised before anything is updated."""
 
 
 def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> dict[str, Tensor]:
@@ -29,7 +33,7 @@ def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> dict[
                              f"{tuple(value.shape)}. Reduce it first, e.g. with .mean().")
         v = float(value.detach())
         if not math.isfinite(v):
-            raise ValueError(f"Invalid loss term {name!r}: its value is {v}. Nothing was updated; check the "
+            raise NonFiniteLoss(f"Invalid loss term {name!r}: its value is {v}. Nothing was updated; check the "
                              "inputs and the learning rate of the step that produced it.")
         out[name] = value.reshape(())
     return out
@@ -56,15 +60,16 @@ def check_params(params: Iterable[Tensor], *, what: str = "params") -> list[Tens
     return out
 
 
-def term_gradients(losses: Mapping[str, Tensor], params: Sequence[Tensor], *,
-                   retain_graph: bool = False) -> dict[str, list[Tensor]]:
-    """``{name: [∂L_name/∂p for p in params]}``, with zeros where a term does not reach a parameter.
+def term_gradients(losses: Mapping[str, Tensor], params: Sequence[Tensor], *, retain_graph: bool = False,
+                   zeros: bool = True) -> dict[str, list[Tensor | None]]:
+    """``{name: [∂L_name/∂p for p in params]}``: one ``torch.autograd.grad`` call per term.
 
-    One ``torch.autograd.grad`` call per term; each only back-propagates through the part of the
-    graph below that term. The graph is kept for every term but the last unless ``retain_graph``.
+    Each call only back-propagates through the part of the graph below that term. Where a term does
+    not reach a parameter the entry is a zero tensor, or ``None`` with ``zeros=False`` (no memory
+    traffic for it). The graph is kept for every term but the last unless ``retain_graph``.
     """
     names = list(losses)
-    grads: dict[str, list[Tensor]] = {}
+    grads: dict[str, list[Tensor | None]] = {}
     for i, name in enumerate(names):
         keep = retain_graph or i < len(names) - 1
         loss = losses[name]
@@ -72,5 +77,5 @@ def term_gradients(losses: Mapping[str, Tensor], params: Sequence[Tensor], *,
             gs: Sequence[Tensor | None] = [None] * len(params)
         else:
             gs = torch.autograd.grad(loss, params, retain_graph=keep, allow_unused=True)
-        grads[name] = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
+        grads[name] = [torch.zeros_like(p) if g is None and zeros else g for p, g in zip(params, gs, strict=True)]
     return grads

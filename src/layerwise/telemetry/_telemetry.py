@@ -9,7 +9,7 @@ from types import TracebackType
 
 from torch import Tensor
 
-from ._grads import check_losses, term_gradients
+from ._grads import NonFiniteLoss, check_losses, term_gradients
 from ._gramian import set_gramians
 from ._sets import ParamSets, resolve_param_sets
 from ._sinks import Sink
@@ -167,7 +167,7 @@ def _loss_value(name: str, value: Tensor | float) -> float:
         raise ValueError(f"Invalid loss term {name!r}: expected a scalar, found shape {tuple(value.shape)}.")
     v = _float(value)
     if not math.isfinite(v):
-        raise ValueError(f"Invalid loss term {name!r}: its value is {v}. Check the inputs and the learning rate "
+        raise NonFiniteLoss(f"Invalid loss term {name!r}: its value is {v}. Check the inputs and the learning rate "
                          "of the step that produced it.")
     return v
 

@@ -54,10 +54,10 @@ class Weighting(nn.Module):
         self._warned: set[str] = set()
 
     # --- what subclasses implement -------------------------------------------------------------
-    def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
+    def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         """The weights of this step, shape ``(K,)``, from the (detached) loss values and, when
-        ``needs_grads``, each term's gradient on ``grad_params``. May update internal state. ``active``
-        is a 0/1 mask (0 for dropped terms)."""
+        ``needs_grads``, each term's gradient on ``grad_params`` (``None`` where the term does not reach a
+        parameter). May update internal state. ``active`` is a 0/1 mask (0 for dropped terms)."""
         raise NotImplementedError
 
     def combine(self, values: Tensor, weights: Tensor) -> Tensor:
@@ -102,7 +102,8 @@ class Weighting(nn.Module):
             values /= dist.get_world_size(group)
         return values
 
-    def weights_for(self, losses: Mapping[str, Tensor], grads: Mapping[str, Sequence[Tensor]] | None = None) -> Tensor:
+    def weights_for(self, losses: Mapping[str, Tensor],
+                    grads: Mapping[str, Sequence[Tensor | None]] | None = None) -> Tensor:
         """Check the terms, compute this step's weights (updating state) and record them.
 
         ``grads``: per-term gradients on ``grad_params`` already computed (and averaged over the
@@ -110,7 +111,7 @@ class Weighting(nn.Module):
         """
         checked = self.check(losses)
         values = self.synced(self.stack(checked))
-        per_term: list[list[Tensor]] | None = None
+        per_term: list[list[Tensor | None]] | None = None
         if self.needs_grads:
             if grads is None:
                 grads = term_gradients(checked, self.grad_params, retain_graph=True)
@@ -118,12 +119,12 @@ class Weighting(nn.Module):
                 if group is not None:
                     import torch.distributed as dist
 
-                    flat = [g for t in self.active for g in grads[t]]
+                    flat = [g for t in self.active for g in grads[t] if g is not None]
                     all_reduce_sum(flat, group)
                     for g in flat:
                         g /= dist.get_world_size(group)
-            zeros = [torch.zeros_like(p) for p in self.grad_params]
-            per_term = [list(grads[t]) if t in grads and t not in self.dropped else zeros for t in self.terms]
+            none: list[Tensor | None] = [None] * len(self.grad_params)
+            per_term = [list(grads[t]) if t in grads and t not in self.dropped else none for t in self.terms]
         w = self.compute(values, per_term, self.mask(values)) * self.mask(values)
         self._record(w)
         return w
@@ -143,17 +144,24 @@ class Weighting(nn.Module):
                     warnings.warn(self._useless_message(name), UserWarning, stacklevel=3)
 
     def _useless_message(self, name: str) -> str:
+        if all(row[name] < 0 for row in self.history[-self.window:]):
+            return (f"loss term {name!r}: its weight has been negative for the last {self.window} steps: this loss is "
+                    "being MAXIMISED; the weighting has collapsed (see Naive's warning).")
         return (f"loss term {name!r}: its weight has stayed below {self.tol:g} x the largest weight for the last "
                 f"{self.window} steps: this loss contributes nothing; consider removing it "
                 f"(weighting.drop({name!r}) and stop computing it).")
 
     def useless_terms(self) -> list[str]:
-        """Active terms whose weight stayed ``≤ tol · max_j w_j`` for each of the last ``window`` steps."""
+        """Active terms whose weight stayed ``≤ tol · max_j w_j`` (the largest POSITIVE weight) for each of the
+        last ``window`` steps: near zero, or negative (a maximised loss)."""
         if len(self.history) < self.window:
             return []
         recent = self.history[-self.window:]
-        return [t for t in self.active
-                if all(row[t] <= self.tol * max(abs(v) for v in row.values()) for row in recent)]
+        out = []
+        for t in self.active:
+            if all(row[t] <= self.tol * max(max(row.values()), 0.0) or row[t] < 0 for row in recent):
+                out.append(t)
+        return out
 
     def summary(self) -> str:
         """One line per term: current weight, mean over the last ``window`` steps, and the verdict."""

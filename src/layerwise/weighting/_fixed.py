@@ -61,7 +61,7 @@ class Fixed(Weighting):
             raise TypeError(f"Invalid terms={terms!r}: expected a list of term names, e.g. ['main', 'aux1'].")
         return cls(dict.fromkeys(terms, 1.0), **kwargs)
 
-    def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
+    def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         w = self.base.to(values)
         if self.schedule is not None:
             factor = float(self.schedule(int(self.steps)))

@@ -24,6 +24,11 @@ class GradNorm(SelfTrained):
     It goes to the weights only; the model's gradient is ``Σ w_i ∇L_i`` with this step's weights.
     After the step the weights are clipped at ``1e-6`` and renormalised to ``Σ w_i = K``.
 
+    Warning:
+        GradNorm equalises gradient norms on ``W``; it does not know which term matters. In a deep
+        plain net whose main gradient vanishes below the top, it raises the main weight and starves
+        the auxiliary heads the lower layers depend on (measured in ``benchmarks/aux-deep-mlp-mnist-cpu``).
+
     Args:
         terms: term names.
         params: ``W``, usually the last layer shared by every term.
@@ -42,12 +47,13 @@ class GradNorm(SelfTrained):
         self.alpha = alpha
         self.register_buffer("initial", torch.full((len(self.terms),), float("nan")))
 
-    def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
+    def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         assert grads is not None
         w_now = self.w.detach().clone().to(values.dtype)
         if torch.isnan(self.initial).any():
             self.initial.copy_(torch.where(torch.isnan(self.initial), values.to(self.initial), self.initial))
-        norms = torch.stack([torch.sqrt(sum(((g.double() ** 2).sum() for g in gs), torch.zeros((), dtype=torch.float64))) for gs in grads]).to(values.dtype)
+        norms = torch.stack([torch.sqrt(sum(((g.double() ** 2).sum() for g in gs if g is not None),
+                                               torch.zeros((), dtype=torch.float64))) for gs in grads]).to(values.dtype)
         on = active.bool()
         g = w_now * norms
         g_mean = g[on].mean()

@@ -32,7 +32,7 @@ class Naive(Weighting):
                       "the auxiliary losses are then maximised. Use it as an ablation; for learned weights use "
                       "Usefulness, GradNorm or Uncertainty.", UserWarning, stacklevel=2)
 
-    def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
+    def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         is_main = torch.tensor([t == self.main for t in self.terms], device=values.device)
         return torch.where(is_main, torch.ones_like(self.raw), self.raw).to(values.dtype)
 

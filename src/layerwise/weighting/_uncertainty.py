@@ -25,7 +25,7 @@ class Uncertainty(Weighting):
         super().__init__(terms, **kwargs)
         self.log_vars = nn.Parameter(torch.zeros(len(self.terms)))
 
-    def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
+    def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         return 0.5 * torch.exp(-self.log_vars).to(values.dtype)
 
     def combine(self, values: Tensor, weights: Tensor) -> Tensor:

@@ -13,8 +13,10 @@ from ._own import SelfTrained
 __all__ = ["Usefulness"]
 
 
-def _dot(a: list[Tensor], b: list[Tensor]) -> Tensor:
-    return sum(((x.double() * y.double()).sum() for x, y in zip(a, b, strict=True)), torch.zeros((), dtype=torch.float64))
+def _dot(a: list[Tensor | None], b: list[Tensor | None]) -> Tensor:
+    """⟨a, b⟩ over a parameter list; ``None`` entries are zero gradients."""
+    return sum((torch.dot(x.reshape(-1).double(), y.reshape(-1).double()) for x, y in zip(a, b, strict=True)
+                if x is not None and y is not None), torch.zeros((), dtype=torch.float64))
 
 
 class Usefulness(SelfTrained):
@@ -29,7 +31,18 @@ class Usefulness(SelfTrained):
     * ``mode="cosine"`` (Du et al., 2018): ``w_i ← β w_i + (1 − β) max(0, cos(g_m, g_i))``, a running
       average of the gate.
 
+    ``total`` (optional) rescales the auxiliary weights after every update so that they sum to
+    ``total``: the weighting then only redistributes a fixed budget (compare it with equal weights
+    of the same sum). Without it the look-ahead weights are unbounded, and growing weights act as
+    a larger learning rate.
+
     A weight that stays at 0 is reported as "this loss contributes nothing; consider removing it".
+
+    Warning:
+        Both modes judge an auxiliary term by its alignment with the MAIN gradient. Where the main
+        gradient is the broken part (a deep plain net whose main gradient vanishes in the lower
+        layers: the very case deep supervision is for), the alignment is ~0 and the gates close on
+        the terms the network needs (measured in ``benchmarks/aux-deep-mlp-mnist-cpu``).
 
     Args:
         terms: term names, ``main`` among them.
@@ -38,6 +51,7 @@ class Usefulness(SelfTrained):
         mode: ``"lookahead"`` (default) or ``"cosine"``.
         lr: internal optimizer step (look-ahead). every: steps averaged per update (look-ahead).
         beta: running-average factor (cosine). init: initial auxiliary weight.
+        total: if given, the auxiliary weights are rescaled to sum to it after each update.
     """
 
     accum: Tensor
@@ -46,7 +60,7 @@ class Usefulness(SelfTrained):
     def __init__(self, terms: Sequence[str], params: Iterable[Tensor], *, main: str,
                  mode: Literal["lookahead", "cosine"] = "lookahead", lr: float = 0.01, every: int = 1,
                  beta: float = 0.9, init: float = 1.0, optimizer: Literal["sgd", "adam"] = "adam",
-                 **kwargs: Any) -> None:
+                 total: float | None = None, **kwargs: Any) -> None:
         super().__init__(terms, params, lr=lr, optimizer=optimizer, init=init, **kwargs)
         if main not in self.terms:
             raise ValueError(f"Invalid main={main!r}: not one of the terms {self.terms}.")
@@ -54,13 +68,15 @@ class Usefulness(SelfTrained):
             raise ValueError(f"Invalid mode={mode!r}. Expected 'lookahead' or 'cosine'.")
         if every < 1 or not 0 <= beta < 1:
             raise ValueError(f"Invalid every={every} or beta={beta}: expected every >= 1 and 0 <= beta < 1.")
-        self.main, self.mode, self.every, self.beta = main, mode, every, beta
+        if total is not None and not total > 0:
+            raise ValueError(f"Invalid total={total}: expected a number > 0, or None.")
+        self.main, self.mode, self.every, self.beta, self.total = main, mode, every, beta, total
         self.register_buffer("accum", torch.zeros(len(self.terms)))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
         with torch.no_grad():
             self.w[self.terms.index(main)] = 1.0
 
-    def compute(self, values: Tensor, grads: list[list[Tensor]] | None, active: Tensor) -> Tensor:
+    def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         assert grads is not None
         m = self.terms.index(self.main)
         w_now = self.w.detach().clone().to(values.dtype)
@@ -81,8 +97,15 @@ class Usefulness(SelfTrained):
                 self.w.clamp_(min=0)
         with torch.no_grad():
             self.w[m] = 1.0
+            if self.total is not None:
+                aux = torch.ones_like(self.w, dtype=torch.bool)
+                aux[m] = False
+                aux &= active.bool().to(aux.device)
+                s = self.w[aux].sum()
+                self.w[aux] = self.w[aux] * (self.total / s) if s > 0 else self.total / max(int(aux.sum()), 1)
         return w_now
 
     def extra_repr(self) -> str:
+        total = f", total={self.total}" if self.total is not None else ""
         return (f"terms={self.terms}, main={self.main!r}, mode={self.mode!r}, lr={self.lr}, every={self.every}, "
-                f"beta={self.beta}")
+                f"beta={self.beta}{total}")

@@ -1,0 +1,208 @@
+"""Report of ``layerwise bench depth``: per (depth, activation) a table and plots, and the two acceptance items."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_bytes
+
+__all__ = ["acceptance", "write_depth_report"]
+
+POINTS = {"first_step": "after the first step", "epoch_1": "end of epoch 1", "end": "end of training"}
+BASELINES = ("bp-default-sgd", "bp-glorot-adam", "bp-orthogonal-adam")
+
+
+def _figure(panels: int, width: float = 6.0) -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 4.2), squeeze=False)
+    return fig, axes[0]
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _groups(results: dict[str, Any]) -> list[tuple[int, str]]:
+    """(depth, activation) pairs that have runs, deepest last, sigmoid before tanh."""
+    keys = {(int(k.split("/")[0]), k.split("/")[1]) for k in results["runs"]}
+    return sorted(keys)
+
+
+def _run(results: dict[str, Any], depth: int, act: str, method: str) -> dict[str, Any] | None:
+    return results["runs"].get(f"{depth}/{act}/{method}")
+
+
+def _ratio_text(g: dict[str, Any] | None) -> str:
+    if not g:
+        return "–"
+    if g["ratio"] is None:
+        return f"∞ ({g['zero_layers']} of {len(g['norms'])} layers exactly 0)" if g["zero_layers"] else "–"
+    return f"{g['ratio']:.3g}"
+
+
+def _num(v: Any, fmt: str) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
+
+
+def _table(results: dict[str, Any], depth: int, act: str) -> list[str]:
+    lines = ["| method | status | epochs | final train loss | final train acc | test acc | time (s) | "
+             + " | ".join(f"grad ratio max/min, {p}" for p in POINTS.values()) + " | z store (MiB) |",
+             "|---|---|---|---|---|---|---|" + "---|" * len(POINTS) + "---|"]
+    for m in results["methods"]:
+        e = _run(results, depth, act, m)
+        if e is None:
+            continue
+        r = e["records"][-1] if e["records"] else {}
+        z = f"{e['z_bytes'] / 2**20:.1f}" if "z_bytes" in e else "–"
+        lines.append(f"| {m} | {e['status']} | {len(e['records'])} | {_num(r.get('train_loss'), '.4f')} | "
+                     f"{_num(r.get('train_acc'), '.4f')} | {_num(r.get('test_acc'), '.4f')} | "
+                     f"{_num(r.get('train_time'), '.1f')} | "
+                     + " | ".join(_ratio_text(e["grad_norms"].get(p)) for p in POINTS) + f" | {z} |")
+    return lines
+
+
+def _ratio_at(e: dict[str, Any] | None, point: str) -> str:
+    if e is None:
+        return "not run"
+    return _ratio_text(e["grad_norms"].get(point))
+
+
+def acceptance(results: dict[str, Any]) -> list[str]:
+    """Plain-language verdicts of issue 5's two benchmark acceptance items, with the numbers."""
+    lines = ["**(a) Depth 50: decoupled per-layer gradient-norm ratio max/min within 100×?**", ""]
+    deep = [(d, a) for d, a in _groups(results) if d == 50]
+    if not deep:
+        lines.append("- Not measured: no depth-50 run in this record.")
+    for d, a in deep:
+        e = _run(results, d, a, "decoupled")
+        if e is None:
+            lines.append(f"- depth {d} {a}: decoupled not run.")
+            continue
+        ok = [p for p in ("epoch_1", "end") if (e["grad_norms"].get(p) or {}).get("ratio") is not None
+              and e["grad_norms"][p]["ratio"] <= 100]
+        end = e["grad_norms"].get("end")
+        verdict = "YES" if end and end["ratio"] is not None and end["ratio"] <= 100 else "NO"
+        base = "; ".join(f"{b} {_ratio_at(_run(results, d, a, b), 'epoch_1')} / {_ratio_at(_run(results, d, a, b), 'end')}"
+                         for b in BASELINES)
+        lines.append(f"- depth {d} {a}: decoupled ratio after the first step {_ratio_at(e, 'first_step')}, end of "
+                     f"epoch 1 {_ratio_at(e, 'epoch_1')}, end of training {_ratio_at(e, 'end')} → within 100× at the "
+                     f"end: **{verdict}** (within 100× at: {', '.join(POINTS[p] for p in ok) or 'no fixed point'}). "
+                     f"Backprop baselines (epoch 1 / end): {base}.")
+    lines += ["", "**(b) Depth-20 sigmoid: decoupled ≥ 95% training accuracy; backprop on the same budget?**", ""]
+    runs = {m: _run(results, 20, "sigmoid", m) for m in results["methods"]}
+    if all(v is None for v in runs.values()):
+        lines.append("- Not measured: no depth-20 sigmoid run in this record.")
+        return lines
+    for m, e in runs.items():
+        if e is None or not e["records"]:
+            continue
+        best = max(r["train_acc"] for r in e["records"])
+        final = e["records"][-1]["train_acc"]
+        lines.append(f"- {m}: final training accuracy {final:.4f} (best epoch {best:.4f}) after "
+                     f"{len(e['records'])} epoch(s), {e['records'][-1]['train_time']:.0f} s → "
+                     f"{'reaches' if final >= 0.95 else 'does NOT reach'} 95%.")
+    dec = runs.get("decoupled")
+    if dec and dec["records"]:
+        reached = dec["records"][-1]["train_acc"] >= 0.95
+        glorot = runs.get("bp-glorot-adam")
+        g_ok = bool(glorot and glorot["records"] and glorot["records"][-1]["train_acc"] >= 0.95)
+        lines.append(f"- Verdict: decoupled **{'reaches' if reached else 'does NOT reach'}** 95% training accuracy "
+                     f"on this budget; Glorot + Adam {'ALSO reaches it' if g_ok else 'does not'}.")
+    return lines
+
+
+def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str]:
+    tag = f"d{depth}_{act}"
+    entries = [(i, m, e) for i, m in enumerate(results["methods"]) if (e := _run(results, depth, act, m)) is not None]
+    fig, (a1, a2) = _figure(2)
+    for i, m, e in entries:
+        recs = e["records"]
+        for ax, x in ((a1, "epoch"), (a2, "train_time")):
+            ax.plot([r[x] for r in recs], [r["train_loss"] for r in recs], marker="o", ms=3, color=f"C{i}", label=m)
+    for ax, xl in ((a1, "epoch"), (a2, "training wall-clock (s)")):
+        ax.set(xlabel=xl, ylabel="training loss of the plain network", yscale="log",
+               title=f"depth {depth}, {act}")
+        ax.grid(alpha=0.3, which="both")
+    a1.legend(fontsize=7)
+    files = [f"loss_{tag}.png"]
+    _save(fig, out / files[0])
+    fig, axes = _figure(len(POINTS), 5.0)
+    for ax, (p, label) in zip(axes, POINTS.items(), strict=True):
+        for i, m, e in entries:
+            g = e["grad_norms"].get(p)
+            if g:
+                layers = [t + 1 for t, v in enumerate(g["norms"]) if v > 0]
+                ax.plot(layers, [v for v in g["norms"] if v > 0], marker="o", ms=2, color=f"C{i}", label=m)
+        ax.set(xlabel="Linear layer (1 = input side)", ylabel="‖∂L/∂W_t‖ (0 not drawn)", yscale="log",
+               title=f"depth {depth} {act}: {label}")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=7)
+    files.append(f"grads_{tag}.png")
+    _save(fig, out / files[-1])
+    dec = _run(results, depth, act, "decoupled")
+    if dec and dec["records"] and "feasibility_gap" in dec["records"][0]:
+        fig, (ax,) = _figure(1, 7.0)
+        for r in dec["records"]:
+            gap = r["feasibility_gap"]
+            ax.plot(range(1, len(gap) + 1), [max(v, 1e-12) for v in gap], marker="o", ms=2, label=f"epoch {r['epoch']}")
+        ax.set(xlabel="hidden layer t", ylabel="feasibility gap rms ‖z_t − f_t(z_{t−1})‖ (floor 1e-12)", yscale="log",
+               title=f"decoupled, depth {depth} {act}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+        files.append(f"gap_{tag}.png")
+        _save(fig, out / files[-1])
+    return files
+
+
+def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
+    """Write ``report.md`` (and per (depth, activation) ``loss_*.png``, ``grads_*.png``, ``gap_*.png``) into ``out``."""
+    out = Path(out)
+    cfg, env = results["config"], results.get("environment", {})
+    lines = [f"# Deep plain MLPs: backprop baselines, decoupled training, LocoProp, deep supervision ({cfg['dataset']})",
+             "", "Command:", "", f"    {results.get('command') or '(not recorded)'}", "",
+             *([f"Resumed with: `{c}`" for c in results.get("resumed_with", [])] + [""]
+               if results.get("resumed_with") else []),
+             f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
+             f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
+             f"{results.get('test_examples', '?')} test examples; seed {cfg['seed']}.", "",
+             "## Setup", "",
+             f"- Model: `depth` hidden layers `act(Linear)` of width {cfg['width']}, then a linear output (depth + 1 "
+             "Linear layers); no residual connection, no normalisation.",
+             f"- Budget: {cfg['epochs']} epoch(s) of batch {cfg['batch_size']} for every method.",
+             f"- Train loss / accuracy: the PLAIN forward network on the first {cfg['eval_examples']} training "
+             "examples, at the end of each epoch; test accuracy on the whole test set. Time: cumulative training "
+             "wall-clock (no evaluation or probes; includes the z initialisation and the consistency step).",
+             f"- Gradient norms ‖∂L/∂W_t‖ of each Linear's weight on a fixed probe batch (the first "
+             f"{cfg['probe_examples']} training examples), without updating: L is the global loss for backprop and "
+             "LocoProp, main + heads for deep supervision, and block t's OWN term of eq. (3) for decoupled. After the "
+             "first step, decoupled's hidden terms are exactly 0 for every row the first batch did not touch (z comes "
+             "from a forward pass), so its ratio there is huge or ∞ by construction: read its later fixed points.", "",
+             "Methods:", "", *[f"- `{m}`: {d}" for m, d in results.get("descriptions", {}).items()], "",
+             "## Acceptance (issue 5)", "", *acceptance(results), ""]
+    for depth, act in _groups(results):
+        lines += [f"## Depth {depth}, {act}", "", *_table(results, depth, act), ""]
+        if plots:
+            lines += [f"![{f[:-4]}]({f})" for f in _plots(results, out, depth, act)] + [""]
+        errors = [f"- `{m}`: {e['error']}" for m in results["methods"]
+                  if (e := _run(results, depth, act, m)) and e.get("error")]
+        if errors:
+            lines += ["Diverged:", "", *errors, ""]
+    notes = out / "notes.md"
+    if notes.is_file():
+        lines += ["## Notes", "", notes.read_text().strip(), ""]
+    path = out / "report.md"
+    atomic_write_bytes(path, "\n".join(lines).encode())
+    return path

@@ -1,0 +1,67 @@
+"""``layerwise bench layer-parallel``: the subcommand's arguments and its thin shell over
+:func:`layerwise.bench.run_parallel_benchmark`."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from .. import bench
+from ..bench._parallel import PARALLEL_CONFIGS
+from ..data import DATASETS
+
+__all__ = ["add_parallel_parser", "add_zstore_parser", "run_parallel", "run_zstore"]
+
+
+def add_parallel_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:  # type: ignore[type-arg]
+    """The ``layer-parallel`` subcommand of ``layerwise bench``."""
+    p = b.add_parser("layer-parallel", help="decoupled training: 2 processes (one stage each) against 1, and backprop")
+    p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md)")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", default=None, help="data directory (MNIST in DIR/mnist)")
+    p.add_argument("--depth", type=positive_int, default=10, help="blocks of the plain tanh MLP (default 10)")
+    p.add_argument("--width", type=positive_int, default=1000, help="hidden units (default 1000)")
+    p.add_argument("--subset", type=positive_int, default=20000, help="training examples (default 20000)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--z-steps", type=positive_int, default=1)
+    p.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--configs", default=None,
+                   help=f"semicolon-separated subset of the configurations (default all): {'; '.join(PARALLEL_CONFIGS)}")
+
+
+def run_parallel(args: argparse.Namespace, command: str) -> int:
+    configs = [c.strip() for c in args.configs.split(";")] if args.configs else None
+    for c in configs or []:
+        if c not in PARALLEL_CONFIGS:
+            raise ValueError(f"Invalid --configs entry {c!r}; expected some of: {'; '.join(PARALLEL_CONFIGS)}")
+    res = bench.run_parallel_benchmark(args.out, dataset=args.dataset, data_dir=args.data_dir, depth=args.depth,
+                                       width=args.width, subset=args.subset, batch_size=args.batch_size,
+                                       z_steps=args.z_steps, repeats=args.repeats, configs=configs, command=command)
+    for name, v in res["summary"].items():
+        print(f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}")
+    print(f"wrote {args.out / 'report.md'}")
+    return 0
+
+
+def add_zstore_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:  # type: ignore[type-arg]
+    """The ``zstore`` subcommand of ``layerwise bench``."""
+    p = b.add_parser("zstore", help="memory of the decoupled z store (float32/bfloat16, in memory/memory-mapped)")
+    p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md)")
+    p.add_argument("--dataset", choices=DATASETS, default="mnist")
+    p.add_argument("--data-dir", default=None, help="data directory (MNIST in DIR/mnist)")
+    p.add_argument("--n", type=positive_int, default=None, help="examples (default: the whole training set)")
+    p.add_argument("--depth", type=positive_int, default=10)
+    p.add_argument("--width", type=positive_int, default=1000)
+    p.add_argument("--steps", type=positive_int, default=50, help="decoupled steps after building the store")
+    p.add_argument("--threads", type=positive_int, default=1)
+
+
+def run_zstore(args: argparse.Namespace, command: str) -> int:
+    res = bench.run_zstore_benchmark(args.out, dataset=args.dataset, data_dir=args.data_dir, n=args.n,
+                                     depth=args.depth, width=args.width, steps=args.steps, threads=args.threads,
+                                     command=command)
+    for name, r in res["options"].items():
+        print(f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB")
+    print(f"wrote {args.out / 'report.md'}")
+    return 0

@@ -1,0 +1,91 @@
+"""``layerwise bench depth`` end to end on the offline digits set, tiny model (seconds)."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from layerwise.bench._depth_methods import DEPTH_METHODS
+from layerwise.bench._depth_model import blocks_of, build_mlp, linear_layers
+from layerwise.bench._depth_train import grad_ratio
+from layerwise.cli import main
+
+TINY = ["--dataset", "digits", "--depths", "4", "--width", "16", "--epochs", "1", "--ds-every", "2",
+        "--threads", "1", "--no-progress"]
+
+
+def test_results_report_and_resume(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["bench", "depth", "--activations", "sigmoid", "--out", str(out), *TINY]
+    assert main(args) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["benchmark"] == "depth" and res["command"] == "layerwise " + " ".join(args)
+    assert res["config"]["epochs"] == 1 and res["config"]["width"] == 16 and res["train_examples"] == 1438
+    assert set(res["runs"]) == {f"4/sigmoid/{m}" for m in DEPTH_METHODS}
+    for key, run in res["runs"].items():
+        assert run["status"] == "complete", (key, run.get("error"))
+        (rec,) = run["records"]
+        assert rec["epoch"] == 1 and rec["train_time"] > 0 and rec["train_loss"] > 0
+        assert 0 <= rec["train_acc"] <= 1 and 0 <= rec["test_acc"] <= 1
+        assert set(run["grad_norms"]) == {"first_step", "epoch_1", "end"}
+        for g in run["grad_norms"].values():
+            assert len(g["norms"]) == 5 == run["linear_layers"]  # depth 4: four hidden Linear layers + the output
+            assert all(v >= 0 and math.isfinite(v) for v in g["norms"])
+            if g["zero_layers"] == 0:
+                assert g["ratio"] == pytest.approx(max(g["norms"]) / min(g["norms"]))
+            else:
+                assert g["ratio"] is None
+        assert run["grad_norms"]["end"]["ratio"] is not None
+    dec = res["runs"]["4/sigmoid/decoupled"]
+    assert dec["z_bytes"] == 1438 * 4 * 16 * 4  # n x hidden layers x width x fp32
+    assert len(dec["records"][0]["feasibility_gap"]) == 4 and "consistency_loss" in dec["records"][0]
+    assert "z_bytes" not in res["runs"]["4/sigmoid/bp-glorot-adam"]
+    report = (out / "report.md").read_text()
+    assert "## Depth 4, sigmoid" in report and "**(a) Depth 50" in report and "Not measured" in report
+    for m in DEPTH_METHODS:
+        assert f"| {m} | complete | 1 |" in report
+    assert "grad ratio max/min, end of training" in report and "| 0.4 |" in report  # z store MiB
+    for png in ("loss_d4_sigmoid.png", "grads_d4_sigmoid.png", "gap_d4_sigmoid.png"):
+        assert (out / png).read_bytes()[:4] == b"\x89PNG"
+    # an existing run is kept; --resume adds only the missing (depth, activation, method); config changes are refused
+    assert main(args) == 1 and "already holds a run" in capsys.readouterr().err
+    more = ["bench", "depth", "--activations", "tanh", "--methods", "bp-glorot-adam", "--out", str(out), *TINY,
+            "--resume"]
+    assert main(more) == 0
+    again = json.loads((out / "results.json").read_text())
+    assert {k: v for k, v in again["runs"].items() if k != "4/tanh/bp-glorot-adam"} == res["runs"]
+    assert again["runs"]["4/tanh/bp-glorot-adam"]["status"] == "complete"
+    assert again["methods"] == list(DEPTH_METHODS) and again["activations"] == ["tanh", "sigmoid"]
+    assert "## Depth 4, tanh" in (out / "report.md").read_text()
+    assert main([*more, "--z-steps", "2"]) == 1
+    assert "Resume with the same arguments" in capsys.readouterr().err
+
+
+def test_model_layout_and_inits():
+    torch.manual_seed(0)
+    model = build_mlp(8, 3, 3, 6, "tanh", "orthogonal")
+    assert len(linear_layers(model)) == 4 and len(model) == 7
+    w = linear_layers(model)[1].weight
+    gain = torch.nn.init.calculate_gain("tanh")
+    torch.testing.assert_close(w @ w.T, gain**2 * torch.eye(6), atol=1e-5, rtol=0)
+    assert all(float(lin.bias.detach().abs().max()) == 0 for lin in linear_layers(model))
+    blocks = blocks_of(model)
+    assert len(blocks) == 4 and blocks[0][0] is model[0] and blocks[-1] is model[6]
+    x = torch.randn(5, 8)
+    h = x
+    for b in blocks:
+        h = b(h)
+    torch.testing.assert_close(h, model(x))  # the decoupled blocks ARE the plain network
+    with pytest.raises(ValueError, match="Invalid activation='relu'"):
+        build_mlp(8, 3, 3, 6, "relu")
+    assert grad_ratio([1.0, 0.0, 4.0]) == {"norms": [1.0, 0.0, 4.0], "ratio": None, "zero_layers": 1}
+    assert grad_ratio([2.0, 8.0])["ratio"] == 4.0
+
+
+def test_bad_arguments(tmp_path, capsys):
+    for bad, message in ((["--methods", "sgd"], "unknown method"), (["--activations", "relu"], "unknown activation"),
+                         (["--depths", "0"], "hidden-layer counts >= 1"), (["--z-lr", "-1"], "expected a number > 0")):
+        with pytest.raises(SystemExit):
+            main(["bench", "depth", "--out", str(tmp_path / "x"), *bad])
+        assert message in capsys.readouterr().err
