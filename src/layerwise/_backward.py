@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .locoprop._distributed import all_reduce_sum, resolve_group
+from .locoprop._distributed import all_reduce_mean, resolve_group
 from .telemetry._grads import check_losses, check_params, term_gradients
 
 if TYPE_CHECKING:
@@ -26,16 +26,6 @@ def _union(*sets: Iterable[Tensor]) -> list[Tensor]:
                 seen.add(id(p))
                 out.append(p)
     return out
-
-
-def _mean_over(group: Any, tensors: list[Tensor]) -> None:
-    if group is None:
-        return
-    import torch.distributed as dist
-
-    all_reduce_sum(tensors, group)
-    for t in tensors:
-        t /= dist.get_world_size(group)
 
 
 def _accumulate(params: list[Tensor], grads: list[Tensor]) -> None:
@@ -86,14 +76,14 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
         else:
             gs: Sequence[Tensor | None] = torch.autograd.grad(total, params, allow_unused=True, retain_graph=keep)
             grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
-            _mean_over(group, grads)
+            all_reduce_mean(grads, group)
             _accumulate(params, grads)
         _backward_weighting(weighting, checked, w)
         return total.detach()
     active = weighting.check(checked)
     union = _union(params, weighting.grad_params, telemetry.params if record and telemetry is not None else [])
     per_term = term_gradients(active, union, retain_graph=False, zeros=False)
-    _mean_over(group, [g for gs in per_term.values() for g in gs if g is not None])
+    all_reduce_mean([g for gs in per_term.values() for g in gs if g is not None], group)
     index = {id(p): i for i, p in enumerate(union)}
 
     def pick(ps: list[Tensor]) -> dict[str, list[Tensor | None]]:

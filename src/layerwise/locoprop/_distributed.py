@@ -8,7 +8,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["resolve_group", "all_reduce_sum", "broadcast_module"]
+__all__ = ["all_reduce_mean", "all_reduce_sum", "broadcast_module", "resolve_group"]
 
 
 def resolve_group(process_group: object) -> dist.ProcessGroup | None:
@@ -39,6 +39,16 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor], group: dist.ProcessGroup | N
         n = t.numel()
         t.copy_(flat[offset:offset + n].view_as(t))
         offset += n
+
+
+def all_reduce_mean(tensors: Sequence[torch.Tensor], group: dist.ProcessGroup | None) -> None:
+    """Average ``tensors`` over ``group`` in place (one flattened all-reduce); equal shares per process."""
+    if group is None or not tensors:
+        return
+    all_reduce_sum(tensors, group)
+    size = dist.get_world_size(group)
+    for t in tensors:
+        t /= size
 
 
 def broadcast_module(module: nn.Module, group: dist.ProcessGroup | None) -> None:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..locoprop._distributed import all_reduce_sum, resolve_group
+from ..locoprop._distributed import all_reduce_mean, resolve_group
 from ..telemetry._grads import check_losses, term_gradients
 
 __all__ = ["Weighting"]
@@ -93,13 +93,8 @@ class Weighting(nn.Module):
 
     def synced(self, values: Tensor) -> Tensor:
         """Loss values averaged over the process group (identity without one)."""
-        group = self.group()
         values = values.detach().clone()
-        if group is not None:
-            import torch.distributed as dist
-
-            all_reduce_sum([values], group)
-            values /= dist.get_world_size(group)
+        all_reduce_mean([values], self.group())
         return values
 
     def weights_for(self, losses: Mapping[str, Tensor],
@@ -109,20 +104,15 @@ class Weighting(nn.Module):
         ``grads``: per-term gradients on ``grad_params`` already computed (and averaged over the
         process group) by the caller, e.g. :func:`layerwise.backward`; computed here when ``None``.
         """
-        checked = self.check(losses)
+        return self._weights(self.check(losses), grads)
+
+    def _weights(self, checked: dict[str, Tensor], grads: Mapping[str, Sequence[Tensor | None]] | None) -> Tensor:
         values = self.synced(self.stack(checked))
         per_term: list[list[Tensor | None]] | None = None
         if self.needs_grads:
             if grads is None:
                 grads = term_gradients(checked, self.grad_params, retain_graph=True)
-                group = self.group()
-                if group is not None:
-                    import torch.distributed as dist
-
-                    flat = [g for t in self.active for g in grads[t] if g is not None]
-                    all_reduce_sum(flat, group)
-                    for g in flat:
-                        g /= dist.get_world_size(group)
+                all_reduce_mean([g for t in self.active for g in grads[t] if g is not None], self.group())
             none: list[Tensor | None] = [None] * len(self.grad_params)
             per_term = [list(grads[t]) if t in grads and t not in self.dropped else none for t in self.terms]
         w = self.compute(values, per_term, self.mask(values)) * self.mask(values)
@@ -131,8 +121,8 @@ class Weighting(nn.Module):
 
     def forward(self, losses: Mapping[str, Tensor]) -> Tensor:
         """``Σ_k w_k L_k`` with this step's weights (the weights' own update happens here too)."""
-        w = self.weights_for(losses)
-        return self.combine(self.stack(self.check(losses)), w)
+        checked = self.check(losses)
+        return self.combine(self.stack(checked), self._weights(checked, None))
 
     def _record(self, w: Tensor) -> None:
         row = dict(zip(self.terms, w.detach().double().cpu().tolist(), strict=True))
