@@ -42,10 +42,10 @@ class DepthConfig:
     decoupled_init: str = "orthogonal"
     decoupled_mode: str = "joint"
     decoupled_lr: float = 3e-3
-    z_lr: float = 1.0
-    z_steps: int = 5
+    z_lr: float = 0.5
+    z_steps: int = 8
     mu_start: float = 1.0
-    mu_factor: float = 1.2
+    mu_factor: float = 1.5
     consistency_epochs: int = 1
     locoprop_init: str = "glorot"
     locoprop_lr: float = 1.0
