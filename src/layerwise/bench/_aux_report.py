@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
 import math
 import statistics
 from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_bytes
+from ._plotting import figure, save_png
 
 __all__ = ["LEARNED", "aux_summary", "write_aux_report"]
 
@@ -97,26 +97,6 @@ def verdict(table: dict[str, dict[str, Any]], target: float) -> list[str]:
     return lines
 
 
-def _figure(panels: int, width: float = 6.0) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 4.2), squeeze=False)
-    return fig, axes[0]
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
 def _median_curve(results: dict[str, Any], method: str, x: str, y: str) -> tuple[list[float], list[float]]:
     recs = [results["runs"][f"{method}/{s}"]["records"] for s in results["seeds"] if f"{method}/{s}" in results["runs"]]
     recs = [r for r in recs if r]
@@ -128,7 +108,7 @@ def _median_curve(results: dict[str, Any], method: str, x: str, y: str) -> tuple
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
     methods, target = results["methods"], results["config"]["target_acc"]
-    fig, (a1, a2) = _figure(2)
+    fig, (a1, a2) = figure(2)
     for i, m in enumerate(methods):
         for ax, x in ((a1, "epoch"), (a2, "train_time")):
             xs, ys = _median_curve(results, m, x, "test_acc")
@@ -139,19 +119,19 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
         ax.set_ylabel("test accuracy of the main output (median over seeds)")
         ax.grid(alpha=0.3)
     a1.legend(fontsize=7)
-    _save(fig, out / "test_acc.png")
-    fig, (ax,) = _figure(1, 7.0)
+    save_png(fig, out / "test_acc.png")
+    fig, (ax,) = figure(1, 7.0)
     for i, m in enumerate(methods):
         xs, ys = _median_curve(results, m, "epoch", "train_main_loss")
         ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", label=m)
     ax.set(xlabel="epoch", ylabel="training main loss (epoch mean, median over seeds)", yscale="log")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    _save(fig, out / "train_loss.png")
+    save_png(fig, out / "train_loss.png")
     files = ["test_acc.png", "train_loss.png"]
     shown = [m for m in _WEIGHT_PLOTS if m in methods]
     if shown:
-        fig, axes = _figure(len(shown), 4.0)
+        fig, axes = figure(len(shown), 4.0)
         for ax, m in zip(axes, shown, strict=True):
             entries = [results["runs"][f"{m}/{s}"] for s in results["seeds"] if f"{m}/{s}" in results["runs"]]
             rows = [e["weights"] for e in entries if e["weights"]]
@@ -171,7 +151,7 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
                        ylabel="weight", yscale="symlog")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-        _save(fig, out / "weights.png")
+        save_png(fig, out / "weights.png")
         files.append("weights.png")
     return files
 

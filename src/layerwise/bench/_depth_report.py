@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 from ._io import atomic_write_bytes
+from ._plotting import figure, save_png
 
 __all__ = ["acceptance", "write_depth_report"]
 
 POINTS = {"first_step": "after the first step", "epoch_1": "end of epoch 1", "end": "end of training"}
 BASELINES = ("bp-default-sgd", "bp-glorot-adam", "bp-orthogonal-adam")
-
-
-def _figure(panels: int, width: float = 6.0) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 4.2), squeeze=False)
-    return fig, axes[0]
-
-
-def _save(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 def _groups(results: dict[str, Any]) -> list[tuple[int, str]]:
@@ -127,7 +107,7 @@ def acceptance(results: dict[str, Any]) -> list[str]:
 def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str]:
     tag = f"d{depth}_{act}"
     entries = [(i, m, e) for i, m in enumerate(results["methods"]) if (e := _run(results, depth, act, m)) is not None]
-    fig, (a1, a2) = _figure(2)
+    fig, (a1, a2) = figure(2)
     for i, m, e in entries:
         recs = e["records"]
         for ax, x in ((a1, "epoch"), (a2, "train_time")):
@@ -138,8 +118,8 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
         ax.grid(alpha=0.3, which="both")
     a1.legend(fontsize=7)
     files = [f"loss_{tag}.png"]
-    _save(fig, out / files[0])
-    fig, axes = _figure(len(POINTS), 5.0)
+    save_png(fig, out / files[0], dpi=90)
+    fig, axes = figure(len(POINTS), 5.0)
     for ax, (p, label) in zip(axes, POINTS.items(), strict=True):
         for i, m, e in entries:
             g = e["grad_norms"].get(p)
@@ -151,10 +131,10 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7)
     files.append(f"grads_{tag}.png")
-    _save(fig, out / files[-1])
+    save_png(fig, out / files[-1], dpi=90)
     dec = _run(results, depth, act, "decoupled")
     if dec and dec["records"] and "feasibility_gap" in dec["records"][0]:
-        fig, (ax,) = _figure(1, 7.0)
+        fig, (ax,) = figure(1, 7.0)
         for r in dec["records"]:
             gap = r["feasibility_gap"]
             ax.plot(range(1, len(gap) + 1), [max(v, 1e-12) for v in gap], marker="o", ms=2, label=f"epoch {r['epoch']}")
@@ -163,7 +143,7 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
         files.append(f"gap_{tag}.png")
-        _save(fig, out / files[-1])
+        save_png(fig, out / files[-1], dpi=90)
     return files
 
 
