@@ -37,10 +37,15 @@ WORKER = textwrap.dedent("""
                     for p in b.parameters():
                         p.data.normal_()
             out = out + f".{rank}"
-        store = ZStore(len(ds), [(6,)] * 4)
-        trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 2.0, 10, cap=8.0), z_steps=2, mode=how,
+        forward = how.startswith("forward")  # z from a forward pass at every step (boundary activations travel)
+        store = None if forward else ZStore(len(ds), [(6,)] * 4)
+        trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 2.0, 10, cap=8.0), z_steps=2,
+                                   mode="z-first" if forward else how.split("-sweep")[0],
+                                   z_init="forward" if forward else "stored",
+                                   z_order="sweep" if how.endswith("sweep") else "jacobi",
                                    optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2))
-        trainer.initialize(DataLoader(ds, batch_size=16))
+        if not forward:
+            trainer.initialize(DataLoader(ds, batch_size=16))
         gen = torch.Generator().manual_seed(1)
         try:
             for epoch in range(4):
@@ -57,7 +62,7 @@ WORKER = textwrap.dedent("""
         trainer.gather()
         idx = torch.arange(len(ds))
         torch.save({"params": [p.detach() for p in trainer.blocks.parameters()], "stage": list(trainer.stage),
-                    "z": {j: store.rows(j, idx) for j in trainer.z_layers}}, out)
+                    "z": {} if forward else {j: store.rows(j, idx) for j in trainer.z_layers}}, out)
         if mode == "dist":
             dist.destroy_process_group()
 """)
@@ -74,7 +79,7 @@ def _run(tmp_path: Path, how: str, crash: bool = False) -> tuple[list[subprocess
     return procs, out
 
 
-@pytest.mark.parametrize("how", ["joint", "alternating"])
+@pytest.mark.parametrize("how", ["joint", "alternating", "z-first", "forward", "joint-sweep", "forward-sweep"])
 def test_two_stages_on_two_processes_equal_one_process(tmp_path: Path, how: str) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

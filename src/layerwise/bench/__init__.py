@@ -17,6 +17,8 @@ from ._parallel import run_parallel_benchmark
 from ._registry import METHODS, get_method, method_names, register_method
 from ._report import load_runs, summarize, write_report
 from ._run import RESULTS_FILE, run_autoencoder_benchmark
+from ._similarity import run_similarity_benchmark
+from ._similarity import verdict as similarity_verdict
 from ._steptime import run_steptime_benchmark
 from ._telemetry_bench import run_telemetry_benchmark
 from ._tensorboard import TensorBoardSink
@@ -26,7 +28,7 @@ from ._zstore_bench import run_zstore_benchmark
 
 __all__ = [
     "AuxConfig", "run_aux_benchmark",
-    "DepthConfig", "run_depth_benchmark",
+    "DepthConfig", "run_depth_benchmark", "run_similarity_benchmark", "similarity_verdict",
     "AutoencoderConfig", "AutoencoderData", "CheckpointMismatch", "apply_tuned_hparams", "LossFn", "METHODS", "Method",
     "RESULTS_FILE", "TensorBoardSink", "TrainingDiverged", "evaluate", "get_method", "load_autoencoder_data",
     "load_runs", "load_tuned", "method_names", "register_method", "resolve_lrs", "run_autoencoder_benchmark", "run_steptime_benchmark",

@@ -34,10 +34,17 @@ DEPTH_METHODS: dict[str, tuple[str, str]] = {
     "bp-glorot-adam": ("glorot", "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}"),
     "bp-orthogonal-adam": ("orthogonal", "backprop, orthogonal init with calculate_gain(activation) (zero biases), "
                                          "Adam lr {adam_lr:g}"),
-    "decoupled": ("{decoupled_init}", "DecoupledTrainer (MAC), {decoupled_init} init, {decoupled_mode} mode, "
-                                      "per-block Adam lr {decoupled_lr:g}, z_lr {z_lr:g}, z_steps {z_steps}, "
-                                      "mu = {mu_start:g} x {mu_factor:g} per epoch, squared-error L_h, fp32 z store "
-                                      "in memory, {consistency_epochs} consistency epoch(s) at the end"),
+    "decoupled": ("{decoupled_init}", "DecoupledTrainer (MAC: z stored per example), {decoupled_init} init, "
+                                      "{decoupled_mode} mode, {z_order} z-steps, per-block Adam lr {decoupled_lr:g}, "
+                                      "z_lr {z_lr:g}, z_steps {z_steps}, mu = {mu_start:g} x {mu_factor:g} per epoch, "
+                                      "squared-error L_h, fp32 z store in memory, {consistency_epochs} consistency "
+                                      "epoch(s) at the end"),
+    "decoupled-forward": ("{decoupled_init}", "DecoupledTrainer with z from a forward pass at every step (online "
+                                              "alternating minimisation, no store), {decoupled_init} init, z-first "
+                                              "mode, sweep z-steps, per-block Adam lr {decoupled_lr:g}, z_lr "
+                                              "{z_lr:g}, z_steps {forward_z_steps}, mu = {mu_start:g} x "
+                                              "{mu_factor:g} per epoch, squared-error L_h, {consistency_epochs} "
+                                              "consistency epoch(s) at the end"),
     "locoprop": ("{locoprop_init}", "LocoProp-M, {locoprop_init} init, solver precond, steps {locoprop_steps}, "
                                     "gamma {locoprop_gamma:g}, damping {locoprop_damping:g}, lr {locoprop_lr:g}"),
     "deep-supervision": ("default", "deep supervision: a LocalClassifier head after every {ds_every} hidden layers, "
@@ -137,32 +144,39 @@ class DeepSupervisionRunner(Runner):
 
 
 class DecoupledRunner(Runner):
-    """:class:`~layerwise.decoupled.DecoupledTrainer` on the model's blocks, z in an fp32 in-memory store."""
+    """:class:`~layerwise.decoupled.DecoupledTrainer` on the model's blocks: z in an fp32 in-memory store
+    (``forward=False``), or z from a forward pass at every step (``forward=True``, no store)."""
 
-    def __init__(self, model: nn.Sequential, n: int, depth: int, width: int, cfg: Any, steps_per_epoch: int) -> None:
+    def __init__(self, model: nn.Sequential, n: int, depth: int, width: int, cfg: Any, steps_per_epoch: int,
+                 forward: bool = False) -> None:
         super().__init__(model, None)
-        self.depth = depth
-        store = ZStore(n, [(width,)] * depth, dtype=torch.float32)
+        self.depth, self.forward = depth, forward
+        store = None if forward else ZStore(n, [(width,)] * depth, dtype=torch.float32)
         lr = cfg.decoupled_lr
         self.trainer = DecoupledTrainer(blocks_of(model), store, loss_h="mse",
                                         mu=geometric(cfg.mu_start, cfg.mu_factor, steps_per_epoch),
                                         optimizer=lambda ps: torch.optim.Adam(ps, lr=lr), z_lr=cfg.z_lr,
-                                        z_steps=cfg.z_steps, mode=cfg.decoupled_mode, process_group=None)
+                                        z_steps=cfg.forward_z_steps if forward else cfg.z_steps,
+                                        mode="z-first" if forward else cfg.decoupled_mode,
+                                        z_init="forward" if forward else "stored",
+                                        z_order="sweep" if forward else cfg.z_order, process_group=None)
         self.consistency_epochs = cfg.consistency_epochs
 
     def start(self, batches: Callable[[], list[Batch]]) -> None:
-        self.trainer.initialize(batches())
+        if not self.forward:
+            self.trainer.initialize(batches())
 
     def step(self, x: Tensor, y: Tensor, idx: Tensor) -> float:
         return sum(self.trainer.step((x, y, idx)).values())
 
     def probe(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
-        store = self.trainer.store
-        zs = [store.rows(j, idx, x.dtype).to(x.device) for j in range(self.depth)]
+        zs = self.trainer.targets((x, y, idx))  # what the θ-step fits now
         terms = self.trainer.losses(x, y, zs)  # block t's own term depends on W_t only through f_t
         return _norms(sum(terms.values(), torch.zeros((), device=x.device)), self.weights)
 
     def epoch_end(self, batches: list[Batch]) -> dict[str, Any]:
+        if self.forward:
+            return {"mu": self.trainer.mu}
         gap = self.trainer.feasibility_gap(batches)
         return {"feasibility_gap": [gap[t] for t in sorted(gap)], "mu": self.trainer.mu}
 
@@ -173,7 +187,7 @@ class DecoupledRunner(Runner):
         return {"consistency_loss": loss}
 
     def extras(self) -> dict[str, Any]:
-        return {"z_bytes": self.trainer.store.nbytes()}
+        return {"z_bytes": 0 if self.trainer.store is None else self.trainer.store.nbytes()}
 
 
 def make_runner(method: str, *, activation: str, depth: int, width: int, in_features: int, num_classes: int,
@@ -199,4 +213,4 @@ def make_runner(method: str, *, activation: str, depth: int, width: int, in_feat
     if method == "deep-supervision":
         torch.manual_seed(10_000 + cfg.seed)
         return DeepSupervisionRunner(model, depth, width, num_classes, cfg.ds_every, sgd)
-    return DecoupledRunner(model, n, depth, width, cfg, steps_per_epoch)
+    return DecoupledRunner(model, n, depth, width, cfg, steps_per_epoch, forward=method == "decoupled-forward")

@@ -40,12 +40,14 @@ class DepthConfig:
     momentum: float = 0.9
     adam_lr: float = 1e-3
     decoupled_init: str = "orthogonal"
-    decoupled_mode: str = "joint"
-    decoupled_lr: float = 3e-3
-    z_lr: float = 0.5
-    z_steps: int = 8
-    mu_start: float = 1.0
-    mu_factor: float = 1.5
+    decoupled_mode: str = "z-first"
+    decoupled_lr: float = 1e-3
+    z_lr: float = 1.0
+    z_steps: int = 1
+    z_order: str = "sweep"
+    forward_z_steps: int = 1
+    mu_start: float = 10.0
+    mu_factor: float = 1.25
     consistency_epochs: int = 1
     locoprop_init: str = "glorot"
     locoprop_lr: float = 1.0
@@ -94,8 +96,10 @@ def grad_ratio(norms: list[float]) -> dict[str, Any]:
 
 
 def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data: DepthData, *,
-                progress: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms)."""
+                progress: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                on_model: Callable[[torch.nn.Module], None] | None = None) -> dict[str, Any]:
+    """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms).
+    ``on_model`` receives the trained plain network when training completes."""
     x, y = data.train_x, data.train_y
     n, steps = len(x), math.ceil(len(x) / cfg.batch_size)
     runner = make_runner(method, activation=activation, depth=depth, width=cfg.width, in_features=x.shape[1],
@@ -144,6 +148,8 @@ def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data
             if on_epoch is not None:
                 on_epoch(entry)
         entry["status"] = "complete"
+        if on_model is not None:
+            on_model(runner.model)
         return entry
     except (ValueError, FloatingPointError) as exc:
         if not _diverged(exc):

@@ -59,7 +59,7 @@ def run(cfg: dict[str, Any], rank: int = 0, world: int = 1, init: str | None = N
     else:
         store = ZStore(n, [(cfg["width"],)] * (cfg["depth"] - 1),
                        layers=None if world == 1 else _stage_layers(blocks, world, rank))
-        trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 1.2, 50, cap=1e3), z_lr=0.5,
+        trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 1.2, 50, cap=1e3), z_lr=1.0,
                                    z_steps=cfg["z_steps"], optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg["lr"]),
                                    process_group="auto" if world > 1 else None)
         start = time.perf_counter()

@@ -70,7 +70,12 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
                    help=f"bp-default-sgd and deep-supervision (momentum {d.momentum}; default {d.sgd_lr:g})")
     p.add_argument("--adam-lr", type=_positive_float, default=d.adam_lr, help=f"bp-*-adam (default {d.adam_lr:g})")
     p.add_argument("--decoupled-init", choices=INITS, default=d.decoupled_init, help=f"default {d.decoupled_init}")
-    p.add_argument("--decoupled-mode", choices=("joint", "alternating"), default=d.decoupled_mode)
+    p.add_argument("--decoupled-mode", choices=("joint", "alternating", "z-first"), default=d.decoupled_mode,
+                   help=f"decoupled (stored z): default {d.decoupled_mode}")
+    p.add_argument("--z-order", choices=("jacobi", "sweep"), default=d.z_order,
+                   help=f"decoupled (stored z): z-steps all at once or top-down (default {d.z_order})")
+    p.add_argument("--forward-z-steps", type=positive_int, default=d.forward_z_steps,
+                   help=f"decoupled-forward: sweeps per step (default {d.forward_z_steps})")
     p.add_argument("--decoupled-lr", type=_positive_float, default=d.decoupled_lr,
                    help=f"per-block Adam (default {d.decoupled_lr:g})")
     p.add_argument("--z-lr", type=_positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
@@ -105,6 +110,7 @@ def run_depth(args: argparse.Namespace, command: str) -> int:
                             width=args.width, seed=args.seed, sgd_lr=args.sgd_lr, adam_lr=args.adam_lr,
                             decoupled_init=args.decoupled_init, decoupled_mode=args.decoupled_mode,
                             decoupled_lr=args.decoupled_lr, z_lr=args.z_lr, z_steps=args.z_steps,
+                            z_order=args.z_order, forward_z_steps=args.forward_z_steps,
                             mu_start=args.mu_start, mu_factor=args.mu_factor,
                             consistency_epochs=args.consistency_epochs, locoprop_gamma=args.locoprop_gamma,
                             locoprop_damping=args.locoprop_damping, ds_every=args.ds_every)

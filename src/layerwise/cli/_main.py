@@ -15,6 +15,7 @@ from ..data import DATASETS, DataError
 from ._aux import add_aux_parser, run_aux
 from ._depth import add_depth_parser, run_depth
 from ._parallel import add_parallel_parser, add_zstore_parser, run_parallel, run_zstore
+from ._similarity import add_similarity_parser, run_similarity
 
 __all__ = ["build_parser", "main"]
 
@@ -135,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     add_aux_parser(b, _positive_int)
     add_depth_parser(b, _positive_int)
+    add_similarity_parser(b, _positive_int)
     add_parallel_parser(b, _positive_int)
     add_zstore_parser(b, _positive_int)
     rp = sub.add_parser("report", help="rebuild report and plots from saved results (several runs: mean and spread)")
@@ -191,6 +193,8 @@ def _run(args: argparse.Namespace, command: str) -> int:
         return run_aux(args, command)
     if args.benchmark == "depth":
         return run_depth(args, command)
+    if args.benchmark == "similarity":
+        return run_similarity(args, command)
     if args.benchmark == "layer-parallel":
         return run_parallel(args, command)
     if args.benchmark == "zstore":

@@ -41,23 +41,59 @@ def stage_of(starts: Sequence[int], n_blocks: int, rank: int) -> range:
 class Boundary:
     """The hidden activation z_j shared by two neighbouring stages (block j is the last block of the
     first, block j+1 the first block of the second). Both keep a replica of z_j; each step they
-    all-reduce their parts of ∂L/∂z_j (B × |z_j| values in the gradient's dtype, plus a checksum of the batch indices), so
+    all-reduce their parts of ∂L/∂z_j (B × |z_j| values in the gradient's dtype, plus the curvature bound of the
+    z step and a checksum of the batch indices), so
     both apply the same update and the replicas stay equal."""
 
-    def __init__(self, layer: int, ranks: tuple[int, int], group: Any) -> None:
+    def __init__(self, layer: int, ranks: tuple[int, int], group: Any, src: int | None = None) -> None:
         self.layer, self.ranks, self.group = layer, ranks, group
+        self.src = ranks[0] if src is None else src  # global rank of the first stage (the sender of z_j)
 
-    def exchange(self, grad: Tensor, idx: Tensor, step: int) -> Tensor:
-        check = torch.sin(idx.double() * 0.6180339887 + 1.0).sum().reshape(1).to(grad.device, grad.dtype)
-        buf = torch.cat([grad.detach().reshape(-1), check])
+    def _failed(self, step: int, what: str, exc: Exception) -> StageFailure:
+        return StageFailure(f"step {step}: the {what} of z_{self.layer} between ranks {self.ranks} failed "
+                            f"({type(exc).__name__}: {exc}). A peer process died or timed out; resume every "
+                            "process from its last checkpoint.")
+
+    def forward(self, h: Tensor | None, like: Tensor, step: int) -> Tensor:
+        """The first stage sends its forward activation z_j (``h``); the second receives it (``h=None``; device
+        and dtype of ``like``). A header with the shape goes first."""
         try:
-            dist.all_reduce(buf, group=self.group)
+            header = torch.zeros(9, dtype=torch.int64, device=like.device)
+            if h is not None:
+                header[0] = h.dim()
+                header[1:1 + h.dim()] = torch.tensor(h.shape)
+            dist.broadcast(header, src=self.src, group=self.group)
+            if h is None:
+                h = torch.empty(header[1:1 + int(header[0])].tolist(), dtype=like.dtype, device=like.device)
+            dist.broadcast(h.contiguous(), src=self.src, group=self.group)
         except Exception as exc:  # gloo raises RuntimeError; NCCL can raise DistBackendError
-            raise StageFailure(f"step {step}: the exchange of z_{self.layer} between ranks {self.ranks} failed "
-                               f"({type(exc).__name__}: {exc}). A peer process died or timed out; resume every "
-                               "process from its last checkpoint.") from exc
-        tol = 1e-9 if grad.dtype == torch.float64 else 1e-4
+            raise self._failed(step, "forward transfer", exc) from exc
+        return h
+
+    def exchange(self, grad: Tensor, idx: Tensor, step: int, curvature: float) -> tuple[Tensor, float]:
+        """Sum both stages' ∂L/∂z_j and their ``curvature`` terms (the stage owning block j+1 holds c_{j+1},
+        the other 0), so that both take the same z step."""
+        return self.finish(self.start(grad, idx, step, curvature))
+
+    def start(self, grad: Tensor, idx: Tensor, step: int, curvature: float) -> tuple[Any, ...]:
+        """Launch :meth:`exchange` without waiting (work can overlap it); :meth:`finish` completes it."""
+        check = torch.sin(idx.double() * 0.6180339887 + 1.0).sum().reshape(1).to(grad.device, grad.dtype)
+        extra = torch.tensor([curvature], dtype=grad.dtype, device=grad.device)
+        buf = torch.cat([grad.detach().reshape(-1), extra, check])
+        try:
+            work = dist.all_reduce(buf, group=self.group, async_op=True)
+        except Exception as exc:  # gloo raises RuntimeError; NCCL can raise DistBackendError
+            raise self._failed(step, "exchange", exc) from exc
+        return work, buf, check, grad.shape, step
+
+    def finish(self, pending: tuple[Any, ...]) -> tuple[Tensor, float]:
+        work, buf, check, shape, step = pending
+        try:
+            work.wait()
+        except Exception as exc:
+            raise self._failed(step, "exchange", exc) from exc
+        tol = 1e-9 if buf.dtype == torch.float64 else 1e-4
         if not math.isclose(float(buf[-1]), 2 * float(check), rel_tol=tol, abs_tol=tol):
             raise ValueError(f"step {step}: ranks {self.ranks} trained on different batches. Give every process the "
                              "same loader order (same sampler seed); layer parallelism splits layers, not data.")
-        return buf[:-1].view_as(grad)
+        return buf[:-2].view(shape), float(buf[-2])

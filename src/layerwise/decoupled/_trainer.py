@@ -12,9 +12,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..locoprop._distributed import broadcast_module, resolve_group
+from ._curvature import LipschitzEstimate
 from ._data import unpack_batch
 from ._stages import Boundary, split_blocks, stage_of
 from ._store import ZStore
+from ._zstep import curvatures, jacobi_step, z_step
 
 __all__ = ["DecoupledTrainer", "squared_error"]
 
@@ -34,8 +36,16 @@ class DecoupledTrainer:
 
     Block t's parameters only see (z_{t−1}, z_t): no gradient crosses more than one block, so depth
     cannot make it vanish, and blocks train independently (each has its own optimizer). The z of
-    the batch's rows take ``z_steps`` gradient steps on each example's own objective, of size
-    ``z_lr/(1 + μ)`` (stable as μ grows), with no optimizer state.
+    the batch's rows take ``z_steps`` gradient steps on each example's own objective, with no optimizer
+    state, of size ``z_lr / L_j`` where L_j bounds that objective's curvature in z_j: ``μ (1 + c_{j+1})``,
+    or ``μ + c_{T−1}`` for the last hidden layer, with c_t ≈ Lip(f_t)² from the block's weights
+    (:class:`~layerwise.decoupled._curvature.LipschitzEstimate`). A fixed step would diverge as the
+    weights grow; this one is stable for ``z_lr < 2`` at any μ and any weight scale.
+
+    At the z-optimum the residuals r_t = z_t − f_t(z_{t−1}) satisfy μ r_t = J_{t+1}ᵀ μ r_{t+1}: they carry
+    the backprop chain, so the blocks' gradients there are backprop's along the z path (equal as μ → ∞).
+    Depth does make them vanish once z has converged; what decoupling changes is that each block has
+    its own optimizer (Adam rescales each block's step) and that blocks train in parallel.
 
     **Layer parallelism.** When ``torch.distributed`` is initialised (``process_group="auto"``),
     the blocks are split into contiguous stages, one per process (``starts`` gives the first block
@@ -47,33 +57,56 @@ class DecoupledTrainer:
     Args:
         blocks: the T blocks of the plain network, input to output (e.g. ``Linear+Tanh`` … ``Linear``).
         store: a :class:`ZStore` with the shapes of the T−1 hidden activations (in a stage, only the
-            layers :attr:`z_layers` need to be allocated: ``ZStore(..., layers=trainer_layers)``).
+            layers :attr:`z_layers` need to be allocated: ``ZStore(..., layers=trainer_layers)``);
+            ``None`` with ``z_init="forward"``.
         loss_y: output loss, mean over the batch (default cross-entropy).
         loss_h: hidden loss, ``"mse"`` (:func:`squared_error`) or a callable ``(ẑ, z) -> scalar``.
         mu: the penalty μ, or a schedule ``k -> μ`` of the step count (see :func:`geometric`).
         optimizer: builds each block's optimizer from its parameters (default Adam, lr 1e-3).
-        z_lr: z step size (per example, divided by 1 + μ). z_steps: z steps per batch.
-        mode: ``"joint"`` (θ and z from one backward) or ``"alternating"`` (θ-step, then z-steps with
-            the updated θ, as in MAC).
+        z_lr: z step size as a fraction of 1/L_j (see above; 1 is the classic safe step). z_steps: z steps
+            per batch.
+        mode: ``"joint"`` (θ and z from one backward), ``"alternating"`` (θ-step, then z-steps with the
+            updated θ, as in MAC) or ``"z-first"`` (z-steps, then the θ-step on the new z: θ always
+            fits targets of this step, not of the batch's previous visit).
+        z_init: ``"stored"``: each example's z persists in ``store`` between visits (MAC, the seed's
+            design). ``"forward"``: the batch's z restart from a forward pass of the current network at
+            every step, then take the z-steps (online alternating minimisation, Choromanska et al., ICML
+            2019): no store, no staleness, augmentation allowed; needs ``mode="z-first"``. Under layer
+            parallelism the forward pass sends each boundary activation to the next stage.
+        z_order: ``"jacobi"``: every z_j steps at once from the same point (the output's signal moves
+            down one layer per z step; stages work concurrently). ``"sweep"``: top-down Gauss–Seidel,
+            z_j steps after z_{j+1} has (one z step carries the output's signal to every layer, for the
+            same compute; under layer parallelism the stages take their turn, top stage first).
         process_group: ``"auto"``, ``None`` (no layer parallelism) or a group.
         starts: first block of each stage (layer parallelism only).
     """
 
-    def __init__(self, blocks: Sequence[nn.Module], store: ZStore, *,
+    def __init__(self, blocks: Sequence[nn.Module], store: ZStore | None, *,
                  loss_y: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
                  loss_h: Literal["mse"] | Callable[[Tensor, Tensor], Tensor] = "mse",
                  mu: float | Callable[[int], float] = 1.0,
                  optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
-                 z_lr: float = 0.5, z_steps: int = 1, mode: Literal["joint", "alternating"] = "joint",
+                 z_lr: float = 1.0, z_steps: int = 1, mode: Literal["joint", "alternating", "z-first"] = "joint",
+                 z_init: Literal["stored", "forward"] = "stored", z_order: Literal["jacobi", "sweep"] = "jacobi",
                  process_group: Any = "auto", starts: Sequence[int] | None = None) -> None:
         blocks = list(blocks)
         if len(blocks) < 2:
             raise ValueError(f"Invalid blocks: decoupling needs at least 2 blocks, found {len(blocks)}.")
-        if store.depth != len(blocks) - 1:
+        if z_init not in ("stored", "forward"):
+            raise ValueError(f"Invalid z_init={z_init!r}. Expected 'stored' or 'forward'.")
+        if z_init == "forward" and mode != "z-first":
+            raise ValueError(f"Invalid mode={mode!r} with z_init='forward': z from a forward pass has no residual "
+                             "before its z-steps, so the θ-step must follow them. Pass mode='z-first'.")
+        if store is None and z_init == "stored":
+            raise ValueError("Invalid store=None: z_init='stored' keeps every example's z in a ZStore. Build "
+                             "ZStore(n, shapes), or pass z_init='forward', mode='z-first' (no store).")
+        if store is not None and store.depth != len(blocks) - 1:
             raise ValueError(f"Invalid store: {len(blocks)} blocks have {len(blocks) - 1} hidden activations, but the "
                              f"store holds {store.depth}. Build ZStore(n, shapes) with one shape per hidden layer.")
-        if mode not in ("joint", "alternating"):
-            raise ValueError(f"Invalid mode={mode!r}. Expected 'joint' or 'alternating'.")
+        if z_order not in ("jacobi", "sweep"):
+            raise ValueError(f"Invalid z_order={z_order!r}. Expected 'jacobi' or 'sweep'.")
+        if mode not in ("joint", "alternating", "z-first"):
+            raise ValueError(f"Invalid mode={mode!r}. Expected 'joint', 'alternating' or 'z-first'.")
         if not z_lr >= 0 or z_steps < 1:
             raise ValueError(f"Invalid z_lr={z_lr} or z_steps={z_steps}: expected z_lr >= 0 and z_steps >= 1.")
         if isinstance(mu, (int, float)):
@@ -86,7 +119,7 @@ class DecoupledTrainer:
             raise ValueError(f"Invalid loss_h={loss_h!r}: expected 'mse' or a callable (prediction, target).")
         self.blocks = nn.ModuleList(blocks)
         self.store, self.loss_y, self.mu_schedule = store, loss_y, mu
-        self.z_lr, self.z_steps, self.mode = z_lr, z_steps, mode
+        self.z_lr, self.z_steps, self.mode, self.z_init, self.z_order = z_lr, z_steps, mode, z_init, z_order
         self.T = len(blocks)
         self.group = resolve_group(process_group)
         self.rank = dist.get_rank(self.group) if self.group is not None else 0
@@ -108,11 +141,12 @@ class DecoupledTrainer:
                     if self.group is not dist.group.WORLD else list(ranks)
                 sub = dist.new_group(global_ranks)
                 if self.rank in ranks:
-                    self.boundaries.append(Boundary(self.starts[r + 1] - 1, ranks, sub))
+                    self.boundaries.append(Boundary(self.starts[r + 1] - 1, ranks, sub, src=global_ranks[0]))
         make = optimizer or (lambda ps: torch.optim.Adam(ps, lr=1e-3))
         self.optimizers = {t: make(self.blocks[t].parameters()) for t in self.stage}
         self.steps = 0
         self.fingerprint: Tensor | None = None
+        self._lipschitz = LipschitzEstimate()
         self.gap_history: list[list[float]] = []
 
     @property
@@ -128,14 +162,21 @@ class DecoupledTrainer:
 
     __call__ = forward
 
+    def _need_store(self, what: str) -> ZStore:
+        if self.store is None or self.z_init == "forward":
+            raise ValueError(f"{what}: this trainer has z_init='forward' and keeps no z between steps (nothing to "
+                             "initialise, no stored gap). Use z_init='stored' with a ZStore for that.")
+        return self.store
+
     @torch.no_grad()
     def initialize(self, loader: Iterable[Any]) -> None:
         """z_t = f_t(…f_0(x)) for every example: a forward pass, so every hidden term starts at 0."""
+        store = self._need_store("initialize")
         n = len(getattr(loader, "dataset", ())) if hasattr(loader, "dataset") else None
-        if n is not None and n != self.store.n:
+        if n is not None and n != store.n:
             raise ValueError(f"Invalid loader: its dataset has {n} examples but the store was built for "
-                             f"{self.store.n}. Build ZStore(n={n}, ...).")
-        fingerprint = torch.full((self.store.n,), float("nan"), dtype=torch.float64)
+                             f"{store.n}. Build ZStore(n={n}, ...).")
+        fingerprint = torch.full((store.n,), float("nan"), dtype=torch.float64)
         last = max(self.z_layers) if self.z_layers else -1
         for batch in loader:
             x, _, idx = unpack_batch(batch)
@@ -144,7 +185,7 @@ class DecoupledTrainer:
             for t in range(last + 1):
                 h = self.blocks[t](h)
                 if t in self.z_layers:
-                    self.store.write(t, idx, h)
+                    store.write(t, idx, h)
         self.fingerprint = fingerprint
 
     def _check_inputs(self, x: Tensor, idx: Tensor) -> None:
@@ -177,53 +218,85 @@ class DecoupledTrainer:
                 out["output"] = self.loss_y(self.blocks[t](inp), y)
         return out
 
-    def _z_gradients(self, total: Tensor, zs: dict[int, Tensor], idx: Tensor, retain: bool) -> dict[int, Tensor]:
-        layers = list(zs)
-        gs = torch.autograd.grad(total, [zs[j] for j in layers], retain_graph=retain, allow_unused=True)
-        grads = {j: torch.zeros_like(zs[j]) if g is None else g for j, g in zip(layers, gs, strict=True)}
-        for boundary in self.boundaries:
-            grads[boundary.layer] = boundary.exchange(grads[boundary.layer], idx, self.steps)
-        return grads
+    @torch.no_grad()
+    def _forward_z(self, x: Tensor) -> dict[int, Tensor]:
+        """This stage's z from a forward pass of the current network (the input boundary comes from the
+        previous stage, the output boundary goes to the next one)."""
+        a, b = self.stage.start, self.stage.stop
+        z: dict[int, Tensor] = {}
+        h = x
+        if a > 0:
+            h = z[a - 1] = next(bd for bd in self.boundaries if bd.layer == a - 1).forward(None, x, self.steps)
+        for t in range(a, min(b, self.T - 1)):
+            h = z[t] = self.blocks[t](h)
+        if b < self.T:
+            next(bd for bd in self.boundaries if bd.layer == b - 1).forward(z[b - 1], x, self.steps)
+        return z
 
-    def _z_step(self, zs: dict[int, Tensor], grads: dict[int, Tensor], batch: int) -> dict[int, Tensor]:
-        scale = self.z_lr * batch / (1.0 + self.mu)  # the per-example gradient (of a batch mean) times z_lr/(1+μ)
-        return {j: (z - scale * grads[j]).detach() for j, z in zs.items()}
-
-    def _fresh_z_step(self, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor) -> dict[int, Tensor]:
-        zs = {j: v.requires_grad_(True) for j, v in z.items()}
-        total = sum(self.losses(x, y, zs).values(), torch.zeros((), device=x.device))
-        return self._z_step(zs, self._z_gradients(total, zs, idx, retain=False), len(x))
-
-    def step(self, batch: Any) -> dict[str, float]:
-        """One decoupled step on a batch ``(x, y, idx)``; returns this process's terms of eq. (3)."""
-        x, y, idx = unpack_batch(batch)
+    def _stored_z(self, x: Tensor, idx: Tensor) -> dict[int, Tensor]:
         self._check_inputs(x, idx)
-        zs = {j: self.store.rows(j, idx, x.dtype).to(x.device).requires_grad_(True) for j in self.z_layers}
-        terms = self.losses(x, y, zs)
+        store = self._need_store("step")
+        return {j: store.rows(j, idx, x.dtype).to(x.device) for j in self.z_layers}
+
+    @staticmethod
+    def _check_finite(terms: dict[str, Tensor]) -> None:
         for name, v in terms.items():
             if not math.isfinite(float(v.detach())):
                 raise ValueError(f"The {name} term is {float(v.detach())}: nothing was updated. Lower the learning "
                                  "rates or the penalty mu.")
+
+    def _theta_step(self, total: Tensor) -> None:
+        total.backward(inputs=[p for t in self.stage for p in self.blocks[t].parameters()])
+        for opt in self.optimizers.values():
+            opt.step()
+
+    def targets(self, batch: Any) -> dict[int, Tensor]:
+        """The z this process's θ-step would fit on ``batch`` now (``"z-first"``: after the z-steps), without
+        changing the network or the store: for inspection, e.g. each block's gradient ``∂ losses(x, y, z)/∂θ_t``."""
+        x, y, idx = unpack_batch(batch)
+        z = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
+        if self.mode == "z-first":
+            curv = curvatures(self)
+            for _ in range(self.z_steps):
+                z = z_step(self, x, y, z, idx, curv)
+        return {j: v.detach() for j, v in z.items()}
+
+    def step(self, batch: Any) -> dict[str, float]:
+        """One decoupled step on a batch ``(x, y, idx)``; returns this process's terms of eq. (3) (in
+        ``"z-first"`` mode, at the z the θ-step used)."""
+        x, y, idx = unpack_batch(batch)
+        z0 = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
+        curv = curvatures(self)  # at this step's θ, before its update
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
-        total = sum(terms.values(), torch.zeros((), device=x.device))
-        params = [p for t in self.stage for p in self.blocks[t].parameters()]
-        if self.mode == "joint":
-            new = self._z_step(zs, self._z_gradients(total, zs, idx, retain=True), len(x))
-            total.backward(inputs=params)
-            for opt in self.optimizers.values():
-                opt.step()
-            for _ in range(self.z_steps - 1):
-                new = self._fresh_z_step(x, y, new, idx)
-        else:
-            total.backward(inputs=params)
-            for opt in self.optimizers.values():
-                opt.step()
-            new = {j: z.detach() for j, z in zs.items()}
+        zero = torch.zeros((), device=x.device)
+        if self.mode == "z-first":
+            new = z0
             for _ in range(self.z_steps):
-                new = self._fresh_z_step(x, y, new, idx)
-        for j, z in new.items():
-            self.store.write(j, idx, z)
+                new = z_step(self, x, y, new, idx, curv)
+            terms = self.losses(x, y, new)
+            self._check_finite(terms)
+            self._theta_step(sum(terms.values(), zero))
+        else:
+            zs = {j: v.requires_grad_(True) for j, v in z0.items()}
+            terms = self.losses(x, y, zs)
+            self._check_finite(terms)
+            total = sum(terms.values(), zero)
+            if self.mode == "joint":  # the z step at this step's θ and z, then the θ-step
+                if self.z_order == "jacobi":  # the θ-step overlaps the boundary exchange
+                    new = jacobi_step(self, total, zs, idx, True, curv, overlap=lambda: self._theta_step(total))
+                else:
+                    new = z_step(self, x, y, z0, idx, curv)
+                    self._theta_step(total)
+                rest = self.z_steps - 1
+            else:
+                self._theta_step(total)
+                new, rest = {j: z.detach() for j, z in zs.items()}, self.z_steps
+            for _ in range(rest):
+                new = z_step(self, x, y, new, idx, curv)
+        if self.store is not None and self.z_init == "stored":
+            for j, z in new.items():
+                self.store.write(j, idx, z)
         self.steps += 1
         return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -231,12 +304,13 @@ class DecoupledTrainer:
     def feasibility_gap(self, loader: Iterable[Any]) -> dict[int, float]:
         """Per hidden layer j of this process, the root-mean-square ``‖z_j − f_j(z_{j−1})‖`` over the
         examples of ``loader``; appended to :attr:`gap_history` (as a list in layer order)."""
+        store = self._need_store("feasibility_gap")
         mine = [t for t in self.stage if t < self.T - 1]
         sums = dict.fromkeys(mine, 0.0)
         count = 0
         for batch in loader:
             x, _, idx = unpack_batch(batch)
-            z = {j: self.store.rows(j, idx, x.dtype).to(x.device) for j in self.z_layers}
+            z = {j: store.rows(j, idx, x.dtype).to(x.device) for j in self.z_layers}
             for t in mine:
                 inp = x if t == 0 else z[t - 1]
                 sums[t] += float((self.blocks[t](inp) - z[t]).pow(2).flatten(1).sum(1).sum())
@@ -284,12 +358,14 @@ class DecoupledTrainer:
     def state_dict(self) -> dict[str, Any]:
         """This process's state: its blocks, their optimizers, the step count, the input fingerprints
         and its z (in memory: the values; memory-mapped: flushed to their files)."""
-        self.store.flush()
+        store = self.store if self.z_init == "stored" else None
+        if store is not None:
+            store.flush()
         return {"blocks": {t: self.blocks[t].state_dict() for t in self.stage},
                 "optimizers": {t: o.state_dict() for t, o in self.optimizers.items()},
                 "steps": self.steps, "fingerprint": self.fingerprint, "gap_history": self.gap_history,
-                "z": None if self.store.path is not None else {j: self.store.rows(j, torch.arange(self.store.n),
-                                                                                 self.store.dtype)
+                "z": None if store is None or store.path is not None else {j: store.rows(j, torch.arange(store.n),
+                                                                                        store.dtype)
                                                                for j in self.z_layers}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -305,4 +381,4 @@ class DecoupledTrainer:
         self.gap_history = list(state["gap_history"])
         if state["z"] is not None:
             for j, values in state["z"].items():
-                self.store.write(j, torch.arange(self.store.n), values.float())
+                self._need_store("load_state_dict").write(j, torch.arange(values.shape[0]), values.float())
