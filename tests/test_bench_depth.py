@@ -89,3 +89,28 @@ def test_bad_arguments(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["bench", "depth", "--out", str(tmp_path / "x"), *bad])
         assert message in capsys.readouterr().err
+
+
+def test_critical_init_keeps_the_signal_of_a_deep_sigmoid_net() -> None:
+    """Orthogonal weights × 1/f'(0) with centring biases make each sigmoid layer an isometry at 0: the spread
+    of the last hidden layer across inputs stays of the order of the first's; gain-1 orthogonal collapses it."""
+    torch.manual_seed(0)
+    x = torch.rand(256, 64)
+
+    def spreads(init: str) -> tuple[float, float]:
+        torch.manual_seed(1)
+        model = build_mlp(64, 10, 20, 64, "sigmoid", init)
+        with torch.no_grad():
+            first = model[1](model[0](x))
+            last = model[:-1](x)
+        return float(first.std(0).mean()), float(last.std(0).mean())
+
+    f, last = spreads("critical")
+    assert last > f / 10
+    f, last = spreads("orthogonal")
+    assert last < f / 100
+    model = build_mlp(64, 10, 3, 64, "tanh", "critical")
+    for lin in linear_layers(model)[:-1]:  # tanh: plain orthogonal weights, zero biases
+        torch.testing.assert_close(lin.weight @ lin.weight.T if lin.in_features >= lin.out_features else
+                                   lin.weight.T @ lin.weight, torch.eye(64), atol=1e-5, rtol=0)
+        assert torch.equal(lin.bias, torch.zeros(64))

@@ -19,7 +19,7 @@ import torch
 
 from ..data import load_dataset
 from ._depth_methods import DEPTH_METHODS
-from ._depth_model import ACTIVATIONS
+from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report
 from ._depth_train import DepthConfig, DepthData, train_depth
 from ._io import atomic_write_json, read_json
@@ -58,10 +58,8 @@ def run_depth_benchmark(out: str | Path, *, depths: Sequence[int] = (10, 20, 50)
         raise ValueError(f"Invalid activations {bad or list(activations)}: expected some of {list(ACTIVATIONS)}.")
     if not depths or any(d < 1 for d in depths):
         raise ValueError(f"Invalid depths {list(depths)}: expected hidden-layer counts >= 1, e.g. 10,20,50.")
-    if cfg.decoupled_init not in ("default", "glorot", "orthogonal") or cfg.locoprop_init not in (
-            "default", "glorot", "orthogonal"):
-        raise ValueError(f"Invalid init {cfg.decoupled_init!r}/{cfg.locoprop_init!r}: expected default, glorot or "
-                         "orthogonal.")
+    if cfg.decoupled_init not in INITS or cfg.locoprop_init not in INITS:
+        raise ValueError(f"Invalid init {cfg.decoupled_init!r}/{cfg.locoprop_init!r}: expected one of {list(INITS)}.")
     device = torch.device(device)
     out = Path(out)
     path = out / RESULTS_FILE

@@ -34,6 +34,8 @@ DEPTH_METHODS: dict[str, tuple[str, str]] = {
     "bp-glorot-adam": ("glorot", "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}"),
     "bp-orthogonal-adam": ("orthogonal", "backprop, orthogonal init with calculate_gain(activation) (zero biases), "
                                          "Adam lr {adam_lr:g}"),
+    "bp-critical-adam": ("critical", "backprop, critical init (orthogonal / f'(0), input-centring biases after sigmoid "
+                                     "layers), Adam lr {adam_lr:g}"),
     "decoupled": ("{decoupled_init}", "DecoupledTrainer (MAC: z stored per example), {decoupled_init} init, "
                                       "{decoupled_mode} mode, {z_order} z-steps, per-block Adam lr {decoupled_lr:g}, "
                                       "z_lr {z_lr:g}, z_steps {z_steps}, mu = {mu_start:g} x {mu_factor:g} per epoch, "
@@ -204,7 +206,7 @@ def make_runner(method: str, *, activation: str, depth: int, width: int, in_feat
 
     if method == "bp-default-sgd":
         return Runner(model, sgd(list(model.parameters())))
-    if method in ("bp-glorot-adam", "bp-orthogonal-adam"):
+    if method in ("bp-glorot-adam", "bp-orthogonal-adam", "bp-critical-adam"):
         return Runner(model, torch.optim.Adam(model.parameters(), lr=cfg.adam_lr))
     if method == "locoprop":
         return LocoPropRunner(model, LocoProp(model, lr=cfg.locoprop_lr, variant="m", solver="precond",

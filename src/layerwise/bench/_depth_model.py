@@ -12,12 +12,17 @@ __all__ = ["ACTIVATIONS", "INITS", "blocks_of", "build_mlp", "linear_layers"]
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid}
 #: ``default``: PyTorch's ``nn.Linear`` init (Kaiming-uniform, a=√5: U(±1/√fan_in)); ``glorot``:
 #: ``xavier_uniform_`` weights, zero biases; ``orthogonal``: ``orthogonal_`` with
-#: ``calculate_gain(activation)`` on hidden layers (gain 1 on the linear output), zero biases.
-INITS = ("default", "glorot", "orthogonal")
+#: ``calculate_gain(activation)`` on hidden layers (gain 1 on the linear output), zero biases;
+#: ``critical``: orthogonal weights scaled by 1/f'(0) (tanh 1, sigmoid 4) and, after a sigmoid layer,
+#: the bias −W·½ that centres its input, so every layer is an isometry at 0 (dynamical isometry:
+#: Saxe et al. 2014, Pennington et al. 2017; sigmoid(a) = ½ + ½ tanh(a/2)).
+INITS = ("default", "glorot", "orthogonal", "critical")
+_SLOPE = {"tanh": 1.0, "sigmoid": 0.25}  # f'(0)
+_CENTRE = {"tanh": 0.0, "sigmoid": 0.5}  # f(0)
 
 
 def build_mlp(in_features: int, num_classes: int, depth: int, width: int, activation: str,
-              init: Literal["default", "glorot", "orthogonal"] = "default") -> nn.Sequential:
+              init: Literal["default", "glorot", "orthogonal", "critical"] = "default") -> nn.Sequential:
     """``depth`` hidden layers ``activation(Linear)`` of ``width`` units, then a linear output, as ONE flat
     ``nn.Sequential`` ``[Linear, act, Linear, act, …, Linear]`` (hidden layer i, 1-based, is modules
     ``2i−2`` and ``2i−1``): the layout LocoProp, Taps and the decoupled blocks all read directly."""
@@ -40,9 +45,13 @@ def build_mlp(in_features: int, num_classes: int, depth: int, width: int, activa
                 g = gain if i < depth else 1.0
                 if init == "glorot":
                     nn.init.xavier_uniform_(lin.weight)
-                else:
+                elif init == "orthogonal":
                     nn.init.orthogonal_(lin.weight, gain=g)
+                else:
+                    nn.init.orthogonal_(lin.weight, gain=1.0 / _SLOPE[activation] if i < depth else 1.0)
                 nn.init.zeros_(lin.bias)
+                if init == "critical" and i > 0:  # the previous layer's outputs are centred at f(0)
+                    lin.bias.copy_(-_CENTRE[activation] * lin.weight.sum(1))
     return model
 
 

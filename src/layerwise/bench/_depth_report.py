@@ -12,7 +12,7 @@ from ._plotting import figure, save_png
 __all__ = ["acceptance", "write_depth_report"]
 
 POINTS = {"first_step": "after the first step", "epoch_1": "end of epoch 1", "end": "end of training"}
-BASELINES = ("bp-default-sgd", "bp-glorot-adam", "bp-orthogonal-adam")
+BASELINES = ("bp-default-sgd", "bp-glorot-adam", "bp-orthogonal-adam", "bp-critical-adam")
 
 
 def _groups(results: dict[str, Any]) -> list[tuple[int, str]]:
