@@ -157,7 +157,7 @@ class DecoupledRunner(Runner):
         lr = cfg.decoupled_lr
         self.trainer = DecoupledTrainer(blocks_of(model), store, loss_h="mse",
                                         mu=geometric(cfg.mu_start, cfg.mu_factor, steps_per_epoch),
-                                        optimizer=lambda ps: torch.optim.Adam(ps, lr=lr), z_lr=cfg.z_lr,
+                                        optimizer=lambda ps: torch.optim.Adam(ps, lr=lr, fused=True), z_lr=cfg.z_lr,
                                         z_steps=cfg.forward_z_steps if forward else cfg.z_steps,
                                         mode="z-first" if forward else cfg.decoupled_mode,
                                         z_init="forward" if forward else "stored",
@@ -207,7 +207,7 @@ def make_runner(method: str, *, activation: str, depth: int, width: int, in_feat
     if method == "bp-default-sgd":
         return Runner(model, sgd(list(model.parameters())))
     if method in ("bp-glorot-adam", "bp-orthogonal-adam", "bp-critical-adam"):
-        return Runner(model, torch.optim.Adam(model.parameters(), lr=cfg.adam_lr))
+        return Runner(model, torch.optim.Adam(model.parameters(), lr=cfg.adam_lr, fused=True))
     if method == "locoprop":
         return LocoPropRunner(model, LocoProp(model, lr=cfg.locoprop_lr, variant="m", solver="precond",
                                               steps=cfg.locoprop_steps, gamma=cfg.locoprop_gamma,

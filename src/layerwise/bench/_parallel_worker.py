@@ -48,7 +48,7 @@ def run(cfg: dict[str, Any], rank: int = 0, world: int = 1, init: str | None = N
     forward: Callable[[torch.Tensor], torch.Tensor]
     if cfg["method"] == "backprop":
         net = nn.Sequential(*blocks)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], fused=True)
         start = time.perf_counter()
         for xb, yb, _ in loader:
             opt.zero_grad(set_to_none=True)
@@ -60,7 +60,7 @@ def run(cfg: dict[str, Any], rank: int = 0, world: int = 1, init: str | None = N
         store = ZStore(n, [(cfg["width"],)] * (cfg["depth"] - 1),
                        layers=None if world == 1 else _stage_layers(blocks, world, rank))
         trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 1.2, 50, cap=1e3), z_lr=1.0,
-                                   z_steps=cfg["z_steps"], optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg["lr"]),
+                                   z_steps=cfg["z_steps"], optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg["lr"], fused=True),
                                    process_group="auto" if world > 1 else None)
         start = time.perf_counter()
         trainer.initialize(DataLoader(ds, batch_size=1000))
