@@ -238,3 +238,21 @@ def test_bad_input_gives_clear_errors() -> None:
         assert torch.equal(p, q)
     with pytest.raises(ValueError, match="store holds 2"):
         DecoupledTrainer(blocks, ZStore(24, [(5,), (5,)]))
+
+
+def test_targets_are_what_the_theta_step_fits_and_change_nothing() -> None:
+    x, y, blocks, store = tiny()
+    trainer = DecoupledTrainer(blocks, store, mu=2.0, mode="z-first", z_order="sweep", z_steps=2,
+                               optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0))
+    trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=24))
+    idx = torch.arange(6)
+    before = [store.rows(j, idx).clone() for j in range(3)]
+    params = [p.clone() for p in trainer.blocks.parameters()]
+    z = trainer.targets((x[:6], y[:6], idx))
+    for j in range(3):
+        assert torch.equal(store.rows(j, idx), before[j])  # nothing written
+        assert not torch.equal(z[j].float(), before[j])  # the z steps moved them
+    assert all(torch.equal(p, q) for p, q in zip(trainer.blocks.parameters(), params, strict=True))
+    trainer.step((x[:6], y[:6], idx))  # θ cannot move (lr 0): the stored z are exactly the targets
+    for j in range(3):
+        torch.testing.assert_close(store.rows(j, idx), z[j].float())

@@ -92,4 +92,6 @@ def _write_report(results: dict[str, Any], out: Path) -> None:
         ratio = v["median_epoch_s"] / s[ref]["median_epoch_s"] if ref in s else float("nan")
         lines.append(f"| {name} | {v['median_epoch_s']:.2f} | {ratio:.3f} | {v['train_loss']:.4f} | "
                      f"{v['train_acc']:.4f} |")
+    if (out / "notes.md").is_file():  # written by hand, kept across reruns
+        lines += ["", "## Notes", "", "See [notes.md](notes.md)."]
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())

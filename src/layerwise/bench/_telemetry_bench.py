@@ -227,7 +227,9 @@ def run_telemetry_benchmark(out: str | Path, *, k: Sequence[int] = (2, 4, 8), st
                               "everyN_under_5pct": {r["k"]: r["everyN_overhead"] < 0.05 for r in rows}}}
     out = Path(out)
     atomic_write_json(results, out / "results.json")
-    atomic_write_bytes(out / "report.md", _report(results).encode())
+    notes = "\n## Notes\n\nSee [notes.md](notes.md) (written by hand, kept across reruns).\n" \
+        if (out / "notes.md").is_file() else ""
+    atomic_write_bytes(out / "report.md", (_report(results) + notes).encode())
     _plot(rows, every, out / "step_time_vs_k.png")
     return results
 
