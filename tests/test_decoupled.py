@@ -105,7 +105,7 @@ def test_a_tiny_problem_converges_and_the_plain_net_fits_it(mode: str) -> None:
     x, y, blocks, store = tiny(n=64)
     ds = IndexedDataset(x, y)
     forward = mode == "forward"
-    trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 1.5, 40, cap=50),
+    trainer = DecoupledTrainer(blocks, None if forward else store, mu=geometric(1.0, 1.5, 40, cap=50),
                                mode="z-first" if forward else mode, z_init="forward" if forward else "stored",
                                z_steps=2, optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2))
     if not forward:
@@ -165,6 +165,8 @@ def test_forward_z_needs_z_first_and_keeps_no_store() -> None:
         DecoupledTrainer(blocks, None, z_init="forward", mode="joint")
     with pytest.raises(ValueError, match="store=None.*z_init='forward'"):
         DecoupledTrainer(blocks, None)
+    with pytest.raises(ValueError, match="keeps no store. Pass store=None"):
+        DecoupledTrainer(blocks, store, z_init="forward", mode="z-first")
     trainer = DecoupledTrainer(blocks, None, z_init="forward", mode="z-first")
     with pytest.raises(ValueError, match="initialize: this trainer has z_init='forward'"):
         trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=8))

@@ -137,17 +137,19 @@ def write_similarity_report(results: dict[str, Any], out: str | Path, *, plots: 
              "\"similar\" between two ordinary backprop runs.", "",
              "## Verdict (issue 5: within 1.5 points of test accuracy)", "", *verdict(results), "",
              "## Measures against `backprop`", "",
-             f"| run | train acc | test acc | gap (points) | param distance | {' | '.join('CKA ' + n for n in layers)} |",
-             "|---|---|---|---|---|" + "---|" * len(layers)]
+             f"| run | train acc | test acc | training time (s) | gap (points) | param distance | "
+             f"{' | '.join('CKA ' + n for n in layers)} |",
+             "|---|---|---|---|---|---|" + "---|" * len(layers)]
     for name, e in runs.items():
         if not e.get("records"):
-            lines.append(f"| {name} | {e.get('status')} |" + " |" * (3 + len(layers)))
+            lines.append(f"| {name} | {e.get('status')} |" + " |" * (4 + len(layers)))
             continue
         rec = e["records"][-1]
         v = e.get("vs_backprop")
         cells = ["–", "–", *["–"] * len(layers)] if v is None else \
             [f"{v['test_gap_points']:+.2f}", f"{v['param_distance']:.3f}", *[f"{c:.3f}" for c in v["cka"]]]
-        lines.append(f"| {name} | {rec['train_acc']:.4f} | {rec['test_acc']:.4f} | {' | '.join(cells)} |")
+        lines.append(f"| {name} | {rec['train_acc']:.4f} | {rec['test_acc']:.4f} | {rec['train_time']:.0f} | "
+                     f"{' | '.join(cells)} |")
     lines += ["", "Per-layer weight distance ‖W_t − W_t^bp‖ / ‖W_t^bp‖:", "",
               "| run | " + " | ".join(f"W{i}" for i in range(1, depth + 2)) + " |",
               "|---|" + "---|" * (depth + 1)]

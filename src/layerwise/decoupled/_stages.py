@@ -41,9 +41,9 @@ def stage_of(starts: Sequence[int], n_blocks: int, rank: int) -> range:
 class Boundary:
     """The hidden activation z_j shared by two neighbouring stages (block j is the last block of the
     first, block j+1 the first block of the second). Both keep a replica of z_j; each step they
-    all-reduce their parts of ∂L/∂z_j (B × |z_j| values in the gradient's dtype, plus the curvature bound of the
-    z step and a checksum of the batch indices), so
-    both apply the same update and the replicas stay equal."""
+    all-reduce their parts of ∂L/∂z_j (B × |z_j| values in the gradient's dtype, plus the curvature bound
+    of the z step and a checksum of the batch indices), so both apply the same update and the replicas
+    stay equal. With ``z_init="forward"`` the first stage also sends z_j forward (:meth:`forward`)."""
 
     def __init__(self, layer: int, ranks: tuple[int, int], group: Any, src: int | None = None) -> None:
         self.layer, self.ranks, self.group = layer, ranks, group

@@ -104,6 +104,9 @@ class DecoupledTrainer:
         if z_init == "forward" and mode != "z-first":
             raise ValueError(f"Invalid mode={mode!r} with z_init='forward': z from a forward pass has no residual "
                              "before its z-steps, so the θ-step must follow them. Pass mode='z-first'.")
+        if store is not None and z_init == "forward":
+            raise ValueError("Invalid store: z_init='forward' recomputes z at every step and keeps no store. Pass "
+                             "store=None, or z_init='stored' to use the ZStore.")
         if store is None and z_init == "stored":
             raise ValueError("Invalid store=None: z_init='stored' keeps every example's z in a ZStore. Build "
                              "ZStore(n, shapes), or pass z_init='forward', mode='z-first' (no store).")
