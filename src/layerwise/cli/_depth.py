@@ -13,7 +13,7 @@ from ..bench._depth_methods import DEPTH_METHODS
 from ..bench._depth_model import ACTIVATIONS, INITS
 from ..data import DATASETS
 
-__all__ = ["add_depth_parser", "run_depth"]
+__all__ = ["add_depth_parser", "add_mlp_data_args", "run_depth"]
 
 
 def _choices(allowed: list[str] | tuple[str, ...], what: str) -> Callable[[str], list[str]]:
@@ -46,6 +46,18 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def add_mlp_data_args(p: argparse.ArgumentParser, d: bench.DepthConfig, positive_int: Callable[[str], int]) -> None:
+    """The plain-MLP and data arguments shared by ``bench depth`` and ``bench similarity`` (defaults from ``d``)."""
+    p.add_argument("--width", type=positive_int, default=d.width, help=f"hidden units (default {d.width})")
+    p.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="mnist (default) or digits (offline)")
+    p.add_argument("--data-dir", default=None,
+                   help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise")
+    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
+    p.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
+
+
 def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:  # type: ignore[type-arg]
     """The ``depth`` subcommand of ``layerwise bench``."""
     d = bench.DepthConfig()
@@ -57,14 +69,7 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
                    help="comma-separated (default tanh,sigmoid)")
     p.add_argument("--methods", type=_choices(list(DEPTH_METHODS), "method"), default=list(DEPTH_METHODS),
                    help=f"comma-separated (default all): {', '.join(DEPTH_METHODS)}")
-    p.add_argument("--width", type=positive_int, default=d.width, help=f"hidden units (default {d.width})")
-    p.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="mnist (default) or digits (offline)")
-    p.add_argument("--data-dir", default=None,
-                   help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise")
-    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
-    p.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
+    add_mlp_data_args(p, d, positive_int)
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--sgd-lr", type=_positive_float, default=d.sgd_lr,
                    help=f"bp-default-sgd and deep-supervision (momentum {d.momentum}; default {d.sgd_lr:g})")

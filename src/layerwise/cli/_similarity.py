@@ -12,8 +12,7 @@ import torch
 
 from .. import bench
 from ..bench._depth_model import ACTIVATIONS
-from ..data import DATASETS
-from ._depth import _positive_float
+from ._depth import _positive_float, add_mlp_data_args
 
 __all__ = ["add_similarity_parser", "run_similarity"]
 
@@ -26,14 +25,7 @@ def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[
     p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
     p.add_argument("--depth", type=positive_int, default=5, help="hidden layers (default 5)")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="tanh")
-    p.add_argument("--width", type=positive_int, default=d.width, help=f"hidden units (default {d.width})")
-    p.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="mnist (default) or digits (offline)")
-    p.add_argument("--data-dir", default=None,
-                   help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise")
-    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
-    p.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
+    add_mlp_data_args(p, d, positive_int)
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the compared runs (the reference uses seed+1)")
     p.add_argument("--adam-lr", type=_positive_float, default=d.adam_lr, help=f"backprop Adam (default {d.adam_lr:g})")
     p.add_argument("--decoupled-lr", type=_positive_float, default=d.decoupled_lr,
