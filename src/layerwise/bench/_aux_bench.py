@@ -19,8 +19,9 @@ from ..data import load_dataset
 from ._aux_model import AUX_METHODS
 from ._aux_report import write_aux_report
 from ._aux_train import AuxConfig, train_aux
-from ._io import atomic_write_json, read_json
-from ._run import RESULTS_FILE, environment
+from ._io import atomic_write_json
+from ._record import open_record
+from ._run import environment
 
 __all__ = ["AuxConfig", "run_aux_benchmark"]
 
@@ -54,18 +55,8 @@ def run_aux_benchmark(out: str | Path, *, methods: Sequence[str] = tuple(AUX_MET
         raise ValueError("Invalid seeds: expected at least one seed, e.g. 0,1,2.")
     device = torch.device(device)
     out = Path(out)
-    path = out / RESULTS_FILE
-    if path.exists() and not (resume or overwrite):
-        raise FileExistsError(f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --resume to "
-                              "continue it, --overwrite to replace it, or choose another --out.")
-    if resume and path.exists():
-        results = read_json(path)
-        if results.get("config") != asdict(cfg):
-            raise ValueError(f"--resume: the run in {str(out)!r} used config {results.get('config')}, not "
-                             f"{asdict(cfg)}. Resume with the same arguments or choose another --out.")
-        results.setdefault("resumed_with", []).append(command)
-    else:
-        results = {"benchmark": "aux", "command": command, "config": asdict(cfg), "runs": {}}
+    path, results = open_record(out, "aux", asdict(cfg), resume=resume, overwrite=overwrite,
+                                command=command)
     # a resumed run may add methods: the report covers every method the directory holds
     every = [*results.get("methods", []), *[m for m in methods if m not in results.get("methods", [])]]
     results.update(environment=environment(device), methods=every,

@@ -22,8 +22,9 @@ from ._depth_methods import DEPTH_METHODS
 from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report
 from ._depth_train import DepthConfig, DepthData, train_depth
-from ._io import atomic_write_json, read_json
-from ._run import RESULTS_FILE, environment
+from ._io import atomic_write_json
+from ._record import open_record
+from ._run import environment
 
 __all__ = ["DepthConfig", "run_depth_benchmark"]
 
@@ -62,18 +63,8 @@ def run_depth_benchmark(out: str | Path, *, depths: Sequence[int] = (10, 20, 50)
         raise ValueError(f"Invalid init {cfg.decoupled_init!r}/{cfg.locoprop_init!r}: expected one of {list(INITS)}.")
     device = torch.device(device)
     out = Path(out)
-    path = out / RESULTS_FILE
-    if path.exists() and not (resume or overwrite):
-        raise FileExistsError(f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --resume to "
-                              "continue it, --overwrite to replace it, or choose another --out.")
-    if resume and path.exists():
-        results = read_json(path)
-        if results.get("config") != asdict(cfg):
-            raise ValueError(f"--resume: the run in {str(out)!r} used config {results.get('config')}, not "
-                             f"{asdict(cfg)}. Resume with the same arguments or choose another --out.")
-        results.setdefault("resumed_with", []).append(command)
-    else:
-        results = {"benchmark": "depth", "command": command, "config": asdict(cfg), "runs": {}}
+    path, results = open_record(out, "depth", asdict(cfg), resume=resume, overwrite=overwrite,
+                                command=command)
     # a resumed record may cover more (depth, activation, method) than this call: keep the union
     methods_all = [m for m in DEPTH_METHODS if m in methods or m in results.get("methods", ())]
     results.update(environment=environment(device), methods=methods_all,
