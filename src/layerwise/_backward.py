@@ -9,7 +9,8 @@ import torch
 from torch import Tensor
 
 from .locoprop._distributed import all_reduce_mean, resolve_group
-from .telemetry._grads import check_losses, check_params, term_gradients
+from .telemetry._grads import check_losses, check_params
+from .telemetry._terms import TermGradients
 
 if TYPE_CHECKING:
     from .telemetry import GradientTelemetry
@@ -43,10 +44,12 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
 
     The weights come from ``weighting`` (default: all 1). When the weighting needs per-term
     gradients (GradNorm, Usefulness) or ``telemetry`` is due this step, each term's gradient is
-    computed ONCE (one partial backward per term, :func:`~layerwise.telemetry.term_gradients`) on the
-    union of ``params``, the weighting's and the telemetry's parameter sets, and reused three ways:
-    the weights, the telemetry record, and the update ``Σ_k w_k g_k``. Otherwise it is one backward
-    of the weighted total. Parameters of the weighting itself (Uncertainty, Naive) get their
+    computed ONCE (one partial backward per term, :class:`~layerwise.telemetry.TermGradients`) on
+    the union of ``params``, the weighting's and the telemetry's parameter sets, and reused three
+    ways: the weights, the telemetry record, and the update ``Σ_k w_k g_k``. With a telemetry built
+    with ``model=``, the weights of its ``nn.Linear`` layers stay factored (A, Δ_k) where that is
+    cheaper, and their update is one product (Σ_k w_k Δ_k)ᵀA. Otherwise it is one backward of the
+    weighted total. Parameters of the weighting itself (Uncertainty, Naive) get their
     gradients from the total with the loss values held fixed.
 
     Under ``torch.distributed`` (``process_group="auto"`` and an initialised group) the gradients
@@ -82,32 +85,28 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
         return total.detach()
     active = weighting.check(checked)
     union = _union(params, weighting.grad_params, telemetry.params if record and telemetry is not None else [])
-    per_term = term_gradients(active, union, retain_graph=False, zeros=False)
-    all_reduce_mean([g for gs in per_term.values() for g in gs if g is not None], group)
+    capture = telemetry.capture if record and telemetry is not None and group is None else None
+    try:
+        per_term = TermGradients(active, union, capture)
+    finally:
+        if capture is not None:
+            capture.clear()
+    if group is not None:
+        per_term.all_reduce_mean(group)
     index = {id(p): i for i, p in enumerate(union)}
-
-    def pick(ps: list[Tensor]) -> dict[str, list[Tensor | None]]:
-        return {t: [gs[index[id(p)]] for p in ps] for t, gs in per_term.items()}
-
-    w = weighting.weights_for(active, pick(weighting.grad_params) if weighting.needs_grads else None)
+    w = weighting.weights_for(active, per_term.rows([index[id(p)] for p in weighting.grad_params])
+                              if weighting.needs_grads else None)
     wd = w.detach()
     if telemetry is not None and not record:
         telemetry.skip()
     elif record and telemetry is not None:
-        telemetry.record({t: weighting.synced(v.reshape(1))[0] for t, v in active.items()}, pick(telemetry.params),
-                         {t: float(wd[weighting.terms.index(t)]) for t in active})
-    coef = dict(zip(weighting.terms, wd.tolist(), strict=True))
+        telemetry.record_terms({t: weighting.synced(v.reshape(1))[0] for t, v in active.items()}, per_term,
+                               {t: float(wd[weighting.terms.index(t)]) for t in active},
+                               update=[index[id(p)] for p in params])
+    coef_of = dict(zip(weighting.terms, wd.tolist(), strict=True))
+    coef = [coef_of[t] for t in per_term.terms]
     for p in params:  # Σ_k w_k g_k, summed in place into the first term's fresh gradient (no zero buffers)
-        i = index[id(p)]
-        acc: Tensor | None = None
-        for t, gs in per_term.items():
-            g = gs[i]
-            if g is None:
-                continue
-            if acc is None:
-                acc = g.mul_(coef[t]) if coef[t] != 1.0 else g
-            else:
-                acc.add_(g, alpha=coef[t])
+        acc = per_term.weighted_sum(index[id(p)], coef)
         if acc is None:
             continue
         if p.grad is None:

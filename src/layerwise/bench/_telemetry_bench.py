@@ -109,7 +109,7 @@ def _telemetry(model: DeepSupervisionMLP, every: int, keep_history: bool = False
 
     sets: dict[str, nn.Module | Iterable[Tensor]] = {"all": model.parameters(), "shared": model.trunk,
                                                      "last_shared": model.trunk[-1]}
-    return GradientTelemetry(sets, every=every, keep_history=keep_history)
+    return GradientTelemetry(sets, every=every, keep_history=keep_history, model=model)
 
 
 def _check(model: DeepSupervisionMLP, x: Tensor, y: Tensor) -> dict[str, float]:

@@ -10,13 +10,13 @@ from typing import cast
 import torch
 from torch import Tensor
 
-__all__ = ["set_gramians"]
+__all__ = ["embed", "gramian_block", "set_gramians", "sum_blocks"]
 
 
 _SMALL = 1 << 14  # parameters up to this size: one matmul on a stacked copy
 
 
-def _block(column: list[Tensor]) -> Tensor:
+def gramian_block(column: list[Tensor]) -> Tensor:
     """J Jᵀ for the K gradients of one parameter (the rows of J), in at least float32.
 
     Small parameters, and any parameter off the CPU: one matmul on a stacked copy. Large parameters
@@ -52,14 +52,23 @@ def set_gramians(rows: Sequence[Sequence[Tensor | None]], sets: Mapping[str, Seq
     blocks: dict[int, Tensor] = {}
     for i in sorted({i for idx in sets.values() for i in idx}):
         present = [t for t in range(k) if rows[t][i] is not None]
-        if not present:
-            continue
-        block = _block([cast(Tensor, rows[t][i]) for t in present])
-        if len(present) < k:
-            full = torch.zeros(k, k, dtype=block.dtype, device=block.device)
-            full[torch.tensor(present).unsqueeze(1), torch.tensor(present)] = block
-            block = full
-        blocks[i] = block
+        if present:
+            blocks[i] = embed(gramian_block([cast(Tensor, rows[t][i]) for t in present]), present, k)
+    return sum_blocks(blocks, sets, k)
+
+
+def embed(block: Tensor, present: Sequence[int], k: int) -> Tensor:
+    """The K × K matrix that is ``block`` on the rows and columns ``present`` and zero elsewhere."""
+    if len(present) == k:
+        return block
+    full = torch.zeros(k, k, dtype=block.dtype, device=block.device)
+    idx = torch.tensor(list(present), device=block.device)
+    full[idx.unsqueeze(1), idx] = block
+    return full
+
+
+def sum_blocks(blocks: Mapping[int, Tensor], sets: Mapping[str, Sequence[int]], k: int) -> dict[str, Tensor]:
+    """``{S: Σ_{i∈S} blocks[i]}`` (missing blocks are zero), on the CPU in float64, one transfer for all sets."""
     if not blocks:
         return {name: torch.zeros(k, k, dtype=torch.float64) for name in sets}
     device = next(iter(blocks.values())).device

@@ -7,13 +7,15 @@ from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from torch import Tensor
+from torch import Tensor, nn
 
-from ._grads import NonFiniteLoss, check_losses, term_gradients
+from ._grads import NonFiniteLoss, check_losses
 from ._gramian import set_gramians
+from ._linear import LinearCapture
 from ._sets import ParamSets, resolve_param_sets
 from ._sinks import Sink
 from ._snapshot import Snapshot
+from ._terms import TermGradients
 
 __all__ = ["GradientTelemetry"]
 
@@ -34,6 +36,13 @@ class GradientTelemetry:
         every: measure steps 0, every, 2·every, … (default 1: every step).
         sinks: where each snapshot also goes (:class:`CSVSink`, :class:`JSONLSink`, :class:`TensorBoardSink`).
         keep_history: keep every snapshot in :attr:`history` (default True; needed by :meth:`plot`).
+        model: the module the losses come from (optional). Its ``nn.Linear`` layers get forward hooks
+            that, on measured steps only, keep each call's input A and output z; the per-term backward
+            then stops at z and the weight's Gramian is ⟨Δ_j, A Aᵀ Δ_k⟩ and its update (Σ_k w_k Δ_k)ᵀA,
+            with no per-term weight gradient formed (see :mod:`layerwise.telemetry._linear`); same
+            numbers, fewer flops when the batch is small next to the layer's width. A layer whose
+            weight is shared, tied or called twice is detected on the graph and measured the plain way.
+            :meth:`close` removes the hooks.
 
     Standalone, before your own ``loss.backward()`` (the graph stays usable, ``.grad`` is untouched)::
 
@@ -47,7 +56,7 @@ class GradientTelemetry:
     """
 
     def __init__(self, param_sets: ParamSets, *, every: int = 1, sinks: Sequence[Sink] = (),
-                 keep_history: bool = True) -> None:
+                 keep_history: bool = True, model: nn.Module | None = None) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"Invalid {every=}. Must be a whole number >= 1 (1 measures every step).")
         for sink in sinks:
@@ -69,6 +78,7 @@ class GradientTelemetry:
         self.step = 0
         self.history: list[Snapshot] = []
         self.terms: list[str] | None = None  # fixed by the first recorded step
+        self.capture = None if model is None else LinearCapture(model, self.due)
 
     def __repr__(self) -> str:
         sets = {name: len(ps) for name, ps in self.param_sets.items()}
@@ -82,6 +92,8 @@ class GradientTelemetry:
     def skip(self) -> None:
         """Count a step without measuring it."""
         self.step += 1
+        if self.capture is not None:
+            self.capture.clear()
 
     def _check_terms(self, names: Collection[str]) -> list[str]:
         if self.terms is None:
@@ -105,15 +117,46 @@ class GradientTelemetry:
             raise ValueError(f"Invalid grads: expected gradients for the terms {terms}, found {list(grads)}.")
         for t in terms:
             _check_grads(t, grads[t], self.params)
-        w = None
-        if weights is not None:
-            if set(weights) != set(terms):
-                raise ValueError(f"Invalid weights: expected one weight per term {terms}, found {list(weights)}.")
-            w = {t: _float(weights[t]) for t in terms}
-        gramians = set_gramians([grads[t] for t in terms], self._set_index)
+        w = self._weights(terms, weights)
+        return self._store(terms, values, w, set_gramians([grads[t] for t in terms], self._set_index))
+
+    def record_terms(self, losses: Mapping[str, Tensor | float], grads: TermGradients,
+                     weights: Mapping[str, float | Tensor] | None = None, *, update: Collection[int] = ()
+                     ) -> Snapshot:
+        """:meth:`record` from a :class:`TermGradients` over any parameter list that holds :attr:`params`.
+
+        ``update``: indices into ``grads.params`` whose weighted sum will be formed after this call.
+        """
+        terms = self._check_terms(list(losses))
+        values = {t: _loss_value(t, losses[t]) for t in terms}
+        if sorted(grads.terms) != sorted(terms):
+            raise ValueError(f"Invalid grads: expected gradients for the terms {terms}, found {grads.terms}.")
+        index = {id(p): i for i, p in enumerate(grads.params)}
+        missing = [i for i, p in enumerate(self.params) if id(p) not in index]
+        if missing:
+            raise ValueError(f"Invalid grads: telemetry.params{missing} are not among the parameters of the "
+                             "TermGradients. Build it over a list that holds telemetry.params.")
+        sets = {name: [index[id(self.params[i])] for i in idx] for name, idx in self._set_index.items()}
+        w = self._weights(terms, weights)
+        perm = [grads.terms.index(t) for t in terms]
+        gramians = {name: g[perm][:, perm] for name, g in grads.gramians(sets, update=update).items()}
+        return self._store(terms, values, w, gramians)
+
+    @staticmethod
+    def _weights(terms: list[str], weights: Mapping[str, float | Tensor] | None) -> dict[str, float] | None:
+        if weights is None:
+            return None
+        if set(weights) != set(terms):
+            raise ValueError(f"Invalid weights: expected one weight per term {terms}, found {list(weights)}.")
+        return {t: _float(weights[t]) for t in terms}
+
+    def _store(self, terms: list[str], values: dict[str, float], w: dict[str, float] | None,
+               gramians: dict[str, Tensor]) -> Snapshot:
         snap = Snapshot.from_gramians(self.step, values, w, gramians)
         self.terms = terms
         self.step += 1
+        if self.capture is not None:
+            self.capture.clear()
         if self.keep_history:
             self.history.append(snap)
         for sink in self.sinks:
@@ -132,8 +175,12 @@ class GradientTelemetry:
             return None
         checked = check_losses(losses)
         self._check_terms(list(checked))
-        grads = term_gradients(checked, self.params, retain_graph=True)
-        return self.record(checked, grads, weights)
+        try:
+            return self.record_terms(checked, TermGradients(checked, self.params, self.capture, retain_graph=True),
+                                     weights)
+        finally:
+            if self.capture is not None:
+                self.capture.clear()
 
     def plot(self, out_dir: str | Path) -> list[Path]:
         """Write PNG plots of :attr:`history` to ``out_dir`` (needs matplotlib: ``layerwise[bench]``).
@@ -146,7 +193,9 @@ class GradientTelemetry:
         return plot_history(self.history, out_dir)
 
     def close(self) -> None:
-        """Close every sink."""
+        """Close every sink and remove the forward hooks of ``model``."""
+        if self.capture is not None:
+            self.capture.remove()
         for sink in self.sinks:
             sink.close()
 

@@ -1,0 +1,103 @@
+"""``TermGradients``: the K per-term gradients of a composite loss, computed once and used three ways."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, cast
+
+import torch
+from torch import Tensor
+
+from ._gramian import embed, gramian_block, sum_blocks
+from ._linear import LinearCapture, LinearFactor, plan_factors
+
+__all__ = ["TermGradients"]
+
+
+class TermGradients:
+    """∂L_k/∂p for K loss terms and a list of parameters: one partial backward per term.
+
+    Each term back-propagates only through the part of the graph below it. The weight of an
+    ``nn.Linear`` call kept by a :class:`LinearCapture` (and that qualifies, see
+    :func:`plan_factors`) is held as (A, Δ_1..Δ_K) instead: the backward stops at the layer's output
+    and the gradients Δ_kᵀA are formed only if asked for (:meth:`rows`); Gramians and the weighted
+    update use the factors directly when that costs fewer flops. Everything else is exact either way.
+
+    The same numbers serve the weighting (:meth:`rows`), the telemetry (:meth:`gramians`) and the
+    update (:meth:`weighted_sum`, which may overwrite the stored gradients: call it last).
+    """
+
+    def __init__(self, losses: Mapping[str, Tensor], params: Sequence[Tensor], capture: LinearCapture | None = None,
+                 *, retain_graph: bool = False) -> None:
+        self.terms = list(losses)
+        self.params = list(params)
+        self.factors: dict[int, LinearFactor] = {f.weight: f for f in plan_factors(capture, losses, self.params)}
+        dense = [i for i in range(len(self.params)) if i not in self.factors]
+        inputs = [self.params[i] for i in dense] + [f.output for f in self.factors.values()]
+        self.dense: list[list[Tensor | None]] = []  # [term][param]; None where factored or not reached
+        for t, name in enumerate(self.terms):
+            loss = losses[name]
+            gs: Sequence[Tensor | None] = [None] * len(inputs)
+            if loss.requires_grad:
+                keep = retain_graph or t < len(self.terms) - 1
+                gs = torch.autograd.grad(loss, inputs, retain_graph=keep, allow_unused=True)
+            row: list[Tensor | None] = [None] * len(self.params)
+            for i, g in zip(dense, gs, strict=False):
+                row[i] = g
+            for f, g in zip(self.factors.values(), gs[len(dense):], strict=True):
+                f.add_delta(g)
+            self.dense.append(row)
+
+    def rows(self, indices: Sequence[int]) -> dict[str, list[Tensor | None]]:
+        """``{term: [∂L_term/∂params[i] for i in indices]}`` (None where the term does not reach it)."""
+        out = {}
+        for t, name in enumerate(self.terms):
+            out[name] = [self.factors[i].weight_rows()[t] if i in self.factors else self.dense[t][i] for i in indices]
+        return out
+
+    def gramians(self, sets: Mapping[str, Sequence[int]], update: Collection[int] = ()) -> dict[str, Tensor]:
+        """``{S: G_S}`` (K × K, float64 on the CPU) for sets of indices into :attr:`params`.
+
+        ``update``: the indices that :meth:`weighted_sum` will be called for, so that a Linear weight
+        whose gradients are formed here anyway gets its update from them (no second product).
+        """
+        k = len(self.terms)
+        blocks: dict[int, Tensor] = {}
+        for i in sorted({i for idx in sets.values() for i in idx}):
+            factor = self.factors.get(i)
+            if factor is not None:
+                if factor.present:
+                    if not factor.prefer_factored(update=i in update):
+                        factor.weight_rows()
+                    blocks[i] = factor.weight_gramian(k)
+                continue
+            present = [t for t in range(k) if self.dense[t][i] is not None]
+            if present:
+                blocks[i] = embed(gramian_block([cast(Tensor, self.dense[t][i]) for t in present]), present, k)
+        return sum_blocks(blocks, sets, k)
+
+    def weighted_sum(self, i: int, coef: Sequence[float]) -> Tensor | None:
+        """Σ_k coef[k] ∂L_k/∂params[i], or None when no term reaches it. May reuse (overwrite) stored gradients."""
+        factor = self.factors.get(i)
+        if factor is not None:
+            return factor.weighted_weight(coef)
+        acc: Tensor | None = None
+        for t in range(len(self.terms)):
+            g = self.dense[t][i]
+            if g is None:
+                continue
+            if acc is None:
+                acc = g.mul_(coef[t]) if coef[t] != 1.0 else g
+            else:
+                acc.add_(g, alpha=coef[t])
+            self.dense[t][i] = None  # consumed
+        return acc
+
+    def all_reduce_mean(self, group: Any) -> None:
+        """Average the stored gradients over the processes of ``group`` (needs no factored parameter)."""
+        from ..locoprop._distributed import all_reduce_mean
+
+        if self.factors:
+            raise RuntimeError("TermGradients.all_reduce_mean: factored Linear weights cannot be averaged; build "
+                               "TermGradients without a capture under torch.distributed.")
+        all_reduce_mean([g for row in self.dense for g in row if g is not None], group)
