@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 import layerwise
 from layerwise.telemetry import GradientTelemetry, TermGradients
-from layerwise.telemetry._linear import LinearCapture, plan_factors
+from layerwise.telemetry._linear import LinearCapture, factored_is_cheaper, plan_factors
 from layerwise.weighting import Fixed, GradNorm
 
 
@@ -65,15 +65,18 @@ def sets_of(model):
     return {"all": model.parameters(), "trunk": model.trunk, "layer1": model.trunk[1]}
 
 
-@pytest.mark.parametrize("rows", [6, 200])  # 6 rows: the factored Gramian is cheaper; 200: the gradients are formed
+@pytest.mark.parametrize("rows", [6, 200])  # 6 rows: the trunk's factored Gramians are cheaper; 200: none is
 def test_measure_with_model_equals_separate_autograd_grad(rows):
     model = model_of()
     tel = GradientTelemetry(sets_of(model), model=model)
     losses = model.losses(*data(rows))
     grads = TermGradients(losses, tel.params, tel.capture, retain_graph=True)
-    assert len(grads.factors) == 6  # every Linear weight of the model qualifies
-    first = next(f for f in grads.factors.values() if tel.params[f.weight] is model.trunk[0].weight)
-    assert first.present == [0, 1, 2] and first.prefer_factored(update=False) == (rows == 6)
+    factored = {id(tel.params[i]) for i in grads.factors}
+    # the flop model: the trunk's weights (3, 2 and 1 terms reach them) only at 6 rows; the heads (1 term, 4 outputs) never
+    assert factored == ({id(layer.weight) for layer in model.trunk} if rows == 6 else set())
+    if rows == 6:
+        first = next(f for f in grads.factors.values() if tel.params[f.weight] is model.trunk[0].weight)
+        assert first.present == [0, 1, 2] and first.prefer_factored(update=False)
     snap = tel.measure(losses)
     assert snap is not None
     for name, params in tel.param_sets.items():
@@ -109,11 +112,10 @@ def test_shared_or_twice_called_weight_is_not_factored_and_stays_exact(kw):
     tel = GradientTelemetry(sets_of(model), model=model)
     x, y = data(6)
     losses = model.losses(x, y)
-    weights = [p for p in tel.params if p.dim() == 2]
     grads = TermGradients(losses, tel.params, tel.capture, retain_graph=True)
     factored = {id(tel.params[i]) for i in grads.factors}
     assert id(model.trunk[1].weight) not in factored
-    assert id(model.trunk[0].weight) in factored and len(factored) == len(weights) - 1
+    assert factored == {id(model.trunk[0].weight), id(model.trunk[2].weight)}  # the heads: cheaper dense
     snap = tel.measure(losses)
     torch.testing.assert_close(torch.tensor(snap.gramian["layer1"], dtype=torch.float64), reference_gramian(losses, list(model.trunk[1].parameters())),
                                rtol=1e-10, atol=1e-13)
@@ -135,9 +137,9 @@ def test_sequence_inputs_are_flattened_to_rows():
 
 
 def test_input_modified_in_place_after_the_call_is_not_factored():
-    lin = nn.Linear(5, 3).double()
+    lin = nn.Linear(50, 30).double()
     capture = LinearCapture(lin, lambda: True)
-    x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
+    x = torch.randn(2, 50, dtype=torch.float64, requires_grad=True)
     a = x * 1.0
     z = lin(a)
     a.mul_(2.0)  # the weight gradient would now be wrong from A; autograd itself would refuse too
@@ -145,6 +147,25 @@ def test_input_modified_in_place_after_the_call_is_not_factored():
     b = x * 1.0
     z = lin(b)
     assert len(plan_factors(capture, {"z": z.sum()}, [lin.weight, lin.bias])) == 1
+
+
+def test_plan_follows_the_flop_model():
+    lin = nn.Linear(50, 30).double()
+    capture = LinearCapture(lin, lambda: True)
+    for rows, terms, update, expected in [(2, 1, False, True), (2, 1, True, True), (400, 1, False, False),
+                                          (40, 1, True, False), (40, 8, False, True), (40, 8, True, True),
+                                          (100, 8, True, False)]:
+        z = lin(torch.randn(rows, 50, dtype=torch.float64))
+        losses = {f"t{k}": z[:, k].sum() for k in range(terms)}  # every term reaches the call
+        got = plan_factors(capture, losses, [lin.weight, lin.bias], update={0} if update else ())
+        assert bool(got) == expected == factored_is_cheaper(terms, rows, 50, 30, update), (rows, terms, update)
+    # only the terms whose graph reaches the call count: at 30 rows, 1 term -> dense, 2 terms -> factored
+    z = lin(torch.randn(30, 50, dtype=torch.float64))
+    elsewhere = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    one = {"a": z.sum(), "b": elsewhere.pow(2).sum(), "c": (elsewhere * 2).sum()}
+    assert plan_factors(capture, one, [lin.weight, lin.bias]) == []
+    two = {"a": z.sum(), "b": elsewhere.pow(2).sum(), "c": (z[:, 0] * elsewhere[0]).sum()}
+    assert len(plan_factors(capture, two, [lin.weight, lin.bias])) == 1
 
 
 def test_hooks_keep_nothing_on_skipped_steps_and_close_removes_them():
@@ -188,3 +209,29 @@ def test_model_must_be_a_module():
     model = model_of()
     with pytest.raises(TypeError, match="Invalid model: expected the nn.Module"):
         GradientTelemetry(sets_of(model), model=list(model.parameters()))
+
+
+def test_output_modified_in_place_by_the_next_op_still_gives_exact_gradients():
+    """``relu_(linear(x))`` rewrites the Linear's output: Δ must be the gradient at the layer's output as computed."""
+    torch.manual_seed(0)
+    layers = nn.ModuleList([nn.Linear(20, 30), nn.Linear(30, 30), nn.Linear(30, 3)]).double()
+
+    def losses():
+        h = x
+        out = {}
+        for i, layer in enumerate(layers):
+            h = layer(h)
+            if i < 2:
+                h = F.relu(h, inplace=True)
+            out[f"t{i}"] = h.pow(2).mean()
+        return out
+
+    x = torch.randn(4, 20, dtype=torch.float64)
+    params = list(layers.parameters())
+    tel = GradientTelemetry({"all": params}, model=layers)
+    ls = losses()
+    grads = TermGradients(ls, tel.params, tel.capture, retain_graph=True)
+    assert len(grads.factors) >= 2  # the in-place rewritten outputs are factored
+    snap = tel.measure(losses())
+    torch.testing.assert_close(torch.tensor(snap.gramian["all"], dtype=torch.float64), reference_gramian(ls, params),
+                               rtol=1e-10, atol=1e-13)

@@ -86,14 +86,14 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
     active = weighting.check(checked)
     union = _union(params, weighting.grad_params, telemetry.params if record and telemetry is not None else [])
     capture = telemetry.capture if record and telemetry is not None and group is None else None
+    index = {id(p): i for i, p in enumerate(union)}
     try:
-        per_term = TermGradients(active, union, capture)
+        per_term = TermGradients(active, union, capture, update={index[id(p)] for p in params})
     finally:
         if capture is not None:
             capture.clear()
     if group is not None:
         per_term.all_reduce_mean(group)
-    index = {id(p): i for i, p in enumerate(union)}
     w = weighting.weights_for(active, per_term.rows([index[id(p)] for p in weighting.grad_params])
                               if weighting.needs_grads else None)
     wd = w.detach()

@@ -17,25 +17,27 @@ single call, checked on the autograd graph every step (:func:`plan_factors`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 
 from ._gramian import embed, gramian_block
 
-__all__ = ["LinearCapture", "LinearFactor", "plan_factors"]
+__all__ = ["LinearCapture", "LinearFactor", "factored_is_cheaper", "plan_factors"]
 
 _MEMORY_BOUND = 4.0  # cost of one element of a dot product that streams from memory, in GEMM multiply-adds
 
 
 @dataclass
 class Capture:
-    """Input and output of one ``nn.Linear`` call, with the input's version counter at that time."""
+    """Input of one ``nn.Linear`` call (with its version counter at that time) and the gradient edge of
+    its output: the output itself is not kept (autograd frees a pre-activation it does not need)."""
 
     inputs: Tensor
-    output: Tensor
+    output: GradientEdge
     version: int
 
 
@@ -60,7 +62,7 @@ class LinearCapture:
             return
         a = args[0] if args else None
         if isinstance(a, Tensor) and isinstance(output, Tensor) and output.requires_grad:
-            self.calls[module] = Capture(a, output, a._version)  # type: ignore[index]
+            self.calls[module] = Capture(a, get_gradient_edge(output), a._version)  # type: ignore[index]
 
     def clear(self) -> None:
         self.calls.clear()
@@ -82,7 +84,8 @@ class LinearFactor:
 
     weight: int
     inputs: Tensor  # r × n_in
-    output: Tensor  # the layer's output z, an input of the per-term backward
+    output: GradientEdge  # where the layer's output z enters the graph: an input of the per-term backward
+    n_out: int
     deltas: list[Tensor | None] = field(default_factory=list)  # per term: r × n_out, None if it does not reach z
     _rows: list[Tensor | None] | None = None
 
@@ -101,12 +104,8 @@ class LinearFactor:
 
     def prefer_factored(self, update: bool) -> bool:
         """Whether the Gramian (and the update, when ``update``) cost fewer flops in factored form."""
-        n = len(self.present)
         r, n_in = self.inputs.shape
-        n_out = self.output.shape[-1]
-        factored = r * r * n_in + n * r * r * n_out + n * n * r * n_out + (r * n_in * n_out if update else 0)
-        dense = n * r * n_in * n_out + _MEMORY_BOUND * n * (n + 1) / 2 * n_in * n_out + (n - 1) * n_in * n_out
-        return factored < dense
+        return factored_is_cheaper(len(self.present), r, n_in, self.n_out, update)
 
     def weight_gramian(self, k: int) -> Tensor:
         """K × K Gramian of the weight gradients, in at least float32 (factored unless the rows exist)."""
@@ -132,6 +131,15 @@ class LinearFactor:
         return s.T.mm(self.inputs.to(s.dtype))
 
 
+def factored_is_cheaper(n: int, r: int, n_in: int, n_out: int, update: bool) -> bool:
+    """Flop model for ``n`` terms reaching a Linear layer with ``r`` input rows: factored Gramian
+    (P = AAᵀ, PΔ_k, ⟨Δ_j, PΔ_k⟩) and update (ΣwΔ)ᵀA, against forming the n gradients Δ_kᵀA, their
+    n(n+1)/2 dot products (memory-bound) and their weighted sum."""
+    factored = r * r * n_in + n * r * r * n_out + n * n * r * n_out + (r * n_in * n_out if update else 0)
+    dense = n * r * n_in * n_out + _MEMORY_BOUND * n * (n + 1) / 2 * n_in * n_out + (n - 1) * n_in * n_out
+    return factored < dense
+
+
 def _dtype(*tensors: Tensor | None) -> torch.dtype:
     return functools.reduce(torch.promote_types, (t.dtype for t in tensors if t is not None), torch.float32)
 
@@ -148,14 +156,17 @@ def _weighted(ts: Sequence[Tensor | None], coef: Sequence[float], *, inplace: bo
     return acc
 
 
-def _graph(roots: Iterable[Tensor]) -> tuple[set[object], dict[int, int]]:
-    """Nodes of the autograd graph below ``roots`` and, per leaf tensor id, how many edges reach it."""
-    seen: set[object] = set()
+def _graph(roots: Sequence[Tensor]) -> tuple[dict[object, int], dict[int, int]]:
+    """Nodes of the autograd graph below ``roots``, each with the bit mask of the roots that reach it, and,
+    per leaf tensor id, how many edges reach it. One pass over the edges, then one in topological order."""
+    children: dict[object, list[object]] = {}
+    indegree: dict[object, int] = {}
     uses: dict[int, int] = {}
     stack = []
     for r in roots:
-        if r.grad_fn is not None and r.grad_fn not in seen:
-            seen.add(r.grad_fn)
+        if r.grad_fn is not None and r.grad_fn not in children:
+            children[r.grad_fn] = []
+            indegree.setdefault(r.grad_fn, 0)
             stack.append(r.grad_fn)
     while stack:
         node = stack.pop()
@@ -165,30 +176,51 @@ def _graph(roots: Iterable[Tensor]) -> tuple[set[object], dict[int, int]]:
             variable = getattr(nxt, "variable", None)
             if isinstance(variable, Tensor):  # AccumulateGrad of a leaf
                 uses[id(variable)] = uses.get(id(variable), 0) + 1
-            elif nxt not in seen:
-                seen.add(nxt)
+                continue
+            children[node].append(nxt)
+            indegree[nxt] = indegree.get(nxt, 0) + 1
+            if nxt not in children:
+                children[nxt] = []
                 stack.append(nxt)
-    return seen, uses
+    masks = dict.fromkeys(children, 0)
+    for k, r in enumerate(roots):
+        if r.grad_fn is not None:
+            masks[r.grad_fn] |= 1 << k
+    ready = [n for n, d in indegree.items() if d == 0]
+    while ready:
+        done = ready.pop()
+        for below in children[done]:
+            masks[below] |= masks[done]
+            indegree[below] -= 1
+            if indegree[below] == 0:
+                ready.append(below)
+    return masks, uses
 
 
-def plan_factors(capture: LinearCapture | None, losses: Mapping[str, Tensor], params: Sequence[Tensor]
-                 ) -> list[LinearFactor]:
-    """The captured Linear calls whose parameters can be handled in factored form this step.
+def plan_factors(capture: LinearCapture | None, losses: Mapping[str, Tensor], params: Sequence[Tensor],
+                 update: Collection[int] = ()) -> list[LinearFactor]:
+    """The captured Linear calls whose weights are handled in factored form this step.
 
     A call qualifies when its weight is in ``params``, its output is in the graph of ``losses``, its
     weight is used exactly once in that graph (so this call is its only use: no tied or shared
-    weight, no second call), and its input was not modified in place since the call.
+    weight, no second call), its input was not modified in place since the call, and the factored
+    form costs fewer flops (:func:`factored_is_cheaper`, for the number of terms whose graph reaches
+    the call, with the update when the weight's index is in ``update``). Anything else stays with
+    autograd, which forms the weight gradient while its inputs are still in cache.
     """
     if capture is None or not capture.calls:
         return []
     index = {id(p): i for i, p in enumerate(params)}
-    seen, uses = _graph(losses.values())
+    masks, uses = _graph(list(losses.values()))
     out = []
     for module, call in capture.calls.items():
         w = module.weight
-        if id(w) not in index or call.output.grad_fn not in seen or uses.get(id(w)) != 1:
+        mask = masks.get(call.output.node, 0)
+        if id(w) not in index or not mask or uses.get(id(w)) != 1:
             continue
         if call.inputs._version != call.version or call.inputs.shape[-1] != w.shape[1]:
             continue
-        out.append(LinearFactor(index[id(w)], call.inputs.detach().reshape(-1, w.shape[1]), call.output))
+        inputs = call.inputs.detach().reshape(-1, w.shape[1])
+        if factored_is_cheaper(mask.bit_count(), inputs.shape[0], w.shape[1], w.shape[0], index[id(w)] in update):
+            out.append(LinearFactor(index[id(w)], inputs, call.output, w.shape[0]))
     return out

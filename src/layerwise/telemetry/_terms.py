@@ -19,21 +19,24 @@ class TermGradients:
 
     Each term back-propagates only through the part of the graph below it. The weight of an
     ``nn.Linear`` call kept by a :class:`LinearCapture` (and that qualifies, see
-    :func:`plan_factors`) is held as (A, Δ_1..Δ_K) instead: the backward stops at the layer's output
-    and the gradients Δ_kᵀA are formed only if asked for (:meth:`rows`); Gramians and the weighted
-    update use the factors directly when that costs fewer flops. Everything else is exact either way.
+    :func:`plan_factors`: among others, only where that costs fewer flops) is held as (A, Δ_1..Δ_K)
+    instead: the backward stops at the layer's output and the gradients Δ_kᵀA are formed only if
+    asked for (:meth:`rows`). Everything else is exact either way. ``update``: the indices that
+    :meth:`weighted_sum` will be called for (their update's cost counts in the choice).
 
     The same numbers serve the weighting (:meth:`rows`), the telemetry (:meth:`gramians`) and the
     update (:meth:`weighted_sum`, which may overwrite the stored gradients: call it last).
     """
 
     def __init__(self, losses: Mapping[str, Tensor], params: Sequence[Tensor], capture: LinearCapture | None = None,
-                 *, retain_graph: bool = False) -> None:
+                 *, retain_graph: bool = False, update: Collection[int] = ()) -> None:
         self.terms = list(losses)
         self.params = list(params)
-        self.factors: dict[int, LinearFactor] = {f.weight: f for f in plan_factors(capture, losses, self.params)}
+        self.factors: dict[int, LinearFactor] = {f.weight: f for f in plan_factors(capture, losses, self.params,
+                                                                                   update)}
         dense = [i for i in range(len(self.params)) if i not in self.factors]
-        inputs = [self.params[i] for i in dense] + [f.output for f in self.factors.values()]
+        # parameters, then the factored layers' output edges (autograd.grad takes a mix of both)
+        inputs = cast(list[Tensor], [self.params[i] for i in dense] + [f.output for f in self.factors.values()])
         self.dense: list[list[Tensor | None]] = []  # [term][param]; None where factored or not reached
         for t, name in enumerate(self.terms):
             loss = losses[name]
