@@ -64,23 +64,22 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
 
     checked = check_losses(losses)
     params = check_params(params)
-    if weighting is None:
-        weighting = Fixed.equal(list(checked), warn_useless=False, process_group=process_group)
     group = resolve_group(process_group)
     record = telemetry is not None and telemetry.due()
+    if weighting is None and not record:  # plain Σ_k L_k: one backward, no weighting object to build
+        if telemetry is not None:
+            telemetry.skip()
+        total = torch.stack(list(checked.values())).sum()
+        _plain_backward(total, params, group, keep=False)
+        return total.detach()
+    if weighting is None:
+        weighting = Fixed.equal(list(checked), warn_useless=False, process_group=process_group)
     if not (weighting.needs_grads or record):
         if telemetry is not None:
             telemetry.skip()
         w = weighting.weights_for(checked)
         total = weighting.combine(weighting.stack(weighting.check(checked)), w)
-        keep = any(t.requires_grad for t in weighting.parameters())
-        if group is None:
-            torch.autograd.backward(total, inputs=params, retain_graph=keep)  # accumulates into .grad
-        else:
-            gs: Sequence[Tensor | None] = torch.autograd.grad(total, params, allow_unused=True, retain_graph=keep)
-            grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
-            all_reduce_mean(grads, group)
-            _accumulate(params, grads)
+        _plain_backward(total, params, group, keep=any(t.requires_grad for t in weighting.parameters()))
         _backward_weighting(weighting, checked, w)
         return total.detach()
     active = weighting.check(checked)
@@ -115,6 +114,17 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
             p.grad.add_(acc)
     _backward_weighting(weighting, active, w)
     return weighting.combine(weighting.stack(active), w).detach()
+
+
+def _plain_backward(total: Tensor, params: list[Tensor], group: Any, *, keep: bool) -> None:
+    """``total.backward()`` restricted to ``params``; under ``torch.distributed`` the gradients are averaged."""
+    if group is None:
+        torch.autograd.backward(total, inputs=params, retain_graph=keep)  # accumulates into .grad
+        return
+    gs: Sequence[Tensor | None] = torch.autograd.grad(total, params, allow_unused=True, retain_graph=keep)
+    grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs, strict=True)]
+    all_reduce_mean(grads, group)
+    _accumulate(params, grads)
 
 
 def _backward_weighting(weighting: Weighting, losses: Mapping[str, Tensor], w: Tensor) -> None:
