@@ -11,7 +11,7 @@ import pytest
 import torch
 
 WORKER = textwrap.dedent("""
-    import sys, torch, torch.distributed as dist, datetime
+    import os, sys, torch, torch.distributed as dist, datetime
     from torch import nn
     from torch.utils.data import DataLoader
     from layerwise.decoupled import DecoupledTrainer, IndexedDataset, ZStore, geometric, StageFailure
@@ -64,7 +64,13 @@ WORKER = textwrap.dedent("""
         torch.save({"params": [p.detach() for p in trainer.blocks.parameters()], "stage": list(trainer.stage),
                     "z": {} if forward else {j: store.rows(j, idx) for j in trainer.z_layers}}, out)
         if mode == "dist":
+            dist.barrier()  # both ranks are done with the group before either tears it down
             dist.destroy_process_group()
+            # gloo's worker threads may still hold the finished async all-reduces (the boundary exchange);
+            # releasing them during interpreter finalisation aborts the process now and then (an upstream
+            # teardown race, pytorch/pytorch#179291). Everything is saved: leave without finalising.
+            sys.stdout.flush()
+            os._exit(0)
 """)
 
 
