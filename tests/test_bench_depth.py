@@ -8,6 +8,7 @@ import torch
 
 from layerwise.bench._depth_methods import DEPTH_METHODS
 from layerwise.bench._depth_model import blocks_of, build_mlp, linear_layers
+from layerwise.bench._depth_report import ratio_without_penalty
 from layerwise.bench._depth_train import grad_ratio
 from layerwise.cli import main
 
@@ -38,6 +39,8 @@ def test_results_report_and_resume(tmp_path, capsys):
                 assert g["ratio"] is None
         assert run["grad_norms"]["end"]["ratio"] is not None
     dec = res["runs"]["4/sigmoid/decoupled"]
+    assert all(g["mu"] == pytest.approx(dec["records"][0]["mu"], rel=0.3) for g in dec["grad_norms"].values())
+    assert "mu" not in res["runs"]["4/sigmoid/bp-glorot-adam"]["grad_norms"]["end"]
     assert dec["z_bytes"] == 1438 * 4 * 16 * 4  # n x hidden layers x width x fp32
     assert len(dec["records"][0]["feasibility_gap"]) == 4 and "consistency_loss" in dec["records"][0]
     assert "z_bytes" not in res["runs"]["4/sigmoid/bp-glorot-adam"]
@@ -114,3 +117,12 @@ def test_critical_init_keeps_the_signal_of_a_deep_sigmoid_net() -> None:
         torch.testing.assert_close(lin.weight @ lin.weight.T if lin.in_features >= lin.out_features else
                                    lin.weight.T @ lin.weight, torch.eye(64), atol=1e-5, rtol=0)
         assert torch.equal(lin.bias, torch.zeros(64))
+
+
+def test_ratio_without_penalty_divides_mu_out_of_the_hidden_blocks_only():
+    e = {"grad_norms": {"end": grad_ratio([10.0, 40.0, 0.5], mu=10.0), "epoch_1": grad_ratio([2.0, 1.0, 3.0])},
+         "records": [{"mu": 2.0}, {"mu": 10.0}]}
+    assert e["grad_norms"]["end"]["ratio"] == 80.0  # as descended: the output's 0.5 against μ·4
+    assert ratio_without_penalty(e, "end")["ratio"] == 8.0  # [1, 4] and the output's 0.5
+    assert ratio_without_penalty(e, "epoch_1")["ratio"] == 6.0  # μ from the epoch's record: [1, 0.5] and 3
+    assert ratio_without_penalty({"grad_norms": {"end": grad_ratio([1.0, 2.0])}, "records": []}, "end") is None

@@ -87,6 +87,10 @@ class Runner:
         """Per-epoch extras recorded with the epoch (decoupled: the feasibility gap)."""
         return {}
 
+    def penalty(self) -> float | None:
+        """The weight μ of the hidden terms in the probed objective now (decoupled only)."""
+        return None
+
     def finish(self, batches: Callable[[], list[Batch]]) -> dict[str, Any]:
         """Work after the last epoch (timed as training); returns what to record about it."""
         return {}
@@ -175,6 +179,9 @@ class DecoupledRunner(Runner):
         zs = self.trainer.targets((x, y, idx))  # what the θ-step fits now
         terms = self.trainer.losses(x, y, zs)  # block t's own term depends on W_t only through f_t
         return _norms(sum(terms.values(), torch.zeros((), device=x.device)), self.weights)
+
+    def penalty(self) -> float | None:
+        return self.trainer.mu
 
     def epoch_end(self, batches: list[Batch]) -> dict[str, Any]:
         if self.forward:

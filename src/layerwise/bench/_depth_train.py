@@ -87,12 +87,13 @@ def _evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, batch: int = 2000) -
     return loss / len(x), correct / len(x)
 
 
-def grad_ratio(norms: list[float]) -> dict[str, Any]:
-    """``max/min`` of per-layer gradient norms; ``None`` when a layer's norm is exactly 0 (then ``zero_layers``)."""
+def grad_ratio(norms: list[float], mu: float | None = None) -> dict[str, Any]:
+    """``max/min`` of per-layer gradient norms; ``None`` when a layer's norm is exactly 0 (then ``zero_layers``).
+    ``mu``: the hidden terms' penalty weight at the probe (decoupled training), recorded with the norms."""
     zero = sum(1 for v in norms if v == 0.0)
     finite = all(math.isfinite(v) for v in norms)
     ratio = max(norms) / min(norms) if norms and zero == 0 and finite else None
-    return {"norms": norms, "ratio": ratio, "zero_layers": zero}
+    return {"norms": norms, "ratio": ratio, "zero_layers": zero, **({} if mu is None else {"mu": mu})}
 
 
 def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data: DepthData, *,
@@ -130,7 +131,7 @@ def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data
                 total += value
                 if epoch == 1 and b == 0:
                     train_time += time.perf_counter() - t0
-                    entry["grad_norms"]["first_step"] = grad_ratio(runner.probe(*probe))
+                    entry["grad_norms"]["first_step"] = grad_ratio(runner.probe(*probe), runner.penalty())
                     t0 = time.perf_counter()
                 bar.update(1)
             extra = runner.finish(lambda: _batches(x, y, 2000)) if epoch == cfg.epochs else {}
@@ -141,9 +142,9 @@ def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data
                       "train_acc": acc, "test_acc": test_acc, **runner.epoch_end(eval_batches), **extra}
             entry["records"].append(record)
             if epoch == 1:
-                entry["grad_norms"]["epoch_1"] = grad_ratio(runner.probe(*probe))
+                entry["grad_norms"]["epoch_1"] = grad_ratio(runner.probe(*probe), runner.penalty())
             if epoch == cfg.epochs:
-                entry["grad_norms"]["end"] = grad_ratio(runner.probe(*probe))
+                entry["grad_norms"]["end"] = grad_ratio(runner.probe(*probe), runner.penalty())
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
             if on_epoch is not None:
                 on_epoch(entry)
