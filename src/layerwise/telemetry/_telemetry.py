@@ -37,12 +37,13 @@ class GradientTelemetry:
         sinks: where each snapshot also goes (:class:`CSVSink`, :class:`JSONLSink`, :class:`TensorBoardSink`).
         keep_history: keep every snapshot in :attr:`history` (default True; needed by :meth:`plot`).
         model: the module the losses come from (optional). Its ``nn.Linear`` layers get forward hooks
-            that, on measured steps only, keep each call's input A and output z; the per-term backward
-            then stops at z and the weight's Gramian is ⟨Δ_j, A Aᵀ Δ_k⟩ and its update (Σ_k w_k Δ_k)ᵀA,
-            with no per-term weight gradient formed (see :mod:`layerwise.telemetry._linear`); same
-            numbers, fewer flops when the batch is small next to the layer's width. A layer whose
-            weight is shared, tied or called twice is detected on the graph and measured the plain way.
-            :meth:`close` removes the hooks.
+            that, on measured steps only, keep each call's input A and the graph edge of its output z.
+            Where a flop count says it is cheaper, the per-term backward stops at z, and the weight's
+            Gramian is ⟨Δ_j, A Aᵀ Δ_k⟩ and its update (Σ_k w_k Δ_k)ᵀA, with no per-term weight gradient
+            formed (see :mod:`layerwise.telemetry._linear`): same numbers, fewer flops when the batch is
+            small next to the layer's width and several terms reach it. A layer whose weight is shared,
+            tied or called twice is detected on the graph and measured the plain way. :meth:`close`
+            removes the hooks.
 
     Standalone, before your own ``loss.backward()`` (the graph stays usable, ``.grad`` is untouched)::
 
