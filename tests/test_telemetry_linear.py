@@ -235,3 +235,19 @@ def test_output_modified_in_place_by_the_next_op_still_gives_exact_gradients():
     snap = tel.measure(losses())
     torch.testing.assert_close(torch.tensor(snap.gramian["all"], dtype=torch.float64), reference_gramian(ls, params),
                                rtol=1e-10, atol=1e-13)
+
+
+def test_record_terms_rejects_mismatched_gradients_and_keeps_its_state():
+    model = model_of()
+    tel = GradientTelemetry(sets_of(model), model=model)
+    losses = model.losses(*data(6))
+    partial = TermGradients(losses, list(model.trunk.parameters()), retain_graph=True)  # no head parameters
+    with pytest.raises(ValueError, match=r"Invalid grads: telemetry.params\[.*are not among the parameters"):
+        tel.record_terms(losses, partial)
+    two = {k: losses[k] for k in ("t0", "t1")}
+    with pytest.raises(ValueError, match="Invalid grads: expected gradients for the terms"):
+        tel.record_terms(losses, TermGradients(two, tel.params, retain_graph=True))
+    assert tel.step == 0 and not tel.history and tel.terms is None
+    snap = tel.record_terms(losses, TermGradients(losses, tel.params, retain_graph=True))
+    torch.testing.assert_close(torch.tensor(snap.gramian["all"], dtype=torch.float64),
+                               reference_gramian(losses, list(model.parameters())), rtol=1e-10, atol=1e-13)
