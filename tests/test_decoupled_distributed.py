@@ -66,9 +66,9 @@ WORKER = textwrap.dedent("""
         if mode == "dist":
             dist.barrier()  # both ranks are done with the group before either tears it down
             dist.destroy_process_group()
-            # gloo's worker threads may still hold the finished async all-reduces (the boundary exchange);
-            # releasing them during interpreter finalisation aborts the process now and then (an upstream
-            # teardown race, pytorch/pytorch#179291). Everything is saved: leave without finalising.
+            # A gloo worker thread may still be releasing the last collective's tensors, which needs the GIL;
+            # if interpreter finalisation wins that race the process aborts (pytorch/pytorch#190489, open).
+            # Everything is saved: leave without finalising.
             sys.stdout.flush()
             os._exit(0)
 """)

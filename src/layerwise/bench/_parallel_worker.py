@@ -98,8 +98,9 @@ if __name__ == "__main__":
     res = run(config, int(extra[0]), int(extra[1]), extra[2]) if extra else run(config)
     with open(sys.argv[2], "w") as f:
         json.dump(res, f)
-    # The result is written. Skip interpreter finalisation: releasing gloo's finished async all-reduces
-    # (the boundary exchange) there aborts the process now and then (pytorch/pytorch#179291).
+    # The result is written. Skip interpreter finalisation: a gloo worker thread still releasing the last
+    # collective's tensors needs the GIL, and if finalisation wins that race the process aborts
+    # (pytorch/pytorch#190489, open).
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
