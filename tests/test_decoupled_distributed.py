@@ -53,12 +53,13 @@ WORKER = textwrap.dedent("""
                     trainer.step(batch)
                     if mode == "dist" and len(sys.argv) > 6 and rank == 1 and trainer.steps == 7:
                         torch.save(trainer.state_dict(), out + ".ckpt")
-                        sys.exit(3)  # simulate a crash of rank 1
+                        sys.stdout.flush()
+                        os._exit(3)  # simulate a crash of rank 1 (os._exit: see the gloo exit race below)
                 if mode == "dist" and len(sys.argv) > 6:
                     torch.save(trainer.state_dict(), out + ".ckpt")
         except StageFailure as exc:
             print("STAGEFAILURE", exc, flush=True)
-            sys.exit(4)
+            os._exit(4)  # not sys.exit: see the gloo exit race below
         trainer.gather()
         idx = torch.arange(len(ds))
         torch.save({"params": [p.detach() for p in trainer.blocks.parameters()], "stage": list(trainer.stage),
