@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from layerwise.bench import run_depth_benchmark as bench_run
 from layerwise.bench._depth_methods import DEPTH_METHODS
 from layerwise.bench._depth_model import blocks_of, build_mlp, linear_layers
 from layerwise.bench._depth_report import ratio_without_penalty
@@ -126,3 +127,25 @@ def test_ratio_without_penalty_divides_mu_out_of_the_hidden_blocks_only():
     assert ratio_without_penalty(e, "end")["ratio"] == 8.0  # [1, 4] and the output's 0.5
     assert ratio_without_penalty(e, "epoch_1")["ratio"] == 6.0  # μ from the epoch's record: [1, 0.5] and 3
     assert ratio_without_penalty({"grad_norms": {"end": grad_ratio([1.0, 2.0])}, "records": []}, "end") is None
+
+
+def test_float64_and_activation_slopes_reach_the_models(tmp_path):
+    from layerwise.bench._depth_bench import _load
+    from layerwise.bench._depth_train import DepthConfig, train_depth
+
+    cfg = DepthConfig(dataset="digits", subset=256, epochs=1, width=8, dtype="float64", activation_slopes=True)
+    data = _load(cfg, None, torch.device("cpu"), False)
+    assert data.train_x.dtype == torch.float64 == data.test_x.dtype
+    seen = []
+    for method in ("decoupled-forward", "decoupled", "deep-supervision"):
+        entry = train_depth(method, "sigmoid", 3, cfg, data, on_model=seen.append)
+        assert entry["status"] == "complete"
+    assert all(p.dtype == torch.float64 for m in seen for p in m.parameters())
+    out = tmp_path / "r"
+    assert main(["bench", "depth", "--activations", "sigmoid", "--methods", "decoupled-forward", "--out", str(out),
+                 "--dtype", "float64", "--activation-slopes", *TINY]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["config"]["dtype"] == "float64" and res["config"]["activation_slopes"] is True
+    assert "curvature bound: True" in res["descriptions"]["decoupled-forward"]
+    with pytest.raises(ValueError, match="Invalid dtype 'float16'"):
+        bench_run(tmp_path / "bad", cfg=DepthConfig(dtype="float16"))

@@ -139,6 +139,46 @@ def test_lipschitz_estimate_is_the_spectral_norm_squared() -> None:
     assert est(nn.Tanh()) == 1.0
 
 
+def test_activation_slopes_give_the_tight_bound_of_a_sigmoid_block() -> None:
+    """With ``activations=True`` a Linear+Sigmoid block's c is ‖W‖²/16: the squared norm of its Jacobian where
+    the pre-activation is 0 (the sigmoid's steepest point), and never below it anywhere else."""
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Linear(6, 6), nn.Sigmoid()).double()
+    with torch.no_grad():
+        block[0].bias.zero_()
+    tight, loose = LipschitzEstimate(activations=True)(block), LipschitzEstimate()(block)
+    assert tight == pytest.approx(loose / 16, rel=1e-9)
+
+    def jac_sq(v: torch.Tensor) -> float:
+        return float(torch.linalg.matrix_norm(torch.func.jacrev(block)(v).detach(), ord=2)) ** 2
+
+    assert tight == pytest.approx(jac_sq(torch.zeros(6, dtype=torch.float64)), rel=1e-6)
+    assert all(jac_sq(torch.randn(6, dtype=torch.float64)) <= tight * (1 + 1e-9) for _ in range(20))
+    tanh = nn.Sequential(nn.Linear(6, 6), nn.Tanh()).double()  # tanh's slope is 1: no change
+    assert LipschitzEstimate(activations=True)(tanh) == pytest.approx(LipschitzEstimate()(tanh), rel=1e-9)
+
+
+def test_z_steps_with_activation_slopes_still_descend_on_a_sigmoid_net() -> None:
+    """The 16× larger z step of a sigmoid block is still a descent step (z_lr = 1, θ frozen)."""
+    x, y, blocks, store = tiny()
+    for b in blocks[:-1]:
+        b[1] = nn.Sigmoid()
+    with torch.no_grad():
+        for b in blocks:
+            for p in b.parameters():
+                p.mul_(4.0)
+    trainer = DecoupledTrainer(blocks, store, mu=3.0, mode="alternating", activation_slopes=True,
+                               optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0))
+    assert trainer._lipschitz.activations
+    trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=24))
+    idx = torch.arange(24)
+    values = [sum(trainer.step((x, y, idx)).values()) for _ in range(30)]
+    assert all(b <= a + 1e-12 for a, b in zip(values, values[1:], strict=False))
+    assert values[-1] < values[0]
+    with pytest.raises(ValueError, match="activation_slopes='yes'"):
+        DecoupledTrainer(blocks, store, activation_slopes="yes")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("scale", [1.0, 10.0])
 def test_z_steps_never_increase_the_objective_whatever_the_weight_scale(scale: float) -> None:
     """The step z_lr/L_j with L_j from the blocks' Lipschitz bounds is a descent step (z_lr = 1); a step

@@ -34,8 +34,9 @@ _FINAL = ("complete", "diverged")
 def _load(cfg: DepthConfig, data_dir: str | Path | None, device: torch.device, download: bool) -> DepthData:
     d = load_dataset(cfg.dataset, data_dir, download=download)
     n = len(d.train_x) if cfg.subset is None else min(cfg.subset, len(d.train_x))
-    return DepthData(torch.from_numpy(d.train_x[:n]).float().to(device), torch.from_numpy(d.train_y[:n]).long().to(device),
-                     torch.from_numpy(d.test_x).float().to(device), torch.from_numpy(d.test_y).long().to(device))
+    dtype = getattr(torch, cfg.dtype)
+    return DepthData(torch.from_numpy(d.train_x[:n]).to(device, dtype), torch.from_numpy(d.train_y[:n]).long().to(device),
+                     torch.from_numpy(d.test_x).to(device, dtype), torch.from_numpy(d.test_y).long().to(device))
 
 
 def run_depth_benchmark(out: str | Path, *, depths: Sequence[int] = (10, 20, 50),
@@ -59,6 +60,8 @@ def run_depth_benchmark(out: str | Path, *, depths: Sequence[int] = (10, 20, 50)
         raise ValueError(f"Invalid activations {bad or list(activations)}: expected some of {list(ACTIVATIONS)}.")
     if not depths or any(d < 1 for d in depths):
         raise ValueError(f"Invalid depths {list(depths)}: expected hidden-layer counts >= 1, e.g. 10,20,50.")
+    if cfg.dtype not in ("float32", "float64"):
+        raise ValueError(f"Invalid dtype {cfg.dtype!r}: expected 'float32' or 'float64'.")
     if cfg.decoupled_init not in INITS or cfg.locoprop_init not in INITS:
         raise ValueError(f"Invalid init {cfg.decoupled_init!r}/{cfg.locoprop_init!r}: expected one of {list(INITS)}.")
     device = torch.device(device)

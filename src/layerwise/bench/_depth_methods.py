@@ -40,13 +40,15 @@ DEPTH_METHODS: dict[str, tuple[str, str]] = {
                                       "{decoupled_mode} mode, {z_order} z-steps, per-block Adam lr {decoupled_lr:g}, "
                                       "z_lr {z_lr:g}, z_steps {z_steps}, mu = {mu_start:g} x {mu_factor:g} per epoch, "
                                       "squared-error L_h, fp32 z store in memory, {consistency_epochs} consistency "
-                                      "epoch(s) at the end"),
+                                      "epoch(s) at the end, activation slopes in the curvature bound: "
+                                      "{activation_slopes}"),
     "decoupled-forward": ("{decoupled_init}", "DecoupledTrainer with z from a forward pass at every step (online "
                                               "alternating minimisation, no store), {decoupled_init} init, z-first "
                                               "mode, sweep z-steps, per-block Adam lr {decoupled_lr:g}, z_lr "
                                               "{z_lr:g}, z_steps {forward_z_steps}, mu = {mu_start:g} x "
                                               "{mu_factor:g} per epoch, squared-error L_h, {consistency_epochs} "
-                                              "consistency epoch(s) at the end"),
+                                              "consistency epoch(s) at the end, activation slopes in the curvature "
+                                              "bound: {activation_slopes}"),
     "locoprop": ("{locoprop_init}", "LocoProp-M, {locoprop_init} init, solver precond, steps {locoprop_steps}, "
                                     "gamma {locoprop_gamma:g}, damping {locoprop_damping:g}, lr {locoprop_lr:g}"),
     "deep-supervision": ("default", "deep supervision: a LocalClassifier head after every {ds_every} hidden layers, "
@@ -121,7 +123,8 @@ class DeepSupervisionRunner(Runner):
                  make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer]) -> None:
         layers = list(range(every, depth, every))  # hidden layers (1-based) that get a head; the output is main
         self.heads = nn.ModuleDict({f"aux{i}": LocalClassifier(width, num_classes) for i in layers})
-        self.heads.to(next(model.parameters()).device)
+        p = next(model.parameters())
+        self.heads.to(device=p.device, dtype=p.dtype)
         self.taps = Taps(model, {f"aux{i}": str(2 * i - 1) for i in layers}) if layers else None
         self.weighting = Fixed.equal(["main", *self.heads.keys()])
         self.params = [*model.parameters(), *self.heads.parameters()]
@@ -165,7 +168,8 @@ class DecoupledRunner(Runner):
                                         z_steps=cfg.forward_z_steps if forward else cfg.z_steps,
                                         mode="z-first" if forward else cfg.decoupled_mode,
                                         z_init="forward" if forward else "stored",
-                                        z_order="sweep" if forward else cfg.z_order, process_group=None)
+                                        z_order="sweep" if forward else cfg.z_order,
+                                        activation_slopes=cfg.activation_slopes, process_group=None)
         self.consistency_epochs = cfg.consistency_epochs
 
     def start(self, batches: Callable[[], list[Batch]]) -> None:
@@ -206,7 +210,8 @@ def make_runner(method: str, *, activation: str, depth: int, width: int, in_feat
         raise ValueError(f"Invalid method {method!r}. Expected one of {list(DEPTH_METHODS)}.")
     init = DEPTH_METHODS[method][0].format(**vars(cfg))
     torch.manual_seed(cfg.seed)
-    model = build_mlp(in_features, num_classes, depth, width, activation, init).to(device)  # type: ignore[arg-type]
+    model = build_mlp(in_features, num_classes, depth, width, activation, init)  # type: ignore[arg-type]
+    model.to(device=device, dtype=getattr(torch, cfg.dtype))
 
     def sgd(ps: list[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(ps, lr=cfg.sgd_lr, momentum=cfg.momentum)

@@ -46,6 +46,7 @@ class DepthConfig:
     z_steps: int = 1
     z_order: str = "sweep"
     forward_z_steps: int = 1
+    activation_slopes: bool = False  # decoupled: count the sigmoid's slope ¼ in the z-step's curvature bound
     mu_start: float = 10.0
     mu_factor: float = 1.25
     consistency_epochs: int = 1
@@ -55,6 +56,7 @@ class DepthConfig:
     locoprop_gamma: float = 100.0
     locoprop_damping: float = 10.0
     ds_every: int = 5
+    dtype: str = "float32"  # of the data, every model and the z store: "float32" or "float64"
 
 
 @dataclass

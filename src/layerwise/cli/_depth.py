@@ -81,6 +81,8 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
                    help=f"decoupled (stored z): z-steps all at once or top-down (default {d.z_order})")
     p.add_argument("--forward-z-steps", type=positive_int, default=d.forward_z_steps,
                    help=f"decoupled-forward: sweeps per step (default {d.forward_z_steps})")
+    p.add_argument("--activation-slopes", action="store_true",
+                   help="decoupled: count the sigmoid's slope 1/4 in the z-step's curvature bound (16x larger z steps)")
     p.add_argument("--decoupled-lr", type=_positive_float, default=d.decoupled_lr,
                    help=f"per-block Adam (default {d.decoupled_lr:g})")
     p.add_argument("--z-lr", type=_positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
@@ -97,6 +99,8 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
                    help=f"default {d.locoprop_damping:g}")
     p.add_argument("--ds-every", type=positive_int, default=d.ds_every,
                    help=f"deep supervision: a head after every N-th hidden layer (default {d.ds_every})")
+    p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype,
+                   help=f"of the data, the models and the z store (default {d.dtype})")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--resume", action="store_true",
@@ -116,6 +120,7 @@ def run_depth(args: argparse.Namespace, command: str) -> int:
                             decoupled_init=args.decoupled_init, decoupled_mode=args.decoupled_mode,
                             decoupled_lr=args.decoupled_lr, z_lr=args.z_lr, z_steps=args.z_steps,
                             z_order=args.z_order, forward_z_steps=args.forward_z_steps,
+                            activation_slopes=args.activation_slopes, dtype=args.dtype,
                             mu_start=args.mu_start, mu_factor=args.mu_factor,
                             consistency_epochs=args.consistency_epochs, locoprop_gamma=args.locoprop_gamma,
                             locoprop_damping=args.locoprop_damping, ds_every=args.ds_every)

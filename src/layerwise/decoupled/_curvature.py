@@ -7,22 +7,29 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["LipschitzEstimate"]
+__all__ = ["ACTIVATION_SLOPES", "LipschitzEstimate"]
+
+
+# The largest slope of activations whose Lipschitz constant is below 1 (the others are counted as 1).
+ACTIVATION_SLOPES: dict[type[nn.Module], float] = {nn.Sigmoid: 0.25}
 
 
 class LipschitzEstimate:
     """``c_t ≈ Lip(f_t)²``: the product over the ``nn.Linear``/``nn.Conv*d`` layers of block t of the squared
     spectral norm of the weight (a conv weight as its ``out × (in·k)`` matrix, times the kernel area: an
-    upper bound for any stride), activations counted as 1-Lipschitz (tanh, ReLU; sigmoid is ¼ and its
-    steps are then 16× smaller than needed, never unstable). A block with no such layer counts as 1.
+    upper bound for any stride). A block with no such layer counts as 1.
+
+    Activations count as 1-Lipschitz (tanh, ReLU) unless ``activations=True``: then each activation in
+    :data:`ACTIVATION_SLOPES` also multiplies c_t by its squared largest slope (sigmoid: 1/16). Both are
+    upper bounds, so both z steps are safe. The default is 16× too small a step for a sigmoid block.
 
     One power-iteration step per call on a persistent vector per weight, started from a deterministic
     vector and run to convergence (``warmup`` steps) the first time: cheap (two mat-vecs per weight) and
     identical on every process that sees the same weights.
     """
 
-    def __init__(self, warmup: int = 30) -> None:
-        self.warmup = warmup
+    def __init__(self, warmup: int = 30, activations: bool = False) -> None:
+        self.warmup, self.activations = warmup, activations
         self._v: dict[int, Tensor] = {}
 
     def _sigma_sq(self, weight: Tensor) -> float:
@@ -50,4 +57,6 @@ class LipschitzEstimate:
                 c *= self._sigma_sq(m.weight)
             elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 c *= self._sigma_sq(m.weight) * math.prod(m.kernel_size)
+            elif self.activations and type(m) in ACTIVATION_SLOPES:
+                c *= ACTIVATION_SLOPES[type(m)] ** 2
         return c

@@ -84,6 +84,8 @@ class DecoupledTrainer:
             down one layer per z step; stages work concurrently). ``"sweep"``: top-down Gauss–Seidel,
             z_j steps after z_{j+1} has (one z step carries the output's signal to every layer, for the
             same compute; under layer parallelism the stages take their turn, top stage first).
+        activation_slopes: count the activations' largest slopes in the z-step's curvature bound c_{j+1}
+            (sigmoid ¼: 16× larger, still safe z steps; see :class:`LipschitzEstimate`). Off by default.
         process_group: ``"auto"``, ``None`` (no layer parallelism) or a group.
         starts: first block of each stage (layer parallelism only).
     """
@@ -95,7 +97,8 @@ class DecoupledTrainer:
                  optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
                  z_lr: float = 1.0, z_steps: int = 1, mode: Literal["joint", "alternating", "z-first"] = "joint",
                  z_init: Literal["stored", "forward"] = "stored", z_order: Literal["jacobi", "sweep"] = "jacobi",
-                 process_group: Any = "auto", starts: Sequence[int] | None = None) -> None:
+                 activation_slopes: bool = False, process_group: Any = "auto",
+                 starts: Sequence[int] | None = None) -> None:
         blocks = list(blocks)
         if len(blocks) < 2:
             raise ValueError(f"Invalid blocks: decoupling needs at least 2 blocks, found {len(blocks)}.")
@@ -156,7 +159,9 @@ class DecoupledTrainer:
         self.optimizers = {t: make(self.blocks[t].parameters()) for t in self.stage}
         self.steps = 0
         self.fingerprint: Tensor | None = None
-        self._lipschitz = LipschitzEstimate()
+        if not isinstance(activation_slopes, bool):
+            raise ValueError(f"Invalid activation_slopes={activation_slopes!r}: expected True or False.")
+        self._lipschitz = LipschitzEstimate(activations=activation_slopes)
         self.gap_history: list[list[float]] = []
 
     @property
