@@ -9,7 +9,7 @@ import torch
 from layerwise.bench import run_depth_benchmark as bench_run
 from layerwise.bench._depth_methods import DEPTH_METHODS
 from layerwise.bench._depth_model import blocks_of, build_mlp, linear_layers
-from layerwise.bench._depth_report import ratio_without_penalty
+from layerwise.bench._depth_report import accuracy_line, ratio_without_penalty
 from layerwise.bench._depth_train import grad_ratio
 from layerwise.cli import main
 
@@ -149,3 +149,11 @@ def test_float64_and_activation_slopes_reach_the_models(tmp_path):
     assert "curvature bound: True" in res["descriptions"]["decoupled-forward"]
     with pytest.raises(ValueError, match="Invalid dtype 'float16'"):
         bench_run(tmp_path / "bad", cfg=DepthConfig(dtype="float16"))
+
+
+def test_accuracy_line_counts_epochs_at_the_target():
+    recs = [{"epoch": e + 1, "train_acc": a, "train_time": 2.0 * (e + 1)} for e, a in enumerate([0.5, 0.96, 0.94, 0.951])]
+    line = accuracy_line("decoupled-forward", recs)
+    assert "final training accuracy 0.9510 (best epoch 0.9600) after 4 epoch(s), 8 s → reaches 95% at the end" in line
+    assert "first ≥ 95% at epoch 2, 2 of the last 4 epochs ≥ 95%." in line
+    assert accuracy_line("m", recs[:1]).endswith("does NOT reach 95% at the end; no epoch ≥ 95%.")
