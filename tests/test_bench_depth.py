@@ -147,6 +147,7 @@ def test_float64_and_activation_slopes_reach_the_models(tmp_path):
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["dtype"] == "float64" and res["config"]["activation_slopes"] is True
     assert "curvature bound: True" in res["descriptions"]["decoupled-forward"]
+    assert "float64 data and parameters" in (out / "report.md").read_text()
     with pytest.raises(ValueError, match="Invalid dtype 'float16'"):
         bench_run(tmp_path / "bad", cfg=DepthConfig(dtype="float16"))
 

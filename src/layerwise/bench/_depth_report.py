@@ -198,7 +198,8 @@ def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool 
              f"{results.get('test_examples', '?')} test examples; seed {cfg['seed']}.", "",
              "## Setup", "",
              f"- Model: `depth` hidden layers `act(Linear)` of width {cfg['width']}, then a linear output (depth + 1 "
-             "Linear layers); no residual connection, no normalisation.",
+             f"Linear layers); no residual connection, no normalisation; {cfg.get('dtype', 'float32')} data and "
+             "parameters.",
              f"- Budget: {cfg['epochs']} epoch(s) of batch {cfg['batch_size']} for every method.",
              f"- Train loss / accuracy: the PLAIN forward network on the first {cfg['eval_examples']} training "
              "examples, at the end of each epoch; test accuracy on the whole test set. Time: cumulative training "
