@@ -298,3 +298,67 @@ def test_targets_are_what_the_theta_step_fits_and_change_nothing() -> None:
     trainer.step((x[:6], y[:6], idx))  # θ cannot move (lr 0): the stored z are exactly the targets
     for j in range(3):
         torch.testing.assert_close(store.rows(j, idx), z[j].float())
+
+
+def _sigmoid_stack(depth: int, width: int, dtype: torch.dtype, gain: float = 4.0, seed: int = 0) -> list[nn.Module]:
+    torch.manual_seed(seed)
+    blocks: list[nn.Module] = []
+    for t in range(depth):
+        lin = nn.Linear(3 if t == 0 else width, width)
+        nn.init.orthogonal_(lin.weight, gain=gain)
+        with torch.no_grad():
+            lin.bias.copy_(-0.5 * lin.weight.sum(1) if t > 0 else torch.zeros(width))  # centre σ's input
+        blocks.append(nn.Sequential(lin, nn.Sigmoid()).to(dtype))
+    blocks.append(nn.Linear(width, 2).to(dtype))
+    return blocks
+
+
+def test_delta_form_agrees_with_the_plain_forward_z_step_to_first_order() -> None:
+    """float64: one delta-form step moves every parameter as the forward-z step does, up to O(‖δ‖²). The
+    target changes δ scale as 1/μ, so the relative difference of the moves must fall about 10× per 10× μ
+    (and is not 0: it is a different computation)."""
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, dtype=torch.float64)
+    y = (x[:, 0] > 0).long()
+    rel = []
+    for mu in (500.0, 5000.0):
+        moves = []
+        for delta in (False, True):
+            blocks = _sigmoid_stack(4, 6, torch.float64)
+            before = [p.detach().clone() for b in blocks for p in b.parameters()]
+            tr = DecoupledTrainer(blocks, None, mu=mu, z_init="forward", mode="z-first", z_order="sweep", z_steps=2,
+                                  delta=delta, activation_slopes=True,
+                                  optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1))
+            terms = tr.step((x, y, torch.arange(16)))
+            assert set(terms) == {"hidden1", "hidden2", "hidden3", "hidden4", "output"}
+            moves.append(torch.cat([(p.detach() - q).flatten() for p, q in zip(tr.blocks.parameters(), before,
+                                                                                strict=True)]))
+        assert moves[0].abs().max() > 1e-3
+        rel.append(float((moves[1] - moves[0]).abs().max() / moves[0].abs().max()))
+    assert 0 < rel[1] < rel[0] / 5 and rel[0] < 1e-4, rel
+
+
+def test_delta_form_keeps_every_block_learning_in_float32() -> None:
+    """A deep float32 sigmoid stack: forward-z targets round back to the forward activations in the low
+    blocks (their gradient is exactly 0); in delta form every block gets a gradient."""
+    x = torch.randn(32, 3)
+    y = (x[:, 0] > 0).long()
+    zero_blocks = {}
+    for delta in (False, True):
+        blocks = _sigmoid_stack(14, 16, torch.float32)
+        tr = DecoupledTrainer(blocks, None, mu=1e4, z_init="forward", mode="z-first", z_order="sweep",
+                              delta=delta, activation_slopes=True)
+        objective = tr.theta_objective((x, y, torch.arange(32)))
+        grads = torch.autograd.grad(objective, [b[0].weight for b in tr.blocks[:-1]])
+        zero_blocks[delta] = sum(int(g.abs().max() == 0) for g in grads)
+    assert zero_blocks[False] >= 3 and zero_blocks[True] == 0, zero_blocks
+
+
+def test_delta_form_needs_forward_z_sweep_mse_and_one_process() -> None:
+    x, y, blocks, store = tiny()
+    with pytest.raises(ValueError, match="delta form needs z_init='forward'"):
+        DecoupledTrainer(blocks, store, delta=True)
+    with pytest.raises(ValueError, match="z_order='jacobi'"):
+        DecoupledTrainer(blocks, None, z_init="forward", mode="z-first", z_order="jacobi", delta=True)
+    with pytest.raises(ValueError, match="Invalid delta=1"):
+        DecoupledTrainer(blocks, None, z_init="forward", mode="z-first", delta=1)  # type: ignore[arg-type]

@@ -48,7 +48,7 @@ DEPTH_METHODS: dict[str, tuple[str, str]] = {
                                               "{z_lr:g}, z_steps {forward_z_steps}, mu = {mu_start:g} x "
                                               "{mu_factor:g} per epoch, squared-error L_h, {consistency_epochs} "
                                               "consistency epoch(s) at the end, activation slopes in the curvature "
-                                              "bound: {activation_slopes}"),
+                                              "bound: {activation_slopes}, delta form: {delta}"),
     "locoprop": ("{locoprop_init}", "LocoProp-M, {locoprop_init} init, solver precond, steps {locoprop_steps}, "
                                     "gamma {locoprop_gamma:g}, damping {locoprop_damping:g}, lr {locoprop_lr:g}"),
     "deep-supervision": ("default", "deep supervision: a LocalClassifier head after every {ds_every} hidden layers, "
@@ -169,7 +169,8 @@ class DecoupledRunner(Runner):
                                         mode="z-first" if forward else cfg.decoupled_mode,
                                         z_init="forward" if forward else "stored",
                                         z_order="sweep" if forward else cfg.z_order,
-                                        activation_slopes=cfg.activation_slopes, process_group=None)
+                                        delta=cfg.delta and forward, activation_slopes=cfg.activation_slopes,
+                                        process_group=None)
         self.consistency_epochs = cfg.consistency_epochs
 
     def start(self, batches: Callable[[], list[Batch]]) -> None:
@@ -180,9 +181,8 @@ class DecoupledRunner(Runner):
         return sum(self.trainer.step((x, y, idx)).values())
 
     def probe(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
-        zs = self.trainer.targets((x, y, idx))  # what the θ-step fits now
-        terms = self.trainer.losses(x, y, zs)  # block t's own term depends on W_t only through f_t
-        return _norms(sum(terms.values(), torch.zeros((), device=x.device)), self.weights)
+        # what the θ-step would apply now: block t's own term depends on W_t only through f_t
+        return _norms(self.trainer.theta_objective((x, y, idx)), self.weights)
 
     def penalty(self) -> float | None:
         return self.trainer.mu

@@ -46,6 +46,7 @@ class DepthConfig:
     z_steps: int = 1
     z_order: str = "sweep"
     forward_z_steps: int = 1
+    delta: bool = False  # decoupled-forward: target changes kept apart from the forward activations
     activation_slopes: bool = False  # decoupled: count the sigmoid's slope ¼ in the z-step's curvature bound
     mu_start: float = 10.0
     mu_factor: float = 1.25

@@ -81,6 +81,9 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
                    help=f"decoupled (stored z): z-steps all at once or top-down (default {d.z_order})")
     p.add_argument("--forward-z-steps", type=positive_int, default=d.forward_z_steps,
                    help=f"decoupled-forward: sweeps per step (default {d.forward_z_steps})")
+    p.add_argument("--delta", action="store_true",
+                   help="decoupled-forward: keep the target changes apart from the forward activations (first order, "
+                        "survives float32)")
     p.add_argument("--activation-slopes", action="store_true",
                    help="decoupled: count the sigmoid's slope 1/4 in the z-step's curvature bound (16x larger z steps)")
     p.add_argument("--decoupled-lr", type=_positive_float, default=d.decoupled_lr,
@@ -120,7 +123,7 @@ def run_depth(args: argparse.Namespace, command: str) -> int:
                             decoupled_init=args.decoupled_init, decoupled_mode=args.decoupled_mode,
                             decoupled_lr=args.decoupled_lr, z_lr=args.z_lr, z_steps=args.z_steps,
                             z_order=args.z_order, forward_z_steps=args.forward_z_steps,
-                            activation_slopes=args.activation_slopes, dtype=args.dtype,
+                            activation_slopes=args.activation_slopes, delta=args.delta, dtype=args.dtype,
                             mu_start=args.mu_start, mu_factor=args.mu_factor,
                             consistency_epochs=args.consistency_epochs, locoprop_gamma=args.locoprop_gamma,
                             locoprop_damping=args.locoprop_damping, ds_every=args.ds_every)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ..locoprop._distributed import broadcast_module, resolve_group
 from ._curvature import LipschitzEstimate
 from ._data import unpack_batch
+from ._delta import delta_step, delta_terms
 from ._stages import Boundary, split_blocks, stage_of
 from ._store import ZStore
 from ._zstep import curvatures, jacobi_step, z_step
@@ -84,6 +85,10 @@ class DecoupledTrainer:
             down one layer per z step; stages work concurrently). ``"sweep"``: top-down Gauss–Seidel,
             z_j steps after z_{j+1} has (one z step carries the output's signal to every layer, for the
             same compute; under layer parallelism the stages take their turn, top stage first).
+        delta: with ``z_init="forward"``, keep each target change δ_t = z_t − a_t apart from the forward
+            activation a_t and evaluate the hidden residuals to first order in δ with Jacobian-vector
+            products (see :mod:`layerwise.decoupled._delta`): small changes survive float32 at any depth.
+            Needs ``z_order="sweep"``, ``loss_h="mse"`` and one process.
         activation_slopes: count the activations' largest slopes in the z-step's curvature bound c_{j+1}
             (sigmoid ¼: 16× larger, still safe z steps; see :class:`LipschitzEstimate`). Off by default.
         process_group: ``"auto"``, ``None`` (no layer parallelism) or a group.
@@ -97,7 +102,7 @@ class DecoupledTrainer:
                  optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
                  z_lr: float = 1.0, z_steps: int = 1, mode: Literal["joint", "alternating", "z-first"] = "joint",
                  z_init: Literal["stored", "forward"] = "stored", z_order: Literal["jacobi", "sweep"] = "jacobi",
-                 activation_slopes: bool = False, process_group: Any = "auto",
+                 delta: bool = False, activation_slopes: bool = False, process_group: Any = "auto",
                  starts: Sequence[int] | None = None) -> None:
         blocks = list(blocks)
         if len(blocks) < 2:
@@ -159,6 +164,13 @@ class DecoupledTrainer:
         self.optimizers = {t: make(self.blocks[t].parameters()) for t in self.stage}
         self.steps = 0
         self.fingerprint: Tensor | None = None
+        if not isinstance(delta, bool):
+            raise ValueError(f"Invalid delta={delta!r}: expected True or False.")
+        if delta and (z_init != "forward" or z_order != "sweep" or loss_h != "mse" or self.group is not None):
+            raise ValueError(f"Invalid delta=True with z_init={z_init!r}, z_order={z_order!r}, loss_h={loss_h!r}, "
+                             f"{'a process group' if self.group is not None else 'one process'}: delta form needs "
+                             "z_init='forward', z_order='sweep', loss_h='mse' and one process (process_group=None).")
+        self.delta = delta
         if not isinstance(activation_slopes, bool):
             raise ValueError(f"Invalid activation_slopes={activation_slopes!r}: expected True or False.")
         self._lipschitz = LipschitzEstimate(activations=activation_slopes)
@@ -276,10 +288,25 @@ class DecoupledTrainer:
                 z = z_step(self, x, y, z, idx, curv)
         return {j: v.detach() for j, v in z.items()}
 
+    def theta_objective(self, batch: Any) -> Tensor:
+        """A scalar whose gradient in each block's θ is the gradient the θ-step would apply on ``batch`` now
+        (after the z-steps of ``"z-first"`` mode); changes nothing. For inspection, e.g. per-block norms."""
+        x, y, _ = unpack_batch(batch)
+        if self.delta:
+            return delta_terms(self, x, y)[1]
+        zs = self.targets(batch)
+        return sum(self.losses(x, y, zs).values(), torch.zeros((), device=x.device))
+
     def step(self, batch: Any) -> dict[str, float]:
         """One decoupled step on a batch ``(x, y, idx)``; returns this process's terms of eq. (3) (in
         ``"z-first"`` mode, at the z the θ-step used)."""
         x, y, idx = unpack_batch(batch)
+        if self.delta:
+            for opt in self.optimizers.values():
+                opt.zero_grad(set_to_none=True)
+            terms_d = delta_step(self, x, y)
+            self.steps += 1
+            return {k: float(v) for k, v in terms_d.items()}
         z0 = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
         curv = curvatures(self)  # at this step's θ, before its update
         for opt in self.optimizers.values():

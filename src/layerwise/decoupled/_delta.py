@@ -1,0 +1,104 @@
+"""Forward-z decoupled steps in delta form: target changes kept apart from the forward activations.
+
+With ``z_init="forward"`` every z_t starts at the forward activation a_t, and the top-down sweep adds a
+change δ_t that shrinks layer by layer (÷(1 + c) per layer). Once δ_t falls under the resolution of a_t
+(float32 numbers near 0.5 are 6e-8 apart), z_t = a_t + δ_t rounds back to a_t and block t's residual is
+exactly 0: the deep blocks stop learning. Delta form keeps δ_t as its own tensor and evaluates every
+hidden residual to first order around the forward pass,
+
+    f_t(z_{t−1}) − z_t  ≈  J_t δ_{t−1} − δ_t,     J_t = ∂f_t/∂a_{t−1} at the forward activations,
+
+with Jacobian-vector products, so δ keeps its relative precision at any depth. The z-step and θ-step
+are those of the squared-error eq. (3) (MAC) with these residuals; the output term is exact. As δ → 0
+the two forms agree, and in exact arithmetic they differ by O(‖δ‖²).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from ._trainer import DecoupledTrainer
+
+__all__ = ["delta_step", "delta_terms"]
+
+
+def _jvp(tr: DecoupledTrainer, t: int, a_in: Tensor, v: Tensor) -> Tensor:
+    """J_t v: block t linearised at its forward input ``a_in`` (the double-vjp identity J v = ∂_u⟨Jᵀu, v⟩)."""
+    inp = a_in.detach().requires_grad_(True)
+    with torch.enable_grad():
+        out = tr.blocks[t](inp)
+        u = torch.zeros_like(out, requires_grad=True)
+        (g,) = torch.autograd.grad(out, inp, u, create_graph=True)
+        (jv,) = torch.autograd.grad(g, u, v)
+    return jv.detach()
+
+
+def _vjp(tr: DecoupledTrainer, t: int, a_in: Tensor, u: Tensor) -> Tensor:
+    """J_tᵀ u: block t linearised at its forward input ``a_in``."""
+    inp = a_in.detach().requires_grad_(True)
+    with torch.enable_grad():
+        (g,) = torch.autograd.grad(tr.blocks[t](inp), inp, u)
+    return g.detach()
+
+
+def _residual(tr: DecoupledTrainer, t: int, x: Tensor, a: dict[int, Tensor], d: dict[int, Tensor]) -> Tensor:
+    """r_t ≈ f_t(z_{t−1}) − z_t = J_t δ_{t−1} − δ_t (block 0's input x does not move)."""
+    return (-d[t] if t == 0 else _jvp(tr, t, a[t - 1], d[t - 1]) - d[t])
+
+
+def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor]) -> dict[int, Tensor]:
+    """``z_steps`` top-down Gauss–Seidel sweeps of per-example z-steps, on δ (start 0); returns δ."""
+    mu, top = tr.mu, tr.T - 2
+    curv = {j: tr._lipschitz(tr.blocks[j + 1]) for j in range(tr.T - 1)}
+    d = {j: torch.zeros_like(a[j]) for j in range(tr.T - 1)}
+    batch = x.shape[0]
+    for _ in range(tr.z_steps):
+        new: dict[int, Tensor] = {}
+        for j in range(top, -1, -1):
+            grad = mu * -_residual(tr, j, x, a, d)  # own term μ(z_j − f_j(z_{j−1})), z_{j−1} not yet moved
+            if j == top:  # the output term, exact: per-example ∂L_y/∂z_{T−2}
+                z = (a[j] + d[j]).requires_grad_(True)
+                with torch.enable_grad():
+                    (g,) = torch.autograd.grad(tr.loss_y(tr.blocks[j + 1](z), y), z)
+                grad = grad + batch * g.detach()
+            else:  # μ J_{j+1}ᵀ (J_{j+1} δ_j − δ_{j+1}), at the new δ_{j+1}
+                r = _jvp(tr, j + 1, a[j], d[j]) - new[j + 1]
+                grad = grad + mu * _vjp(tr, j + 1, a[j], r)
+            bound = mu + curv[j] if j == top else mu * (1.0 + curv[j])
+            new[j] = d[j] - (tr.z_lr / bound) * grad
+        d = new
+    return d
+
+
+def delta_terms(tr: DecoupledTrainer, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+    """This step's eq. (3) terms after the sweeps, and a surrogate whose gradient in each block's θ is that
+    block's gradient of its term (μ/B Σ_i r_tᵀ ∂f_t/∂θ_t for the hidden blocks, exact for the output)."""
+    with torch.no_grad():
+        a: dict[int, Tensor] = {}
+        h = x
+        for t in range(tr.T - 1):
+            h = a[t] = tr.blocks[t](h)
+    d = delta_sweeps(tr, x, y, a)
+    mu, batch = tr.mu, x.shape[0]
+    terms: dict[str, Tensor] = {}
+    surrogate = torch.zeros((), device=x.device, dtype=x.dtype)
+    for t in range(tr.T - 1):
+        r = _residual(tr, t, x, a, d)
+        terms[f"hidden{t + 1}"] = mu * 0.5 * r.pow(2).flatten(1).sum(1).mean()
+        inp = x if t == 0 else a[t - 1] + d[t - 1]
+        surrogate = surrogate + (mu / batch) * (tr.blocks[t](inp) * r).sum()
+    out = tr.loss_y(tr.blocks[-1](a[tr.T - 2] + d[tr.T - 2]), y)
+    terms["output"] = out
+    return {k: v.detach() for k, v in terms.items()}, surrogate + out
+
+
+def delta_step(tr: DecoupledTrainer, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """The θ-step on the delta-form targets; returns the terms."""
+    terms, surrogate = delta_terms(tr, x, y)
+    tr._check_finite(terms)
+    tr._theta_step(surrogate)
+    return terms
