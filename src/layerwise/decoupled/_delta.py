@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
+from ._zstep import curvatures
+
 if TYPE_CHECKING:
     from ._trainer import DecoupledTrainer
 
-__all__ = ["delta_step", "delta_terms"]
+__all__ = ["delta_sweeps", "delta_terms"]
 
 
 def _jvp(tr: DecoupledTrainer, t: int, a_in: Tensor, v: Tensor) -> Tensor:
@@ -53,7 +55,7 @@ def _residual(tr: DecoupledTrainer, t: int, x: Tensor, a: dict[int, Tensor], d: 
 def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor]) -> dict[int, Tensor]:
     """``z_steps`` top-down Gauss–Seidel sweeps of per-example z-steps, on δ (start 0); returns δ."""
     mu, top = tr.mu, tr.T - 2
-    curv = {j: tr._lipschitz(tr.blocks[j + 1]) for j in range(tr.T - 1)}
+    curv = curvatures(tr)  # one process: every c_{j+1}
     d = {j: torch.zeros_like(a[j]) for j in range(tr.T - 1)}
     batch = x.shape[0]
     for _ in range(tr.z_steps):
@@ -94,11 +96,3 @@ def delta_terms(tr: DecoupledTrainer, x: Tensor, y: Tensor) -> tuple[dict[str, T
     out = tr.loss_y(tr.blocks[-1](a[tr.T - 2] + d[tr.T - 2]), y)
     terms["output"] = out
     return {k: v.detach() for k, v in terms.items()}, surrogate + out
-
-
-def delta_step(tr: DecoupledTrainer, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-    """The θ-step on the delta-form targets; returns the terms."""
-    terms, surrogate = delta_terms(tr, x, y)
-    tr._check_finite(terms)
-    tr._theta_step(surrogate)
-    return terms

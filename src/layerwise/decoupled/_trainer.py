@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..locoprop._distributed import broadcast_module, resolve_group
 from ._curvature import LipschitzEstimate
 from ._data import unpack_batch
-from ._delta import delta_step, delta_terms
+from ._delta import delta_terms
 from ._stages import Boundary, split_blocks, stage_of
 from ._store import ZStore
 from ._zstep import curvatures, jacobi_step, z_step
@@ -301,16 +301,17 @@ class DecoupledTrainer:
         """One decoupled step on a batch ``(x, y, idx)``; returns this process's terms of eq. (3) (in
         ``"z-first"`` mode, at the z the θ-step used)."""
         x, y, idx = unpack_batch(batch)
-        if self.delta:
-            for opt in self.optimizers.values():
-                opt.zero_grad(set_to_none=True)
-            terms_d = delta_step(self, x, y)
-            self.steps += 1
-            return {k: float(v) for k, v in terms_d.items()}
-        z0 = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
-        curv = curvatures(self)  # at this step's θ, before its update
+        if not self.delta:  # (checks the inputs against the store before anything changes)
+            z0 = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
+            curv = curvatures(self)  # at this step's θ, before its update
         for opt in self.optimizers.values():
             opt.zero_grad(set_to_none=True)
+        if self.delta:
+            terms_d, surrogate = delta_terms(self, x, y)
+            self._check_finite(terms_d)
+            self._theta_step(surrogate)
+            self.steps += 1
+            return {k: float(v) for k, v in terms_d.items()}
         zero = torch.zeros((), device=x.device)
         if self.mode == "z-first":
             new = z0
