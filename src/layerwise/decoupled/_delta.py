@@ -28,31 +28,33 @@ if TYPE_CHECKING:
 __all__ = ["delta_sweeps", "delta_terms"]
 
 
-def _jvp(tr: DecoupledTrainer, t: int, a_in: Tensor, v: Tensor) -> Tensor:
-    """J_t v: block t linearised at its forward input ``a_in`` (the double-vjp identity J v = ∂_u⟨Jᵀu, v⟩)."""
-    inp = a_in.detach().requires_grad_(True)
-    with torch.enable_grad():
-        out = tr.blocks[t](inp)
-        u = torch.zeros_like(out, requires_grad=True)
-        (g,) = torch.autograd.grad(out, inp, u, create_graph=True)
-        (jv,) = torch.autograd.grad(g, u, v)
-    return jv.detach()
+class _Linearised:
+    """Block t linearised at its forward input, from ONE forward kept for the whole step: J v by the
+    double-vjp identity J v = ∂_u⟨Jᵀu, v⟩, and Jᵀu."""
+
+    def __init__(self, block: torch.nn.Module, a_in: Tensor) -> None:
+        self.inp = a_in.detach().requires_grad_(True)
+        with torch.enable_grad():
+            self.out = block(self.inp)
+            self.u = torch.zeros_like(self.out, requires_grad=True)
+            (self.g,) = torch.autograd.grad(self.out, self.inp, self.u, create_graph=True)
+
+    def jvp(self, v: Tensor) -> Tensor:
+        (jv,) = torch.autograd.grad(self.g, self.u, v, retain_graph=True)
+        return jv.detach()
+
+    def vjp(self, u: Tensor) -> Tensor:
+        (g,) = torch.autograd.grad(self.out, self.inp, u, retain_graph=True)
+        return g.detach()
 
 
-def _vjp(tr: DecoupledTrainer, t: int, a_in: Tensor, u: Tensor) -> Tensor:
-    """J_tᵀ u: block t linearised at its forward input ``a_in``."""
-    inp = a_in.detach().requires_grad_(True)
-    with torch.enable_grad():
-        (g,) = torch.autograd.grad(tr.blocks[t](inp), inp, u)
-    return g.detach()
-
-
-def _residual(tr: DecoupledTrainer, t: int, x: Tensor, a: dict[int, Tensor], d: dict[int, Tensor]) -> Tensor:
+def _residual(lin: dict[int, _Linearised], t: int, d: dict[int, Tensor]) -> Tensor:
     """r_t ≈ f_t(z_{t−1}) − z_t = J_t δ_{t−1} − δ_t (block 0's input x does not move)."""
-    return (-d[t] if t == 0 else _jvp(tr, t, a[t - 1], d[t - 1]) - d[t])
+    return -d[t] if t == 0 else lin[t].jvp(d[t - 1]) - d[t]
 
 
-def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor]) -> dict[int, Tensor]:
+def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor],
+                 lin: dict[int, _Linearised]) -> dict[int, Tensor]:
     """``z_steps`` top-down Gauss–Seidel sweeps of per-example z-steps, on δ (start 0); returns δ."""
     mu, top = tr.mu, tr.T - 2
     curv = curvatures(tr)  # one process: every c_{j+1}
@@ -61,15 +63,14 @@ def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor
     for _ in range(tr.z_steps):
         new: dict[int, Tensor] = {}
         for j in range(top, -1, -1):
-            grad = mu * -_residual(tr, j, x, a, d)  # own term μ(z_j − f_j(z_{j−1})), z_{j−1} not yet moved
+            grad = mu * -_residual(lin, j, d)  # own term μ(z_j − f_j(z_{j−1})), z_{j−1} not yet moved
             if j == top:  # the output term, exact: per-example ∂L_y/∂z_{T−2}
                 z = (a[j] + d[j]).requires_grad_(True)
                 with torch.enable_grad():
                     (g,) = torch.autograd.grad(tr.loss_y(tr.blocks[j + 1](z), y), z)
                 grad = grad + batch * g.detach()
             else:  # μ J_{j+1}ᵀ (J_{j+1} δ_j − δ_{j+1}), at the new δ_{j+1}
-                r = _jvp(tr, j + 1, a[j], d[j]) - new[j + 1]
-                grad = grad + mu * _vjp(tr, j + 1, a[j], r)
+                grad = grad + mu * lin[j + 1].vjp(lin[j + 1].jvp(d[j]) - new[j + 1])
             bound = mu + curv[j] if j == top else mu * (1.0 + curv[j])
             new[j] = d[j] - (tr.z_lr / bound) * grad
         d = new
@@ -79,17 +80,14 @@ def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor
 def delta_terms(tr: DecoupledTrainer, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
     """This step's eq. (3) terms after the sweeps, and a surrogate whose gradient in each block's θ is that
     block's gradient of its term (μ/B Σ_i r_tᵀ ∂f_t/∂θ_t for the hidden blocks, exact for the output)."""
-    with torch.no_grad():
-        a: dict[int, Tensor] = {}
-        h = x
-        for t in range(tr.T - 1):
-            h = a[t] = tr.blocks[t](h)
-    d = delta_sweeps(tr, x, y, a)
+    a = tr._forward_z(x)
+    lin = {t: _Linearised(tr.blocks[t], a[t - 1]) for t in range(1, tr.T - 1)}  # hidden blocks past the first
+    d = delta_sweeps(tr, x, y, a, lin)
     mu, batch = tr.mu, x.shape[0]
     terms: dict[str, Tensor] = {}
     surrogate = torch.zeros((), device=x.device, dtype=x.dtype)
     for t in range(tr.T - 1):
-        r = _residual(tr, t, x, a, d)
+        r = _residual(lin, t, d)
         terms[f"hidden{t + 1}"] = mu * 0.5 * r.pow(2).flatten(1).sum(1).mean()
         inp = x if t == 0 else a[t - 1] + d[t - 1]
         surrogate = surrogate + (mu / batch) * (tr.blocks[t](inp) * r).sum()

@@ -272,6 +272,10 @@ class DecoupledTrainer:
                 raise ValueError(f"The {name} term is {float(v.detach())}: nothing was updated. Lower the learning "
                                  "rates or the penalty mu.")
 
+    def _zero_grad(self) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=True)
+
     def _theta_step(self, total: Tensor) -> None:
         total.backward(inputs=[p for t in self.stage for p in self.blocks[t].parameters()])
         for opt in self.optimizers.values():
@@ -301,17 +305,16 @@ class DecoupledTrainer:
         """One decoupled step on a batch ``(x, y, idx)``; returns this process's terms of eq. (3) (in
         ``"z-first"`` mode, at the z the θ-step used)."""
         x, y, idx = unpack_batch(batch)
-        if not self.delta:  # (checks the inputs against the store before anything changes)
-            z0 = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
-            curv = curvatures(self)  # at this step's θ, before its update
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
         if self.delta:
             terms_d, surrogate = delta_terms(self, x, y)
+            self._zero_grad()
             self._check_finite(terms_d)
             self._theta_step(surrogate)
             self.steps += 1
             return {k: float(v) for k, v in terms_d.items()}
+        z0 = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
+        curv = curvatures(self)  # at this step's θ, before its update
+        self._zero_grad()
         zero = torch.zeros((), device=x.device)
         if self.mode == "z-first":
             new = z0
