@@ -9,7 +9,7 @@ import torch
 from layerwise.bench import run_depth_benchmark as bench_run
 from layerwise.bench._depth_methods import DEPTH_METHODS
 from layerwise.bench._depth_model import blocks_of, build_mlp, linear_layers
-from layerwise.bench._depth_report import accuracy_line, ratio_without_penalty
+from layerwise.bench._depth_report import acceptance, accuracy_line, epoch_ratios, ratio_without_penalty
 from layerwise.bench._depth_train import grad_ratio
 from layerwise.cli import main
 
@@ -39,6 +39,8 @@ def test_results_report_and_resume(tmp_path, capsys):
             else:
                 assert g["ratio"] is None
         assert run["grad_norms"]["end"]["ratio"] is not None
+        assert rec["grad_ratio"] == run["grad_norms"]["end"]["ratio"]  # every epoch end is probed; the last is "end"
+        assert rec["grad_zero_layers"] == run["grad_norms"]["end"]["zero_layers"]
     dec = res["runs"]["4/sigmoid/decoupled"]
     assert all(g["mu"] == pytest.approx(dec["records"][0]["mu"], rel=0.3) for g in dec["grad_norms"].values())
     assert "mu" not in res["runs"]["4/sigmoid/bp-glorot-adam"]["grad_norms"]["end"]
@@ -50,7 +52,7 @@ def test_results_report_and_resume(tmp_path, capsys):
     for m in DEPTH_METHODS:
         assert f"| {m} | complete | 1 |" in report
     assert "grad ratio max/min, end of training" in report and "| 0.4 |" in report  # z store MiB
-    for png in ("loss_d4_sigmoid.png", "grads_d4_sigmoid.png", "gap_d4_sigmoid.png"):
+    for png in ("loss_d4_sigmoid.png", "grads_d4_sigmoid.png", "gap_d4_sigmoid.png", "ratio_d4_sigmoid.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # an existing run is kept; --resume adds only the missing (depth, activation, method); config changes are refused
     assert main(args) == 1 and "already holds a run" in capsys.readouterr().err
@@ -127,6 +129,30 @@ def test_ratio_without_penalty_divides_mu_out_of_the_hidden_blocks_only():
     assert ratio_without_penalty(e, "end")["ratio"] == 8.0  # [1, 4] and the output's 0.5
     assert ratio_without_penalty(e, "epoch_1")["ratio"] == 6.0  # μ from the epoch's record: [1, 0.5] and 3
     assert ratio_without_penalty({"grad_norms": {"end": grad_ratio([1.0, 2.0])}, "records": []}, "end") is None
+
+
+def _epochs(*ratios):
+    return [{"epoch": i + 1, "grad_ratio": r, "train_acc": 0.5} for i, r in enumerate(ratios)]
+
+
+def test_stays_within_100x_is_judged_at_every_epoch_end():
+    assert epoch_ratios({"records": _epochs(20.0, 99.0, 40.0)}) == (
+        "max over the 3 epoch ends 99 (epoch 2), within 100× at 3 of 3", True)
+    assert epoch_ratios({"records": _epochs(20.0, 150.0, 40.0)})[1] is False  # the end alone (40) would pass
+    text, ok = epoch_ratios({"records": _epochs(None, 5.0)})
+    assert not ok and "∞" in text and "epoch 1" in text
+    assert epoch_ratios({"records": [{"epoch": 1}]}) is None  # records made before the per-epoch probe
+
+    def run(method, ratios):
+        return {"method": method, "records": _epochs(*ratios),
+                "grad_norms": {p: grad_ratio([1.0, ratios[-1]]) for p in ("first_step", "epoch_1", "end")}}
+    results = {"methods": ["decoupled", "bp-glorot-adam"], "runs": {"50/tanh/decoupled": run("decoupled", [20.0, 150.0, 40.0]),
+               "50/tanh/bp-glorot-adam": run("bp-glorot-adam", [1e6, 1e7, 1e8])}}
+    text = "\n".join(acceptance(results))
+    assert "within 100× at every epoch end: **NO**" in text and "max over the 3 epoch ends 150 (epoch 2)" in text
+    assert "bp-glorot-adam" in text and "1e+08 (epoch 3)" in text
+    results["runs"]["50/tanh/decoupled"] = run("decoupled", [20.0, 90.0, 40.0])
+    assert "within 100× at every epoch end: **YES**" in "\n".join(acceptance(results))
 
 
 def test_float64_and_activation_slopes_reach_the_models(tmp_path):

@@ -141,13 +141,15 @@ def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data
             train_time += time.perf_counter() - t0
             loss, acc = _evaluate(runner.model, x[:ev], y[:ev])
             _, test_acc = _evaluate(runner.model, data.test_x, data.test_y)
+            g = grad_ratio(runner.probe(*probe), runner.penalty())  # every epoch end: "stays within" is measured
             record = {"epoch": epoch, "train_time": train_time, "objective": total / steps, "train_loss": loss,
-                      "train_acc": acc, "test_acc": test_acc, **runner.epoch_end(eval_batches), **extra}
+                      "train_acc": acc, "test_acc": test_acc, "grad_ratio": g["ratio"],
+                      "grad_zero_layers": g["zero_layers"], **runner.epoch_end(eval_batches), **extra}
             entry["records"].append(record)
             if epoch == 1:
-                entry["grad_norms"]["epoch_1"] = grad_ratio(runner.probe(*probe), runner.penalty())
+                entry["grad_norms"]["epoch_1"] = g
             if epoch == cfg.epochs:
-                entry["grad_norms"]["end"] = grad_ratio(runner.probe(*probe), runner.penalty())
+                entry["grad_norms"]["end"] = g
             bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}")
             if on_epoch is not None:
                 on_epoch(entry)

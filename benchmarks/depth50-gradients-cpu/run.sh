@@ -1,0 +1,11 @@
+#!/bin/sh
+# The record of benchmarks/depth50-gradients-cpu (layerwise 0.5.0): issue 5 item (a), the per-layer gradient-norm
+# ratio at depth 50, probed at every epoch end, with the penalty weight mu held at 10. Then two more seeds of the
+# decoupled runs, and mu growing 1.1x per epoch for comparison. Run from the repository root.
+set -e
+COMMON="--depths 50 --activations tanh,sigmoid --data-dir ../shared/data --subset 10000 --epochs 8 --decoupled-init critical --threads 1 --no-progress"
+OUT=benchmarks/depth50-gradients-cpu
+layerwise bench depth $COMMON --methods bp-default-sgd,bp-glorot-adam,bp-orthogonal-adam,bp-critical-adam,decoupled,decoupled-forward --mu-start 10 --mu-factor 1 --out $OUT
+layerwise bench depth $COMMON --methods decoupled --mu-start 10 --mu-factor 1 --seed 1 --out $OUT/seed1
+layerwise bench depth $COMMON --methods decoupled --mu-start 10 --mu-factor 1 --seed 2 --out $OUT/seed2
+layerwise bench depth $COMMON --methods decoupled --mu-start 10 --mu-factor 1.1 --out $OUT/mu-growth-1.1
