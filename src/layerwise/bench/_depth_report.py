@@ -202,10 +202,7 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
         ax.axhline(100, color="k", ls="--", lw=1, label="100×")
         ax.set(xlabel="epoch", ylabel="max/min over layers of ‖∂L/∂W_t‖", yscale="log",
                title=f"depth {depth} {act}: gradient-norm ratio at each epoch end")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-        files.append(f"ratio_{tag}.png")
-        save_png(fig, out / files[-1], dpi=90)
+        files.append(_save_log_plot(fig, ax, out / f"ratio_{tag}.png"))
     dec = _run(results, depth, act, "decoupled")
     if dec and dec["records"] and "feasibility_gap" in dec["records"][0]:
         fig, (ax,) = figure(1, 7.0)
@@ -214,15 +211,20 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
             ax.plot(range(1, len(gap) + 1), [max(v, 1e-12) for v in gap], marker="o", ms=2, label=f"epoch {r['epoch']}")
         ax.set(xlabel="hidden layer t", ylabel="feasibility gap rms ‖z_t − f_t(z_{t−1})‖ (floor 1e-12)", yscale="log",
                title=f"decoupled, depth {depth} {act}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-        files.append(f"gap_{tag}.png")
-        save_png(fig, out / files[-1], dpi=90)
+        files.append(_save_log_plot(fig, ax, out / f"gap_{tag}.png"))
     return files
 
 
+def _save_log_plot(fig: Any, ax: Any, path: Path) -> str:
+    """Grid, legend, save; returns the file name."""
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    save_png(fig, path, dpi=90)
+    return path.name
+
+
 def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
-    """Write ``report.md`` (and per (depth, activation) ``loss_*.png``, ``grads_*.png``, ``gap_*.png``) into ``out``."""
+    """Write ``report.md`` (and per (depth, activation) ``loss_*.png``, ``grads_*.png``, ``ratio_*.png``, ``gap_*.png``) into ``out``."""
     out = Path(out)
     cfg, env = results["config"], results.get("environment", {})
     lines = [f"# Deep plain MLPs: backprop baselines, decoupled training, LocoProp, deep supervision ({cfg['dataset']})",
