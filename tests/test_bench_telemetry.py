@@ -33,6 +33,9 @@ def test_tiny_run_writes_consistent_records(tmp_path):
     for r in res["rows"]:
         assert all(len(v) == 2 and min(v) > 0 for v in r["times"].values())
         assert r["every1_vs_kgrad"] == pytest.approx(r["every1_s"] / r["kgrad_s"])
+        assert r["every1_vs_kgrad_stats"] == pytest.approx(r["every1_s"] / r["kgrad_stats_s"])
+        assert set(r["check"]) == {"kgrad_vs_plain", "kgrad_stats_vs_plain", "ours_vs_plain", "norms_vs_autograd",
+                                   "reference_norms_vs_autograd"}
         assert r["everyN_overhead"] == pytest.approx(r["everyN_s"] / r["plain_s"] - 1)
         assert max(r["check"].values()) < 1e-3  # the paths compute the same gradients and norms
     assert res["rows"][1]["terms"] == ["aux3", "aux5", "main"]
@@ -40,6 +43,8 @@ def test_tiny_run_writes_consistent_records(tmp_path):
     assert saved["rows"][0]["plain_s"] == res["rows"][0]["plain_s"] and saved["config"]["trunk_params"] == 2240512
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| 1 |" in report and "| 3 |" in report and "torch threads" in report and "Load average" in report
+    assert "every=1 / (K-grad + stats)" in report and "(the other reading)" in report
+    assert set(res["acceptance"]["every1_le_kgrad_stats"]) == {1, 3}
     assert (tmp_path / "out" / "step_time_vs_k.png").read_bytes()[:4] == b"\x89PNG"
 
 

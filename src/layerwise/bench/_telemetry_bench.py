@@ -12,6 +12,9 @@ steps is reported:
 - ``plain``: forward, sum of the K terms, ``.backward()``, SGD step (blocks of ``steps``);
 - ``kgrad``: forward, K ``torch.autograd.grad`` calls (graph retained for all but the last), Σ_k g_k
   into ``.grad``, SGD step — the reference way to get per-term gradients (blocks of ``short_steps``);
+- ``kgrad_stats``: ``kgrad`` followed by the same statistics computed from those gradients
+  (``GradientTelemetry.record``, same sets, no ``model=``): the reference way to get the telemetry
+  itself (blocks of ``short_steps``);
 - ``every1``: forward, ``layerwise.backward(losses, params=..., telemetry=GradientTelemetry(..., every=1))``,
   SGD step; sets ``all``, ``shared`` (the trunk), ``last_shared`` (blocks of ``short_steps``);
 - ``everyN``: the same with ``every=N``, amortised over blocks of ``steps`` (a multiple of N, so each
@@ -39,7 +42,7 @@ from ._run import environment
 
 __all__ = ["DeepSupervisionMLP", "run_telemetry_benchmark"]
 
-PATHS = ("plain", "kgrad", "every1", "everyN")
+PATHS = ("plain", "kgrad", "kgrad_stats", "every1", "everyN")
 Fill = Callable[[nn.Module], None]  # fills .grad of the model's parameters for one step
 
 
@@ -96,6 +99,28 @@ def _fill_kgrad(x: Tensor, y: Tensor) -> Fill:
     return fill
 
 
+def _fill_kgrad_stats(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
+    def fill(model: nn.Module) -> None:
+        params = telemetry.params  # the union of the sets; "all" holds every parameter
+        losses = model(x, y)
+        terms = list(losses)
+        grads = {t: torch.autograd.grad(losses[t], params, retain_graph=i < len(terms) - 1, allow_unused=True)
+                 for i, t in enumerate(terms)}
+        telemetry.record({t: v.detach() for t, v in losses.items()}, grads, dict.fromkeys(terms, 1.0))
+        for j, p in enumerate(params):
+            gs = [grads[t][j] for t in terms if grads[t][j] is not None]
+            acc = gs[0]
+            for g in gs[1:]:
+                acc += g
+            p.grad = acc
+    return fill
+
+
+def _plain_sets(model: DeepSupervisionMLP) -> dict[str, nn.Module | Iterable[Tensor]]:
+    """The three parameter sets of the benchmark: all, shared (the trunk), last_shared (its last layer)."""
+    return {"all": model.parameters(), "shared": model.trunk, "last_shared": model.trunk[-1]}
+
+
 def _fill_ours(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
     from .._backward import backward
 
@@ -107,30 +132,33 @@ def _fill_ours(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
 def _telemetry(model: DeepSupervisionMLP, every: int, keep_history: bool = False) -> Any:
     from ..telemetry import GradientTelemetry
 
-    sets: dict[str, nn.Module | Iterable[Tensor]] = {"all": model.parameters(), "shared": model.trunk,
-                                                     "last_shared": model.trunk[-1]}
-    return GradientTelemetry(sets, every=every, keep_history=keep_history, model=model)
+    return GradientTelemetry(_plain_sets(model), every=every, keep_history=keep_history, model=model)
 
 
 def _check(model: DeepSupervisionMLP, x: Tensor, y: Tensor) -> dict[str, float]:
-    """Same gradients from the three ways, and telemetry norms equal to ‖g_k‖ of the K autograd.grad calls."""
-    models = {name: copy.deepcopy(model) for name in ("plain", "kgrad", "ours")}
+    """Same gradients from the four ways, and telemetry norms (ours and the reference's) equal to ‖g_k‖ of
+    the K autograd.grad calls."""
+    from ..telemetry import GradientTelemetry
+
+    models = {name: copy.deepcopy(model) for name in ("plain", "kgrad", "kgrad_stats", "ours")}
     tel = _telemetry(models["ours"], 1, keep_history=True)
+    ref = GradientTelemetry(_plain_sets(models["kgrad_stats"]), keep_history=True)
     _fill_plain(x, y)(models["plain"])
     _fill_kgrad(x, y)(models["kgrad"])
+    _fill_kgrad_stats(x, y, ref)(models["kgrad_stats"])
     _fill_ours(x, y, tel)(models["ours"])
     got = {name: [torch.zeros_like(p) if p.grad is None else p.grad for p in m.parameters()]
            for name, m in models.items()}
     scale = max(float(g.abs().max()) for g in got["plain"])
     diff = {f"{a}_vs_plain": max(float((g - r).abs().max()) for g, r in zip(got[a], got["plain"], strict=True)) / scale
-            for a in ("kgrad", "ours")}
+            for a in ("kgrad", "kgrad_stats", "ours")}
     params = list(model.parameters())
     norms = {}
     for t, v in model(x, y).items():
         gs = torch.autograd.grad(v, params, retain_graph=True, allow_unused=True)
         norms[t] = math.sqrt(sum(float(g.double().pow(2).sum()) for g in gs if g is not None))
-    snap = tel.history[0]
-    diff["norms_vs_autograd"] = max(abs(snap.norms["all"][t] - n) / n for t, n in norms.items())
+    for name, t_ in (("norms_vs_autograd", tel), ("reference_norms_vs_autograd", ref)):
+        diff[name] = max(abs(t_.history[0].norms["all"][t] - n) / n for t, n in norms.items())
     if max(diff.values()) > 1e-3:
         raise RuntimeError(f"The benchmark's paths disagree (relative differences {diff}); timings would compare "
                            "different computations.")
@@ -159,12 +187,16 @@ def _time_k(k: int, x: Tensor, y: Tensor, *, steps: int, short_steps: int, every
     device = x.device
     base = DeepSupervisionMLP(tap_depths(k)).to(device)
     check = _check(base, x, y)
+    from ..telemetry import GradientTelemetry
+
     models = {name: copy.deepcopy(base) for name in PATHS}
     fills = {"plain": _fill_plain(x, y), "kgrad": _fill_kgrad(x, y),
+             "kgrad_stats": _fill_kgrad_stats(x, y, GradientTelemetry(_plain_sets(models["kgrad_stats"]),
+                                                                     keep_history=False)),
              "every1": _fill_ours(x, y, _telemetry(models["every1"], 1)),
              "everyN": _fill_ours(x, y, _telemetry(models["everyN"], every))}
     opts = {name: torch.optim.SGD(m.parameters(), lr=lr) for name, m in models.items()}
-    block = {"plain": steps, "kgrad": short_steps, "every1": short_steps, "everyN": steps}
+    block = {"plain": steps, "kgrad": short_steps, "kgrad_stats": short_steps, "every1": short_steps, "everyN": steps}
     times: dict[str, list[float]] = {name: [] for name in PATHS}
     for r in range(repeats + 1):  # round 0: warm-up, short blocks
         order = PATHS[r % len(PATHS):] + PATHS[:r % len(PATHS)]
@@ -182,8 +214,10 @@ def _time_k(k: int, x: Tensor, y: Tensor, *, steps: int, short_steps: int, every
                 times[name].append((time.perf_counter() - t0) / n)
     med = {name: statistics.median(v) for name, v in times.items()}
     return {"k": k, "taps": tap_depths(k), "terms": [base.term(d) for d in tap_depths(k)],
-            "plain_s": med["plain"], "kgrad_s": med["kgrad"], "every1_s": med["every1"], "everyN_s": med["everyN"],
-            "every1_vs_kgrad": med["every1"] / med["kgrad"], "everyN_overhead": med["everyN"] / med["plain"] - 1,
+            "plain_s": med["plain"], "kgrad_s": med["kgrad"], "kgrad_stats_s": med["kgrad_stats"],
+            "every1_s": med["every1"], "everyN_s": med["everyN"], "every1_vs_kgrad": med["every1"] / med["kgrad"],
+            "every1_vs_kgrad_stats": med["every1"] / med["kgrad_stats"],
+            "everyN_overhead": med["everyN"] / med["plain"] - 1,
             "check": check, "times": times}
 
 
@@ -224,6 +258,7 @@ def run_telemetry_benchmark(out: str | Path, *, k: Sequence[int] = (2, 4, 8), st
                           "head_params": 512 * 10 + 10, "sets": ["all", "shared", "last_shared"]},
                "rows": rows,
                "acceptance": {"every1_le_kgrad": {r["k"]: r["every1_vs_kgrad"] <= 1.0 for r in rows},
+                              "every1_le_kgrad_stats": {r["k"]: r["every1_vs_kgrad_stats"] <= 1.0 for r in rows},
                               "everyN_under_5pct": {r["k"]: r["everyN_overhead"] < 0.05 for r in rows}}}
     out = Path(out)
     atomic_write_json(results, out / "results.json")
@@ -253,20 +288,28 @@ def _report(res: dict[str, Any]) -> str:
         f"SGD. Telemetry sets: {', '.join(cfg['sets'])}.", "",
         f"Each path is timed as blocks of consecutive steps, round-robin with a rotating order, "
         f"{cfg['repeats']} rounds after a warm-up round; median over rounds of block time / steps. Blocks: "
-        f"{cfg['steps']} steps for plain and every={n}, {cfg['short_steps']} steps for K × autograd.grad and "
-        f"every=1. Before timing, the gradients of the three ways agree (max relative difference below 1e-3) "
-        f"and the telemetry norms equal those of the K autograd.grad calls.", "",
-        f"| K | plain (ms) | K × autograd.grad (ms) | ours every=1 (ms) | ours every={n} (ms) | "
-        f"every=1 / K-grad | every={n} / plain − 1 |",
-        "|---|---|---|---|---|---|---|",
+        f"{cfg['steps']} steps for plain and every={n}, {cfg['short_steps']} steps for the other three. "
+        f"\"+ stats\": the K autograd.grad calls followed by the same statistics from their gradients "
+        f"(`GradientTelemetry.record`). Before timing, the gradients of the four ways agree (max relative "
+        f"difference below 1e-3) and both telemetries' norms equal those of the K autograd.grad calls.", "",
+        f"| K | plain (ms) | K × autograd.grad (ms) | + stats (ms) | ours every=1 (ms) | ours every={n} (ms) | "
+        f"every=1 / K-grad | every=1 / (K-grad + stats) | every={n} / plain − 1 |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['k']} | {1e3 * r['plain_s']:.1f} | {1e3 * r['kgrad_s']:.1f} | {1e3 * r['every1_s']:.1f} | "
-                     f"{1e3 * r['everyN_s']:.1f} | {r['every1_vs_kgrad']:.2f} | {100 * r['everyN_overhead']:+.1f}% |")
+        has = "kgrad_stats_s" in r  # records from before the reference with statistics lack it
+        stats = f"{1e3 * r['kgrad_stats_s']:.1f}" if has else "–"
+        vs_stats = f"{r['every1_vs_kgrad_stats']:.2f}" if has else "–"
+        lines.append(f"| {r['k']} | {1e3 * r['plain_s']:.1f} | {1e3 * r['kgrad_s']:.1f} | {stats} | "
+                     f"{1e3 * r['every1_s']:.1f} | {1e3 * r['everyN_s']:.1f} | {r['every1_vs_kgrad']:.2f} | "
+                     f"{vs_stats} | {100 * r['everyN_overhead']:+.1f}% |")
     acc = res["acceptance"]
     lines += ["", "Acceptance targets:", "",
               f"- every=1 costs no more than K separate autograd.grad calls: "
               f"{_verdict(acc['every1_le_kgrad'])}",
+              *([f"- (the other reading) every=1 costs no more than K separate autograd.grad calls followed by "
+                 f"the same statistics: {_verdict(acc['every1_le_kgrad_stats'])}"] if "every1_le_kgrad_stats" in acc
+                else []),
               f"- every={n} adds under 5% to a plain step: {_verdict(acc['everyN_under_5pct'])}", "",
               "A measured step costs (every=1 − plain) more than a plain step; amortised over N steps that is "
               "under 5% of a plain step from N = " + ", ".join(
@@ -286,6 +329,7 @@ def _plot(rows: list[dict[str, Any]], every: int, path: Path) -> None:
     ks = [r["k"] for r in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for key, label in (("plain_s", "plain step (sum, backward)"), ("kgrad_s", "K × autograd.grad"),
+                       ("kgrad_stats_s", "K × autograd.grad + same statistics"),
                        ("every1_s", "layerwise.backward, telemetry every=1"),
                        ("everyN_s", f"layerwise.backward, telemetry every={every}")):
         ax.plot(ks, [1e3 * r[key] for r in rows], marker="o", label=label)
