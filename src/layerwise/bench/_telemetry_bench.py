@@ -84,29 +84,17 @@ def _fill_plain(x: Tensor, y: Tensor) -> Fill:
     return fill
 
 
-def _fill_kgrad(x: Tensor, y: Tensor) -> Fill:
+def _fill_kgrad(x: Tensor, y: Tensor, telemetry: Any = None) -> Fill:
+    """K ``autograd.grad`` calls and their sum into ``.grad``; with ``telemetry`` (built without ``model=``), the
+    statistics are then computed from those gradients (``GradientTelemetry.record``)."""
     def fill(model: nn.Module) -> None:
-        params = list(model.parameters())
-        terms = list(model(x, y).values())
-        grads = [torch.autograd.grad(t, params, retain_graph=i < len(terms) - 1, allow_unused=True)
-                 for i, t in enumerate(terms)]
-        for j, p in enumerate(params):
-            gs = [g[j] for g in grads if g[j] is not None]
-            acc = gs[0]
-            for g in gs[1:]:
-                acc += g
-            p.grad = acc
-    return fill
-
-
-def _fill_kgrad_stats(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
-    def fill(model: nn.Module) -> None:
-        params = telemetry.params  # the union of the sets; "all" holds every parameter
+        params = list(model.parameters()) if telemetry is None else telemetry.params  # "all": every parameter
         losses = model(x, y)
         terms = list(losses)
         grads = {t: torch.autograd.grad(losses[t], params, retain_graph=i < len(terms) - 1, allow_unused=True)
                  for i, t in enumerate(terms)}
-        telemetry.record({t: v.detach() for t, v in losses.items()}, grads, dict.fromkeys(terms, 1.0))
+        if telemetry is not None:
+            telemetry.record({t: v.detach() for t, v in losses.items()}, grads, dict.fromkeys(terms, 1.0))
         for j, p in enumerate(params):
             gs = [grads[t][j] for t in terms if grads[t][j] is not None]
             acc = gs[0]
@@ -114,11 +102,6 @@ def _fill_kgrad_stats(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
                 acc += g
             p.grad = acc
     return fill
-
-
-def _plain_sets(model: DeepSupervisionMLP) -> dict[str, nn.Module | Iterable[Tensor]]:
-    """The three parameter sets of the benchmark: all, shared (the trunk), last_shared (its last layer)."""
-    return {"all": model.parameters(), "shared": model.trunk, "last_shared": model.trunk[-1]}
 
 
 def _fill_ours(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
@@ -129,23 +112,24 @@ def _fill_ours(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
     return fill
 
 
-def _telemetry(model: DeepSupervisionMLP, every: int, keep_history: bool = False) -> Any:
+def _telemetry(model: DeepSupervisionMLP, every: int, keep_history: bool = False, factored: bool = True) -> Any:
+    """Sets all, shared (the trunk), last_shared (its last layer); ``factored``: built with ``model=``."""
     from ..telemetry import GradientTelemetry
 
-    return GradientTelemetry(_plain_sets(model), every=every, keep_history=keep_history, model=model)
+    sets: dict[str, nn.Module | Iterable[Tensor]] = {"all": model.parameters(), "shared": model.trunk,
+                                                     "last_shared": model.trunk[-1]}
+    return GradientTelemetry(sets, every=every, keep_history=keep_history, model=model if factored else None)
 
 
 def _check(model: DeepSupervisionMLP, x: Tensor, y: Tensor) -> dict[str, float]:
     """Same gradients from the four ways, and telemetry norms (ours and the reference's) equal to ‖g_k‖ of
     the K autograd.grad calls."""
-    from ..telemetry import GradientTelemetry
-
     models = {name: copy.deepcopy(model) for name in ("plain", "kgrad", "kgrad_stats", "ours")}
     tel = _telemetry(models["ours"], 1, keep_history=True)
-    ref = GradientTelemetry(_plain_sets(models["kgrad_stats"]), keep_history=True)
+    ref = _telemetry(models["kgrad_stats"], 1, keep_history=True, factored=False)
     _fill_plain(x, y)(models["plain"])
     _fill_kgrad(x, y)(models["kgrad"])
-    _fill_kgrad_stats(x, y, ref)(models["kgrad_stats"])
+    _fill_kgrad(x, y, ref)(models["kgrad_stats"])
     _fill_ours(x, y, tel)(models["ours"])
     got = {name: [torch.zeros_like(p) if p.grad is None else p.grad for p in m.parameters()]
            for name, m in models.items()}
@@ -187,12 +171,9 @@ def _time_k(k: int, x: Tensor, y: Tensor, *, steps: int, short_steps: int, every
     device = x.device
     base = DeepSupervisionMLP(tap_depths(k)).to(device)
     check = _check(base, x, y)
-    from ..telemetry import GradientTelemetry
-
     models = {name: copy.deepcopy(base) for name in PATHS}
     fills = {"plain": _fill_plain(x, y), "kgrad": _fill_kgrad(x, y),
-             "kgrad_stats": _fill_kgrad_stats(x, y, GradientTelemetry(_plain_sets(models["kgrad_stats"]),
-                                                                     keep_history=False)),
+             "kgrad_stats": _fill_kgrad(x, y, _telemetry(models["kgrad_stats"], 1, factored=False)),
              "every1": _fill_ours(x, y, _telemetry(models["every1"], 1)),
              "everyN": _fill_ours(x, y, _telemetry(models["everyN"], every))}
     opts = {name: torch.optim.SGD(m.parameters(), lr=lr) for name, m in models.items()}
