@@ -9,3 +9,7 @@ layerwise bench depth $COMMON --methods bp-default-sgd,bp-glorot-adam,bp-orthogo
 layerwise bench depth $COMMON --methods decoupled --mu-start 10 --mu-factor 1 --seed 1 --out $OUT/seed1
 layerwise bench depth $COMMON --methods decoupled --mu-start 10 --mu-factor 1 --seed 2 --out $OUT/seed2
 layerwise bench depth $COMMON --methods decoupled --mu-start 10 --mu-factor 1.1 --out $OUT/mu-growth-1.1
+# A longer budget, one activation per process: does the ratio stay within 100x past 8 epochs?
+for ACT in tanh sigmoid; do
+  layerwise bench depth --depths 50 --activations $ACT --methods decoupled --data-dir ../shared/data --subset 10000 --epochs 16 --decoupled-init critical --mu-start 10 --mu-factor 1 --threads 1 --no-progress --out $OUT/epochs16-$ACT
+done
