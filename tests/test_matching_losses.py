@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from layerwise.locoprop import Activation, activation_names, get_activation, matching_loss, register_activation
-from layerwise.locoprop._activations import activation_for_module
+from layerwise.locoprop._recognise import activation_for_module
 
 _vectors = st.lists(st.floats(-6, 6, allow_nan=False), min_size=2, max_size=6)
 STRICT = ["identity", "sigmoid", "tanh"]  # strictly convex integral: zero only at z = a
@@ -66,7 +66,7 @@ def test_user_activation_registers_and_is_found_after_a_layer() -> None:
     act = Activation("softsign-test", nn.functional.softsign, modules=(Softsign,))
     register_activation(act)
     assert "softsign-test" in activation_names()
-    assert activation_for_module(Softsign()) is act
+    assert activation_for_module(Softsign(), "fc") is act
     with pytest.raises(ValueError, match="already registered"):
         register_activation(act)
     with pytest.raises(ValueError, match="no integral"):

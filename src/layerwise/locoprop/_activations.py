@@ -13,6 +13,7 @@ Hessian is ``Σ f'(z) x xᵀ``); the ``"precond"`` solver uses it to take guaran
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Activation", "get_activation", "register_activation", "activation_names",
-           "activation_for_module", "matching_loss"]
+__all__ = ["Activation", "get_activation", "leaky_relu", "register_activation", "activation_names", "matching_loss",
+           "softmax_over"]
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -88,16 +89,6 @@ def get_activation(name: str | Activation) -> Activation:
                          "Register your own with layerwise.locoprop.register_activation.") from None
 
 
-def activation_for_module(module: nn.Module) -> Activation | None:
-    """The registered activation that ``module`` applies, or ``None``."""
-    if isinstance(module, nn.Softmax) and module.dim not in (None, -1, 1):
-        return None
-    for act in _REGISTRY.values():
-        if act.modules and isinstance(module, act.modules):
-            return act
-    return None
-
-
 def matching_loss(activation: str | Activation, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Summed matching loss ``D_F(z, a)`` of pre-activations ``z`` against target pre-activations ``a``."""
     act = get_activation(activation)
@@ -116,3 +107,32 @@ for _act in [
                (nn.Softmax,)),
 ]:
     register_activation(_act)
+
+
+@functools.cache
+def softmax_over(dim: int) -> Activation:
+    """Softmax over dimension ``dim``; its matching loss is ``logsumexp`` over the same dimension.
+
+    ``f'`` (the Jacobian ``diag(p) − ppᵀ``) has eigenvalues at most 1/2, the curvature bound.
+    ``softmax_over(-1)`` is the registered ``"softmax"``.
+    """
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        raise TypeError(f"Invalid dim={dim!r} for softmax_over: expected an int.")
+    if dim == -1:
+        return get_activation("softmax")
+    return Activation(f"softmax(dim={dim})", lambda z: torch.softmax(z, dim=dim),
+                      lambda z: torch.logsumexp(z, dim=dim), 0.5)
+
+
+@functools.cache
+def leaky_relu(negative_slope: float) -> Activation:
+    """Leaky ReLU ``f(z) = max(z, s·z)`` for a slope ``0 <= s <= 1``; ``F(z) = ½ f(z) z``, curvature 1."""
+    s = float(negative_slope)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"Invalid negative_slope={negative_slope!r} for LocoProp's leaky_relu: its matching loss "
+                         "needs an increasing f, so 0 <= negative_slope <= 1. Give the layer before it to "
+                         "other_optimizer=... (exclude=[...]).")
+    if s == 0.0:
+        return get_activation("relu")
+    return Activation(f"leaky_relu({s:g})", lambda z: F.leaky_relu(z, s), lambda z: 0.5 * F.leaky_relu(z, s) * z,
+                      1.0)

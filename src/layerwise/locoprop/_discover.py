@@ -1,28 +1,34 @@
 """Find LocoProp's (layer, activation) pairs in a model: declared, from ``nn.Sequential`` order, or
-by ``torch.fx`` tracing; and the parameters left over for another optimizer."""
+by ``torch.fx`` tracing; reject what has no single local problem; list the parameters left over.
+
+A layer has a single local problem only when it runs once per forward pass and owns its
+parameters: a module called twice (a shared layer) or a weight tied to another module (an output
+head tied to the embedding) is rejected with the fix (``exclude=[...]`` hands it to
+``other_optimizer``).
+"""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
-from ._activations import Activation, activation_for_module, get_activation
+from ._activations import Activation, get_activation
 from ._layers import SUPPORTED_LAYERS, LocalLayer, check_layer
+from ._recognise import activation_for_call, activation_for_module
 
 __all__ = ["LayerSpec", "find_layers", "leftover_parameters"]
 
 LayerSpec = tuple[nn.Module, "str | Activation"]
-
-_FUNCTIONS: dict[object, str] = {torch.tanh: "tanh", torch.sigmoid: "sigmoid", torch.relu: "relu", F.relu: "relu",
-                                 F.tanh: "tanh", F.sigmoid: "sigmoid", torch.softmax: "softmax", F.softmax: "softmax"}
-_METHODS = {"tanh": "tanh", "sigmoid": "sigmoid", "relu": "relu", "softmax": "softmax"}
+Pairs = list[tuple[nn.Module, Activation]]
 
 
-def _names(model: nn.Module) -> dict[nn.Module, str]:
-    return {m: n for n, m in model.named_modules()}
+def _is_layer(m: nn.Module) -> bool:
+    """Exactly ``nn.Linear`` or ``nn.Conv2d`` (a subclass may compute something else in ``forward``)."""
+    return type(m) in SUPPORTED_LAYERS
 
 
 def _leaves(seq: nn.Sequential) -> list[nn.Module]:
@@ -32,68 +38,154 @@ def _leaves(seq: nn.Sequential) -> list[nn.Module]:
     return out
 
 
-def _from_sequential(model: nn.Sequential) -> list[tuple[nn.Module, Activation]]:
-    leaves = _leaves(model)
-    pairs: list[tuple[nn.Module, Activation]] = []
+def _from_sequential(leaves: list[nn.Module], names: dict[nn.Module, str]) -> Pairs:
+    pairs: Pairs = []
     for i, m in enumerate(leaves):
-        if isinstance(m, SUPPORTED_LAYERS):
-            act = activation_for_module(leaves[i + 1]) if i + 1 < len(leaves) else None
+        if _is_layer(m):
+            act = activation_for_module(leaves[i + 1], names[m]) if i + 1 < len(leaves) else None
             pairs.append((m, act or get_activation("identity")))
     return pairs
 
 
-def _from_trace(model: nn.Module) -> list[tuple[nn.Module, Activation]]:
+def _trace(model: nn.Module) -> torch.fx.Graph:
     try:
-        graph = torch.fx.symbolic_trace(model).graph
+        return torch.fx.symbolic_trace(model).graph
     except Exception as exc:  # tracing fails on data-dependent control flow
         raise ValueError(f"LocoProp could not trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
                          f"{exc}). Declare the layers instead: LocoProp(model, layers=[(model.fc1, 'tanh'), ...]).") from exc
-    pairs: list[tuple[nn.Module, Activation]] = []
+
+
+def _try_trace(model: nn.Module) -> torch.fx.Graph | None:
+    """The traced graph when tracing works (to check declared layers' calls now), else ``None`` (checked
+    at the first step instead)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.fx.symbolic_trace(model).graph
+        except Exception:  # noqa: BLE001 - any tracing failure only postpones the check
+            return None
+
+
+def _from_trace(model: nn.Module, graph: torch.fx.Graph, names: dict[nn.Module, str]) -> Pairs:
+    pairs: Pairs = []
     for node in graph.nodes:
         if node.op != "call_module":
             continue
         m = model.get_submodule(node.target)
-        if not isinstance(m, SUPPORTED_LAYERS):
+        if not _is_layer(m):
             continue
         act: Activation | None = None
         users = list(node.users)
-        if len(users) == 1:
+        if len(users) == 1 and users[0].args and users[0].args[0] is node:
             u = users[0]
             if u.op == "call_module":
-                act = activation_for_module(model.get_submodule(u.target))
-            elif u.op == "call_function" and u.target in _FUNCTIONS:
-                act = get_activation(_FUNCTIONS[u.target])
-            elif u.op == "call_method" and u.target in _METHODS:
-                act = get_activation(_METHODS[u.target])
+                act = activation_for_module(model.get_submodule(u.target), names[m])
+            elif u.op in ("call_function", "call_method"):
+                act = activation_for_call(u.target, u.args, u.kwargs, names[m])
         pairs.append((m, act or get_activation("identity")))
     return pairs
 
 
-def find_layers(model: nn.Module, layers: Sequence[LayerSpec] | None) -> list[LocalLayer]:
+def _calls(model: nn.Module, graph: torch.fx.Graph | None, leaves: list[nn.Module] | None) -> dict[int, int]:
+    """How many times each module is called in one forward pass, by the trace or the Sequential order."""
+    counts: dict[int, int] = {}
+    if graph is not None:
+        for node in graph.nodes:
+            if node.op == "call_module":
+                key = id(model.get_submodule(node.target))
+                counts[key] = counts.get(key, 0) + 1
+    elif leaves is not None:
+        for m in leaves:
+            counts[id(m)] = counts.get(id(m), 0) + 1
+    return counts
+
+
+def _owners(model: nn.Module) -> dict[int, list[str]]:
+    """Parameter id → the names of every module holding it directly (several for tied weights)."""
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        for p in module._parameters.values():
+            if p is not None and name not in owners.setdefault(id(p), []):
+                owners[id(p)].append(name)
+    return owners
+
+
+def _check_single_problem(model: nn.Module, layer: LocalLayer, calls: dict[int, int] | None,
+                          owners: dict[int, list[str]]) -> None:
+    name, module = layer.name, layer.module
+    fix = (f"Pass exclude=[{name!r}] (with other_optimizer=...) to train it with a first-order optimizer, or "
+           "restructure the model.")
+    if calls is not None and calls.get(id(module), 0) > 1:
+        raise ValueError(f"LocoProp layer {name!r} is called {calls[id(module)]} times in one forward pass (a shared "
+                         f"layer has no single local problem). {fix}")
+    if calls is not None and calls.get(id(module), 0) == 0 and torch.fx.Tracer().is_leaf_module(module, name):
+        raise ValueError(f"LocoProp layer {name!r} is never called as a module in the traced forward pass (its owner "
+                         "reads its weight directly, as nn.MultiheadAttention does with out_proj). Leave it out of "
+                         "layers=[...] and give its parameters to other_optimizer=....")
+    for p in module.parameters(recurse=False):
+        others = [o for o in owners.get(id(p), []) if model.get_submodule(o) is not module]
+        if others:
+            raise ValueError(f"LocoProp layer {name!r} shares a parameter with {others[0]!r} (tied weights): its local "
+                             f"problem would ignore the other use. {fix}")
+
+
+def _excluded(model: nn.Module, exclude: Iterable[nn.Module | str]) -> set[int]:
+    modules = dict(model.named_modules())
+    out: set[int] = set()
+    for item in exclude:
+        if isinstance(item, str):
+            if item not in modules:
+                raise ValueError(f"Invalid exclude entry {item!r}: not a module name of the model. Use names from "
+                                 "model.named_modules(), e.g. 'head'.")
+            item = modules[item]
+        if not isinstance(item, nn.Module):
+            raise TypeError(f"Invalid exclude entry {item!r}: expected a submodule or its name.")
+        out.add(id(item))
+    return out
+
+
+def find_layers(model: nn.Module, layers: Sequence[LayerSpec] | None,
+                exclude: Iterable[nn.Module | str] = ()) -> list[LocalLayer]:
     """The LocoProp layers of ``model``: ``layers`` if given, else ``nn.Sequential`` order, else fx tracing.
 
-    A layer followed by no known activation is given ``identity`` (its local loss is squared error).
+    A ``nn.Sequential`` of plain modules is read in order; one holding custom blocks is traced, so
+    layers inside the blocks are found as in any other model. A layer followed by no known
+    activation gets ``identity`` (its local loss is squared error). Modules in ``exclude`` (or
+    their names) are left to ``other_optimizer``.
     """
-    names = _names(model)
+    names = {m: n for n, m in model.named_modules()}
+    skip = _excluded(model, exclude)
+    graph: torch.fx.Graph | None = None
+    leaves: list[nn.Module] | None = None
     if layers is not None:
-        pairs = []
+        pairs: Pairs = []
         for i, spec in enumerate(layers):
             if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], nn.Module)):
                 raise TypeError(f"Invalid layers[{i}]={spec!r}: expected a (module, activation) pair such as "
                                 "(model.fc1, 'tanh').")
             pairs.append((spec[0], get_activation(spec[1])))
-    elif isinstance(model, nn.Sequential):
-        pairs = _from_sequential(model)
+        graph = _try_trace(model)
+    elif isinstance(model, nn.Sequential) and all(not list(m.children()) for m in _leaves(model)):
+        leaves = _leaves(model)
+        pairs = _from_sequential(leaves, names)
     else:
-        pairs = _from_trace(model)
+        graph = _trace(model)
+        pairs = _from_trace(model, graph, names)
+    calls = _calls(model, graph, leaves) if (graph is not None or leaves is not None) else None
+    owners = _owners(model)
     found: list[LocalLayer] = []
     seen: set[int] = set()
     for module, act in pairs:
         if module not in names:
             raise ValueError(f"A declared LocoProp layer ({type(module).__name__}) is not a submodule of the model. "
                              "Declare modules of the model you pass.")
+        if id(module) in skip:
+            continue
         name = names[module] or "<model>"
         check_layer(module, name)
+        if parametrize.is_parametrized(module) or not isinstance(getattr(module, "weight", None), nn.Parameter):
+            raise ValueError(f"LocoProp layer {name!r} computes its weight (a parametrization or weight norm), so a "
+                             f"local step cannot write it. Pass exclude=[{name!r}] with other_optimizer=....")
         if id(module) in seen:
             raise ValueError(f"LocoProp layer {name!r} is declared twice. Declare each layer once.")
         seen.add(id(module))
@@ -102,7 +194,9 @@ def find_layers(model: nn.Module, layers: Sequence[LayerSpec] | None) -> list[Lo
             raise ValueError(f"LocoProp layer {name!r} has a frozen and a trainable parameter. Freeze both weight "
                              "and bias (requires_grad_(False)) or neither.")
         if any(trainable):
-            found.append(LocalLayer(name, module, act))
+            layer = LocalLayer(name, module, act)
+            _check_single_problem(model, layer, calls, owners)
+            found.append(layer)
     if not found:
         raise ValueError(f"LocoProp found no trainable nn.Linear or nn.Conv2d layer in {type(model).__name__}. "
                          "Declare them with layers=[(module, activation), ...].")

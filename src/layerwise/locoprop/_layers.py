@@ -1,9 +1,17 @@
 """The layers LocoProp trains (``nn.Linear``, ``nn.Conv2d``) as matrices: pre-activation, local
-weight gradient ``Σ_batch δ ŷᵀ`` and the input features of the closed-form solve."""
+weight gradient ``Σ_batch δ ŷᵀ`` and the input features of the closed-form solve.
+
+Every option of the layer is honoured: a conv's ``padding="same"``/``"valid"``, asymmetric
+padding and ``padding_mode`` (reflect, replicate, circular) are applied to the input once
+(:meth:`LocalLayer.prepare`), as ``nn.Conv2d`` itself does, and the solvers see an unpadded conv;
+``stride``, ``dilation`` and ``groups`` are passed through. A grouped conv (depthwise included) is
+``groups`` independent blocks: the closed-form solvers keep one input covariance per group, so the
+matrices here carry a leading group dimension (1 for everything else).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -22,9 +30,24 @@ def check_layer(module: nn.Module, name: str) -> None:
     if not isinstance(module, SUPPORTED_LAYERS):
         raise TypeError(f"LocoProp layer {name!r} is a {type(module).__name__}; expected nn.Linear or nn.Conv2d. "
                         "Give its parameters to other_optimizer=..., or leave it out of layers=[...].")
-    if isinstance(module, nn.Conv2d) and module.padding_mode != "zeros":
-        raise ValueError(f"LocoProp layer {name!r} uses padding_mode={module.padding_mode!r}; only 'zeros' is "
-                         "supported. Use padding_mode='zeros' or give the layer to other_optimizer=....")
+
+
+def _conv_padding(m: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int, int, int] | None, str]:
+    """``(padding for the functional conv, explicit F.pad amounts or None, F.pad mode)``."""
+    kh, kw = m.kernel_size
+    dh, dw = m.dilation
+    if m.padding == "valid":
+        sym, pad = (0, 0), (0, 0, 0, 0)
+    elif m.padding == "same":
+        th, tw = dh * (kh - 1), dw * (kw - 1)
+        sym, pad = (th // 2, tw // 2), (tw // 2, tw - tw // 2, th // 2, th - th // 2)
+    else:
+        ph, pw = m.padding  # type: ignore[misc]
+        sym, pad = (ph, pw), (pw, pw, ph, ph)
+    symmetric = pad[0] == pad[1] and pad[2] == pad[3]
+    if m.padding_mode == "zeros" and symmetric:
+        return sym, None, "constant"
+    return (0, 0), pad, "constant" if m.padding_mode == "zeros" else m.padding_mode
 
 
 @dataclass
@@ -34,6 +57,11 @@ class LocalLayer:
     name: str
     module: nn.Module
     activation: Activation
+    _padding: tuple[tuple[int, int], tuple[int, int, int, int] | None, str] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.module, nn.Conv2d):
+            self._padding = _conv_padding(self.module)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -47,13 +75,24 @@ class LocalLayer:
         assert b is None or isinstance(b, torch.Tensor)
         return b
 
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """The input as the solvers see it: a conv's input padded once where the functional conv cannot pad it."""
+        if self._padding is None or self._padding[1] is None:
+            return x
+        return F.pad(x, self._padding[1], mode=self._padding[2])
+
+    def _conv_args(self) -> tuple[nn.Conv2d, tuple[int, int]]:
+        m = self.module
+        assert isinstance(m, nn.Conv2d) and self._padding is not None
+        return m, self._padding[0]
+
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        """``W x + b`` with the current parameters (no autograd)."""
+        """``W x + b`` with the current parameters (no autograd), ``x`` from :meth:`prepare`."""
         m = self.module
         if isinstance(m, nn.Linear):
             return F.linear(x, m.weight, m.bias)
-        assert isinstance(m, nn.Conv2d)
-        return F.conv2d(x, m.weight, m.bias, m.stride, m.padding, m.dilation, m.groups)
+        conv, padding = self._conv_args()
+        return F.conv2d(x, conv.weight, conv.bias, conv.stride, padding, conv.dilation, conv.groups)
 
     def grads(self, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(Σ δ xᵀ, Σ δ)``: the local loss's gradients for weight and bias, summed over the batch."""
@@ -62,43 +101,49 @@ class LocalLayer:
             d = delta.reshape(-1, delta.shape[-1])
             gw = d.t() @ x.reshape(-1, x.shape[-1])
             return gw, (d.sum(0) if m.bias is not None else None)
-        assert isinstance(m, nn.Conv2d)
-        gw = conv2d_weight(x, m.weight.shape, delta, m.stride, m.padding,  # type: ignore[arg-type]
-                           m.dilation, m.groups)
-        return gw, (delta.sum((0, 2, 3)) if m.bias is not None else None)
+        conv, padding = self._conv_args()
+        gw = conv2d_weight(x, conv.weight.shape, delta, conv.stride, padding,  # type: ignore[arg-type]
+                           conv.dilation, conv.groups)
+        return gw, (delta.sum((0, 2, 3)) if conv.bias is not None else None)
+
+    @property
+    def groups(self) -> int:
+        """Independent blocks of the weight: a grouped conv's groups, else 1."""
+        return self.module.groups if isinstance(self.module, nn.Conv2d) else 1  # type: ignore[return-value]
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Input rows ``ŷ`` of the layer as a matrix (conv: unfolded patches), with a ones column for the bias."""
+        """Input rows ``ŷ`` per group, ``(groups, rows, d)`` (conv: unfolded patches), with a ones column for the bias."""
         m = self.module
         if isinstance(m, nn.Linear):
-            rows = x.reshape(-1, x.shape[-1])
+            rows = x.reshape(1, -1, x.shape[-1])
         else:
-            assert isinstance(m, nn.Conv2d)
-            if m.groups != 1:
-                raise ValueError(f"LocoProp layer {self.name!r}: the closed-form solvers need groups=1 convolutions "
-                                 f"(found groups={m.groups}). Use solver='iterative' for it.")
-            cols = F.unfold(x, m.kernel_size, m.dilation, m.padding, m.stride)  # type: ignore[arg-type]  # (B, C*k*k, L)
-            rows = cols.transpose(1, 2).reshape(-1, cols.shape[1])
+            conv, padding = self._conv_args()
+            cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)  # type: ignore[arg-type]
+            g = conv.groups  # (B, C·k·k, L): group j owns the contiguous block of C/g channels
+            rows = cols.view(cols.shape[0], g, -1, cols.shape[2]).permute(1, 0, 3, 2).reshape(g, -1, cols.shape[1] // g)
         if m.bias is not None:
-            rows = torch.cat([rows, rows.new_ones(rows.shape[0], 1)], dim=1)
+            rows = torch.cat([rows, rows.new_ones(rows.shape[0], rows.shape[1], 1)], dim=2)
         return rows
 
     def delta_rows(self, delta: torch.Tensor) -> torch.Tensor:
-        """``δ`` as a (rows × outputs) matrix matching :meth:`features`."""
+        """``δ`` per group, ``(groups, rows, outputs / groups)``, matching :meth:`features`."""
         if isinstance(self.module, nn.Linear):
-            return delta.reshape(-1, delta.shape[-1])
-        return delta.flatten(2).transpose(1, 2).reshape(-1, delta.shape[1])
+            return delta.reshape(1, -1, delta.shape[-1])
+        g = self.groups
+        d = delta.flatten(2)  # (B, O, L)
+        return d.view(d.shape[0], g, -1, d.shape[2]).permute(1, 0, 3, 2).reshape(g, -1, d.shape[1] // g)
 
     def matrix(self) -> torch.Tensor:
-        """The parameters as one (outputs × inputs[+1]) matrix, bias as the last column (a copy)."""
-        w = self.weight.detach().reshape(self.weight.shape[0], -1)
+        """The parameters as ``(groups, outputs / groups, inputs[+1])``, bias as the last column (a copy)."""
+        g = self.groups
+        w = self.weight.detach().reshape(g, self.weight.shape[0] // g, -1)
         b = self.bias
-        return torch.cat([w, b.detach()[:, None]], dim=1) if b is not None else w.clone()
+        return torch.cat([w, b.detach().reshape(g, -1, 1)], dim=2) if b is not None else w.clone()
 
     def set_matrix(self, mat: torch.Tensor) -> None:
         """Write a matrix from :meth:`matrix` back into weight and bias."""
         b = self.bias
-        n = mat.shape[1] - (1 if b is not None else 0)
-        self.weight.detach().copy_(mat[:, :n].reshape(self.weight.shape))
+        n = mat.shape[2] - (1 if b is not None else 0)
+        self.weight.detach().copy_(mat[:, :, :n].reshape(self.weight.shape))
         if b is not None:
-            b.detach().copy_(mat[:, n])
+            b.detach().copy_(mat[:, :, n].reshape(b.shape))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -12,6 +12,7 @@ from torch import nn
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._distributed import all_reduce_sum, broadcast_module, resolve_group
 from ._inner import inner_defaults
+from ._record import Record, verify_layers
 from ._solvers import Problem, solve_iterative, solve_preconditioned
 
 __all__ = ["LocoProp"]
@@ -39,7 +40,10 @@ class LocoProp(torch.optim.Optimizer):
     ``layerwise.locoprop._solvers`` for the three solvers (``iterative``, ``exact``, ``precond``).
     The defaults are the official notebook's (M, γ=10, T=10, TF1 RMSProp lr 1e-5, momentum 0.999,
     decay 0.9, eps 1e-5, inner lr ``lr·max(1 − k/T, 0.25)``, state kept across batches); see
-    :meth:`official`.
+    :meth:`official`. They are tuned for the paper's deep autoencoder: for a CNN or a transformer
+    start from ``solver="precond", lr=1.0, steps=1, gamma=100, damping=10`` with an AdamW
+    ``other_optimizer`` (measured recipes per architecture family, and the table of which layers and
+    activations LocoProp trains: ``docs/locoprop-models.md``).
 
     Args:
         model: the network. ``nn.Sequential`` needs no declaration (each ``nn.Linear``/``nn.Conv2d``
@@ -60,9 +64,13 @@ class LocoProp(torch.optim.Optimizer):
         refresh_every: ``exact``/``precond`` reuse the inverse covariance for this many steps.
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
+        exclude: modules (or their names) LocoProp does not train even though it could find them:
+            a head tied to the embedding, a shared layer, grouped convs under ``exact``/``precond``.
+            Their parameters go to ``other_optimizer``.
         other_optimizer: builds a first-order optimizer for the trainable parameters LocoProp cannot
-            handle (norms, embeddings), e.g. ``lambda ps: torch.optim.Adam(ps, 1e-3)``. Without it
-            such parameters are an error: no parameter is silently left untrained.
+            handle (norms, embeddings, ``nn.MultiheadAttention``, ``exclude``), e.g.
+            ``lambda ps: torch.optim.Adam(ps, 1e-3)``. Without it such parameters are an error: no
+            parameter is silently left untrained.
         process_group: ``"auto"`` (default) sums the local problems over all processes when
             ``torch.distributed`` is initialised, so the update equals the single-process update on
             the concatenated batch (pass the plain model, not a ``DistributedDataParallel``
@@ -76,6 +84,7 @@ class LocoProp(torch.optim.Optimizer):
                  steps: int = 10, solver: str = "iterative", damping: float = 0.0, inner: str = "tf-rmsprop",
                  inner_options: dict[str, Any] | None = None, inner_decay: bool = True, inner_lr_floor: float = 0.25,
                  reset_inner_state: bool = False, refresh_every: int = 1, layers: Sequence[LayerSpec] | None = None,
+                 exclude: Iterable[nn.Module | str] = (),
                  other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
                  process_group: object = "auto") -> None:
         if isinstance(model, nn.parallel.DistributedDataParallel):
@@ -105,13 +114,16 @@ class LocoProp(torch.optim.Optimizer):
         self.inner, self.variant, self.solver = inner, variant, solver
         self.inner_decay, self.inner_lr_floor = inner_decay, inner_lr_floor
         self.reset_inner_state, self.refresh_every = reset_inner_state, refresh_every
-        self._layers = find_layers(model, layers)
+        self._layers = find_layers(model, layers, exclude)
+        self._verified = False
         leftovers = leftover_parameters(model, self._layers)
         if leftovers and other_optimizer is None:
             names = ", ".join(n for n, _ in leftovers[:5]) + (" ..." if len(leftovers) > 5 else "")
             raise ValueError(f"LocoProp cannot train these parameters: {names} (LocoProp handles nn.Linear and "
-                             "nn.Conv2d layers). Pass other_optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-3) to "
-                             "train them with a first-order optimizer, or freeze them with requires_grad_(False).")
+                             "nn.Conv2d layers). Pass other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-3) to "
+                             "train them with a first-order optimizer, or freeze them with requires_grad_(False). "
+                             "Which layers LocoProp trains, and recipes for CNNs and transformers: "
+                             "docs/locoprop-models.md.")
         groups = [{"params": list(layer.module.parameters(recurse=False)), "layer": layer.name,
                    "activation": layer.activation.name} for layer in self._layers]
         super().__init__(groups, {"lr": lr, "gamma": gamma, "steps": steps, "damping": damping})
@@ -135,12 +147,18 @@ class LocoProp(torch.optim.Optimizer):
         """``(layer name, activation name)`` of every layer LocoProp trains, in order."""
         return [(layer.name, layer.activation.name) for layer in self._layers]
 
-    def _forward(self, closure: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
-        captured: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    def _forward(self, closure: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, list[Record]]:
+        captured: dict[int, list[Record]] = {}
 
-        def hook(i: int) -> Callable[..., None]:
-            def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
-                captured.setdefault(i, []).append((inputs[0].detach(), output))
+        def hook(i: int) -> Callable[..., torch.Tensor]:
+            def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> torch.Tensor:
+                if not isinstance(output, torch.Tensor):
+                    raise TypeError(f"LocoProp layer {self._layers[i].name!r} returned {type(output).__name__}, not a "
+                                    "tensor. Declare only nn.Linear/nn.Conv2d layers.")
+                captured.setdefault(i, []).append(Record(inputs[0].detach(), inputs[0]._version, output))
+                # The model continues with a copy: an in-place op after the layer (nn.ReLU(inplace=True),
+                # out += identity) rewrites the copy, never the pre-activation and its autograd edge kept here.
+                return output.clone()
             return record
 
         handles = [layer.module.register_forward_hook(hook(i)) for i, layer in enumerate(self._layers)]
@@ -162,8 +180,16 @@ class LocoProp(torch.optim.Optimizer):
             if len(got) != 1:
                 raise RuntimeError(f"LocoProp layer {layer.name!r} ran {len(got)} times in the closure's forward pass; "
                                    "it must run exactly once (a layer reused across time steps or branches has no single "
-                                   "local problem). Give it to other_optimizer or restructure the model.")
-            records.append(got[0])
+                                   f"local problem{'; nn.MultiheadAttention never calls its out_proj' if not got else ''}). "
+                                   f"Pass exclude=[{layer.name!r}] with other_optimizer=..., or restructure the model.")
+            rec = got[0]
+            if rec.inputs._version != rec.version:
+                raise RuntimeError(f"LocoProp layer {layer.name!r}: its input was modified in place after the layer read "
+                                   "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
+                                   "applied to the tensor the layer consumed), so its local problem would see another "
+                                   "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
+                                   "was changed.")
+            records.append(rec)
         return loss, records
 
     def _backward(self, loss: torch.Tensor, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
@@ -190,14 +216,19 @@ class LocoProp(torch.optim.Optimizer):
             raise ValueError("LocoProp.step needs a closure that runs the forward pass and returns the loss without "
                              "calling backward(), e.g. opt.step(lambda: loss_fn(model(x), y)).")
         loss, records = self._forward(closure)
-        grads = self._backward(loss, [out for _, out in records])
+        grads = self._backward(loss, [rec.output for rec in records])
         n = len(records)
-        scale = self._batch_scale(records[0][0].shape[0], loss.device)
+        scale = self._batch_scale(records[0].inputs.shape[0], loss.device)
         with torch.no_grad():
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"LocoProp: the loss is {float(loss)}; no parameter was changed. "
                                          "Lower lr or gamma.")
-            problems = [self._problem(i, x, out, g, scale) for i, ((x, out), g) in enumerate(zip(records, grads[:n]))]
+            inputs = [layer.prepare(rec.inputs) for layer, rec in zip(self._layers, records, strict=True)]
+            if not self._verified:
+                verify_layers(self._layers, inputs, [rec.output for rec in records])
+                self._verified = True
+            problems = [self._problem(i, x, rec.output, g, scale)
+                        for i, (x, rec, g) in enumerate(zip(inputs, records, grads[:n], strict=True))]
             self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
             if self.solver == "iterative":
                 solve_iterative(problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor,

@@ -15,6 +15,9 @@ At ``W = W_m`` the residual is ``δ = γg`` for both variants, so the first grad
 - ``precond`` (S or M): T majorise-minimise steps ``W ← W − lr·∇ (λI + c Σ ŷŷᵀ)⁻¹`` with ``c ≥ f'``
   the activation's curvature bound: the local Hessian ``Σ f'(z) ŷŷᵀ + λI`` is below the
   preconditioner, so ``lr ≤ 1`` steps never increase the local loss; for S one step is exact.
+
+A grouped conv is ``groups`` independent blocks of rows: one covariance per group (batched), and the
+bound above still holds group by group (the local Hessian is below ``c·blockdiag(Σ ŷ_g ŷ_gᵀ)``).
 """
 
 from __future__ import annotations
@@ -83,7 +86,7 @@ def _inverse(p: Problem, x: torch.Tensor | None, refresh_every: int) -> torch.Te
     """The cached ``(λI + c XᵀX)⁻¹`` if still fresh, else ``None``."""
     cache = p.state.setdefault(p.layer.weight, {})
     inv = cache.get("precond_inverse")
-    if inv is not None and cache.get("precond_age", 0) < refresh_every and inv.shape[0] == x.shape[1]:  # type: ignore[union-attr]
+    if inv is not None and cache.get("precond_age", 0) < refresh_every and inv.shape == (x.shape[0], x.shape[2], x.shape[2]):  # type: ignore[union-attr]
         cache["precond_age"] = cache.get("precond_age", 0) + 1
         return inv  # type: ignore[no-any-return]
     return None
@@ -95,14 +98,14 @@ def solve_preconditioned(problems: Sequence[Problem], steps: int | None, refresh
     feats = [p.layer.features(p.x) for p in problems]
     inverses: list[torch.Tensor | None] = [_inverse(p, f, refresh_every) for p, f in zip(problems, feats, strict=True)]
     fresh = [i for i, inv in enumerate(inverses) if inv is None]
-    grams = [feats[i].t() @ feats[i] for i in fresh]
+    grams = [feats[i].mT @ feats[i] for i in fresh]  # (groups, d, d)
     all_reduce_sum(grams, group)
     for i, gram in zip(fresh, grams, strict=True):
         p = problems[i]
         c = p.layer.activation.curvature if p.matching else 1.0
-        gram.mul_(c).diagonal().add_(p.group["damping"])
+        gram.mul_(c).diagonal(dim1=-2, dim2=-1).add_(p.group["damping"])
         chol, info = torch.linalg.cholesky_ex(gram)
-        if int(info) != 0:
+        if bool(info.any()):
             raise FloatingPointError(f"LocoProp layer {p.layer.name!r}: the damped input covariance is not positive "
                                      f"definite (damping={p.group['damping']}). Raise damping.")
         inverses[i] = torch.cholesky_inverse(chol)
@@ -111,7 +114,7 @@ def solve_preconditioned(problems: Sequence[Problem], steps: int | None, refresh
     anchors = [p.layer.matrix() for p in problems]
     for k in range(max(steps or p.group["steps"] for p in problems)):
         active = [i for i, p in enumerate(problems) if k < (steps or p.group["steps"])]
-        grads = [problems[i].layer.delta_rows(problems[i].residual(k)).t() @ feats[i] for i in active]
+        grads = [problems[i].layer.delta_rows(problems[i].residual(k)).mT @ feats[i] for i in active]
         all_reduce_sum(grads, group)
         for i, g in zip(active, grads, strict=True):
             p = problems[i]

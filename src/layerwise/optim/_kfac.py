@@ -16,16 +16,44 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 import torch
 from torch import nn
+from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.nn import functional as F
 
 __all__ = ["KFAC", "Likelihood"]
 
 Likelihood = Literal["bernoulli", "categorical", "gaussian", "empirical"]
 _LIKELIHOODS: tuple[str, ...] = ("bernoulli", "categorical", "gaussian", "empirical")
+
+
+@dataclass
+class _Call:
+    """One layer call on a statistics step: input a (and its version counter then), output's gradient edge."""
+
+    inputs: torch.Tensor
+    version: int
+    output: GradientEdge
+
+
+def _reject_shared(model: nn.Module, layers: list[nn.Linear]) -> None:
+    """A Linear weight also held by another module (tied weights) has no Kronecker block of its own."""
+    owners: dict[int, list[str]] = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        for p in module._parameters.values():
+            if p is not None and p.requires_grad and name not in owners.setdefault(id(p), []):
+                owners[id(p)].append(name)
+    for layer in layers:
+        held = owners.get(id(layer.weight), [])
+        mine = [n for n in held if model.get_submodule(n) is layer]
+        names = [n for n in held if model.get_submodule(n) is not layer]
+        if names:
+            raise ValueError(f"KFAC: the weight of nn.Linear {mine[0]!r} is shared with {names[0]!r} (tied "
+                             "weights); K-FAC's Kronecker factors describe one use. Untie them, or freeze the shared "
+                             "weight and train it with another optimizer.")
 
 
 def _sampled_nll(likelihood: str, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -90,6 +118,7 @@ class KFAC(torch.optim.Optimizer):
         if likelihood not in _LIKELIHOODS:
             raise ValueError(f"Invalid likelihood={likelihood!r}. Expected one of {list(_LIKELIHOODS)}.")
         self.layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
+        _reject_shared(model, self.layers)
         covered = {id(p) for m in self.layers for p in m.parameters()}
         for name, p in model.named_parameters():
             if p.requires_grad and id(p) not in covered:
@@ -107,7 +136,9 @@ class KFAC(torch.optim.Optimizer):
         self._step = 0
         self._generator: torch.Generator | None = None
         self._capture = False
-        self._records: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._records: dict[nn.Module, _Call] = {}
+        self._measured: set[nn.Module] = set()
+        self._names = {m: n for n, m in model.named_modules()}
         self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
 
     def __repr__(self) -> str:
@@ -118,7 +149,15 @@ class KFAC(torch.optim.Optimizer):
 
     def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if self._capture and torch.is_grad_enabled():
-            self._records[module] = (inputs[0].detach(), output)
+            if module in self._records:
+                raise RuntimeError(f"KFAC: layer {self._name(module)!r} ran twice in one forward pass; its Kronecker "
+                                   "factors need one call per step. Train a shared layer with another optimizer.")
+            # The gradient edge is taken now: an in-place op after the layer (nn.ReLU(inplace=True)) must not
+            # turn G into the statistics of the activation's output.
+            self._records[module] = _Call(inputs[0].detach(), inputs[0]._version, get_gradient_edge(output))
+
+    def _name(self, module: nn.Module) -> str:
+        return self._names.get(module, type(module).__name__)
 
     def _gen(self, device: torch.device) -> torch.Generator:
         if self._generator is None or self._generator.device != device:
@@ -129,15 +168,22 @@ class KFAC(torch.optim.Optimizer):
         """Gather the curvature factors (when due) from ``output``, then ``loss.backward()``."""
         if self._records:
             layers = list(self._records)
-            outs = [self._records[m][1] for m in layers]
+            for m in layers:
+                call = self._records[m]
+                if call.inputs._version != call.version:
+                    raise RuntimeError(f"KFAC: the input of layer {self._name(m)!r} was modified in place after the "
+                                       "layer read it (x.add_(...), x += ..., an inplace=True module), so its factor A "
+                                       "would be wrong. Make that operation out-of-place.")
+            outs = [self._records[m].output for m in layers]
             if self.likelihood == "empirical":
                 fisher_loss = loss
             else:
                 fisher_loss = _sampled_nll(self.likelihood, output, self._gen(output.device))
             grads = torch.autograd.grad(fisher_loss, outs, retain_graph=True, allow_unused=True)
-            for m, g in zip(layers, grads):
+            for m, g in zip(layers, grads, strict=True):
                 if g is not None:
-                    self._update_factors(m, self._records[m][0], g)
+                    self._update_factors(m, self._records[m].inputs, g)
+            self._measured.update(layers)
             self._records.clear()
         loss.backward()
 
@@ -180,9 +226,11 @@ class KFAC(torch.optim.Optimizer):
         if closure is None:
             raise ValueError("KFAC.step needs a closure that runs the model and calls opt.backward(loss, output).")
         self._capture = self._step % self.cov_every == 0
+        self._measured.clear()
         try:
             with torch.enable_grad():
                 loss = closure()
+            self._check_measured()
         finally:
             self._capture = False
             self._records.clear()
@@ -214,6 +262,21 @@ class KFAC(torch.optim.Optimizer):
                     b.add_(buf[:, -1], alpha=-group["lr"])
         self._step += 1
         return loss
+
+    def _check_measured(self) -> None:
+        """On a statistics step, every layer with a gradient must have had its factors gathered."""
+        if not self._capture:
+            return
+        if self._records:
+            raise RuntimeError("KFAC: the closure ran the model but did not call opt.backward(loss, output) (a plain "
+                               "loss.backward() skips the curvature factors and K-FAC would be momentum SGD). Call "
+                               "opt.backward(loss, output) in the closure; no parameter was changed.")
+        for layer in self.layers:
+            if layer.weight.grad is not None and layer not in self._measured and "A" not in self.state[layer.weight]:
+                raise RuntimeError(f"KFAC: layer {self._name(layer)!r} has a gradient but its forward was never called "
+                                   "as a module (nn.MultiheadAttention reads out_proj.weight directly), so it has no "
+                                   "Kronecker factors. Freeze it or train it with another optimizer; no parameter was "
+                                   "changed.")
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()

@@ -45,6 +45,9 @@ class TapRef:
 class Taps:
     """Forward hooks that keep the outputs of named submodules during the model's forward pass.
 
+    A kept output that an in-place op rewrites later (``nn.ReLU(inplace=True)`` after a conv) is
+    an error when read, not a silently different tensor: tap the module that applies the op.
+
     ``names`` are qualified module names (``dict(model.named_modules())`` keys), or a mapping from
     your own labels to them. Stored outputs are released at the start of every forward pass of
     ``model`` (so nothing accumulates between steps), by :meth:`clear`, and by :meth:`remove`
@@ -86,6 +89,7 @@ class Taps:
         self.model, self.select, self.keep, self.detach = model, select, keep, detach
         self.labels = labels
         self._store: dict[str, Any] = {}
+        self._versions: dict[int, int] = {}  # id of a kept tensor -> its version counter when kept
         self._handles = [model.register_forward_pre_hook(lambda *_: self.clear())]
         for label, module_name in labels.items():
             self._handles.append(modules[module_name].register_forward_hook(self._hook(label)))
@@ -95,11 +99,19 @@ class Taps:
             value = self.select(output)
             if self.detach:
                 value = value.detach()
+            self._versions[id(value)] = value._version
             if self.keep == "all":
                 self._store.setdefault(label, []).append(value)
             else:
                 self._store[label] = value
         return hook
+
+    def _check_unmodified(self, label: str, value: Tensor) -> None:
+        if value._version != self._versions.get(id(value), value._version):
+            raise RuntimeError(f"Tap {label!r}: the output of {self.labels[label]!r} was modified in place after it "
+                               "was recorded (an nn.ReLU(inplace=True) or `out += ...` that follows the module), so "
+                               "it no longer holds that module's output. Tap the module that applies the in-place "
+                               "op instead, or make it out-of-place (inplace=False).")
 
     def __getitem__(self, label: str) -> Any:
         if label not in self.labels:
@@ -107,7 +119,10 @@ class Taps:
         if label not in self._store:
             raise KeyError(f"No output recorded for {label!r} yet: run a forward pass of the model first "
                            "(outputs are released at the start of each forward pass and by clear()).")
-        return self._store[label]
+        value = self._store[label]
+        for v in value if isinstance(value, list) else [value]:
+            self._check_unmodified(label, v)
+        return value
 
     def stacked(self, label: str, dim: int = 1) -> Tensor:
         """The outputs of every call of a ``keep='all'`` tap, stacked along ``dim`` (time)."""
@@ -123,7 +138,7 @@ class Taps:
         return TapRef(self, label)
 
     def items(self) -> Iterator[tuple[str, Any]]:
-        return iter(list(self._store.items()))
+        return iter([(label, self[label]) for label in list(self._store)])
 
     def keys(self) -> list[str]:
         return list(self.labels)
@@ -134,6 +149,7 @@ class Taps:
     def clear(self) -> None:
         """Release every stored output."""
         self._store.clear()
+        self._versions.clear()
 
     def remove(self) -> None:
         """Remove the hooks and release the stored outputs."""
