@@ -192,7 +192,7 @@ def test_backward_with_a_learned_weighting_and_telemetry_equals_autograd(name: s
     ref = copy.deepcopy(model)
     params = [p for p in model.parameters() if p.requires_grad]
     shared = list(model.get_submodule(case.tap).parameters()) or params
-    weighting = GradNorm(["main", "aux", "reg"], shared, warn_useless=False).double()
+    weighting = GradNorm(["main", "aux", "reg"], shared, warn_useless=False).double().to(params[0].device)
     telemetry = GradientTelemetry({"all": params, "tap": shared}, model=model)
     planned: list[int] = []
     plan = telemetry_linear.plan_factors
@@ -251,13 +251,13 @@ def test_kfac_first_step_equals_the_dense_kronecker_reference(name: str) -> None
     for m in linear:
         a, _, g = data[names[m]]
         a, g = a.reshape(-1, a.shape[-1]), g.reshape(-1, g.shape[-1])
-        a1 = torch.cat([a, torch.ones(len(a), 1, dtype=a.dtype)], 1) if m.bias is not None else a
+        a1 = torch.cat([a, a.new_ones(len(a), 1)], 1) if m.bias is not None else a
         n = len(a1)
         grad = g.T @ a1
         big_a, big_g = a1.T @ a1 / n, g.T @ g * n
         pi = ((big_a.trace() / big_a.shape[0]) / (big_g.trace() / big_g.shape[0])).sqrt()
-        fisher = torch.kron(big_a + pi * lam**0.5 * torch.eye(len(big_a), dtype=a.dtype),
-                            big_g + lam**0.5 / pi * torch.eye(len(big_g), dtype=a.dtype))
+        eye = lambda n: torch.eye(n, dtype=a.dtype, device=a.device)  # noqa: E731
+        fisher = torch.kron(big_a + pi * lam**0.5 * eye(len(big_a)), big_g + lam**0.5 / pi * eye(len(big_g)))
         delta = torch.linalg.solve(fisher, grad.T.reshape(-1)).reshape(a1.shape[1], g.shape[1]).T
         w0 = m.weight.detach() if m.bias is None else torch.cat([m.weight.detach(), m.bias.detach()[:, None]], 1)
         expected[m] = w0 - lr * delta
@@ -330,3 +330,37 @@ def test_taps_keep_a_blocks_feature_maps_and_reject_an_output_rewritten_in_place
     stem = model.relu(model.bn1(model.conv1(x)))
     torch.testing.assert_close(block, model.layer1(stem))
     assert block.shape == (x.shape[0], 8, 8, 8)
+
+
+_SETTINGS = {"precond-m": dict(solver="precond", lr=1.0, steps=3, gamma=GAMMA, damping=10.0),
+             "exact-s": dict(variant="s", solver="exact", lr=1.0, gamma=GAMMA, damping=10.0),
+             "official": dict(lr=1e-3)}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("settings", list(_SETTINGS))
+@pytest.mark.parametrize("name", list(CASES))
+def test_cuda_and_cpu_give_the_same_locoprop_and_kfac_steps(name: str, settings: str) -> None:
+    """Two LocoProp steps (and, where it applies, two K-FAC steps) from the same float64 weights and batch on
+    the CPU and on CUDA end at the same weights."""
+    case = CASES[name]
+    results = []
+    for device in ("cpu", "cuda"):
+        model = case.build().to(device)
+        x, y = (t.to(device) for t in case.batch())
+        opt = _locoprop(case, model, **_SETTINGS[settings])  # type: ignore[arg-type]
+        for _ in range(2):
+            opt.step(lambda: case.loss(model(x), y))
+        results.append([p.detach().cpu() for p in model.parameters()])
+    for p, q in zip(*results, strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_weighting_left_on_the_cpu_is_named_when_the_losses_are_on_cuda() -> None:
+    model = nn.Linear(3, 1).double().cuda()
+    weighting = GradNorm(["a", "b"], list(model.parameters()))
+    out = model(torch.randn(4, 3, dtype=torch.float64, device="cuda"))
+    with pytest.raises(ValueError, match=r"GradNorm is on cpu but the losses are on cuda:0.*weighting.to\('cuda:0'\)"):
+        layerwise.backward({"a": out.mean(), "b": out.square().mean()}, weighting, params=list(model.parameters()))
+    assert all(p.grad is None for p in model.parameters())

@@ -12,10 +12,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import os
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+# The device the zoo builds on (models and batches): CPU, or e.g. LAYERWISE_TEST_DEVICE=cuda for the GPU check.
+DEVICE = torch.device(os.environ.get("LAYERWISE_TEST_DEVICE", "cpu"))
 BATCH = 4
 IMAGE = 8  # images are (BATCH, 3, IMAGE, IMAGE)
 CLASSES = 5
@@ -37,8 +40,17 @@ class Case:
 
 
 def _finish(model: nn.Module) -> nn.Module:
-    """Cast to float64 and put in train mode."""
-    return model.double().train()
+    """Cast to float64, move to :data:`DEVICE` and put in train mode."""
+    return model.double().to(DEVICE).train()
+
+
+def _on_device(batch: Callable[[], tuple[Tensor, Tensor]]) -> Callable[[], tuple[Tensor, Tensor]]:
+    """The batch, drawn on the CPU (the same numbers everywhere), moved to :data:`DEVICE`."""
+    def moved() -> tuple[Tensor, Tensor]:
+        x, y = batch()
+        return x.to(DEVICE), y.to(DEVICE)
+    moved.__doc__ = batch.__doc__
+    return moved
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -433,7 +445,7 @@ def reused_linear(width: int = 8) -> nn.Module:
 # ----------------------------------------------------------------------------------------------------------------
 
 CASES: dict[str, Case] = {
-    case.name: case
+    case.name: Case(case.name, case.build, _on_device(case.batch), case.loss, case.tap)
     for case in (
         # fx: torch.fx.symbolic_trace result, checked with torch 2.13 (traced output matches eager).
         # Taps are chosen so no later in-place op mutates the tapped output: a tap on e.g. vgg "0" or resnet "bn1"

@@ -78,6 +78,11 @@ class Weighting(nn.Module):
             raise ValueError(f"Loss terms do not match: this {type(self).__name__} was built for "
                              f"{self.active}, but got {list(losses)}. Missing: "
                              f"{sorted(set(self.active) - set(given))}; unexpected: {sorted(set(given) - set(self.active))}.")
+        state = next(iter([*self.parameters(), *self.buffers()]), None)
+        device = next(iter(losses.values())).device
+        if state is not None and state.device != device:
+            raise ValueError(f"This {type(self).__name__} is on {state.device} but the losses are on {device}. Move it "
+                             f"with the model: weighting.to({str(device)!r}).")
         return {t: losses[t] for t in self.active}
 
     def mask(self, like: Tensor) -> Tensor:
