@@ -40,10 +40,11 @@ class LocoProp(torch.optim.Optimizer):
     ``layerwise.locoprop._solvers`` for the three solvers (``iterative``, ``exact``, ``precond``).
     The defaults are the official notebook's (M, γ=10, T=10, TF1 RMSProp lr 1e-5, momentum 0.999,
     decay 0.9, eps 1e-5, inner lr ``lr·max(1 − k/T, 0.25)``, state kept across batches); see
-    :meth:`official`. They are tuned for the paper's deep autoencoder: for a CNN or a transformer
-    start from ``solver="precond", lr=1.0, steps=1, gamma=100, damping=10`` with an AdamW
-    ``other_optimizer`` (measured recipes per architecture family, and the table of which layers and
-    activations LocoProp trains: ``docs/locoprop-models.md``).
+    :meth:`official`. They are tuned for the paper's deep autoencoder. Measured starting points
+    (``docs/locoprop-models.md``, with the table of which layers and activations LocoProp trains):
+    for a CNN ``solver="precond", lr=1.0, steps=1, gamma=100, damping=10``; for a transformer
+    ``solver="iterative", inner="adam", lr=1e-3, steps=3, gamma=100``; both with an AdamW
+    ``other_optimizer`` for norms and embeddings.
 
     Args:
         model: the network. ``nn.Sequential`` needs no declaration (each ``nn.Linear``/``nn.Conv2d``
