@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from layerwise import deep_autoencoder, sigmoid_cross_entropy
+from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 from layerwise.models import glorot_uniform_
 
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from layerwise.bench._aux_model import tap_layers
-from layerwise.cli import main
+from layerwise_bench._aux_model import tap_layers
+from layerwise_bench.cli import main
 
 TINY = ["--dataset", "digits", "--depth", "4", "--width", "16", "--heads", "2", "--seeds", "0", "--no-progress",
         "--threads", "1"]

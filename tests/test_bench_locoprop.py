@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from layerwise import bench
-from layerwise.bench._locoprop import _autoencoder_layers
+import layerwise_bench as bench
+from layerwise_bench._locoprop import _autoencoder_layers
 from layerwise.models import deep_autoencoder
 
 LOCOPROP = ["locoprop-m", "locoprop-s", "locoprop-s-exact", "locoprop-m-precond"]

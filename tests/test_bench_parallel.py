@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from layerwise.cli import main
+from layerwise_bench.cli import main
 
 
 def test_layer_parallel_benchmark_records_equal_losses(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_layer_parallel_rejects_unknown_configs(tmp_path: Path, capsys: pytest.C
 
 
 def test_zstore_benchmark_measures_each_option(tmp_path: Path) -> None:
-    from layerwise.bench import run_zstore_benchmark
+    from layerwise_bench import run_zstore_benchmark
 
     out = tmp_path / "z"
     options = ["float32, memory", "bfloat16, memory-mapped"]

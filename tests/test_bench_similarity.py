@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from layerwise.bench._depth_model import build_mlp
-from layerwise.bench._similarity import hidden_activations, verdict
-from layerwise.cli import main
+from layerwise_bench._depth_model import build_mlp
+from layerwise_bench._similarity import hidden_activations, verdict
+from layerwise_bench.cli import main
 
 
 def test_hidden_activations_are_the_act_outputs_then_the_logits() -> None:

@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from layerwise.bench import run_telemetry_benchmark
-from layerwise.bench._telemetry_bench import DeepSupervisionMLP, tap_depths
-from layerwise.cli import main
+from layerwise_bench import run_telemetry_benchmark
+from layerwise_bench._telemetry_bench import DeepSupervisionMLP, tap_depths
+from layerwise_bench.cli import main
 
 
 @pytest.fixture(autouse=True)

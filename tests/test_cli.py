@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from layerwise.cli import main
+from layerwise_bench.cli import main
 
 SMALL = ["--dataset", "digits", "--subset", "300", "--epochs", "2", "--no-progress"]
 
@@ -82,7 +82,7 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
             "--epochs", "12", "--no-progress", "--threads", "1"]
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "layerwise", *args, "--out", str(run)],
+    proc = subprocess.Popen([sys.executable, "-m", "layerwise_bench", *args, "--out", str(run)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import time
 

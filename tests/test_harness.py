@@ -3,8 +3,8 @@ import json
 import pytest
 import torch
 
-from layerwise import bench
-from layerwise.bench import AutoencoderConfig, Method, TrainingDiverged, load_autoencoder_data, train_method
+import layerwise_bench as bench
+from layerwise_bench import AutoencoderConfig, Method, TrainingDiverged, load_autoencoder_data, train_method
 
 CFG = AutoencoderConfig(dataset="digits", epochs=3, subset=400, batch_size=100)
 
@@ -22,7 +22,7 @@ def _lr(name):
 def test_every_baseline_decreases_the_loss(name, data):
     method = bench.get_method(name)
     cfg = AutoencoderConfig(dataset="digits", epochs=2, subset=400, batch_size=100)
-    from layerwise import deep_autoencoder
+    from layerwise.models import deep_autoencoder
 
     init = deep_autoencoder(64, generator=torch.Generator().manual_seed(cfg.seed))
     before = bench.evaluate(init, data.train)

@@ -12,7 +12,7 @@ BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_python_examples_run(index, tmp_path, monkeypatch):
-    from layerwise import bench
+    import layerwise_bench as bench
 
     monkeypatch.chdir(tmp_path)
     before = set(bench.METHODS)

@@ -1,7 +1,7 @@
 import json
 
-from layerwise import bench
-from layerwise.bench import AutoencoderConfig, load_autoencoder_data, tune_learning_rates
+import layerwise_bench as bench
+from layerwise_bench import AutoencoderConfig, load_autoencoder_data, tune_learning_rates
 
 
 def test_tune_picks_the_best_swept_lr_and_merges(tmp_path):
@@ -37,7 +37,7 @@ def test_tuned_files_ship_in_the_wheel():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["layerwise"]
-    package = root / "src" / "layerwise"
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["layerwise_bench"]
+    package = root / "src" / "layerwise_bench"
     shipped = {p for pattern in patterns for p in package.glob(pattern)}
     assert bench.tuned_path("mnist") in shipped and bench.tuned_path("digits") in shipped

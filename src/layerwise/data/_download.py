@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ._errors import DataError
-from ._mnist import MNIST_FILES, verify_file
+from ._mnist_files import MNIST_FILES, verify_file
 
 __all__ = ["MNIST_MIRRORS", "download_mnist"]
 

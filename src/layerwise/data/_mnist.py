@@ -2,34 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from ._download import download_mnist
 from ._errors import DataError
-from ._idx import parse_idx, read_idx_bytes
+from ._mnist_files import MNIST_FILES, MnistFile, verify_file
 from ._paths import resolve_data_dir
 
 __all__ = ["MNIST_FILES", "MnistFile", "ArraySplits", "mnist_dir", "load_mnist", "verify_file"]
-
-
-@dataclass(frozen=True)
-class MnistFile:
-    """One MNIST file: its name (without ``.gz``), MD5 of the UNCOMPRESSED bytes, and shape."""
-
-    name: str
-    md5: str
-    shape: tuple[int, ...]
-
-
-MNIST_FILES: dict[str, MnistFile] = {
-    "train_images": MnistFile("train-images-idx3-ubyte", "6bbc9ace898e44ae57da46a324031adb", (60000, 28, 28)),
-    "train_labels": MnistFile("train-labels-idx1-ubyte", "a25bea736e30d166cdddb491f175f624", (60000,)),
-    "test_images": MnistFile("t10k-images-idx3-ubyte", "2646ac647ad5339dbf082846283269ea", (10000, 28, 28)),
-    "test_labels": MnistFile("t10k-labels-idx1-ubyte", "27ae3e4e09519cfbb04c329615203637", (10000,)),
-}
 
 
 @dataclass(frozen=True)
@@ -52,25 +35,11 @@ def _find(folder: Path, spec: MnistFile) -> Path:
         if candidate.is_file():
             return candidate
     if not folder.is_dir():
-        raise DataError(f"MNIST directory {str(folder)!r} does not exist. Set --data-dir or "
-                        "LAYERWISE_DATA_DIR to a folder with an 'mnist/' sub-folder holding the four "
-                        "IDX files, or pass --download to fetch them into it.")
+        raise DataError(f"MNIST directory {str(folder)!r} does not exist. Pass data_dir=... "
+                        "(CLI: --data-dir) or set LAYERWISE_DATA_DIR to a folder with an 'mnist/' sub-folder holding the four "
+                        "IDX files, or pass download=True (CLI: --download) to fetch them into it.")
     raise DataError(f"MNIST file {spec.name!r} (or {spec.name}.gz) is missing from {str(folder)!r}. "
-                    "Copy it there or pass --download to fetch it.")
-
-
-def verify_file(path: Path, spec: MnistFile) -> np.ndarray:
-    """Read ``path``, check the MD5 of its uncompressed content and its shape, return the array."""
-    data = read_idx_bytes(path)
-    digest = hashlib.md5(data).hexdigest()
-    if digest != spec.md5:
-        raise DataError(f"MNIST file {str(path)!r} is corrupted: the MD5 of its uncompressed content "
-                        f"is {digest}, expected {spec.md5}. Delete it and fetch it again (--download).")
-    array = parse_idx(data, str(path))
-    if array.shape != spec.shape:
-        raise DataError(f"MNIST file {str(path)!r} has shape {array.shape}, expected {spec.shape}. "
-                        "Replace it with the original file (--download).")
-    return array
+                    "Copy it there or pass download=True (CLI: --download) to fetch it.")
 
 
 def load_mnist(data_dir: str | Path | None = None, *, download: bool = False) -> ArraySplits:
@@ -83,8 +52,6 @@ def load_mnist(data_dir: str | Path | None = None, *, download: bool = False) ->
     """
     folder = mnist_dir(data_dir)
     if download:
-        from ._download import download_mnist
-
         download_mnist(folder)
     arrays = {key: verify_file(_find(folder, spec), spec) for key, spec in MNIST_FILES.items()}
 

@@ -7,11 +7,19 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ACTIVATION_SLOPES", "LipschitzEstimate"]
+from ..locoprop import activation_names, get_activation
+
+__all__ = ["LipschitzEstimate", "activation_slope"]
 
 
-# The largest slope of activations whose Lipschitz constant is below 1 (the others are counted as 1).
-ACTIVATION_SLOPES: dict[type[nn.Module], float] = {nn.Sigmoid: 0.25}
+def activation_slope(module: nn.Module) -> float | None:
+    """The largest slope of the activation ``module`` applies, from LocoProp's activation registry (its
+    curvature bound ``c ≥ f'``: sigmoid 1/4, tanh and ReLU 1), or ``None`` for a module that is none."""
+    for name in activation_names():
+        act = get_activation(name)
+        if act.modules and isinstance(module, act.modules):
+            return act.curvature
+    return None
 
 
 class LipschitzEstimate:
@@ -19,8 +27,8 @@ class LipschitzEstimate:
     spectral norm of the weight (a conv weight as its ``out × (in·k)`` matrix, times the kernel area: an
     upper bound for any stride). A block with no such layer counts as 1.
 
-    Activations count as 1-Lipschitz (tanh, ReLU) unless ``activations=True``: then each activation in
-    :data:`ACTIVATION_SLOPES` also multiplies c_t by its squared largest slope (sigmoid: 1/16). Both are
+    Activations count as 1-Lipschitz (tanh, ReLU) unless ``activations=True``: then each activation module
+    multiplies c_t by its squared largest slope (:func:`activation_slope`; sigmoid: 1/16). Both are
     upper bounds, so both z steps are safe. The default is 16× too small a step for a sigmoid block.
 
     One power-iteration step per call on a persistent vector per weight, started from a deterministic
@@ -57,6 +65,6 @@ class LipschitzEstimate:
                 c *= self._sigma_sq(m.weight)
             elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 c *= self._sigma_sq(m.weight) * math.prod(m.kernel_size)
-            elif self.activations and type(m) in ACTIVATION_SLOPES:
-                c *= ACTIVATION_SLOPES[type(m)] ** 2
+            elif self.activations and (slope := activation_slope(m)) is not None and slope < 1.0:
+                c *= slope ** 2
         return c

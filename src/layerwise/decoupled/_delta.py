@@ -23,7 +23,7 @@ from torch import Tensor
 from ._zstep import curvatures
 
 if TYPE_CHECKING:
-    from ._trainer import DecoupledTrainer
+    from ._context import ZContext
 
 __all__ = ["delta_sweeps", "delta_terms"]
 
@@ -53,7 +53,7 @@ def _residual(lin: dict[int, _Linearised], t: int, d: dict[int, Tensor]) -> Tens
     return -d[t] if t == 0 else lin[t].jvp(d[t - 1]) - d[t]
 
 
-def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor],
+def delta_sweeps(tr: ZContext, x: Tensor, y: Tensor, a: dict[int, Tensor],
                  lin: dict[int, _Linearised]) -> dict[int, Tensor]:
     """``z_steps`` top-down Gauss–Seidel sweeps of per-example z-steps, on δ (start 0); returns δ."""
     mu, top = tr.mu, tr.T - 2
@@ -77,7 +77,7 @@ def delta_sweeps(tr: DecoupledTrainer, x: Tensor, y: Tensor, a: dict[int, Tensor
     return d
 
 
-def delta_terms(tr: DecoupledTrainer, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+def delta_terms(tr: ZContext, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
     """This step's eq. (3) terms after the sweeps, and a surrogate whose gradient in each block's θ is that
     block's gradient of its term (μ/B Σ_i r_tᵀ ∂f_t/∂θ_t for the hidden blocks, exact for the output)."""
     a = tr._forward_z(x)

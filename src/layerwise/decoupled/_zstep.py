@@ -13,18 +13,18 @@ import torch
 from torch import Tensor
 
 if TYPE_CHECKING:
-    from ._trainer import DecoupledTrainer
+    from ._context import ZContext
 
 __all__ = ["curvatures", "jacobi_step", "sweep", "z_step"]
 
 
-def curvatures(tr: DecoupledTrainer) -> dict[int, float]:
+def curvatures(tr: ZContext) -> dict[int, float]:
     """c_{j+1} ≈ Lip(f_{j+1})² for each z layer j whose next block is on this process (else 0: the
     neighbouring stage contributes it through the boundary exchange)."""
     return {j: tr._lipschitz(tr.blocks[j + 1]) if j + 1 in tr.stage else 0.0 for j in tr.z_layers}
 
 
-def jacobi_step(tr: DecoupledTrainer, total: Tensor, zs: dict[int, Tensor], idx: Tensor, retain: bool,
+def jacobi_step(tr: ZContext, total: Tensor, zs: dict[int, Tensor], idx: Tensor, retain: bool,
                 curv: dict[int, float], overlap: Callable[[], None] | None = None) -> dict[int, Tensor]:
     """One z step: z_j − z_lr/L_j × (per-example ∂L/∂z_j), boundary gradients summed with the neighbour
     (``overlap`` runs while that exchange is in flight: the θ-step of joint mode)."""
@@ -41,14 +41,14 @@ def jacobi_step(tr: DecoupledTrainer, total: Tensor, zs: dict[int, Tensor], idx:
     return {j: move(tr, j, z, grads[j], curv[j], len(idx)) for j, z in zs.items()}
 
 
-def move(tr: DecoupledTrainer, j: int, z: Tensor, grad: Tensor, c: float, batch: int) -> Tensor:
+def move(tr: ZContext, j: int, z: Tensor, grad: Tensor, c: float, batch: int) -> Tensor:
     """z_j − (z_lr / L_j) × the per-example gradient."""
     mu = tr.mu
     bound = mu + c if j == tr.T - 2 else mu * (1.0 + c)
     return (z - (tr.z_lr * batch / bound) * grad).detach()  # the batch mean's gradient × batch: per example
 
 
-def z_step(tr: DecoupledTrainer, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor,
+def z_step(tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor,
            curv: dict[int, float]) -> dict[int, Tensor]:
     """One z step from ``z`` (a fresh forward and backward), in the trainer's ``z_order``."""
     if tr.z_order == "sweep":
@@ -58,7 +58,7 @@ def z_step(tr: DecoupledTrainer, x: Tensor, y: Tensor, z: dict[int, Tensor], idx
     return jacobi_step(tr, total, zs, idx, False, curv)
 
 
-def sweep(tr: DecoupledTrainer, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor,
+def sweep(tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor,
           curv: dict[int, float]) -> dict[int, Tensor]:
     """Top-down Gauss–Seidel: z_j's step uses the NEW z_{j+1} (its own term f_j(z_{j−1}) is the old one,
     since z_{j−1} moves after it). One forward of this stage's blocks; one vjp per block."""

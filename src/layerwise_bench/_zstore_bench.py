@@ -1,7 +1,7 @@
 """Memory of the auxiliary-activation store at MNIST scale: peak resident memory of a process that
 builds the store from a forward pass over all 60,000 images and trains decoupled steps, per storage
 option (float32/bfloat16, in memory/memory-mapped). Each option runs in its own process
-(``os.wait4`` gives that process's peak RSS); the worker is :mod:`layerwise.bench._zstore_worker`.
+(``os.wait4`` gives that process's peak RSS); the worker is :mod:`layerwise_bench._zstore_worker`.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def run_zstore_benchmark(out: str | Path, *, dataset: str = "mnist", data_dir: s
         for name in options or list(ZSTORE_OPTIONS):
             cfg = {**results["config"], **ZSTORE_OPTIONS[name], "data_dir": data_dir, "path": str(Path(tmp) / "z")}
             res_file = Path(tmp) / "res.json"
-            proc = subprocess.Popen([sys.executable, "-m", "layerwise.bench._zstore_worker", json.dumps(cfg),
+            proc = subprocess.Popen([sys.executable, "-m", "layerwise_bench._zstore_worker", json.dumps(cfg),
                                      str(res_file)], env={**os.environ, "OMP_NUM_THREADS": str(threads)})
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; tell Popen

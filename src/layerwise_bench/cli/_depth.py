@@ -1,4 +1,4 @@
-"""``layerwise bench depth``: the subcommand's arguments and its thin shell over :func:`layerwise.bench.run_depth_benchmark`."""
+"""``layerwise bench depth``: the subcommand's arguments and its thin shell over :func:`layerwise_bench.run_depth_benchmark`."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import torch
 
-from .. import bench
-from ..bench._depth_methods import DEPTH_METHODS
-from ..bench._depth_model import ACTIVATIONS, INITS
-from ..data import DATASETS
+import layerwise_bench as bench
+from .._depth_methods import DEPTH_METHODS
+from .._depth_model import ACTIVATIONS, INITS
+from layerwise.data import DATASETS
 
 __all__ = ["add_depth_parser", "add_mlp_data_args", "run_depth"]
 

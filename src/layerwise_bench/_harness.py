@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..data import load_dataset
-from ..models import deep_autoencoder, sigmoid_cross_entropy
-from ..optim import warmup_linear_decay
+from layerwise.data import load_dataset
+from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
+from layerwise.optim import warmup_linear_decay
 from ._io import atomic_torch_save
 from ._method import Method
 

@@ -105,7 +105,7 @@ def _fill_kgrad(x: Tensor, y: Tensor, telemetry: Any = None) -> Fill:
 
 
 def _fill_ours(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
-    from .._backward import backward
+    from layerwise import backward
 
     def fill(model: nn.Module) -> None:
         backward(model(x, y), params=model.parameters(), telemetry=telemetry)
@@ -114,7 +114,7 @@ def _fill_ours(x: Tensor, y: Tensor, telemetry: Any) -> Fill:
 
 def _telemetry(model: DeepSupervisionMLP, every: int, keep_history: bool = False, factored: bool = True) -> Any:
     """Sets all, shared (the trunk), last_shared (its last layer); ``factored``: built with ``model=``."""
-    from ..telemetry import GradientTelemetry
+    from layerwise.telemetry import GradientTelemetry
 
     sets: dict[str, nn.Module | Iterable[Tensor]] = {"all": model.parameters(), "shared": model.trunk,
                                                      "last_shared": model.trunk[-1]}

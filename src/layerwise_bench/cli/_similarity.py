@@ -1,5 +1,5 @@
 """``layerwise bench similarity``: the subcommand's arguments and its thin shell over
-:func:`layerwise.bench.run_similarity_benchmark`."""
+:func:`layerwise_bench.run_similarity_benchmark`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .. import bench
-from ..bench._depth_model import ACTIVATIONS
+import layerwise_bench as bench
+from .._depth_model import ACTIVATIONS
 from ._depth import _positive_float, add_mlp_data_args
 
 __all__ = ["add_similarity_parser", "run_similarity"]

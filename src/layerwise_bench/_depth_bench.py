@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..data import load_dataset
+from layerwise.data import load_dataset
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._backward import backward
-from ..telemetry import NonFiniteLoss
+from layerwise import backward
+from layerwise.telemetry import NonFiniteLoss
 from ._aux_model import build_setup
 
 __all__ = ["AuxConfig", "accuracy", "train_aux"]

@@ -1,6 +1,6 @@
-"""One z-store option at scale, in its own process (see :mod:`layerwise.bench._zstore_bench`).
+"""One z-store option at scale, in its own process (see :mod:`layerwise_bench._zstore_bench`).
 
-    python -m layerwise.bench._zstore_worker CONFIG_JSON OUT_JSON
+    python -m layerwise_bench._zstore_worker CONFIG_JSON OUT_JSON
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
     from torch import nn
     from torch.utils.data import DataLoader
 
-    from ..data import load_dataset
-    from ..decoupled import DecoupledTrainer, IndexedDataset, ZStore
+    from layerwise.data import load_dataset
+    from layerwise.decoupled import DecoupledTrainer, IndexedDataset, ZStore
 
     torch.set_num_threads(cfg["threads"])
     data = load_dataset(cfg["dataset"], cfg["data_dir"])

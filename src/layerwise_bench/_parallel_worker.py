@@ -1,7 +1,7 @@
 """One timed training epoch of a plain MLP, decoupled (optionally one stage of a layer-parallel run) or
-by backprop; launched as a process by :func:`layerwise.bench.run_parallel_benchmark`.
+by backprop; launched as a process by :func:`layerwise_bench.run_parallel_benchmark`.
 
-    python -m layerwise.bench._parallel_worker CONFIG_JSON OUT_JSON [RANK WORLD INIT_METHOD]
+    python -m layerwise_bench._parallel_worker CONFIG_JSON OUT_JSON [RANK WORLD INIT_METHOD]
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from ..data import load_dataset
-from ..decoupled import DecoupledTrainer, IndexedDataset, ZStore, geometric
+from layerwise.data import load_dataset
+from layerwise.decoupled import DecoupledTrainer, IndexedDataset, ZStore, geometric
 
 
 def blocks_for(cfg: dict[str, Any], in_features: int) -> list[nn.Module]:
@@ -84,7 +84,7 @@ def run(cfg: dict[str, Any], rank: int = 0, world: int = 1, init: str | None = N
 
 
 def _stage_layers(blocks: list[nn.Module], world: int, rank: int) -> list[int]:
-    from ..decoupled import split_blocks
+    from layerwise.decoupled import split_blocks
 
     starts = split_blocks(blocks, world)
     a = starts[rank]

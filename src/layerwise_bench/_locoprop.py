@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..locoprop import LocoProp
+from layerwise.locoprop import LocoProp
 from ._method import LossFn, Method
 from ._registry import register_method
 

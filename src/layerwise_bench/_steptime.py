@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..models import deep_autoencoder, sigmoid_cross_entropy
+from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 from ._io import atomic_write_bytes, atomic_write_json
 from ._locoprop import _autoencoder_layers
 from ._run import environment
@@ -25,7 +25,7 @@ Step = Callable[[], None]
 
 
 def _layerwise_step(model: nn.Module, x: torch.Tensor, **kw: Any) -> Step:
-    from ..locoprop import LocoProp
+    from layerwise.locoprop import LocoProp
     opt = LocoProp(model, layers=_autoencoder_layers(model), **kw)
 
     def step() -> None:

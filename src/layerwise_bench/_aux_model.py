@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..losses import LocalClassifier
-from ..taps import Taps
-from ..weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness, Weighting, halving, linear_decay
+from layerwise.losses import LocalClassifier
+from layerwise.taps import Taps
+from layerwise.weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness, Weighting, halving, linear_decay
 
 __all__ = ["AUX_METHODS", "AuxSetup", "DeepMLP", "build_setup", "tap_layers"]
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._backward import backward
-from ..decoupled import DecoupledTrainer, ZStore, geometric
-from ..locoprop import LocoProp
-from ..losses import LocalClassifier
-from ..taps import Taps
-from ..weighting import Fixed
+from layerwise import backward
+from layerwise.decoupled import DecoupledTrainer, ZStore, geometric
+from layerwise.locoprop import LocoProp
+from layerwise.losses import LocalClassifier
+from layerwise.taps import Taps
+from layerwise.weighting import Fixed
 from ._depth_model import blocks_of, build_mlp, linear_layers
 
 __all__ = ["DEPTH_METHODS", "Runner", "make_runner"]

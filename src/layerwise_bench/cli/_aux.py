@@ -1,4 +1,4 @@
-"""``layerwise bench aux``: the subcommand's arguments and its thin shell over :func:`layerwise.bench.run_aux_benchmark`."""
+"""``layerwise bench aux``: the subcommand's arguments and its thin shell over :func:`layerwise_bench.run_aux_benchmark`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from .. import bench
-from ..bench._aux_model import AUX_METHODS
-from ..data import DATASETS
+import layerwise_bench as bench
+from .._aux_model import AUX_METHODS
+from layerwise.data import DATASETS
 
 __all__ = ["add_aux_parser", "run_aux"]
 

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..metrics import linear_cka, parameter_distance
+from layerwise.metrics import linear_cka, parameter_distance
 from ._depth_bench import _load
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import linear_layers

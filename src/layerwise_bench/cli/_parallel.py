@@ -1,5 +1,5 @@
 """``layerwise bench layer-parallel``: the subcommand's arguments and its thin shell over
-:func:`layerwise.bench.run_parallel_benchmark`."""
+:func:`layerwise_bench.run_parallel_benchmark`."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from .. import bench
-from ..bench._parallel import PARALLEL_CONFIGS
-from ..data import DATASETS
+import layerwise_bench as bench
+from .._parallel import PARALLEL_CONFIGS
+from layerwise.data import DATASETS
 
 __all__ = ["add_parallel_parser", "add_zstore_parser", "run_parallel", "run_zstore"]
 

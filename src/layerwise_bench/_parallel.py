@@ -35,7 +35,7 @@ def _launch(cfg: dict[str, Any], procs: int, workdir: Path) -> list[dict[str, An
     outs = [workdir / f"out{r}.json" for r in range(procs)]
     for o in outs:
         o.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "layerwise.bench._parallel_worker", json.dumps(cfg)]
+    cmd = [sys.executable, "-m", "layerwise_bench._parallel_worker", json.dumps(cfg)]
     if procs == 1:
         runs = [subprocess.Popen([*cmd, str(outs[0])], env=env)]
     else:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from .. import bench
-from ..data import DATASETS, DataError
+import layerwise_bench as bench
+from layerwise.data import DATASETS, DataError
 from ._aux import add_aux_parser, run_aux
 from ._depth import add_depth_parser, run_depth
 from ._parallel import add_parallel_parser, add_zstore_parser, run_parallel, run_zstore

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..optim import KFAC
+from layerwise.optim import KFAC
 from ._method import LossFn, Method
 from ._registry import register_method
 

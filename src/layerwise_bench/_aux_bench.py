@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..data import load_dataset
+from layerwise.data import load_dataset
 from ._aux_model import AUX_METHODS
 from ._aux_report import write_aux_report
 from ._aux_train import AuxConfig, train_aux

@@ -1,7 +1,0 @@
-"""``python -m layerwise``."""
-
-import sys
-
-from .cli import main
-
-sys.exit(main())
