@@ -1,7 +1,7 @@
 """Seed case 3: a CNN with an L1 sparsity loss on each feature block, learned weights, telemetry.
 
-On sklearn's 8×8 digits. Each block's sparsity weight starts small (0.1, as the seed advises) and is a running average of
-``max(0, cos(∇L_main, ∇L_sparsity))`` on the shared convolutional trunk (``Usefulness``,
+On sklearn's 8×8 digits. Each block's sparsity weight starts small (0.1, as the seed advises) and is a running
+average of ``max(0, cos(∇L_main, ∇L_sparsity))`` on the shared convolutional trunk (``Usefulness``,
 ``mode="cosine"``): sparsity that fights the classifier is switched off and reported. The cosine
 heatmap of the telemetry shows which blocks conflict.
 
@@ -29,7 +29,9 @@ def cnn() -> nn.Sequential:
         nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU()),
         nn.Sequential(nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
         nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.ReLU()),
-        nn.Flatten(), nn.Linear(16 * 4 * 4, 10))
+        nn.Flatten(),
+        nn.Linear(16 * 4 * 4, 10),
+    )
 
 
 def main(steps: int = 150, seed: int = 0, out_dir: str | None = None) -> dict:
@@ -41,8 +43,7 @@ def main(steps: int = 150, seed: int = 0, out_dir: str | None = None) -> dict:
     taps = Taps(model, blocks)
     sparsity = Sparsity()
     trunk = list(model[:3].parameters())
-    weighting = Usefulness(["main", *blocks], trunk, main="main", mode="cosine", beta=0.9, window=50,
-                           init=0.1)
+    weighting = Usefulness(["main", *blocks], trunk, main="main", mode="cosine", beta=0.9, window=50, init=0.1)
     telemetry = GradientTelemetry(layer_sets(model[:3]), every=10)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None
@@ -61,9 +62,15 @@ def main(steps: int = 150, seed: int = 0, out_dir: str | None = None) -> dict:
         acc = (model(xt).argmax(1) == torch.from_numpy(d.test_y)).float().mean().item()
     print(weighting.summary())
     plots = telemetry.plot(out_dir) if out_dir else []
-    return {"first_main": first, "last_main": float(losses["main"].detach()), "test_acc": acc,
-            "weights": weighting.current, "telemetry": telemetry.history,
-            "reports": [str(r.message) for r in reports], "plots": plots}
+    return {
+        "first_main": first,
+        "last_main": float(losses["main"].detach()),
+        "test_acc": acc,
+        "weights": weighting.current,
+        "telemetry": telemetry.history,
+        "reports": [str(r.message) for r in reports],
+        "plots": plots,
+    }
 
 
 if __name__ == "__main__":

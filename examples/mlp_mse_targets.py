@@ -49,8 +49,7 @@ def main(steps: int = 300, seed: int = 0, teacher_steps: int = 200) -> dict:
         idx = torch.randint(0, len(x), (64,))
         teacher(x[idx])  # fills the hint taps
         out = student(x[idx])
-        losses = {"main": F.cross_entropy(out, y[idx]),
-                  **{name: fn(taps[name]) for name, fn in losses_fn.items()}}
+        losses = {"main": F.cross_entropy(out, y[idx]), **{name: fn(taps[name]) for name, fn in losses_fn.items()}}
         first = first or float(losses["main"].detach())
         opt.zero_grad()
         layerwise.backward(losses, weighting, params=list(student.parameters()), telemetry=telemetry)
@@ -60,8 +59,13 @@ def main(steps: int = 300, seed: int = 0, teacher_steps: int = 200) -> dict:
     print(weighting.summary())
     last = telemetry.history[-1]
     print("gradient norms on layer1:", {k: round(v, 4) for k, v in last.norms["layer1"].items()})
-    return {"first_main": first, "last_main": float(losses["main"].detach()), "test_acc": acc,
-            "weights": weighting.current, "telemetry": telemetry.history}
+    return {
+        "first_main": first,
+        "last_main": float(losses["main"].detach()),
+        "test_acc": acc,
+        "weights": weighting.current,
+        "telemetry": telemetry.history,
+    }
 
 
 if __name__ == "__main__":

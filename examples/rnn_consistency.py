@@ -56,8 +56,12 @@ def main(steps: int = 200, seed: int = 0) -> dict:
         layerwise.backward(losses, weighting, params=list(model.parameters()), telemetry=telemetry)
         opt.step()
     print(weighting.summary())
-    return {"first_main": first, "last_main": float(losses["main"].detach()), "weights": weighting.current,
-            "telemetry": telemetry.history}
+    return {
+        "first_main": first,
+        "last_main": float(losses["main"].detach()),
+        "weights": weighting.current,
+        "telemetry": telemetry.history,
+    }
 
 
 if __name__ == "__main__":

@@ -4,19 +4,40 @@ import pytest
 import torch
 from torch import nn
 
-from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
-from layerwise.models import glorot_uniform_
+from layerwise.models import deep_autoencoder, glorot_uniform_, sigmoid_cross_entropy
 
 
 def test_official_shapes_and_activations():
     model = deep_autoencoder()
     linears = [m for m in model if isinstance(m, nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [
-        (784, 1000), (1000, 500), (500, 250), (250, 30), (30, 250), (250, 500), (500, 1000), (1000, 784)]
+        (784, 1000),
+        (1000, 500),
+        (500, 250),
+        (250, 30),
+        (30, 250),
+        (250, 500),
+        (500, 1000),
+        (1000, 784),
+    ]
     kinds = [type(m).__name__ for m in model]
     # tanh after every hidden layer except the linear 30-unit code layer; logits out
-    assert kinds == ["Linear", "Tanh", "Linear", "Tanh", "Linear", "Tanh", "Linear",
-                     "Linear", "Tanh", "Linear", "Tanh", "Linear", "Tanh", "Linear"]
+    assert kinds == [
+        "Linear",
+        "Tanh",
+        "Linear",
+        "Tanh",
+        "Linear",
+        "Tanh",
+        "Linear",
+        "Linear",
+        "Tanh",
+        "Linear",
+        "Tanh",
+        "Linear",
+        "Tanh",
+        "Linear",
+    ]
     assert sum(isinstance(m, nn.ReLU) for m in deep_autoencoder(activation="relu")) == 6
 
 
@@ -32,7 +53,7 @@ def test_glorot_uniform_weights_and_biases():
 def test_seeded_init_is_reproducible():
     a = deep_autoencoder(generator=torch.Generator().manual_seed(3))
     b = deep_autoencoder(generator=torch.Generator().manual_seed(3))
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_loss_value_on_known_input():

@@ -7,15 +7,45 @@ import pytest
 from layerwise_bench._aux_model import tap_layers
 from layerwise_bench.cli import main
 
-TINY = ["--dataset", "digits", "--depth", "4", "--width", "16", "--heads", "2", "--seeds", "0", "--no-progress",
-        "--threads", "1"]
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
+
+TINY = [
+    "--dataset",
+    "digits",
+    "--depth",
+    "4",
+    "--width",
+    "16",
+    "--heads",
+    "2",
+    "--seeds",
+    "0",
+    "--no-progress",
+    "--threads",
+    "1",
+]
 
 
 def test_results_report_resume_and_naive_collapse(tmp_path, capsys):
     out = tmp_path / "r"
     # batch 32: 45 steps per epoch, so naive's negative weights pass the 100-step "useless" window in epoch 3
-    args = ["bench", "aux", "--methods", "none,equal,naive,uncertainty", "--epochs", "3", "--batch-size", "32", "--lr", "0.01",
-            "--target-acc", "0.15", "--out", str(out), *TINY]
+    args = [
+        "bench",
+        "aux",
+        "--methods",
+        "none,equal,naive,uncertainty",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "32",
+        "--lr",
+        "0.01",
+        "--target-acc",
+        "0.15",
+        "--out",
+        str(out),
+        *TINY,
+    ]
     assert main(args) == 0
     res = json.loads((out / "results.json").read_text())
     assert res["benchmark"] == "aux" and res["command"] == "layerwise " + " ".join(args)
@@ -35,12 +65,16 @@ def test_results_report_resume_and_naive_collapse(tmp_path, capsys):
     assert "Naive weighting trains the weights on the total loss" in naive["construction_warnings"][0]
     # the documented collapse: the auxiliary weights (initialised at 0.1) only go down, below zero
     for t in ("aux3", "aux1"):
-        assert naive["final_weights"][t] < naive["weights"][2][t] < naive["weights"][1][t] < naive["weights"][0][t] < 0.1
+        assert (
+            naive["final_weights"][t] < naive["weights"][2][t] < naive["weights"][1][t] < naive["weights"][0][t] < 0.1
+        )
         assert naive["final_weights"][t] < 0
     assert naive["final_weights"]["main"] == 1.0
     first = naive["useless_warnings"][0]
-    assert ("this loss contributes nothing; consider removing it" in first["message"]
-            or "this loss is being MAXIMISED" in first["message"])
+    assert (
+        "this loss contributes nothing; consider removing it" in first["message"]
+        or "this loss is being MAXIMISED" in first["message"]
+    )
     assert 45 * (first["epoch"] - 1) + first["step"] >= 100
     report = (out / "report.md").read_text()
     for m in ("none", "equal", "naive", "uncertainty"):

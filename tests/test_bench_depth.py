@@ -13,8 +13,23 @@ from layerwise_bench._depth_report import acceptance, accuracy_line, epoch_ratio
 from layerwise_bench._depth_train import grad_ratio
 from layerwise_bench.cli import main
 
-TINY = ["--dataset", "digits", "--depths", "4", "--width", "16", "--epochs", "1", "--ds-every", "2",
-        "--threads", "1", "--no-progress"]
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
+
+TINY = [
+    "--dataset",
+    "digits",
+    "--depths",
+    "4",
+    "--width",
+    "16",
+    "--epochs",
+    "1",
+    "--ds-every",
+    "2",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 def test_results_report_and_resume(tmp_path, capsys):
@@ -56,8 +71,18 @@ def test_results_report_and_resume(tmp_path, capsys):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     # an existing run is kept; --resume adds only the missing (depth, activation, method); config changes are refused
     assert main(args) == 1 and "already holds a run" in capsys.readouterr().err
-    more = ["bench", "depth", "--activations", "tanh", "--methods", "bp-glorot-adam", "--out", str(out), *TINY,
-            "--resume"]
+    more = [
+        "bench",
+        "depth",
+        "--activations",
+        "tanh",
+        "--methods",
+        "bp-glorot-adam",
+        "--out",
+        str(out),
+        *TINY,
+        "--resume",
+    ]
     assert main(more) == 0
     again = json.loads((out / "results.json").read_text())
     assert {k: v for k, v in again["runs"].items() if k != "4/tanh/bp-glorot-adam"} == res["runs"]
@@ -90,8 +115,12 @@ def test_model_layout_and_inits():
 
 
 def test_bad_arguments(tmp_path, capsys):
-    for bad, message in ((["--methods", "sgd"], "unknown method"), (["--activations", "relu"], "unknown activation"),
-                         (["--depths", "0"], "hidden-layer counts >= 1"), (["--z-lr", "-1"], "expected a number > 0")):
+    for bad, message in (
+        (["--methods", "sgd"], "unknown method"),
+        (["--activations", "relu"], "unknown activation"),
+        (["--depths", "0"], "hidden-layer counts >= 1"),
+        (["--z-lr", "-1"], "expected a number > 0"),
+    ):
         with pytest.raises(SystemExit):
             main(["bench", "depth", "--out", str(tmp_path / "x"), *bad])
         assert message in capsys.readouterr().err
@@ -117,14 +146,20 @@ def test_critical_init_keeps_the_signal_of_a_deep_sigmoid_net() -> None:
     assert last < f / 100
     model = build_mlp(64, 10, 3, 64, "tanh", "critical")
     for lin in linear_layers(model)[:-1]:  # tanh: plain orthogonal weights, zero biases
-        torch.testing.assert_close(lin.weight @ lin.weight.T if lin.in_features >= lin.out_features else
-                                   lin.weight.T @ lin.weight, torch.eye(64), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            lin.weight @ lin.weight.T if lin.in_features >= lin.out_features else lin.weight.T @ lin.weight,
+            torch.eye(64),
+            atol=1e-5,
+            rtol=0,
+        )
         assert torch.equal(lin.bias, torch.zeros(64))
 
 
 def test_ratio_without_penalty_divides_mu_out_of_the_hidden_blocks_only():
-    e = {"grad_norms": {"end": grad_ratio([10.0, 40.0, 0.5], mu=10.0), "epoch_1": grad_ratio([2.0, 1.0, 3.0])},
-         "records": [{"mu": 2.0}, {"mu": 10.0}]}
+    e = {
+        "grad_norms": {"end": grad_ratio([10.0, 40.0, 0.5], mu=10.0), "epoch_1": grad_ratio([2.0, 1.0, 3.0])},
+        "records": [{"mu": 2.0}, {"mu": 10.0}],
+    }
     assert e["grad_norms"]["end"]["ratio"] == 80.0  # as descended: the output's 0.5 against μ·4
     assert ratio_without_penalty(e, "end")["ratio"] == 8.0  # [1, 4] and the output's 0.5
     assert ratio_without_penalty(e, "epoch_1")["ratio"] == 6.0  # μ from the epoch's record: [1, 0.5] and 3
@@ -137,17 +172,28 @@ def _epochs(*ratios):
 
 def test_stays_within_100x_is_judged_at_every_epoch_end():
     assert epoch_ratios({"records": _epochs(20.0, 99.0, 40.0)}) == (
-        "max over the 3 epoch ends 99 (epoch 2), within 100× at 3 of 3", True)
+        "max over the 3 epoch ends 99 (epoch 2), within 100× at 3 of 3",
+        True,
+    )
     assert epoch_ratios({"records": _epochs(20.0, 150.0, 40.0)})[1] is False  # the end alone (40) would pass
     text, ok = epoch_ratios({"records": _epochs(None, 5.0)})
     assert not ok and "∞" in text and "epoch 1" in text
     assert epoch_ratios({"records": [{"epoch": 1}]}) is None  # records made before the per-epoch probe
 
     def run(method, ratios):
-        return {"method": method, "records": _epochs(*ratios),
-                "grad_norms": {p: grad_ratio([1.0, ratios[-1]]) for p in ("first_step", "epoch_1", "end")}}
-    results = {"methods": ["decoupled", "bp-glorot-adam"], "runs": {"50/tanh/decoupled": run("decoupled", [20.0, 150.0, 40.0]),
-               "50/tanh/bp-glorot-adam": run("bp-glorot-adam", [1e6, 1e7, 1e8])}}
+        return {
+            "method": method,
+            "records": _epochs(*ratios),
+            "grad_norms": {p: grad_ratio([1.0, ratios[-1]]) for p in ("first_step", "epoch_1", "end")},
+        }
+
+    results = {
+        "methods": ["decoupled", "bp-glorot-adam"],
+        "runs": {
+            "50/tanh/decoupled": run("decoupled", [20.0, 150.0, 40.0]),
+            "50/tanh/bp-glorot-adam": run("bp-glorot-adam", [1e6, 1e7, 1e8]),
+        },
+    }
     text = "\n".join(acceptance(results))
     assert "within 100× at every epoch end: **NO**" in text and "max over the 3 epoch ends 150 (epoch 2)" in text
     assert "bp-glorot-adam" in text and "1e+08 (epoch 3)" in text
@@ -168,8 +214,25 @@ def test_float64_and_activation_slopes_reach_the_models(tmp_path):
         assert entry["status"] == "complete"
     assert all(p.dtype == torch.float64 for m in seen for p in m.parameters())
     out = tmp_path / "r"
-    assert main(["bench", "depth", "--activations", "sigmoid", "--methods", "decoupled-forward", "--out", str(out),
-                 "--dtype", "float64", "--activation-slopes", *TINY]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "depth",
+                "--activations",
+                "sigmoid",
+                "--methods",
+                "decoupled-forward",
+                "--out",
+                str(out),
+                "--dtype",
+                "float64",
+                "--activation-slopes",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
     assert res["config"]["dtype"] == "float64" and res["config"]["activation_slopes"] is True
     assert "curvature bound: True" in res["descriptions"]["decoupled-forward"]
@@ -179,7 +242,9 @@ def test_float64_and_activation_slopes_reach_the_models(tmp_path):
 
 
 def test_accuracy_line_counts_epochs_at_the_target():
-    recs = [{"epoch": e + 1, "train_acc": a, "train_time": 2.0 * (e + 1)} for e, a in enumerate([0.5, 0.96, 0.94, 0.951])]
+    recs = [
+        {"epoch": e + 1, "train_acc": a, "train_time": 2.0 * (e + 1)} for e, a in enumerate([0.5, 0.96, 0.94, 0.951])
+    ]
     line = accuracy_line("decoupled-forward", recs)
     assert "final training accuracy 0.9510 (best epoch 0.9600) after 4 epoch(s), 8 s → reaches 95% at the end" in line
     assert "first ≥ 95% at epoch 2, 2 of the last 4 epochs ≥ 95%." in line

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 import layerwise_bench as bench
-from layerwise_bench._locoprop import _autoencoder_layers
 from layerwise.models import deep_autoencoder
+from layerwise_bench._locoprop import _autoencoder_layers
+
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 
 LOCOPROP = ["locoprop-m", "locoprop-s", "locoprop-s-exact", "locoprop-m-precond"]
 
@@ -68,8 +70,16 @@ def test_schedule_epochs_stops_a_longer_schedule_early(data: bench.AutoencoderDa
 def test_tune_grid_picks_the_best_pair_and_the_run_uses_it(data: bench.AutoencoderData, tmp_path: Path) -> None:
     cfg = bench.AutoencoderConfig(dataset="digits", subset=400, epochs=2, warmup_epochs=0, evaluate_test=False)
     out = tmp_path / "tuned.json"
-    res = bench.tune_learning_rates(["locoprop-s-exact"], cfg, data, out, points=3, max_extensions=0,
-                                    progress=False, grid={"damping": [10.0, 1000.0]})
+    res = bench.tune_learning_rates(
+        ["locoprop-s-exact"],
+        cfg,
+        data,
+        out,
+        points=3,
+        max_extensions=0,
+        progress=False,
+        grid={"damping": [10.0, 1000.0]},
+    )
     entry = res["methods"]["locoprop-s-exact"]
     best_key = min(entry["sweep"], key=entry["sweep"].get)
     assert best_key.startswith(f"damping={entry['tuned_hparams']['damping']:g} ")

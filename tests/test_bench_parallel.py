@@ -9,12 +9,35 @@ import pytest
 
 from layerwise_bench.cli import main
 
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
+
 
 def test_layer_parallel_benchmark_records_equal_losses(tmp_path: Path) -> None:
     out = tmp_path / "run"
     configs = "decoupled, 1 process x 1 thread;decoupled, 2 processes x 1 thread (layer parallel)"
-    assert main(["bench", "layer-parallel", "--out", str(out), "--dataset", "digits", "--depth", "4", "--width", "16",
-                 "--subset", "300", "--repeats", "1", "--configs", configs]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "layer-parallel",
+                "--out",
+                str(out),
+                "--dataset",
+                "digits",
+                "--depth",
+                "4",
+                "--width",
+                "16",
+                "--subset",
+                "300",
+                "--repeats",
+                "1",
+                "--configs",
+                configs,
+            ]
+        )
+        == 0
+    )
     res = json.loads((out / "results.json").read_text())
     one, two = (res["summary"][c] for c in configs.split(";"))
     assert two["train_loss"] == pytest.approx(one["train_loss"], rel=1e-5)
@@ -36,6 +59,9 @@ def test_zstore_benchmark_measures_each_option(tmp_path: Path) -> None:
     run_zstore_benchmark(out, dataset="digits", depth=3, width=8, steps=3, options=options, command="test")
     res = json.loads((out / "results.json").read_text())
     n = 1438  # digits training split
-    assert {name: r["z_bytes"] for name, r in res["options"].items()} == {options[0]: n * 16 * 4, options[1]: n * 16 * 2}
+    assert {name: r["z_bytes"] for name, r in res["options"].items()} == {
+        options[0]: n * 16 * 4,
+        options[1]: n * 16 * 2,
+    }
     assert all(r["peak_rss_bytes"] > 10 * 2**20 for r in res["options"].values())
     assert "peak RSS" in (out / "report.md").read_text()

@@ -9,6 +9,8 @@ from layerwise_bench._depth_model import build_mlp
 from layerwise_bench._similarity import hidden_activations, verdict
 from layerwise_bench.cli import main
 
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
+
 
 def test_hidden_activations_are_the_act_outputs_then_the_logits() -> None:
     torch.manual_seed(0)
@@ -22,8 +24,23 @@ def test_hidden_activations_are_the_act_outputs_then_the_logits() -> None:
 
 def test_results_report_and_measures(tmp_path, capsys) -> None:
     out = tmp_path / "s"
-    args = ["bench", "similarity", "--out", str(out), "--dataset", "digits", "--depth", "2", "--width", "16",
-            "--epochs", "1", "--threads", "1", "--no-progress"]
+    args = [
+        "bench",
+        "similarity",
+        "--out",
+        str(out),
+        "--dataset",
+        "digits",
+        "--depth",
+        "2",
+        "--width",
+        "16",
+        "--epochs",
+        "1",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     res = json.loads((out / "results.json").read_text())
@@ -47,7 +64,9 @@ def test_results_report_and_measures(tmp_path, capsys) -> None:
 
 
 def test_verdict_reads_the_gap() -> None:
-    runs = {"decoupled-forward": {"vs_backprop": {"test_gap_points": 1.2}},
-            "decoupled": {"vs_backprop": {"test_gap_points": 4.0}}}
+    runs = {
+        "decoupled-forward": {"vs_backprop": {"test_gap_points": 1.2}},
+        "decoupled": {"vs_backprop": {"test_gap_points": 4.0}},
+    }
     lines = verdict({"runs": runs})
     assert "**within 1.5 points**" in lines[0] and "**NOT within 1.5 points**" in lines[1]

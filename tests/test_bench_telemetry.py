@@ -9,6 +9,8 @@ from layerwise_bench import run_telemetry_benchmark
 from layerwise_bench._telemetry_bench import DeepSupervisionMLP, tap_depths
 from layerwise_bench.cli import main
 
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -34,8 +36,13 @@ def test_tiny_run_writes_consistent_records(tmp_path):
         assert all(len(v) == 2 and min(v) > 0 for v in r["times"].values())
         assert r["every1_vs_kgrad"] == pytest.approx(r["every1_s"] / r["kgrad_s"])
         assert r["every1_vs_kgrad_stats"] == pytest.approx(r["every1_s"] / r["kgrad_stats_s"])
-        assert set(r["check"]) == {"kgrad_vs_plain", "kgrad_stats_vs_plain", "ours_vs_plain", "norms_vs_autograd",
-                                   "reference_norms_vs_autograd"}
+        assert set(r["check"]) == {
+            "kgrad_vs_plain",
+            "kgrad_stats_vs_plain",
+            "ours_vs_plain",
+            "norms_vs_autograd",
+            "reference_norms_vs_autograd",
+        }
         assert r["everyN_overhead"] == pytest.approx(r["everyN_s"] / r["plain_s"] - 1)
         assert max(r["check"].values()) < 1e-3  # the paths compute the same gradients and norms
     assert res["rows"][1]["terms"] == ["aux3", "aux5", "main"]
@@ -55,8 +62,29 @@ def test_steps_must_be_a_multiple_of_every(tmp_path):
 
 
 def test_cli(tmp_path, capsys):
-    assert main(["bench", "telemetry", "--out", str(tmp_path / "o"), "--k", "2", "--steps", "2", "--every", "1",
-                 "--repeats", "1", "--batch-size", "4", "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "telemetry",
+                "--out",
+                str(tmp_path / "o"),
+                "--k",
+                "2",
+                "--steps",
+                "2",
+                "--every",
+                "1",
+                "--repeats",
+                "1",
+                "--batch-size",
+                "4",
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "K=2: plain" in out and "every=1" in out
     assert json.loads((tmp_path / "o" / "results.json").read_text())["command"].startswith("layerwise bench telemetry")

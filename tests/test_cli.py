@@ -6,6 +6,8 @@ import pytest
 
 from layerwise_bench.cli import main
 
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
+
 SMALL = ["--dataset", "digits", "--subset", "300", "--epochs", "2", "--no-progress"]
 
 
@@ -23,8 +25,22 @@ def test_bench_writes_results_plots_and_report(tmp_path):
 
 def test_report_of_several_seeds_shows_spread(tmp_path):
     for seed in (0, 1):
-        assert main(["bench", "autoencoder", "--methods", "adam", "--seed", str(seed),
-                     "--out", str(tmp_path / f"s{seed}"), *SMALL]) == 0
+        assert (
+            main(
+                [
+                    "bench",
+                    "autoencoder",
+                    "--methods",
+                    "adam",
+                    "--seed",
+                    str(seed),
+                    "--out",
+                    str(tmp_path / f"s{seed}"),
+                    *SMALL,
+                ]
+            )
+            == 0
+        )
     assert main(["report", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "agg")]) == 0
     report = (tmp_path / "agg" / "report.md").read_text()
     row = next(line for line in report.splitlines() if line.startswith("| adam |"))
@@ -32,12 +48,15 @@ def test_report_of_several_seeds_shows_spread(tmp_path):
     assert (tmp_path / "agg" / "loss_vs_time.png").exists()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--methods", "adam,foo"], "unknown method 'foo'; expected some of: sgd"),
-    (["--epochs", "0"], "--epochs: expected a whole number >= 1, found 0"),
-    (["--epochs", "ten"], "--epochs: expected a whole number >= 1, found 'ten'"),
-    (["--lr", "adam"], "expected METHOD=LR pairs"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--methods", "adam,foo"], "unknown method 'foo'; expected some of: sgd"),
+        (["--epochs", "0"], "--epochs: expected a whole number >= 1, found 0"),
+        (["--epochs", "ten"], "--epochs: expected a whole number >= 1, found 'ten'"),
+        (["--lr", "adam"], "expected METHOD=LR pairs"),
+    ],
+)
 def test_bad_arguments_exit_2_with_message(args, message, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "autoencoder", "--out", str(tmp_path / "o"), *args])
@@ -47,15 +66,40 @@ def test_bad_arguments_exit_2_with_message(args, message, tmp_path, capsys):
 
 
 def test_unreadable_data_dir(tmp_path, capsys):
-    code = main(["bench", "autoencoder", "--dataset", "mnist", "--data-dir", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "o"), "--no-progress"])
+    code = main(
+        [
+            "bench",
+            "autoencoder",
+            "--dataset",
+            "mnist",
+            "--data-dir",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     assert code == 1
     err = capsys.readouterr().err
     assert f"MNIST directory '{tmp_path / 'nope' / 'mnist'}' does not exist" in err and "--download" in err
 
 
 def test_nan_during_run_names_method_and_epoch(tmp_path, capsys):
-    code = main(["bench", "autoencoder", "--methods", "sgd", "--lr", "sgd=1e10", "--activation", "relu", "--out", str(tmp_path / "o"), *SMALL])
+    code = main(
+        [
+            "bench",
+            "autoencoder",
+            "--methods",
+            "sgd",
+            "--lr",
+            "sgd=1e10",
+            "--activation",
+            "relu",
+            "--out",
+            str(tmp_path / "o"),
+            *SMALL,
+        ]
+    )
     assert code == 1
     assert "method 'sgd' diverged at epoch 1" in capsys.readouterr().err
     assert json.loads((tmp_path / "o" / "results.json").read_text())["methods"]["sgd"]["status"] == "diverged"
@@ -71,19 +115,38 @@ def test_existing_run_is_not_overwritten(tmp_path, capsys):
 
 
 def test_lr_for_method_not_run(tmp_path, capsys):
-    assert main(["bench", "autoencoder", "--methods", "sgd", "--lr", "adam=1e-3", "--out", str(tmp_path / "o"), *SMALL]) == 1
+    assert (
+        main(["bench", "autoencoder", "--methods", "sgd", "--lr", "adam=1e-3", "--out", str(tmp_path / "o"), *SMALL])
+        == 1
+    )
     assert "--lr names ['adam'], which are not among --methods" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_killed_run_resumes_to_the_same_numbers(tmp_path):
     """SIGKILL a real CLI process mid-run, --resume it, compare with an uninterrupted run."""
-    args = ["bench", "autoencoder", "--methods", "adam,kfac", "--dataset", "digits", "--subset", "500",
-            "--epochs", "12", "--no-progress", "--threads", "1"]
+    args = [
+        "bench",
+        "autoencoder",
+        "--methods",
+        "adam,kfac",
+        "--dataset",
+        "digits",
+        "--subset",
+        "500",
+        "--epochs",
+        "12",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
     assert main([*args, "--out", str(tmp_path / "full")]) == 0
     run = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "layerwise_bench", *args, "--out", str(run)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "layerwise_bench", *args, "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import time
 
     deadline = time.time() + 120
@@ -111,8 +174,22 @@ def test_tensorboard_sink_logs_every_epoch(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logs = tmp_path / "tb"
-    assert main(["bench", "autoencoder", "--methods", "adam", "--out", str(tmp_path / "o"),
-                 "--tensorboard", str(logs), *SMALL]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "autoencoder",
+                "--methods",
+                "adam",
+                "--out",
+                str(tmp_path / "o"),
+                "--tensorboard",
+                str(logs),
+                *SMALL,
+            ]
+        )
+        == 0
+    )
     acc = EventAccumulator(str(logs))
     acc.Reload()
     events = acc.Scalars("adam/train_loss")
@@ -123,8 +200,22 @@ def test_tensorboard_sink_logs_every_epoch(tmp_path):
 
 def test_keep_going_records_divergence_and_runs_the_rest(tmp_path, capsys):
     out = tmp_path / "o"
-    code = main(["bench", "autoencoder", "--methods", "sgd,adam", "--lr", "sgd=1e10", "--activation", "relu", "--keep-going",
-                 "--out", str(out), *SMALL])
+    code = main(
+        [
+            "bench",
+            "autoencoder",
+            "--methods",
+            "sgd,adam",
+            "--lr",
+            "sgd=1e10",
+            "--activation",
+            "relu",
+            "--keep-going",
+            "--out",
+            str(out),
+            *SMALL,
+        ]
+    )
     assert code == 1
     assert "method 'sgd' diverged at epoch 1" in capsys.readouterr().err
     results = json.loads((out / "results.json").read_text())

@@ -81,8 +81,9 @@ def test_at_the_z_optimum_block_gradients_are_backprop_gradients(mu: float) -> N
             h = b(h)
             start.append(h.clone())
     zs = [z.requires_grad_(True) for z in start]
-    solver = torch.optim.LBFGS(zs, lr=1, max_iter=500, tolerance_grad=1e-14, tolerance_change=0,
-                               history_size=50, line_search_fn="strong_wolfe")
+    solver = torch.optim.LBFGS(
+        zs, lr=1, max_iter=500, tolerance_grad=1e-14, tolerance_change=0, history_size=50, line_search_fn="strong_wolfe"
+    )
 
     def objective() -> torch.Tensor:
         solver.zero_grad()
@@ -105,9 +106,15 @@ def test_a_tiny_problem_converges_and_the_plain_net_fits_it(mode: str) -> None:
     x, y, blocks, store = tiny(n=64)
     ds = IndexedDataset(x, y)
     forward = mode == "forward"
-    trainer = DecoupledTrainer(blocks, None if forward else store, mu=geometric(1.0, 1.5, 40, cap=50),
-                               mode="z-first" if forward else mode, z_init="forward" if forward else "stored",
-                               z_steps=2, optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2))
+    trainer = DecoupledTrainer(
+        blocks,
+        None if forward else store,
+        mu=geometric(1.0, 1.5, 40, cap=50),
+        mode="z-first" if forward else mode,
+        z_init="forward" if forward else "stored",
+        z_steps=2,
+        optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2),
+    )
     if not forward:
         trainer.initialize(DataLoader(ds, batch_size=16))
     gen = torch.Generator().manual_seed(0)
@@ -167,8 +174,14 @@ def test_z_steps_with_activation_slopes_still_descend_on_a_sigmoid_net() -> None
         for b in blocks:
             for p in b.parameters():
                 p.mul_(4.0)
-    trainer = DecoupledTrainer(blocks, store, mu=3.0, mode="alternating", activation_slopes=True,
-                               optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0))
+    trainer = DecoupledTrainer(
+        blocks,
+        store,
+        mu=3.0,
+        mode="alternating",
+        activation_slopes=True,
+        optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0),
+    )
     assert trainer._lipschitz.activations
     trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=24))
     idx = torch.arange(24)
@@ -188,8 +201,9 @@ def test_z_steps_never_increase_the_objective_whatever_the_weight_scale(scale: f
         for b in blocks:
             for p in b.parameters():
                 p.mul_(scale)
-    trainer = DecoupledTrainer(blocks, store, mu=3.0, z_steps=1, mode="alternating",
-                               optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0))
+    trainer = DecoupledTrainer(
+        blocks, store, mu=3.0, z_steps=1, mode="alternating", optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0)
+    )
     trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=24))
     idx = torch.arange(24)
     values = []
@@ -226,6 +240,7 @@ def test_a_sweep_is_gauss_seidel_on_eq3() -> None:
     z = {j: torch.randn(24, 5, dtype=torch.float64) for j in range(3)}
     curv = {j: 0.7 for j in range(3)}
     from layerwise.decoupled._zstep import sweep
+
     got = sweep(trainer, x, y, z, torch.arange(24), curv)
     expect = dict(z)
     for j in (2, 1, 0):
@@ -238,8 +253,12 @@ def test_a_sweep_is_gauss_seidel_on_eq3() -> None:
 
 def test_store_rows_bf16_and_memory_mapped(tmp_path: Path) -> None:
     values = torch.randn(10, 4)
-    for kwargs in ({}, {"dtype": torch.bfloat16}, {"path": tmp_path / "z", "dtype": torch.bfloat16},
-                   {"path": tmp_path / "z32"}):
+    for kwargs in (
+        {},
+        {"dtype": torch.bfloat16},
+        {"path": tmp_path / "z", "dtype": torch.bfloat16},
+        {"path": tmp_path / "z32"},
+    ):
         store = ZStore(10, [(4,), (2, 3)], **kwargs)
         store.write(0, torch.tensor([7, 2]), values[:2])
         got = store.rows(0, torch.tensor([2, 7, 0]))
@@ -284,8 +303,15 @@ def test_bad_input_gives_clear_errors() -> None:
 
 def test_targets_are_what_the_theta_step_fits_and_change_nothing() -> None:
     x, y, blocks, store = tiny()
-    trainer = DecoupledTrainer(blocks, store, mu=2.0, mode="z-first", z_order="sweep", z_steps=2,
-                               optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0))
+    trainer = DecoupledTrainer(
+        blocks,
+        store,
+        mu=2.0,
+        mode="z-first",
+        z_order="sweep",
+        z_steps=2,
+        optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0),
+    )
     trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=24))
     idx = torch.arange(6)
     before = [store.rows(j, idx).clone() for j in range(3)]
@@ -326,13 +352,23 @@ def test_delta_form_agrees_with_the_plain_forward_z_step_to_first_order() -> Non
         for delta in (False, True):
             blocks = _sigmoid_stack(4, 6, torch.float64)
             before = [p.detach().clone() for b in blocks for p in b.parameters()]
-            tr = DecoupledTrainer(blocks, None, mu=mu, z_init="forward", mode="z-first", z_order="sweep", z_steps=2,
-                                  delta=delta, activation_slopes=True,
-                                  optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1))
+            tr = DecoupledTrainer(
+                blocks,
+                None,
+                mu=mu,
+                z_init="forward",
+                mode="z-first",
+                z_order="sweep",
+                z_steps=2,
+                delta=delta,
+                activation_slopes=True,
+                optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
+            )
             terms = tr.step((x, y, torch.arange(16)))
             assert set(terms) == {"hidden1", "hidden2", "hidden3", "hidden4", "output"}
-            moves.append(torch.cat([(p.detach() - q).flatten() for p, q in zip(tr.blocks.parameters(), before,
-                                                                                strict=True)]))
+            moves.append(
+                torch.cat([(p.detach() - q).flatten() for p, q in zip(tr.blocks.parameters(), before, strict=True)])
+            )
         assert moves[0].abs().max() > 1e-3
         rel.append(float((moves[1] - moves[0]).abs().max() / moves[0].abs().max()))
     assert 0 < rel[1] < rel[0] / 5 and rel[0] < 1e-4, rel
@@ -346,8 +382,9 @@ def test_delta_form_keeps_every_block_learning_in_float32() -> None:
     zero_blocks = {}
     for delta in (False, True):
         blocks = _sigmoid_stack(14, 16, torch.float32)
-        tr = DecoupledTrainer(blocks, None, mu=1e4, z_init="forward", mode="z-first", z_order="sweep",
-                              delta=delta, activation_slopes=True)
+        tr = DecoupledTrainer(
+            blocks, None, mu=1e4, z_init="forward", mode="z-first", z_order="sweep", delta=delta, activation_slopes=True
+        )
         objective = tr.theta_objective((x, y, torch.arange(32)))
         grads = torch.autograd.grad(objective, [b[0].weight for b in tr.blocks[:-1]])
         zero_blocks[delta] = sum(int(g.abs().max() == 0) for g in grads)

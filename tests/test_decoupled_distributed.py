@@ -81,8 +81,15 @@ def _run(tmp_path: Path, how: str, crash: bool = False) -> tuple[list[subprocess
     out = tmp_path / "result"
     init = f"file://{tmp_path / 'rendezvous'}"
     extra = ["crash"] if crash else []
-    procs = [subprocess.Popen([sys.executable, str(script), "dist", str(out), how, str(r), init, *extra],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), "dist", str(out), how, str(r), init, *extra],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     return procs, out
 
 

@@ -6,6 +6,8 @@ import torch
 import layerwise_bench as bench
 from layerwise_bench import AutoencoderConfig, Method, TrainingDiverged, load_autoencoder_data, train_method
 
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
+
 CFG = AutoencoderConfig(dataset="digits", epochs=3, subset=400, batch_size=100)
 
 
@@ -83,7 +85,9 @@ class _NaNAfter(torch.optim.SGD):
 
 
 def test_nan_stops_with_method_and_epoch_and_keeps_last_good_checkpoint(data, tmp_path):
-    method = bench.register_method(Method("nanny", "test only", lambda m, lr, **kw: _NaNAfter(m.parameters(), lr, 5), 1e-3))
+    method = bench.register_method(
+        Method("nanny", "test only", lambda m, lr, **kw: _NaNAfter(m.parameters(), lr, 5), 1e-3)
+    )
     try:
         with pytest.raises(TrainingDiverged, match=r"method 'nanny' diverged at epoch 2, step \d.*kept at"):
             bench.run_autoencoder_benchmark(["nanny"], CFG, data, tmp_path / "run", progress=False)
@@ -105,8 +109,14 @@ def test_registry_rejects_duplicates_and_unknown_names():
         bench.get_method("adamw")
 
 
-@pytest.mark.parametrize("kwargs,match", [({"epochs": 0}, "Invalid epochs=0"), ({"subset": 0}, "Invalid subset=0"),
-                                          ({"batch_size": -5}, "Invalid batch_size=-5")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"epochs": 0}, "Invalid epochs=0"),
+        ({"subset": 0}, "Invalid subset=0"),
+        ({"batch_size": -5}, "Invalid batch_size=-5"),
+    ],
+)
 def test_config_validation(kwargs, match):
     with pytest.raises(ValueError, match=match):
         AutoencoderConfig(**kwargs)

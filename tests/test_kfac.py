@@ -12,6 +12,7 @@ def _closure(opt, model, x, loss_fn):
         loss = loss_fn(out)
         opt.backward(loss, out)
         return loss
+
     return closure
 
 
@@ -76,20 +77,28 @@ def test_state_dict_round_trip_is_bit_identical():
     opt2.load_state_dict(saved[1])
     for _ in range(3):
         opt2.step(_closure(opt2, model2, x, loss_fn))
-    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), model2.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), model2.parameters(), strict=True))
 
 
 def test_rejects_parameters_it_cannot_train():
     model = nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3))
     before = [p.clone() for p in model.parameters()]
-    with pytest.raises(ValueError, match=r"parameter '1.weight' belongs to another kind of module .* separate optimizer"):
+    with pytest.raises(
+        ValueError, match=r"parameter '1.weight' belongs to another kind of module .* separate optimizer"
+    ):
         KFAC(model)
-    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(before, model.parameters(), strict=True))
 
 
-@pytest.mark.parametrize("kwargs,match", [({"lr": -1.0}, "Invalid lr=-1.0"), ({"damping": 0.0}, "Invalid damping=0.0"),
-                                          ({"inv_every": 0}, "Invalid inv_every=0"),
-                                          ({"likelihood": "poisson"}, "Invalid likelihood='poisson'")])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"lr": -1.0}, "Invalid lr=-1.0"),
+        ({"damping": 0.0}, "Invalid damping=0.0"),
+        ({"inv_every": 0}, "Invalid inv_every=0"),
+        ({"likelihood": "poisson"}, "Invalid likelihood='poisson'"),
+    ],
+)
 def test_bad_hyperparameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         KFAC(nn.Linear(2, 2), **kwargs)
@@ -99,5 +108,7 @@ def test_step_needs_closure_and_repr():
     opt = KFAC(nn.Linear(2, 2), lr=0.1)
     with pytest.raises(ValueError, match="needs a closure"):
         opt.step()
-    assert repr(opt) == ("KFAC(lr=0.1, damping=0.001, momentum=0.9, ema_decay=0.95, cov_every=1, inv_every=20, "
-                         "weight_decay=0.0, likelihood='bernoulli', seed=0)")
+    assert repr(opt) == (
+        "KFAC(lr=0.1, damping=0.001, momentum=0.9, ema_decay=0.95, cov_every=1, inv_every=20, "
+        "weight_decay=0.0, likelihood='bernoulli', seed=0)"
+    )

@@ -35,23 +35,31 @@ def _imports(path: Path) -> set[str]:
 
 
 def test_importing_the_library_loads_no_benchmark_code_and_no_matplotlib() -> None:
-    code = ("import layerwise, sys; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('layerwise_bench', 'matplotlib')))")
+    code = (
+        "import layerwise, sys; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('layerwise_bench', 'matplotlib')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 def test_the_library_never_imports_the_application() -> None:
-    offenders = {str(p.relative_to(SRC)): sorted(i for i in _imports(p) if i.split(".")[0] == "layerwise_bench")
-                 for p in (SRC / "layerwise").rglob("*.py")}
+    offenders = {
+        str(p.relative_to(SRC)): sorted(i for i in _imports(p) if i.split(".")[0] == "layerwise_bench")
+        for p in (SRC / "layerwise").rglob("*.py")
+    }
     assert not {k: v for k, v in offenders.items() if v}
 
 
 def test_the_application_uses_only_the_public_api() -> None:
     private = {}
     for p in (SRC / "layerwise_bench").rglob("*.py"):
-        bad = sorted(i for i in _imports(p) if i.split(".")[0] == "layerwise" and any(
-            part.startswith("_") and part != "__version__" for part in i.split(".")[1:]))
+        bad = sorted(
+            i
+            for i in _imports(p)
+            if i.split(".")[0] == "layerwise"
+            and any(part.startswith("_") and part != "__version__" for part in i.split(".")[1:])
+        )
         if bad:
             private[str(p.relative_to(SRC))] = bad
     assert not private

@@ -15,21 +15,24 @@ from layerwise.locoprop import get_activation
 
 def _mlp(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 3), nn.ReLU(),
-                         nn.Linear(3, 6)).double()
+    return nn.Sequential(
+        nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 4), nn.Sigmoid(), nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 6)
+    ).double()
 
 
 def _conv(seed: int = 0) -> nn.Sequential:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 2, 3, stride=2), nn.Flatten(),
-                         nn.Linear(8, 4)).double()
+    return nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.Tanh(), nn.Conv2d(3, 2, 3, stride=2), nn.Flatten(), nn.Linear(8, 4)
+    ).double()
 
 
 def _data(model: nn.Module, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     if isinstance(model[0], nn.Conv2d):
-        return torch.randn(7, 2, 5, 5, generator=g, dtype=torch.float64), torch.randn(7, 4, generator=g,
-                                                                                     dtype=torch.float64)
+        return torch.randn(7, 2, 5, 5, generator=g, dtype=torch.float64), torch.randn(
+            7, 4, generator=g, dtype=torch.float64
+        )
     return torch.randn(9, 6, generator=g, dtype=torch.float64), torch.randn(9, 6, generator=g, dtype=torch.float64)
 
 
@@ -56,11 +59,16 @@ def test_one_inner_sgd_step_is_a_backprop_sgd_step(variant: str, make) -> None: 
     assert all(p.grad is None for p in model.parameters()), "the global backward computed weight gradients"
 
 
-def _local_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _local_grads(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """(layer input, pre-activation, dL/d pre-activation) of every Linear/Conv layer, by autograd."""
     rec: list[tuple[torch.Tensor, torch.Tensor]] = []
-    hooks = [m.register_forward_hook(lambda m, i, o: rec.append((i[0].detach(), o)))
-             for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: rec.append((i[0].detach(), o)))
+        for m in model
+        if isinstance(m, (nn.Linear, nn.Conv2d))
+    ]
     loss = _loss(model, x, y)
     for h in hooks:
         h.remove()
@@ -84,8 +92,9 @@ def test_exact_s_equals_the_closed_form() -> None:
         torch.testing.assert_close(new.bias, layer.bias + delta[:, -1])
 
 
-def _local_objective(layer: nn.Module, w0: list[torch.Tensor], inp: torch.Tensor, target: torch.Tensor,
-                     act: str, lam: float) -> torch.Tensor:
+def _local_objective(
+    layer: nn.Module, w0: list[torch.Tensor], inp: torch.Tensor, target: torch.Tensor, act: str, lam: float
+) -> torch.Tensor:
     """Σ F(z) − Σ z·y + (λ/2)‖θ − θ0‖² (the matching loss up to a constant), by autograd."""
     z = layer(inp)
     a = get_activation(act)
@@ -138,7 +147,9 @@ def test_iterative_and_precond_m_solve_the_same_local_problem() -> None:
     model = nn.Sequential(nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2)).double()
     x, y = torch.randn(16, 4, dtype=torch.float64), torch.randn(16, 2, dtype=torch.float64)
     a, b = copy.deepcopy(model), copy.deepcopy(model)
-    LocoProp(a, lr=0.02, gamma=4.0, damping=0.5, steps=3000, inner="sgd", inner_decay=False).step(lambda: _loss(a, x, y))
+    LocoProp(a, lr=0.02, gamma=4.0, damping=0.5, steps=3000, inner="sgd", inner_decay=False).step(
+        lambda: _loss(a, x, y)
+    )
     LocoProp(b, lr=1.0, gamma=4.0, damping=0.5, steps=300, solver="precond").step(lambda: _loss(b, x, y))
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-7, atol=1e-9)
@@ -161,7 +172,7 @@ def test_tf_rmsprop_inner_rule_matches_the_tf1_formulas() -> None:
     w, b = model[0].weight.detach().clone(), model[0].bias.detach().clone()
     lr, gamma, mu, rho, eps = 0.01, 10.0, 0.9, 0.9, 1e-5
     opt = LocoProp.official(model, lr=lr, steps=2, inner_options={"momentum": mu, "decay": rho, "eps": eps})
-    (inp, pre, g), = _local_grads(copy.deepcopy(model), x, y)
+    ((inp, pre, g),) = _local_grads(copy.deepcopy(model), x, y)
     target = torch.sigmoid(pre) - gamma * g
     ms = [torch.ones_like(w), torch.ones_like(b)]
     mom = [torch.zeros_like(w), torch.zeros_like(b)]
@@ -194,8 +205,10 @@ def test_zero_lr_moves_nothing_with_tf1_semantics_and_scheduler_drives_lr() -> N
     assert not all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"inner": "adam", "variant": "s"}, {"solver": "precond", "damping": 1.0,
-                                                                               "refresh_every": 2, "steps": 2}])
+@pytest.mark.parametrize(
+    "kwargs",
+    [{}, {"inner": "adam", "variant": "s"}, {"solver": "precond", "damping": 1.0, "refresh_every": 2, "steps": 2}],
+)
 def test_state_dict_round_trip_resumes_bit_identically(kwargs: dict) -> None:  # type: ignore[type-arg]
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(6, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 6))
@@ -293,11 +306,19 @@ def test_bad_closures_give_clear_errors_and_leave_parameters_intact() -> None:
         assert torch.equal(v, before[k]), k
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"variant": "q"}, "variant"), ({"solver": "exact"}, "LocoProp-S only"), ({"solver": "precond"}, "damping > 0"),
-    ({"inner": "lion"}, "inner"), ({"inner_options": {"beta": 1}}, "inner_options key"), ({"steps": 0}, "steps"),
-    ({"layers": [(nn.Linear(2, 2), "tanh")]}, "not a submodule"), ({"layers": [("0", "tanh")]}, "layers\\[0\\]"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"variant": "q"}, "variant"),
+        ({"solver": "exact"}, "LocoProp-S only"),
+        ({"solver": "precond"}, "damping > 0"),
+        ({"inner": "lion"}, "inner"),
+        ({"inner_options": {"beta": 1}}, "inner_options key"),
+        ({"steps": 0}, "steps"),
+        ({"layers": [(nn.Linear(2, 2), "tanh")]}, "not a submodule"),
+        ({"layers": [("0", "tanh")]}, "layers\\[0\\]"),
+    ],
+)
 def test_bad_arguments_name_the_parameter(kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
     with pytest.raises((ValueError, TypeError), match=match):
         LocoProp(_mlp(), **kwargs)

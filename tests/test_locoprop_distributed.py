@@ -55,11 +55,14 @@ WORKER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("kwargs", [
-    "{'lr': 1e-3}",
-    "{'variant': 's', 'solver': 'exact', 'damping': 0.5, 'gamma': 1.0, 'lr': 1.0}",
-    "{'solver': 'precond', 'damping': 0.5, 'steps': 3, 'lr': 1.0}",
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        "{'lr': 1e-3}",
+        "{'variant': 's', 'solver': 'exact', 'damping': 0.5, 'gamma': 1.0, 'lr': 1.0}",
+        "{'solver': 'precond', 'damping': 0.5, 'steps': 3, 'lr': 1.0}",
+    ],
+)
 def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path: Path, kwargs: str) -> None:
     script = tmp_path / "worker.py"
     script.write_text(WORKER)

@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from zoo import reused_linear
 
 from layerwise import LocoProp
+from zoo import reused_linear
 
 ETA, GAMMA = 0.05, 3.0
 
@@ -20,8 +20,16 @@ ETA, GAMMA = 0.05, 3.0
 def _check_invariant(model: nn.Module, x: Tensor, y: Tensor, variant: str, loss=F.mse_loss, **kwargs) -> LocoProp:  # type: ignore[no-untyped-def]
     """One inner SGD step of size η equals one backprop SGD step of size ηγ (other_optimizer: SGD(ηγ))."""
     ref = copy.deepcopy(model)
-    opt = LocoProp(model, lr=ETA, variant=variant, gamma=GAMMA, steps=1, inner="sgd",
-                   other_optimizer=lambda ps: torch.optim.SGD(ps, lr=ETA * GAMMA), **kwargs)
+    opt = LocoProp(
+        model,
+        lr=ETA,
+        variant=variant,
+        gamma=GAMMA,
+        steps=1,
+        inner="sgd",
+        other_optimizer=lambda ps: torch.optim.SGD(ps, lr=ETA * GAMMA),
+        **kwargs,
+    )
     opt.step(lambda: loss(model(x), y))
     loss(ref(x), y).backward()
     torch.optim.SGD(ref.parameters(), lr=ETA * GAMMA).step()
@@ -38,8 +46,9 @@ def _images(c: int = 2, size: int = 6, batch: int = 3) -> Tensor:
 def test_in_place_activation_after_a_layer_gives_the_backprop_update(variant: str) -> None:
     """Failed on 0.5.0: the hook kept the tensor that nn.ReLU(inplace=True) then rewrote (â and g were post-ReLU)."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(5, 6), nn.ReLU(inplace=True), nn.Linear(6, 6), nn.ReLU(inplace=True),
-                          nn.Linear(6, 3)).double()
+    model = nn.Sequential(
+        nn.Linear(5, 6), nn.ReLU(inplace=True), nn.Linear(6, 6), nn.ReLU(inplace=True), nn.Linear(6, 3)
+    ).double()
     x, y = torch.randn(8, 5, dtype=torch.float64), torch.randn(8, 3, dtype=torch.float64)
     opt = _check_invariant(model, x, y, variant)
     assert opt.layers == [("0", "relu"), ("2", "relu"), ("4", "identity")]
@@ -88,15 +97,18 @@ def test_input_rewritten_in_place_after_the_layer_read_it_is_an_error_and_change
         assert torch.equal(v, before[k])
 
 
-@pytest.mark.parametrize("conv", [
-    dict(kernel_size=3, padding="same"),                     # symmetric: numeric padding 1
-    dict(kernel_size=4, padding="same"),                     # asymmetric: 1 before, 2 after
-    dict(kernel_size=2, padding="same", dilation=3),         # asymmetric, dilated
-    dict(kernel_size=3, padding="valid"),
-    dict(kernel_size=3, padding=1, padding_mode="reflect"),
-    dict(kernel_size=3, padding=(1, 2), padding_mode="circular"),
-    dict(kernel_size=3, padding=2, padding_mode="replicate", stride=2),
-])
+@pytest.mark.parametrize(
+    "conv",
+    [
+        dict(kernel_size=3, padding="same"),  # symmetric: numeric padding 1
+        dict(kernel_size=4, padding="same"),  # asymmetric: 1 before, 2 after
+        dict(kernel_size=2, padding="same", dilation=3),  # asymmetric, dilated
+        dict(kernel_size=3, padding="valid"),
+        dict(kernel_size=3, padding=1, padding_mode="reflect"),
+        dict(kernel_size=3, padding=(1, 2), padding_mode="circular"),
+        dict(kernel_size=3, padding=2, padding_mode="replicate", stride=2),
+    ],
+)
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize("variant", ["s", "m"])
 def test_every_conv_padding_option_gives_the_backprop_update(conv: dict, variant: str) -> None:  # type: ignore[type-arg]
@@ -109,7 +121,9 @@ def test_every_conv_padding_option_gives_the_backprop_update(conv: dict, variant
 
 
 @pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
-@pytest.mark.parametrize("conv", [dict(kernel_size=4, padding="same"), dict(kernel_size=3, padding=1, padding_mode="reflect")])
+@pytest.mark.parametrize(
+    "conv", [dict(kernel_size=4, padding="same"), dict(kernel_size=3, padding=1, padding_mode="reflect")]
+)
 def test_exact_solver_honours_the_padding(conv: dict) -> None:  # type: ignore[type-arg]
     """exact (S) on an asymmetric-'same' and a reflect-padded conv: the local objective's gradient, through
     the module's own forward, vanishes at the new weights."""
@@ -119,12 +133,13 @@ def test_exact_solver_honours_the_padding(conv: dict) -> None:  # type: ignore[t
     y = torch.randn_like(model(x))
     old = copy.deepcopy(model)
     out = old(x)
-    g, = torch.autograd.grad(F.mse_loss(out, y), out)
+    (g,) = torch.autograd.grad(F.mse_loss(out, y), out)
     lam = 0.5
     LocoProp(model, variant="s", solver="exact", damping=lam, gamma=GAMMA).step(lambda: F.mse_loss(model(x), y))
     z = model(x)
     obj = 0.5 * (z - (out.detach() - GAMMA * g)).square().sum() + 0.5 * lam * sum(
-        (p - q.detach()).square().sum() for p, q in zip(model.parameters(), old.parameters(), strict=True))
+        (p - q.detach()).square().sum() for p, q in zip(model.parameters(), old.parameters(), strict=True)
+    )
     for gr in torch.autograd.grad(obj, list(model.parameters())):
         assert gr.abs().max() < 1e-9
 
@@ -149,8 +164,9 @@ def test_softmax_over_a_non_last_dimension_is_matched_over_that_dimension(how: s
     """Failed on 0.5.0: nn.Softmax(dim=1) after a conv was matched over the last (width) dimension."""
     torch.manual_seed(0)
     if how == "module":
-        model: nn.Module = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.Sigmoid(), nn.Conv2d(4, 3, 1),
-                                         nn.Softmax(dim=1)).double()
+        model: nn.Module = nn.Sequential(
+            nn.Conv2d(2, 4, 3, padding=1), nn.Sigmoid(), nn.Conv2d(4, 3, 1), nn.Softmax(dim=1)
+        ).double()
     else:
         model = _SoftmaxOverChannels(how).double()
     x = _images()
@@ -166,13 +182,18 @@ def test_precond_m_with_a_channel_softmax_reaches_its_local_minimiser() -> None:
     y = torch.softmax(torch.randn(3, 3, 6, 6, dtype=torch.float64), 1)
     old = copy.deepcopy(model)
     z0 = old[0](x)
-    g, = torch.autograd.grad(F.mse_loss(torch.softmax(z0, 1), y), z0)
+    (g,) = torch.autograd.grad(F.mse_loss(torch.softmax(z0, 1), y), z0)
     lam = 1.0
     LocoProp(model, solver="precond", steps=300, damping=lam, gamma=GAMMA).step(lambda: F.mse_loss(model(x), y))
     z = model[0](x)
     target = torch.softmax(z0.detach(), 1) - GAMMA * g
-    obj = torch.logsumexp(z, 1).sum() - (z * target).sum() + 0.5 * lam * sum(
-        (p - q.detach()).square().sum() for p, q in zip(model[0].parameters(), old[0].parameters(), strict=True))
+    obj = (
+        torch.logsumexp(z, 1).sum()
+        - (z * target).sum()
+        + 0.5
+        * lam
+        * sum((p - q.detach()).square().sum() for p, q in zip(model[0].parameters(), old[0].parameters(), strict=True))
+    )
     for gr in torch.autograd.grad(obj, list(model[0].parameters())):
         assert gr.abs().max() < 1e-9
 
@@ -194,11 +215,17 @@ class _DtypeSoftmax(nn.Module):
         return F.softmax(self.fc(x), dim=-1, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("model,match", [
-    (nn.Sequential(nn.Linear(3, 3), nn.Softmax()), r"layer '0' is followed by nn.Softmax\(dim=None\).*explicit dim"),
-    (_DtypeSoftmax(), r"layer 'fc' is followed by a softmax computed in dtype=torch.float64.*Drop dtype="),
-    (nn.Sequential(nn.Linear(3, 3), nn.LeakyReLU(-0.5)), r"negative_slope=-0.5.*slope in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "model,match",
+    [
+        (
+            nn.Sequential(nn.Linear(3, 3), nn.Softmax()),
+            r"layer '0' is followed by nn.Softmax\(dim=None\).*explicit dim",
+        ),
+        (_DtypeSoftmax(), r"layer 'fc' is followed by a softmax computed in dtype=torch.float64.*Drop dtype="),
+        (nn.Sequential(nn.Linear(3, 3), nn.LeakyReLU(-0.5)), r"negative_slope=-0.5.*slope in \[0, 1\]"),
+    ],
+)
 def test_activation_arguments_the_matching_loss_cannot_honour_are_rejected(model: nn.Module, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         LocoProp(model)

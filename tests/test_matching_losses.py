@@ -23,8 +23,9 @@ def _pair(zs: list[float], as_: list[float]) -> tuple[torch.Tensor, torch.Tensor
 @pytest.mark.parametrize("name", ["identity", "sigmoid", "tanh", "relu", "softmax"])
 @settings(max_examples=80, deadline=None)
 @given(zs=_vectors, as_=_vectors)
-def test_matching_loss_is_nonnegative_and_its_gradient_is_f_z_minus_y(name: str, zs: list[float],
-                                                                     as_: list[float]) -> None:
+def test_matching_loss_is_nonnegative_and_its_gradient_is_f_z_minus_y(
+    name: str, zs: list[float], as_: list[float]
+) -> None:
     z, a = _pair(zs, as_)
     act = get_activation(name)
     z.requires_grad_(True)

@@ -12,8 +12,14 @@ from hypothesis.extra.numpy import arrays
 from layerwise import warmup_linear_decay
 from layerwise.data import DataError, parse_idx
 
-_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,
-          np.dtype(np.int32): 0x0C, np.dtype(np.float32): 0x0D, np.dtype(np.float64): 0x0E}
+_CODES = {
+    np.dtype(np.uint8): 0x08,
+    np.dtype(np.int8): 0x09,
+    np.dtype(np.int16): 0x0B,
+    np.dtype(np.int32): 0x0C,
+    np.dtype(np.float32): 0x0D,
+    np.dtype(np.float64): 0x0E,
+}
 
 
 def _encode(a: np.ndarray) -> bytes:
@@ -22,8 +28,13 @@ def _encode(a: np.ndarray) -> bytes:
 
 
 @settings(max_examples=60, deadline=None)
-@given(arrays(st.sampled_from(list(_CODES)), st.lists(st.integers(0, 5), min_size=1, max_size=4).map(tuple),
-              elements={"allow_nan": False}))
+@given(
+    arrays(
+        st.sampled_from(list(_CODES)),
+        st.lists(st.integers(0, 5), min_size=1, max_size=4).map(tuple),
+        elements={"allow_nan": False},
+    )
+)
 def test_idx_round_trip(a):
     out = parse_idx(_encode(a))
     assert out.shape == a.shape and out.dtype == a.dtype
@@ -47,6 +58,6 @@ def test_schedule_shape(epochs, data):
     values = [f(e) for e in range(epochs)]
     assert all(0.0 <= v <= 1.0 for v in values)
     assert values[warmup] == 1.0  # peak right after the warm-up
-    assert all(a <= b for a, b in zip(values[:warmup], values[1:warmup + 1]))  # rises
-    assert all(a >= b for a, b in zip(values[warmup:], values[warmup + 1:]))  # then decays
+    assert all(a <= b for a, b in zip(values[:warmup], values[1 : warmup + 1], strict=True))  # rises
+    assert all(a >= b for a, b in zip(values[warmup:], values[warmup + 1 :], strict=False))  # then decays
     assert values[-1] > 0.0 and (warmup == 0 or values[0] == 0.0)

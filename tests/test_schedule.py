@@ -19,8 +19,10 @@ def test_short_run_scales():
     assert [g(e) for e in range(4)] == [1.0, 0.75, 0.5, 0.25]
 
 
-@pytest.mark.parametrize("epochs,warmup,match", [(0, None, "Invalid epochs=0"), (10, 10, "Invalid warmup_epochs=10"),
-                                                 (10, -1, "Invalid warmup_epochs=-1")])
+@pytest.mark.parametrize(
+    "epochs,warmup,match",
+    [(0, None, "Invalid epochs=0"), (10, 10, "Invalid warmup_epochs=10"), (10, -1, "Invalid warmup_epochs=-1")],
+)
 def test_invalid(epochs, warmup, match):
     with pytest.raises(ValueError, match=match):
         warmup_linear_decay(epochs, warmup)

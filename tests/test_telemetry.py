@@ -37,9 +37,11 @@ class TwoHeads(nn.Module):
     def losses(self, x, scale=1.0):
         h1 = self.trunk[1](self.trunk[0](x))
         z = self.trunk[3](self.trunk[2](h1))
-        return {"a": scale * nn.functional.cross_entropy(self.a(z), torch.arange(len(x)) % 3),
-                "b": scale * self.b(z).pow(2).mean(),
-                "c": scale * self.c(h1).abs().mean()}
+        return {
+            "a": scale * nn.functional.cross_entropy(self.a(z), torch.arange(len(x)) % 3),
+            "b": scale * self.b(z).pow(2).mean(),
+            "c": scale * self.c(h1).abs().mean(),
+        }
 
 
 @pytest.fixture
@@ -54,8 +56,12 @@ def x():
 
 
 def sets_of(model):
-    return {"all": model.parameters(), "shared": model.trunk, "last_shared": model.trunk[2].parameters(),
-            **layer_sets(model)}
+    return {
+        "all": model.parameters(),
+        "shared": model.trunk,
+        "last_shared": model.trunk[2].parameters(),
+        **layer_sets(model),
+    }
 
 
 def reference(losses, params):
@@ -63,18 +69,20 @@ def reference(losses, params):
     rows = []
     for loss in losses.values():
         gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, gs)]))
+        rows.append(
+            torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, gs, strict=True)])
+        )
     k = len(rows)
     gram = [[float(rows[i] @ rows[j]) for j in range(k)] for i in range(k)]
     norms = [float(torch.linalg.vector_norm(r)) for r in rows]
-    cos = [[gram[i][j] / (norms[i] * norms[j]) if norms[i] * norms[j] > 0 else 0.0 for j in range(k)]
-           for i in range(k)]
+    cos = [[gram[i][j] / (norms[i] * norms[j]) if norms[i] * norms[j] > 0 else 0.0 for j in range(k)] for i in range(k)]
     return gram, norms, cos
 
 
 def close(got, expected, **kw):
-    torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64),
-                               **kw)
+    torch.testing.assert_close(
+        torch.tensor(got, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64), **kw
+    )
 
 
 def test_norms_cosines_gramian_equal_separate_autograd_grad_per_term_and_set(model, x):
@@ -98,8 +106,9 @@ def test_norms_cosines_gramian_equal_separate_autograd_grad_per_term_and_set(mod
 def test_record_takes_precomputed_grads_with_none_for_unreached_params(model, x):
     tel = GradientTelemetry(sets_of(model))
     losses = model.losses(x)
-    grads = {k: list(torch.autograd.grad(v, tel.params, retain_graph=True, allow_unused=True))
-             for k, v in losses.items()}
+    grads = {
+        k: list(torch.autograd.grad(v, tel.params, retain_graph=True, allow_unused=True)) for k, v in losses.items()
+    }
     assert any(g is None for g in grads["c"])
     snap = tel.record({k: v.item() for k, v in losses.items()}, grads)
     expected = GradientTelemetry(sets_of(model)).measure(losses)
@@ -108,8 +117,11 @@ def test_record_takes_precomputed_grads_with_none_for_unreached_params(model, x)
         close(snap.gramian[s], expected.gramian[s], rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match=r"Invalid grads\['a'\]: expected 10 tensors aligned"):
         tel.record(losses, {**grads, "a": grads["a"][:-1]})
-    with pytest.raises(ValueError, match=r"Invalid grads\['b'\]\[0\]: shape \(3,\), but telemetry.params\[0\] has "
-                                         r"shape \(16, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid grads\['b'\]\[0\]: shape \(3,\), but telemetry.params\[0\] has "
+        r"shape \(16, 6\)",
+    ):
         tel.record(losses, {**grads, "b": [torch.zeros(3)] + grads["b"][1:]})
 
 
@@ -158,7 +170,7 @@ def test_measure_keeps_the_graph_and_leaves_grad_alone(model, x):
     got = [p.grad.clone() for p in model.parameters()]
     model.zero_grad(set_to_none=True)
     sum(model.losses(x).values()).backward()
-    for g, ref in zip(got, model.parameters()):
+    for g, ref in zip(got, model.parameters(), strict=True):
         torch.testing.assert_close(g, ref.grad, rtol=0, atol=0)
 
 
@@ -183,8 +195,11 @@ def test_term_order_is_fixed_by_the_first_step_and_names_must_not_change(model, 
     assert snap.norms == tel.history[0].norms
     losses = model.losses(x)
     losses["d"] = losses.pop("c")
-    with pytest.raises(ValueError, match=r"Loss terms changed at step 2: the first measured step had \['a', 'b', "
-                                         r"'c'\], this one has \['a', 'b', 'd'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Loss terms changed at step 2: the first measured step had \['a', 'b', "
+        r"'c'\], this one has \['a', 'b', 'd'\]",
+    ):
         tel.measure(losses)
     del losses["d"]
     with pytest.raises(ValueError, match="Loss terms changed"):
@@ -212,7 +227,8 @@ def test_bad_param_sets_and_arguments(model):
 def test_params_are_the_deduplicated_union_in_stable_order(model):
     tel = GradientTelemetry({"head": model.a, "all": model.parameters(), "again": [model.a.bias]})
     assert [id(p) for p in tel.params] == [id(model.a.weight), id(model.a.bias)] + [
-        id(p) for p in model.parameters() if p is not model.a.weight and p is not model.a.bias]
+        id(p) for p in model.parameters() if p is not model.a.weight and p is not model.a.bias
+    ]
     model.trunk[0].requires_grad_(False)
     assert len(GradientTelemetry(model).params) == 8  # a module's frozen parameters are left out
     assert layer_sets(nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))).keys() == {"0", "2"}
@@ -237,8 +253,9 @@ def read_csv(path):
 
 def test_csv_and_jsonl_sinks_hold_the_snapshot_numbers(model, x, tmp_path):
     csv_path, jsonl_path = tmp_path / "t" / "tel.csv", tmp_path / "t" / "tel.jsonl"
-    tel = GradientTelemetry({"all": model.parameters(), "shared": model.trunk}, every=2,
-                            sinks=[CSVSink(csv_path), JSONLSink(jsonl_path)])
+    tel = GradientTelemetry(
+        {"all": model.parameters(), "shared": model.trunk}, every=2, sinks=[CSVSink(csv_path), JSONLSink(jsonl_path)]
+    )
     for i in range(5):
         tel.measure(model.losses(x), {"a": 1.0, "b": 0.5, "c": 2.0 + i})
     # flushed before close: a crashed run keeps its lines
@@ -261,8 +278,11 @@ def test_csv_and_jsonl_sinks_hold_the_snapshot_numbers(model, x, tmp_path):
             assert float(row["contribution"]) == snap.contributions[s][t]
             assert float(row["weight"]) == snap.weights[t] and float(row["loss"]) == snap.losses[t]
     assert {(int(r["step"]), r["set"], r["term"], r["other"]) for r in rows} == {
-        (step, s, *pair) for step in (0, 2, 4) for s in ("all", "shared")
-        for pair in [("a", ""), ("b", ""), ("c", ""), ("a", "b"), ("a", "c"), ("b", "c")]}
+        (step, s, *pair)
+        for step in (0, 2, 4)
+        for s in ("all", "shared")
+        for pair in [("a", ""), ("b", ""), ("c", ""), ("a", "b"), ("a", "c"), ("b", "c")]
+    }
 
 
 def test_csv_weight_column_is_empty_without_weights(model, x, tmp_path):
@@ -297,8 +317,13 @@ def test_plot_writes_png_files(model, x, tmp_path):
     for i in range(3):
         tel.measure(model.losses(x), {"a": 1.0, "b": 1.0 / (i + 1), "c": 0.1})
     paths = tel.plot(tmp_path / "plots")
-    assert sorted(p.name for p in paths) == ["cosines_all.png", "cosines_c.png", "norms_all.png", "norms_c.png",
-                                             "weights.png"]
+    assert sorted(p.name for p in paths) == [
+        "cosines_all.png",
+        "cosines_c.png",
+        "norms_all.png",
+        "norms_c.png",
+        "weights.png",
+    ]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
 
 
@@ -306,13 +331,21 @@ def test_plot_writes_png_files(model, x, tmp_path):
 def test_set_gramians_of_small_and_large_parameters_with_missing_rows(k):
     gen = torch.Generator().manual_seed(k)
     shapes = [(3,), (200, 100), (7, 7), (150, 150)]  # two above the size where dot products replace a matmul
-    rows = [[None if (t + i) % 3 == 2 else torch.randn(s, dtype=torch.float64, generator=gen)
-             for i, s in enumerate(shapes)] for t in range(k)]
+    rows = [
+        [None if (t + i) % 3 == 2 else torch.randn(s, dtype=torch.float64, generator=gen) for i, s in enumerate(shapes)]
+        for t in range(k)
+    ]
     sets = {"all": [0, 1, 2, 3], "large": [1, 3], "one": [2]}
     got = set_gramians(rows, sets)
     for name, idx in sets.items():
-        j = torch.stack([torch.cat([torch.zeros(shapes[i]).double().reshape(-1) if r[i] is None else r[i].reshape(-1)
-                                    for i in idx]) for r in rows])
+        j = torch.stack(
+            [
+                torch.cat(
+                    [torch.zeros(shapes[i]).double().reshape(-1) if r[i] is None else r[i].reshape(-1) for i in idx]
+                )
+                for r in rows
+            ]
+        )
         torch.testing.assert_close(got[name], j @ j.T, rtol=1e-12, atol=1e-12)
     none = set_gramians([[None, None]] * k, {"s": [0, 1]})
     assert none["s"].shape == (k, k) and not none["s"].any()

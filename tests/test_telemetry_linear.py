@@ -40,8 +40,7 @@ class Supervised(nn.Module):
 def data(rows, seq=None, seed=1):
     g = torch.Generator().manual_seed(seed)
     shape = (rows, 10) if seq is None else (rows, seq, 10)
-    return (torch.randn(*shape, dtype=torch.float64, generator=g),
-            torch.randint(0, 4, shape[:-1], generator=g))
+    return (torch.randn(*shape, dtype=torch.float64, generator=g), torch.randint(0, 4, shape[:-1], generator=g))
 
 
 def model_of(**kw):
@@ -53,7 +52,9 @@ def reference_gramian(losses, params):
     rows = []
     for loss in losses.values():
         gs = torch.autograd.grad(loss, params, retain_graph=True, allow_unused=True)
-        rows.append(torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, gs)]))
+        rows.append(
+            torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1) for p, g in zip(params, gs, strict=True)])
+        )
     j = torch.stack(rows)
     return j @ j.T
 
@@ -72,7 +73,8 @@ def test_measure_with_model_equals_separate_autograd_grad(rows):
     losses = model.losses(*data(rows))
     grads = TermGradients(losses, tel.params, tel.capture, retain_graph=True)
     factored = {id(tel.params[i]) for i in grads.factors}
-    # the flop model: the trunk's weights (3, 2 and 1 terms reach them) only at 6 rows; the heads (1 term, 4 outputs) never
+    # the flop model: the trunk's weights (3, 2 and 1 terms reach them) only at 6 rows;
+    # the heads (1 term, 4 outputs) never
     assert factored == ({id(layer.weight) for layer in model.trunk} if rows == 6 else set())
     if rows == 6:
         first = next(f for f in grads.factors.values() if tel.params[f.weight] is model.trunk[0].weight)
@@ -80,8 +82,13 @@ def test_measure_with_model_equals_separate_autograd_grad(rows):
     snap = tel.measure(losses)
     assert snap is not None
     for name, params in tel.param_sets.items():
-        torch.testing.assert_close(torch.tensor(snap.gramian[name], dtype=torch.float64),
-                                   reference_gramian(losses, params), rtol=1e-10, atol=1e-13, msg=name)
+        torch.testing.assert_close(
+            torch.tensor(snap.gramian[name], dtype=torch.float64),
+            reference_gramian(losses, params),
+            rtol=1e-10,
+            atol=1e-13,
+            msg=name,
+        )
     assert not tel.capture.calls  # nothing kept after the measured step
 
 
@@ -93,17 +100,21 @@ def test_backward_with_model_gives_the_weighted_sum_and_the_same_snapshot(rows):
     tel = GradientTelemetry(sets_of(model), model=model)
     ref_tel = GradientTelemetry(sets_of(plain))
     x, y = data(rows)
-    layerwise.backward(model.losses(x, y), Fixed(weights, warn_useless=False), params=model.parameters(),
-                       telemetry=tel)
-    layerwise.backward(plain.losses(x, y), Fixed(weights, warn_useless=False), params=plain.parameters(),
-                       telemetry=ref_tel)
+    layerwise.backward(model.losses(x, y), Fixed(weights, warn_useless=False), params=model.parameters(), telemetry=tel)
+    layerwise.backward(
+        plain.losses(x, y), Fixed(weights, warn_useless=False), params=plain.parameters(), telemetry=ref_tel
+    )
     losses = plain.losses(x, y)
     expected = torch.autograd.grad(sum(w * losses[t] for t, w in weights.items()), list(plain.parameters()))
     for p, e in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, e, rtol=1e-10, atol=1e-13)
     for name in SETS:
-        torch.testing.assert_close(torch.tensor(tel.history[0].gramian[name], dtype=torch.float64),
-                                   torch.tensor(ref_tel.history[0].gramian[name], dtype=torch.float64), rtol=1e-10, atol=1e-13)
+        torch.testing.assert_close(
+            torch.tensor(tel.history[0].gramian[name], dtype=torch.float64),
+            torch.tensor(ref_tel.history[0].gramian[name], dtype=torch.float64),
+            rtol=1e-10,
+            atol=1e-13,
+        )
 
 
 @pytest.mark.parametrize("kw", [{"tie": True}, {"twice": True}])
@@ -117,11 +128,16 @@ def test_shared_or_twice_called_weight_is_not_factored_and_stays_exact(kw):
     assert id(model.trunk[1].weight) not in factored
     assert factored == {id(model.trunk[0].weight), id(model.trunk[2].weight)}  # the heads: cheaper dense
     snap = tel.measure(losses)
-    torch.testing.assert_close(torch.tensor(snap.gramian["layer1"], dtype=torch.float64), reference_gramian(losses, list(model.trunk[1].parameters())),
-                               rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(
+        torch.tensor(snap.gramian["layer1"], dtype=torch.float64),
+        reference_gramian(losses, list(model.trunk[1].parameters())),
+        rtol=1e-10,
+        atol=1e-13,
+    )
     model.zero_grad()
-    layerwise.backward(model.losses(x, y), params=model.parameters(),
-                       telemetry=GradientTelemetry(sets_of(model), model=model))
+    layerwise.backward(
+        model.losses(x, y), params=model.parameters(), telemetry=GradientTelemetry(sets_of(model), model=model)
+    )
     expected = torch.autograd.grad(sum(model.losses(x, y).values()), list(model.parameters()))
     for p, e in zip(model.parameters(), expected, strict=True):
         torch.testing.assert_close(p.grad, e, rtol=1e-10, atol=1e-13)
@@ -132,8 +148,12 @@ def test_sequence_inputs_are_flattened_to_rows():
     tel = GradientTelemetry(sets_of(model), model=model)
     losses = model.losses(*data(3, seq=5))
     snap = tel.measure(losses)
-    torch.testing.assert_close(torch.tensor(snap.gramian["all"], dtype=torch.float64), reference_gramian(losses, list(model.parameters())),
-                               rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(
+        torch.tensor(snap.gramian["all"], dtype=torch.float64),
+        reference_gramian(losses, list(model.parameters())),
+        rtol=1e-10,
+        atol=1e-13,
+    )
 
 
 def test_input_modified_in_place_after_the_call_is_not_factored():
@@ -152,9 +172,15 @@ def test_input_modified_in_place_after_the_call_is_not_factored():
 def test_plan_follows_the_flop_model():
     lin = nn.Linear(50, 30).double()
     capture = LinearCapture(lin, lambda: True)
-    for rows, terms, update, expected in [(2, 1, False, True), (2, 1, True, True), (400, 1, False, False),
-                                          (40, 1, True, False), (40, 8, False, True), (40, 8, True, True),
-                                          (100, 8, True, False)]:
+    for rows, terms, update, expected in [
+        (2, 1, False, True),
+        (2, 1, True, True),
+        (400, 1, False, False),
+        (40, 1, True, False),
+        (40, 8, False, True),
+        (40, 8, True, True),
+        (100, 8, True, False),
+    ]:
         z = lin(torch.randn(rows, 50, dtype=torch.float64))
         losses = {f"t{k}": z[:, k].sum() for k in range(terms)}  # every term reaches the call
         got = plan_factors(capture, losses, [lin.weight, lin.bias], update={0} if update else ())
@@ -197,8 +223,9 @@ def test_gradnorm_on_a_factored_weight_gets_its_per_term_gradients():
     for _ in range(3):
         model.zero_grad()
         plain.zero_grad()
-        layerwise.backward(model.losses(x, y), gn, params=model.parameters(),
-                           telemetry=GradientTelemetry(sets_of(model), model=model))
+        layerwise.backward(
+            model.losses(x, y), gn, params=model.parameters(), telemetry=GradientTelemetry(sets_of(model), model=model)
+        )
         layerwise.backward(plain.losses(x, y), gn_ref, params=plain.parameters())
         torch.testing.assert_close(gn.w, gn_ref.w, rtol=1e-10, atol=1e-13)
         for p, q in zip(model.parameters(), plain.parameters(), strict=True):
@@ -233,8 +260,9 @@ def test_output_modified_in_place_by_the_next_op_still_gives_exact_gradients():
     grads = TermGradients(ls, tel.params, tel.capture, retain_graph=True)
     assert len(grads.factors) >= 2  # the in-place rewritten outputs are factored
     snap = tel.measure(losses())
-    torch.testing.assert_close(torch.tensor(snap.gramian["all"], dtype=torch.float64), reference_gramian(ls, params),
-                               rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(
+        torch.tensor(snap.gramian["all"], dtype=torch.float64), reference_gramian(ls, params), rtol=1e-10, atol=1e-13
+    )
 
 
 def test_record_terms_rejects_mismatched_gradients_and_keeps_its_state():
@@ -249,5 +277,9 @@ def test_record_terms_rejects_mismatched_gradients_and_keeps_its_state():
         tel.record_terms(losses, TermGradients(two, tel.params, retain_graph=True))
     assert tel.step == 0 and not tel.history and tel.terms is None
     snap = tel.record_terms(losses, TermGradients(losses, tel.params, retain_graph=True))
-    torch.testing.assert_close(torch.tensor(snap.gramian["all"], dtype=torch.float64),
-                               reference_gramian(losses, list(model.parameters())), rtol=1e-10, atol=1e-13)
+    torch.testing.assert_close(
+        torch.tensor(snap.gramian["all"], dtype=torch.float64),
+        reference_gramian(losses, list(model.parameters())),
+        rtol=1e-10,
+        atol=1e-13,
+    )

@@ -1,7 +1,11 @@
 import json
 
+import pytest
+
 import layerwise_bench as bench
 from layerwise_bench import AutoencoderConfig, load_autoencoder_data, tune_learning_rates
+
+pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 
 
 def test_tune_picks_the_best_swept_lr_and_merges(tmp_path):
@@ -22,8 +26,19 @@ def test_tune_picks_the_best_swept_lr_and_merges(tmp_path):
 def test_shipped_tuned_files_cover_every_method():
     for dataset in ("digits", "mnist"):
         tuned = bench.load_tuned(bench.tuned_path(dataset))
-        assert set(tuned["methods"]) >= {"sgd", "momentum", "adagrad", "rmsprop", "adam", "shampoo", "kfac",
-                                         "locoprop-m", "locoprop-s", "locoprop-s-exact", "locoprop-m-precond"}
+        assert set(tuned["methods"]) >= {
+            "sgd",
+            "momentum",
+            "adagrad",
+            "rmsprop",
+            "adam",
+            "shampoo",
+            "kfac",
+            "locoprop-m",
+            "locoprop-s",
+            "locoprop-s-exact",
+            "locoprop-m-precond",
+        }
         for entry in tuned["methods"].values():
             best = min(entry["sweep"], key=entry["sweep"].get)  # "0.001" or "damping=100 lr=0.001"
             assert entry["lr"] == float(best.rsplit("lr=", 1)[-1])
@@ -37,7 +52,9 @@ def test_tuned_files_ship_in_the_wheel():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["layerwise_bench"]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"][
+        "layerwise_bench"
+    ]
     package = root / "src" / "layerwise_bench"
     shipped = {p for pattern in patterns for p in package.glob(pattern)}
     assert bench.tuned_path("mnist") in shipped and bench.tuned_path("digits") in shipped

@@ -31,8 +31,11 @@ class Net(nn.Module):
 
     def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.trunk(x)
-        return {"main": F.cross_entropy(out, y), "h1": self.heads["h1"](self.taps["h1"], y),
-                "h2": self.heads["h2"](self.taps["h2"], y)}
+        return {
+            "main": F.cross_entropy(out, y),
+            "h1": self.heads["h1"](self.taps["h1"], y),
+            "h2": self.heads["h2"](self.taps["h2"], y),
+        }
 
 
 def batch(seed: int = 1, n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,11 +120,11 @@ def gradnorm_reference(net: Net, steps: int, alpha: float, lr: float) -> tuple[l
         gnorms = []
         for i, t in enumerate(TERMS):
             gs = torch.autograd.grad(w[i] * losses[t], shared, retain_graph=True, create_graph=True)
-            gnorms.append(torch.sqrt(sum((g ** 2).sum() for g in gs)))
+            gnorms.append(torch.sqrt(sum((g**2).sum() for g in gs)))
         gnorms_t = torch.stack(gnorms)
         ratio = values.detach() / initial
         r = ratio / ratio.mean()
-        target = (gnorms_t.mean() * r ** alpha).detach()
+        target = (gnorms_t.mean() * r**alpha).detach()
         l_grad = (gnorms_t - target).abs().sum()
         (w_grad,) = torch.autograd.grad(l_grad, [w], retain_graph=True)
         history.append(w.detach().tolist())
@@ -193,8 +196,11 @@ def test_naive_recipe_collapses_weights_negative_and_aux_losses_maximised() -> N
     with pytest.warns(UserWarning, match="being MAXIMISED") as caught:  # negative weights are flagged
         for _ in range(300):
             out = trunk(x)
-            losses = {"main": F.mse_loss(out, y), "a1": F.mse_loss(heads[0](taps["a1"]), y),
-                      "a2": F.mse_loss(heads[1](taps["a2"]), y)}
+            losses = {
+                "main": F.mse_loss(out, y),
+                "a1": F.mse_loss(heads[0](taps["a1"]), y),
+                "a2": F.mse_loss(heads[1](taps["a2"]), y),
+            }
             first = first or {k: v.item() for k, v in losses.items()}
             opt.zero_grad()
             weighting(losses).backward()
@@ -224,8 +230,9 @@ def test_usefulness_drops_a_harmful_term_and_reports_it() -> None:
     assert "contributes nothing" in weighting.summary().splitlines()[2]
     weighting.drop("bad")
     out = lin(x)
-    layerwise.backward({"main": F.mse_loss(out, y), "good": F.mse_loss(out, 0.9 * y)}, weighting,
-                       params=list(lin.parameters()))
+    layerwise.backward(
+        {"main": F.mse_loss(out, y), "good": F.mse_loss(out, 0.9 * y)}, weighting, params=list(lin.parameters())
+    )
     assert weighting.current["bad"] == 0.0
 
 
@@ -278,6 +285,7 @@ def test_state_dict_round_trip_resumes_identically(kind: str) -> None:
 
 
 # --- bad input --------------------------------------------------------------------------------
+
 
 def test_non_scalar_term_is_named() -> None:
     w = Fixed.equal(["main", "aux"])
@@ -361,10 +369,14 @@ def test_backward_counts_telemetry_steps_with_a_gradient_based_weighting() -> No
 
 def test_repr_shows_the_configuration() -> None:
     lin = nn.Linear(2, 2)
-    assert repr(GradNorm(["a", "b"], lin.parameters(), alpha=0.5)) == \
-        "GradNorm(terms=['a', 'b'], alpha=0.5, lr=0.025, optimizer='adam')"
-    assert repr(Usefulness(["a", "b"], lin.parameters(), main="a", mode="cosine")) == \
-        "Usefulness(terms=['a', 'b'], main='a', mode='cosine', lr=0.01, every=1, beta=0.9)"
+    assert (
+        repr(GradNorm(["a", "b"], lin.parameters(), alpha=0.5))
+        == "GradNorm(terms=['a', 'b'], alpha=0.5, lr=0.025, optimizer='adam')"
+    )
+    assert (
+        repr(Usefulness(["a", "b"], lin.parameters(), main="a", mode="cosine"))
+        == "Usefulness(terms=['a', 'b'], main='a', mode='cosine', lr=0.01, every=1, beta=0.9)"
+    )
     assert repr(Fixed({"a": 1.0, "b": 0.5}, main="a")) == "Fixed(weights={'a': 1.0, 'b': 0.5}, main='a')"
 
 

@@ -31,7 +31,8 @@ WORKER = textwrap.dedent("""
             return GradNorm(terms, trunk[0].parameters(), lr=0.1).double()
         if kind == "uncertainty":
             return Uncertainty(terms).double()
-        return Usefulness(terms, list(trunk[0].parameters()) + list(trunk[2].parameters()), main="main", lr=0.1).double()
+        trunk_params = list(trunk[0].parameters()) + list(trunk[2].parameters())
+        return Usefulness(terms, trunk_params, main="main", lr=0.1).double()
 
     def data():
         g = torch.Generator().manual_seed(3)
@@ -81,8 +82,12 @@ def test_two_gloo_processes_equal_one_process_on_the_whole_batch(tmp_path: Path,
     assert len({tuple(row.values()) for row in single["history"]}) > 1  # the weights moved
     for r in (0, 1):
         got = torch.load(f"{out}.{r}", weights_only=True)
-        torch.testing.assert_close(torch.tensor([list(h.values()) for h in got["history"]]),
-                                   torch.tensor([list(h.values()) for h in single["history"]]), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(
+            torch.tensor([list(h.values()) for h in got["history"]]),
+            torch.tensor([list(h.values()) for h in single["history"]]),
+            rtol=1e-10,
+            atol=1e-12,
+        )
         for step, (gs, es) in enumerate(zip(got["grads"], single["grads"], strict=True)):
             for g, e in zip(gs, es, strict=True):
                 torch.testing.assert_close(g, e, rtol=1e-10, atol=1e-12, msg=f"rank {r}, step {step}")

@@ -23,7 +23,6 @@ from layerwise.taps import Taps
 from layerwise.telemetry import GradientTelemetry
 from layerwise.telemetry import _linear as telemetry_linear
 from layerwise.weighting import GradNorm
-
 from zoo import CASES, Case
 
 ETA, GAMMA = 0.05, 3.0
@@ -36,8 +35,12 @@ def _run(case: Case, model: nn.Module) -> Tensor:
 
 
 def _locoprop(case: Case, model: nn.Module, extra_exclude: tuple[str, ...] = (), **kwargs: object) -> LocoProp:
-    return LocoProp(model, exclude=[*EXCLUDE.get(case.name, []), *extra_exclude],
-                    other_optimizer=lambda ps: torch.optim.SGD(ps, lr=ETA * GAMMA), **kwargs)  # type: ignore[arg-type]
+    return LocoProp(
+        model,
+        exclude=[*EXCLUDE.get(case.name, []), *extra_exclude],
+        other_optimizer=lambda ps: torch.optim.SGD(ps, lr=ETA * GAMMA),
+        **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def _probe(model: nn.Module, names: list[str]) -> tuple[dict[str, tuple[Tensor, Tensor]], dict[str, Tensor]]:
@@ -51,6 +54,7 @@ def _probe(model: nn.Module, names: list[str]) -> tuple[dict[str, tuple[Tensor, 
             rec[name] = (inp[0].detach().clone(), out.detach().clone())
             probes[name] = torch.zeros_like(out, requires_grad=True)
             return out + probes[name]
+
         return h
 
     for n in names:
@@ -108,13 +112,17 @@ _F: dict[str, Callable[[Tensor], Tensor]] = {  # F with F' = f, written out here
     "softmax(dim=1)": lambda z: torch.logsumexp(z, dim=1),
 }
 _f: dict[str, Callable[[Tensor], Tensor]] = {
-    "identity": lambda z: z, "relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+    "identity": lambda z: z,
+    "relu": torch.relu,
+    "tanh": torch.tanh,
+    "sigmoid": torch.sigmoid,
     "softmax(dim=1)": lambda z: torch.softmax(z, dim=1),
 }
 
 
-def _local_gradient(module: nn.Module, old: dict[str, Tensor], x: Tensor, target: Tensor, act: str,
-                    lam: float) -> list[Tensor]:
+def _local_gradient(
+    module: nn.Module, old: dict[str, Tensor], x: Tensor, target: Tensor, act: str, lam: float
+) -> list[Tensor]:
     """∇_θ [Σ F(z) − Σ z·target + (λ/2)‖θ − θ_old‖²] at the module's current θ, z = module(x) (its own forward)."""
     params = {k: v.detach().clone().requires_grad_() for k, v in module.named_parameters()}
     z = functional_call(module, params, (x,))
@@ -141,15 +149,22 @@ def test_closed_form_solvers_reach_the_minimiser_of_each_local_problem(name: str
         act = act if variant == "m" else "identity"
         target = _f[act](pre) - GAMMA * g
         grads = _local_gradient(model.get_submodule(n), old[n], x, target, act, lam)
-        scale = max(float(gr.abs().max()) for gr in _local_gradient(model.get_submodule(n), old[n], x, target, act,
-                                                                        0.0)) + 1.0
+        scale = (
+            max(float(gr.abs().max()) for gr in _local_gradient(model.get_submodule(n), old[n], x, target, act, 0.0))
+            + 1.0
+        )
         worst = max(float(gr.abs().max()) for gr in grads)
         assert worst < 1e-8 * scale, (name, n, act, worst)
 
 
 def test_activations_and_their_arguments_are_read_from_the_zoo() -> None:
     expect = {
-        "resnet": {"conv1": "identity", "layer1.conv1": "identity", "layer2.downsample.0": "identity", "fc": "identity"},
+        "resnet": {
+            "conv1": "identity",
+            "layer1.conv1": "identity",
+            "layer2.downsample.0": "identity",
+            "fc": "identity",
+        },
         "vgg": {"0": "relu", "9": "relu", "11": "identity"},
         "vgg_bn": {"0": "identity", "3": "identity", "12": "relu"},  # convs that feed a BatchNorm: identity
         "mobile": {"expand": "identity", "project": "identity", "classifier": "softmax(dim=1)"},
@@ -182,8 +197,9 @@ def _terms(case: Case, model: nn.Module, taps: Taps) -> dict[str, Tensor]:
 
 @pytest.mark.parametrize("factored", [False, True])
 @pytest.mark.parametrize("name", list(CASES))
-def test_backward_with_a_learned_weighting_and_telemetry_equals_autograd(name: str, factored: bool,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backward_with_a_learned_weighting_and_telemetry_equals_autograd(
+    name: str, factored: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """layerwise.backward with three terms (one on a tapped block) and GradNorm leaves Σ w_k ∇L_k in .grad;
     the telemetry's per-term norms and cosines are autograd's, with the factored Linear path forced on or off."""
     monkeypatch.setattr(telemetry_linear, "factored_is_cheaper", lambda *a: factored)
@@ -215,8 +231,12 @@ def test_backward_with_a_learned_weighting_and_telemetry_equals_autograd(name: s
         expected = sum(w[k] * (g[i] if g[i] is not None else torch.zeros_like(p)) for k, g in per.items())
         torch.testing.assert_close(p.grad, expected, rtol=1e-10, atol=1e-12)
     snap = telemetry.history[-1]
-    flat = {k: torch.cat([(x if x is not None else torch.zeros_like(p)).flatten()
-                          for x, p in zip(g, ref_params, strict=True)]) for k, g in per.items()}
+    flat = {
+        k: torch.cat(
+            [(x if x is not None else torch.zeros_like(p)).flatten() for x, p in zip(g, ref_params, strict=True)]
+        )
+        for k, g in per.items()
+    }
     for k in terms:
         assert snap.norms["all"][k] == pytest.approx(float(flat[k].norm()), rel=1e-9, abs=1e-12)
     cos = F.cosine_similarity(flat["main"], flat["aux"], dim=0)
@@ -332,9 +352,11 @@ def test_taps_keep_a_blocks_feature_maps_and_reject_an_output_rewritten_in_place
     assert block.shape == (x.shape[0], 8, 8, 8)
 
 
-_SETTINGS = {"precond-m": dict(solver="precond", lr=1.0, steps=3, gamma=GAMMA, damping=10.0),
-             "exact-s": dict(variant="s", solver="exact", lr=1.0, gamma=GAMMA, damping=10.0),
-             "official": dict(lr=1e-3)}
+_SETTINGS = {
+    "precond-m": dict(solver="precond", lr=1.0, steps=3, gamma=GAMMA, damping=10.0),
+    "exact-s": dict(variant="s", solver="exact", lr=1.0, gamma=GAMMA, damping=10.0),
+    "official": dict(lr=1e-3),
+}
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

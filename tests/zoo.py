@@ -8,11 +8,11 @@ each model (all of them do with torch 2.13).
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import os
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -46,9 +46,11 @@ def _finish(model: nn.Module) -> nn.Module:
 
 def _on_device(batch: Callable[[], tuple[Tensor, Tensor]]) -> Callable[[], tuple[Tensor, Tensor]]:
     """The batch, drawn on the CPU (the same numbers everywhere), moved to :data:`DEVICE`."""
+
     def moved() -> tuple[Tensor, Tensor]:
         x, y = batch()
         return x.to(DEVICE), y.to(DEVICE)
+
     moved.__doc__ = batch.__doc__
     return moved
 

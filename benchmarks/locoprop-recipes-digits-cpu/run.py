@@ -23,8 +23,8 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import statistics
+import subprocess
 import sys
 import time
 import traceback
@@ -49,8 +49,11 @@ class BasicBlock(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-                           if stride != 1 or cin != cout else None)
+        self.downsample = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout
+            else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x
@@ -80,10 +83,17 @@ class ResNet(nn.Module):
 
 
 def vgg() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(inplace=True),
-                         nn.MaxPool2d(2), nn.Flatten(),
-                         nn.Linear(256, 64), nn.ReLU(inplace=True), nn.Linear(64, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(16, 16, 3, padding=1),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(256, 64),
+        nn.ReLU(inplace=True),
+        nn.Linear(64, 10),
+    )
 
 
 class MixerBlock(nn.Module):
@@ -177,10 +187,15 @@ def grids(adamw_lr: float | None) -> dict[str, list[dict]]:
     return {
         "adamw": [{"lr": lr, "weight_decay": 0.01} for lr in (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)],
         "locoprop-default": [{}],
-        "locoprop-precond": [{"gamma": g, "damping": d, "steps": s, "other_lr": a}
-                             for g in (10, 100, 1000) for d in (1, 10) for s in (1, 3)],
-        "locoprop-iterative": [{"lr": lr, "gamma": g, "steps": s, "other_lr": a}
-                               for lr in (1e-3, 1e-2) for g in (10, 100) for s in (3,)],
+        "locoprop-precond": [
+            {"gamma": g, "damping": d, "steps": s, "other_lr": a}
+            for g in (10, 100, 1000)
+            for d in (1, 10)
+            for s in (1, 3)
+        ],
+        "locoprop-iterative": [
+            {"lr": lr, "gamma": g, "steps": s, "other_lr": a} for lr in (1e-3, 1e-2) for g in (10, 100) for s in (3,)
+        ],
     }
 
 
@@ -191,11 +206,27 @@ def make_optimizer(method: str, cfg: dict, model: nn.Module) -> torch.optim.Opti
         return LocoProp(model, other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-3))
     other = cfg["other_lr"]
     if method == "locoprop-precond":
-        return LocoProp(model, solver="precond", variant="m", lr=1.0, steps=cfg["steps"], gamma=cfg["gamma"],
-                        damping=cfg["damping"], other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=other))
+        return LocoProp(
+            model,
+            solver="precond",
+            variant="m",
+            lr=1.0,
+            steps=cfg["steps"],
+            gamma=cfg["gamma"],
+            damping=cfg["damping"],
+            other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=other),
+        )
     if method == "locoprop-iterative":
-        return LocoProp(model, solver="iterative", variant="m", inner="adam", steps=cfg["steps"], lr=cfg["lr"],
-                        gamma=cfg["gamma"], other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=other))
+        return LocoProp(
+            model,
+            solver="iterative",
+            variant="m",
+            inner="adam",
+            steps=cfg["steps"],
+            lr=cfg["lr"],
+            gamma=cfg["gamma"],
+            other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=other),
+        )
     raise ValueError(method)
 
 
@@ -219,7 +250,7 @@ def batches(n: int, gen: torch.Generator):
     while True:  # reshuffled epochs, remainder dropped
         perm = torch.randperm(n, generator=gen)
         for i in range(0, n - BATCH + 1, BATCH):
-            yield perm[i:i + BATCH]
+            yield perm[i : i + BATCH]
 
 
 def train(family: str, method: str, cfg: dict, seed: int, steps: int, data: dict) -> dict:
@@ -229,8 +260,11 @@ def train(family: str, method: str, cfg: dict, seed: int, steps: int, data: dict
     try:
         opt = make_optimizer(method, cfg, model)
     except Exception as exc:  # noqa: BLE001 -- recorded, not fatal
-        return {"status": "construction-error", "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(limit=4)}
+        return {
+            "status": "construction-error",
+            "error": f"{type(exc).__name__}: {exc}",
+            "traceback": traceback.format_exc(limit=4),
+        }
     info = {}
     if isinstance(opt, LocoProp):
         info["locoprop_layers"] = [list(t) for t in opt.layers]
@@ -254,8 +288,10 @@ def train(family: str, method: str, cfg: dict, seed: int, steps: int, data: dict
                 loss.backward()
                 opt.step()
         except Exception as exc:  # noqa: BLE001 -- divergence or a LocoProp error, recorded
-            status, error = ("diverged" if isinstance(exc, FloatingPointError) else "step-error"), \
-                f"step {k}: {type(exc).__name__}: {exc}"
+            status, error = (
+                ("diverged" if isinstance(exc, FloatingPointError) else "step-error"),
+                f"step {k}: {type(exc).__name__}: {exc}",
+            )
             break
         times.append(time.perf_counter() - s)
         lv = float(loss.detach())
@@ -266,20 +302,27 @@ def train(family: str, method: str, cfg: dict, seed: int, steps: int, data: dict
     model.eval()
     with torch.no_grad():
         train_loss = float(F.cross_entropy(model(xs), ys))
-    out = {"status": status, "error": error, "steps_done": len(times),
-           "val_acc": accuracy(model, data["val_x"], data["val_y"]),
-           "test_acc": accuracy(model, data["test_x"], data["test_y"]),
-           "train_loss": train_loss,  # full 80% training part, eval mode, after the last step
-           "last_batch_losses_mean10": statistics.fmean(losses[-10:]) if losses else None,
-           "ms_per_step_median": 1e3 * statistics.median(times) if times else None,
-           "wall_s": time.perf_counter() - t0, **info}
+    out = {
+        "status": status,
+        "error": error,
+        "steps_done": len(times),
+        "val_acc": accuracy(model, data["val_x"], data["val_y"]),
+        "test_acc": accuracy(model, data["test_x"], data["test_y"]),
+        "train_loss": train_loss,  # full 80% training part, eval mode, after the last step
+        "last_batch_losses_mean10": statistics.fmean(losses[-10:]) if losses else None,
+        "ms_per_step_median": 1e3 * statistics.median(times) if times else None,
+        "wall_s": time.perf_counter() - t0,
+        **info,
+    }
     return out
 
 
 def git_state() -> dict:
     """The commit and the uncommitted changes of the checkout the library was imported from."""
     import hashlib  # noqa: PLC0415
+
     import layerwise  # noqa: PLC0415
+
     root = os.path.dirname(os.path.abspath(layerwise.__file__))
 
     def git(*a: str) -> str:
@@ -287,11 +330,15 @@ def git_state() -> dict:
             return subprocess.run(["git", "-C", root, *a], capture_output=True, text=True, timeout=30).stdout
         except Exception:  # noqa: BLE001
             return ""
+
     diff = git("diff", "HEAD", "--", ".")
-    return {"layerwise_path": root, "layerwise_version": getattr(layerwise, "__version__", None),
-            "commit": git("rev-parse", "HEAD").strip() or None,
-            "status_src": git("status", "--short", "--", ".").splitlines(),
-            "diff_sha256_src": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
+    return {
+        "layerwise_path": root,
+        "layerwise_version": getattr(layerwise, "__version__", None),
+        "commit": git("rev-parse", "HEAD").strip() or None,
+        "status_src": git("status", "--short", "--", ".").splitlines(),
+        "diff_sha256_src": hashlib.sha256(diff.encode()).hexdigest() if diff else None,
+    }
 
 
 def score(r: dict) -> float:
@@ -299,7 +346,6 @@ def score(r: dict) -> float:
     if r.get("status") != "ok":
         return -1.0
     return r["val_acc"] - 1e-9 * (r["train_loss"] if math.isfinite(r["train_loss"]) else 1e9)
-
 
 
 # --------------------------------------------------------------------------------------------- report
@@ -314,10 +360,16 @@ def summarise(runs: list[dict]) -> dict:
     acc = [r["test_acc"] for r in ok]
     loss = [r["train_loss"] for r in ok]
     ms = [r["ms_per_step_median"] for r in ok if r.get("ms_per_step_median") is not None]
-    return {"n": len(ok), "mean": statistics.fmean(acc), "min": min(acc), "max": max(acc),
-            "train_loss": statistics.fmean(loss), "ms": statistics.median(ms) if ms else float("nan"),
-            "statuses": sorted({r["status"] for r in ok}),
-            "error": next((r["error"] for r in ok if r.get("error")), None)}
+    return {
+        "n": len(ok),
+        "mean": statistics.fmean(acc),
+        "min": min(acc),
+        "max": max(acc),
+        "train_loss": statistics.fmean(loss),
+        "ms": statistics.median(ms) if ms else float("nan"),
+        "statuses": sorted({r["status"] for r in ok}),
+        "error": next((r["error"] for r in ok if r.get("error")), None),
+    }
 
 
 def fmt_acc(s: dict) -> str:
@@ -328,37 +380,53 @@ def write_report(out: str) -> None:
     with open(os.path.join(out, "results.json")) as f:
         rec = json.load(f)
     fams = rec["families"]
-    lines = ["# LocoProp starting recipes per architecture family vs tuned AdamW (sklearn digits, CPU)", "",
-             f"Command: `{rec['command']}` (see `run.sh`). torch {rec['torch']}, Python {rec['python']}, "
-             f"{rec['torch_threads']} thread(s), {rec['platform']}. Date {rec['date']}. "
-             f"Total wall time {rec['total_wall_s'] / 60:.1f} min.", "",
-             f"Data: `layerwise.data.load_digits()`; training part {rec['data']['train']} images (first 80% of "
-             f"train), validation {rec['data']['val']} (last 20% of train), test {rec['data']['test']}. "
-             f"Batch {rec['data']['batch']}, {rec['args']['steps']} steps (seeded reshuffled epochs), cross-entropy, "
-             "float32. Every model is trained on the training part only; accuracies are measured after the last "
-             "step in eval mode; 'train loss' is the cross-entropy on the whole training part at the end.", "",
-             "Protocol (identical for every method): grid search on validation accuracy at the full step budget "
-             "with seed 0 (ties: lower final train loss, then the earlier grid point, i.e. the smaller T); the chosen config is re-run with seeds 1 and 2 (seed 0 is the grid run); test accuracy "
-             f"is mean [min, max] over seeds {rec['args']['seeds']}. AdamW (wd 0.01, lr in 3e-4/1e-3/3e-3/1e-2/3e-2) is "
-             "tuned first; its best lr is the lr of the AdamW that LocoProp gets as `other_optimizer` (for norms, "
-             "positional embeddings, ...). `locoprop-default` is `LocoProp(model, other_optimizer=AdamW(lr=1e-3))` "
-             "with every other default (official iterative RMSProp lr 1e-5, γ=10, T=10), not tuned. "
-             "`locoprop-precond`: solver='precond', variant='m', lr=1, γ∈{10,100,1000}, λ∈{1,10}, T∈{1,3}. "
-             "`locoprop-iterative`: variant='m', inner='adam', T=3, lr∈{1e-3,1e-2}, γ∈{10,100}. "
-             "ms/step is the median wall time of one training step (forward + update), median over the seeds.", "",
-             f"Budget: {'nothing was shrunk: the full grids above at the full step budget' if not rec['args'].get('quick') else 'quick probe'} "
-             f"ran in {rec['total_wall_s'] / 60:.1f} min at {rec['torch_threads']} thread(s) (budget ~25 min).", "",
-             f"Library: layerwise {rec['git']['layerwise_version']} at commit `{rec['git']['commit']}` with "
-             f"{len(rec['git']['status_src'])} uncommitted file(s) under src/layerwise (another engineer's work in "
-             f"progress; sha256 of `git diff HEAD` there: `{rec['git']['diff_sha256_src']}`; list in results.json).",
-             ""]
+    budget = (
+        "nothing was shrunk: the full grids above at the full step budget"
+        if not rec["args"].get("quick")
+        else "quick probe"
+    )
+    lines = [
+        "# LocoProp starting recipes per architecture family vs tuned AdamW (sklearn digits, CPU)",
+        "",
+        f"Command: `{rec['command']}` (see `run.sh`). torch {rec['torch']}, Python {rec['python']}, "
+        f"{rec['torch_threads']} thread(s), {rec['platform']}. Date {rec['date']}. "
+        f"Total wall time {rec['total_wall_s'] / 60:.1f} min.",
+        "",
+        f"Data: `layerwise.data.load_digits()`; training part {rec['data']['train']} images (first 80% of "
+        f"train), validation {rec['data']['val']} (last 20% of train), test {rec['data']['test']}. "
+        f"Batch {rec['data']['batch']}, {rec['args']['steps']} steps (seeded reshuffled epochs), cross-entropy, "
+        "float32. Every model is trained on the training part only; accuracies are measured after the last "
+        "step in eval mode; 'train loss' is the cross-entropy on the whole training part at the end.",
+        "",
+        "Protocol (identical for every method): grid search on validation accuracy at the full step budget "
+        "with seed 0 (ties: lower final train loss, then the earlier grid point, i.e. the smaller T); "
+        "the chosen config is re-run with seeds 1 and 2 (seed 0 is the grid run); test accuracy "
+        f"is mean [min, max] over seeds {rec['args']['seeds']}. AdamW (wd 0.01, lr in 3e-4/1e-3/3e-3/1e-2/3e-2) is "
+        "tuned first; its best lr is the lr of the AdamW that LocoProp gets as `other_optimizer` (for norms, "
+        "positional embeddings, ...). `locoprop-default` is `LocoProp(model, other_optimizer=AdamW(lr=1e-3))` "
+        "with every other default (official iterative RMSProp lr 1e-5, γ=10, T=10), not tuned. "
+        "`locoprop-precond`: solver='precond', variant='m', lr=1, γ∈{10,100,1000}, λ∈{1,10}, T∈{1,3}. "
+        "`locoprop-iterative`: variant='m', inner='adam', T=3, lr∈{1e-3,1e-2}, γ∈{10,100}. "
+        "ms/step is the median wall time of one training step (forward + update), median over the seeds.",
+        "",
+        f"Budget: {budget} "
+        f"ran in {rec['total_wall_s'] / 60:.1f} min at {rec['torch_threads']} thread(s) (budget ~25 min).",
+        "",
+        f"Library: layerwise {rec['git']['layerwise_version']} at commit `{rec['git']['commit']}` with "
+        f"{len(rec['git']['status_src'])} uncommitted file(s) under src/layerwise (another engineer's work in "
+        f"progress; sha256 of `git diff HEAD` there: `{rec['git']['diff_sha256_src']}`; list in results.json).",
+        "",
+    ]
     if rec["args"].get("quick"):
         lines += ["**Quick timing probe (`--quick`): first grid point per method only, one seed.**", ""]
     recipe = []
     for family, fam in fams.items():
-        lines += [f"## {family} ({fam['params']:,} parameters)", "",
-                  "| method | chosen config | val acc (seed 0) | test acc % mean [min, max] | train loss | ms/step |",
-                  "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {family} ({fam['params']:,} parameters)",
+            "",
+            "| method | chosen config | val acc (seed 0) | test acc % mean [min, max] | train loss | ms/step |",
+            "|---|---|---|---|---|---|",
+        ]
         sums = {}
         for m in METHODS:
             if m not in fam["chosen"]:
@@ -369,19 +437,29 @@ def write_report(out: str) -> None:
                 lines.append(f"| {m} | {ch['description']} | – | **error**: {s['error']} | – | – |")
                 continue
             note = "" if s["statuses"] == ["ok"] else f" ({'/'.join(s['statuses'])})"
-            lines.append(f"| {m} | {ch['description']} | {100 * ch['val_acc']:.1f} | {fmt_acc(s)}{note} | "
-                         f"{s['train_loss']:.4f} | {s['ms']:.1f} |")
+            lines.append(
+                f"| {m} | {ch['description']} | {100 * ch['val_acc']:.1f} | {fmt_acc(s)}{note} | "
+                f"{s['train_loss']:.4f} | {s['ms']:.1f} |"
+            )
         errs = [(m, r) for m, rs in fam["grid"].items() for r in rs if r["status"] != "ok"]
         if errs:
             lines += ["", "Configs that failed:", ""]
             for m, r in errs:
                 lines.append(f"- {m} {describe(m, r['config'])}: {r['status']}: `{r['error']}`")
         if fam.get("locoprop_layers"):
-            lines += ["", "Layers LocoProp trains (name: activation it matched): " +
-                      ", ".join(f"`{n}`: {a}" for n, a in fam["locoprop_layers"]) +
-                      f"; {fam.get('locoprop_other_params')} parameters go to the other optimizer (AdamW)."]
-        lines += ["", "<details><summary>every config tried (seed 0)</summary>", "",
-                  "| method | config | status | val acc | train loss | ms/step |", "|---|---|---|---|---|---|"]
+            lines += [
+                "",
+                "Layers LocoProp trains (name: activation it matched): "
+                + ", ".join(f"`{n}`: {a}" for n, a in fam["locoprop_layers"])
+                + f"; {fam.get('locoprop_other_params')} parameters go to the other optimizer (AdamW).",
+            ]
+        lines += [
+            "",
+            "<details><summary>every config tried (seed 0)</summary>",
+            "",
+            "| method | config | status | val acc | train loss | ms/step |",
+            "|---|---|---|---|---|---|",
+        ]
         for m, rs in fam["grid"].items():
             for r in rs:
                 va = f"{100 * r['val_acc']:.1f}" if r.get("val_acc") is not None else "–"
@@ -390,31 +468,42 @@ def write_report(out: str) -> None:
                 lines.append(f"| {m} | {describe(m, r['config'])} | {r['status']} | {va} | {tl} | {ms} |")
         lines += ["", "</details>", ""]
         # best LocoProp by the same rule (validation accuracy, seed 0), among the tuned LocoProp methods
-        cands = [m for m in ("locoprop-precond", "locoprop-iterative") if m in fam["chosen"]
-                 and fam["chosen"][m]["status"] == "ok"]
+        cands = [
+            m
+            for m in ("locoprop-precond", "locoprop-iterative")
+            if m in fam["chosen"] and fam["chosen"][m]["status"] == "ok"
+        ]
         best = max(cands, key=lambda m: score(fam["seeds"][m][0])) if cands else None
         recipe.append((family, best, fam, sums))
-    lines += ["## Starting recipe", "",
-              "Best tuned LocoProp per family, chosen on validation accuracy (seed 0) between the precond and "
-              "iterative grids; test accuracy % mean [min, max] over 3 seeds. Δ = LocoProp mean − AdamW mean "
-              "(points); time = LocoProp ms/step ÷ AdamW ms/step.", "",
-              "| family | starting recipe | LocoProp test acc | tuned AdamW test acc | Δ | time × AdamW | "
-              "default LocoProp test acc |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Starting recipe",
+        "",
+        "Best tuned LocoProp per family, chosen on validation accuracy (seed 0) between the precond and "
+        "iterative grids; test accuracy % mean [min, max] over 3 seeds. Δ = LocoProp mean − AdamW mean "
+        "(points); time = LocoProp ms/step ÷ AdamW ms/step.",
+        "",
+        "| family | starting recipe | LocoProp test acc | tuned AdamW test acc | Δ | time × AdamW | "
+        "default LocoProp test acc |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for family, best, fam, sums in recipe:
         a = sums.get("adamw", {"n": 0})
         dflt = sums.get("locoprop-default", {"n": 0})
         dtxt = fmt_acc(dflt) if dflt["n"] else f"error: {dflt.get('error')}"
         if best is None:
-            errs = "; ".join(f"{m}: {sums[m].get('error')}" for m in ("locoprop-precond", "locoprop-iterative")
-                             if m in sums)
+            errs = "; ".join(
+                f"{m}: {sums[m].get('error')}" for m in ("locoprop-precond", "locoprop-iterative") if m in sums
+            )
             lines.append(f"| {family} | none ran ({errs}) | – | {fmt_acc(a)} | – | – | {dtxt} |")
             continue
         s = sums[best]
         delta = 100 * (s["mean"] - a["mean"]) if a["n"] else float("nan")
         ratio = s["ms"] / a["ms"] if a["n"] else float("nan")
-        lines.append(f"| {family} | `{best}`: {fam['chosen'][best]['description']} | {fmt_acc(s)} | "
-                     f"{fmt_acc(a)} (lr={fam['chosen']['adamw']['config']['lr']:g}) | {delta:+.1f} | "
-                     f"{ratio:.1f} | {dtxt} |")
+        lines.append(
+            f"| {family} | `{best}`: {fam['chosen'][best]['description']} | {fmt_acc(s)} | "
+            f"{fmt_acc(a)} (lr={fam['chosen']['adamw']['config']['lr']:g}) | {delta:+.1f} | "
+            f"{ratio:.1f} | {dtxt} |"
+        )
     lines += ["", "![test accuracy per method](accuracy.png)", ""]
     extra = rec.get("notes")
     if extra:
@@ -425,7 +514,7 @@ def write_report(out: str) -> None:
         with open(path) as f:
             old = f.read()
         if NOTES_MARKER in old:
-            kept = old[old.index(NOTES_MARKER):]
+            kept = old[old.index(NOTES_MARKER) :]
     with open(path, "w") as f:
         f.write("\n".join(lines) + ("\n" + kept if kept else ""))
     plot(rec, os.path.join(out, "accuracy.png"))
@@ -433,13 +522,19 @@ def write_report(out: str) -> None:
 
 def plot(rec: dict, path: str) -> None:
     import matplotlib  # noqa: PLC0415
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
+
     fams = rec["families"]
     fig, axes = plt.subplots(1, len(fams), figsize=(4 * len(fams), 4), squeeze=False)
-    colors = {"adamw": "tab:gray", "locoprop-default": "tab:red", "locoprop-precond": "tab:blue",
-              "locoprop-iterative": "tab:green"}
-    for ax, (family, fam) in zip(axes[0], fams.items()):
+    colors = {
+        "adamw": "tab:gray",
+        "locoprop-default": "tab:red",
+        "locoprop-precond": "tab:blue",
+        "locoprop-iterative": "tab:green",
+    }
+    for ax, (family, fam) in zip(axes[0], fams.items(), strict=True):
         lows = [summarise(fam["seeds"].get(m, [])) for m in METHODS]
         low = min((100 * s["min"] for s in lows if s["n"]), default=0.0)
         for i, m in enumerate(METHODS):
@@ -447,15 +542,22 @@ def plot(rec: dict, path: str) -> None:
             if not s["n"]:
                 ax.text(i, max(0.0, low - 4), "error", rotation=90, ha="center", va="bottom", fontsize=8)
                 continue
-            ax.bar(i, 100 * s["mean"], color=colors[m],
-                   yerr=[[100 * (s["mean"] - s["min"])], [100 * (s["max"] - s["mean"])]], capsize=4)
+            ax.bar(
+                i,
+                100 * s["mean"],
+                color=colors[m],
+                yerr=[[100 * (s["mean"] - s["min"])], [100 * (s["max"] - s["mean"])]],
+                capsize=4,
+            )
             ax.text(i, 100 * s["max"] + 0.2, f"{100 * s['mean']:.1f}", ha="center", fontsize=8)
         ax.set_xticks(range(len(METHODS)), [m.replace("locoprop-", "LP-") for m in METHODS], rotation=30)
         ax.set_ylim(max(0.0, 5 * math.floor((low - 2) / 5)), 100.5)  # zoomed: the bars start above 0
         ax.set_title(family)
         ax.set_ylabel("test accuracy % (mean, min/max over seeds)")
         ax.grid(axis="y", alpha=0.3)
-    fig.suptitle(f"digits, {rec['args']['steps']} steps, batch {rec['data']['batch']}: tuned AdamW vs LocoProp (y axis zoomed)")
+    fig.suptitle(
+        f"digits, {rec['args']['steps']} steps, batch {rec['data']['batch']}: tuned AdamW vs LocoProp (y axis zoomed)"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -469,9 +571,12 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
-    p.add_argument("--quick", action="store_true",
-                   help="timing probe: 30 steps (unless --steps given), first family only, first grid point per "
-                        "method, seed 0 only")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="timing probe: 30 steps (unless --steps given), first family only, first grid point per "
+        "method, seed 0 only",
+    )
     args = p.parse_args()
     if args.quick:
         if "--steps" not in sys.argv:
@@ -485,17 +590,29 @@ def main() -> None:
     n_val = int(round(0.2 * len(d.train_x)))
     n_tr = len(d.train_x) - n_val
     tx, ty = torch.from_numpy(d.train_x), torch.from_numpy(d.train_y)
-    data = {"train_x": tx[:n_tr].reshape(-1, 1, 8, 8), "train_y": ty[:n_tr],
-            "val_x": tx[n_tr:].reshape(-1, 1, 8, 8), "val_y": ty[n_tr:],
-            "test_x": torch.from_numpy(d.test_x).reshape(-1, 1, 8, 8), "test_y": torch.from_numpy(d.test_y)}
+    data = {
+        "train_x": tx[:n_tr].reshape(-1, 1, 8, 8),
+        "train_y": ty[:n_tr],
+        "val_x": tx[n_tr:].reshape(-1, 1, 8, 8),
+        "val_y": ty[n_tr:],
+        "test_x": torch.from_numpy(d.test_x).reshape(-1, 1, 8, 8),
+        "test_y": torch.from_numpy(d.test_y),
+    }
 
-    record = {"command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]),
-              "argv": sys.argv, "cwd": os.getcwd(), "args": vars(args),
-              "torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-              "torch_threads": torch.get_num_threads(), "git": git_state(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "data": {"train": n_tr, "val": n_val, "test": len(d.test_x), "batch": BATCH},
-              "families": {}}
+    record = {
+        "command": " ".join(shlex.quote(a) for a in [sys.executable.split("/")[-1], *sys.argv]),
+        "argv": sys.argv,
+        "cwd": os.getcwd(),
+        "args": vars(args),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "git": git_state(),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "data": {"train": n_tr, "val": n_val, "test": len(d.test_x), "batch": BATCH},
+        "families": {},
+    }
     t_start = time.perf_counter()
 
     def save() -> None:
@@ -504,8 +621,12 @@ def main() -> None:
             json.dump(record, f, indent=1)
 
     for family in args.families:
-        fam = record["families"][family] = {"params": sum(p.numel() for p in BUILDERS[family]().parameters()),
-                                            "grid": {}, "chosen": {}, "seeds": {}}
+        fam = record["families"][family] = {
+            "params": sum(p.numel() for p in BUILDERS[family]().parameters()),
+            "grid": {},
+            "chosen": {},
+            "seeds": {},
+        }
         adamw_lr = None
         for method in ("adamw", "locoprop-default", "locoprop-precond", "locoprop-iterative"):
             configs = grids(adamw_lr)[method]
@@ -515,11 +636,14 @@ def main() -> None:
             for cfg in configs:
                 r = train(family, method, cfg, args.seeds[0], args.steps, data)
                 tried.append({"config": cfg, "seed": args.seeds[0], **r})
-                print(f"[{time.perf_counter() - t_start:7.1f}s] {family:11s} {method:18s} {describe(method, cfg):70s} "
-                      f"{r['status']:8s} val={r.get('val_acc', float('nan')):.4f} "
-                      f"loss={r.get('train_loss', float('nan')):.4f} "
-                      f"ms/step={r.get('ms_per_step_median') or float('nan'):.2f}"
-                      + (f"  ERR {r['error']}" if r.get("error") else ""), flush=True)
+                print(
+                    f"[{time.perf_counter() - t_start:7.1f}s] {family:11s} {method:18s} {describe(method, cfg):70s} "
+                    f"{r['status']:8s} val={r.get('val_acc', float('nan')):.4f} "
+                    f"loss={r.get('train_loss', float('nan')):.4f} "
+                    f"ms/step={r.get('ms_per_step_median') or float('nan'):.2f}"
+                    + (f"  ERR {r['error']}" if r.get("error") else ""),
+                    flush=True,
+                )
                 save()
             if "locoprop_layers" not in fam:
                 got = next((r for r in tried if r.get("locoprop_layers")), None)
@@ -527,8 +651,12 @@ def main() -> None:
                     fam["locoprop_layers"] = got["locoprop_layers"]
                     fam["locoprop_other_params"] = got.get("other_params")
             best = max(tried, key=score)
-            fam["chosen"][method] = {"config": best["config"], "description": describe(method, best["config"]),
-                                     "val_acc": best.get("val_acc"), "status": best["status"]}
+            fam["chosen"][method] = {
+                "config": best["config"],
+                "description": describe(method, best["config"]),
+                "val_acc": best.get("val_acc"),
+                "status": best["status"],
+            }
             if method == "adamw":
                 adamw_lr = best["config"]["lr"]
             runs = [best]
@@ -537,11 +665,27 @@ def main() -> None:
                     break
                 r = train(family, method, best["config"], seed, args.steps, data)
                 runs.append({"config": best["config"], "seed": seed, **r})
-                print(f"[{time.perf_counter() - t_start:7.1f}s] {family:11s} {method:18s} seed {seed}: "
-                      f"{r['status']} test={r.get('test_acc', float('nan')):.4f}", flush=True)
-            fam["seeds"][method] = [{k: r.get(k) for k in ("seed", "status", "error", "val_acc", "test_acc",
-                                                            "train_loss", "ms_per_step_median", "wall_s")}
-                                    for r in runs]
+                print(
+                    f"[{time.perf_counter() - t_start:7.1f}s] {family:11s} {method:18s} seed {seed}: "
+                    f"{r['status']} test={r.get('test_acc', float('nan')):.4f}",
+                    flush=True,
+                )
+            fam["seeds"][method] = [
+                {
+                    k: r.get(k)
+                    for k in (
+                        "seed",
+                        "status",
+                        "error",
+                        "val_acc",
+                        "test_acc",
+                        "train_loss",
+                        "ms_per_step_median",
+                        "wall_s",
+                    )
+                }
+                for r in runs
+            ]
             save()
     save()
     print(f"done in {record['total_wall_s']:.1f}s -> {os.path.join(args.out, 'results.json')}", flush=True)

@@ -28,6 +28,29 @@ from .weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness, Weightin
 
 __version__ = "0.6.0"
 
-__all__ = ["KFAC", "DecoupledTrainer", "Fixed", "GradNorm", "GradientTelemetry", "LocoProp", "Naive", "Taps",
-           "Uncertainty", "Usefulness", "Weighting", "__version__", "backward", "data", "decoupled", "locoprop",
-           "losses", "metrics", "models", "optim", "taps", "telemetry", "warmup_linear_decay", "weighting"]
+__all__ = [
+    "KFAC",
+    "DecoupledTrainer",
+    "Fixed",
+    "GradNorm",
+    "GradientTelemetry",
+    "LocoProp",
+    "Naive",
+    "Taps",
+    "Uncertainty",
+    "Usefulness",
+    "Weighting",
+    "__version__",
+    "backward",
+    "data",
+    "decoupled",
+    "locoprop",
+    "losses",
+    "metrics",
+    "models",
+    "optim",
+    "taps",
+    "telemetry",
+    "warmup_linear_decay",
+    "weighting",
+]

@@ -38,8 +38,14 @@ def _accumulate(params: list[Tensor], grads: list[Tensor]) -> None:
             p.grad.add_(g)
 
 
-def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *, params: Iterable[Tensor],
-             telemetry: GradientTelemetry | None = None, process_group: Any = "auto") -> Tensor:
+def backward(
+    losses: Mapping[str, Tensor],
+    weighting: Weighting | None = None,
+    *,
+    params: Iterable[Tensor],
+    telemetry: GradientTelemetry | None = None,
+    process_group: Any = "auto",
+) -> Tensor:
     """Accumulate ``Σ_k w_k ∇L_k`` into ``p.grad`` for ``p in params``, like ``total.backward()``.
 
     The weights come from ``weighting`` (default: all 1). When the weighting needs per-term
@@ -93,15 +99,19 @@ def backward(losses: Mapping[str, Tensor], weighting: Weighting | None = None, *
             capture.clear()
     if group is not None:
         per_term.all_reduce_mean(group)
-    w = weighting.weights_for(active, per_term.rows([index[id(p)] for p in weighting.grad_params])
-                              if weighting.needs_grads else None)
+    w = weighting.weights_for(
+        active, per_term.rows([index[id(p)] for p in weighting.grad_params]) if weighting.needs_grads else None
+    )
     wd = w.detach()
     if telemetry is not None and not record:
         telemetry.skip()
     elif record and telemetry is not None:
-        telemetry.record_terms({t: weighting.synced(v.reshape(1))[0] for t, v in active.items()}, per_term,
-                               {t: float(wd[weighting.terms.index(t)]) for t in active},
-                               update=[index[id(p)] for p in params])
+        telemetry.record_terms(
+            {t: weighting.synced(v.reshape(1))[0] for t, v in active.items()},
+            per_term,
+            {t: float(wd[weighting.terms.index(t)]) for t in active},
+            update=[index[id(p)] for p in params],
+        )
     coef_of = dict(zip(weighting.terms, wd.tolist(), strict=True))
     coef = [coef_of[t] for t in per_term.terms]
     for p in params:  # Σ_k w_k g_k, summed in place into the first term's fresh gradient (no zero buffers)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from layerwise.data import load_dataset
+
 from ._aux_model import AUX_METHODS
 from ._aux_report import write_aux_report
 from ._aux_train import AuxConfig, train_aux
@@ -29,18 +30,33 @@ __all__ = ["AuxConfig", "run_aux_benchmark"]
 _FINAL = ("complete", "diverged")
 
 
-def _load(cfg: AuxConfig, data_dir: str | Path | None, device: torch.device,
-          download: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _load(
+    cfg: AuxConfig, data_dir: str | Path | None, device: torch.device, download: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     d = load_dataset(cfg.dataset, data_dir, download=download)
     n = len(d.train_x) if cfg.subset is None else min(cfg.subset, len(d.train_x))
-    return (torch.from_numpy(d.train_x[:n]).float().to(device), torch.from_numpy(d.train_y[:n]).long().to(device),
-            torch.from_numpy(d.test_x).float().to(device), torch.from_numpy(d.test_y).long().to(device))
+    return (
+        torch.from_numpy(d.train_x[:n]).float().to(device),
+        torch.from_numpy(d.train_y[:n]).long().to(device),
+        torch.from_numpy(d.test_x).float().to(device),
+        torch.from_numpy(d.test_y).long().to(device),
+    )
 
 
-def run_aux_benchmark(out: str | Path, *, methods: Sequence[str] = tuple(AUX_METHODS), seeds: Sequence[int] = (0, 1, 2),
-                      cfg: AuxConfig | None = None, data_dir: str | Path | None = None, download: bool = False,
-                      device: str | torch.device = "cpu", resume: bool = False, overwrite: bool = False,
-                      progress: bool = True, command: str = "") -> dict[str, Any]:
+def run_aux_benchmark(
+    out: str | Path,
+    *,
+    methods: Sequence[str] = tuple(AUX_METHODS),
+    seeds: Sequence[int] = (0, 1, 2),
+    cfg: AuxConfig | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> dict[str, Any]:
     """Train every method with every seed; keep ``out/results.json`` current; write ``report.md`` and plots.
 
     Raises:
@@ -55,13 +71,15 @@ def run_aux_benchmark(out: str | Path, *, methods: Sequence[str] = tuple(AUX_MET
         raise ValueError("Invalid seeds: expected at least one seed, e.g. 0,1,2.")
     device = torch.device(device)
     out = Path(out)
-    path, results = open_record(out, "aux", asdict(cfg), resume=resume, overwrite=overwrite,
-                                command=command)
+    path, results = open_record(out, "aux", asdict(cfg), resume=resume, overwrite=overwrite, command=command)
     # a resumed run may add methods: the report covers every method the directory holds
     every = [*results.get("methods", []), *[m for m in methods if m not in results.get("methods", [])]]
-    results.update(environment=environment(device), methods=every,
-                   seeds=sorted(set(results.get("seeds", [])) | set(seeds)),
-                   descriptions={m: AUX_METHODS[m] for m in every if m in AUX_METHODS})
+    results.update(
+        environment=environment(device),
+        methods=every,
+        seeds=sorted(set(results.get("seeds", [])) | set(seeds)),
+        descriptions={m: AUX_METHODS[m] for m in every if m in AUX_METHODS},
+    )
     data = _load(cfg, data_dir, device, download)
     results["train_examples"], results["test_examples"] = len(data[0]), len(data[2])
     # seed-major order: a partial run already holds every method for the first seeds

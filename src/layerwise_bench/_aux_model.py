@@ -24,14 +24,18 @@ AUX_METHODS: dict[str, str] = {
     "none": "main loss only (no auxiliary heads): plain backprop through the deep net",
     "equal": "Fixed.equal: every term weight 1",
     "halving": "Fixed(halving(terms)): nnU-Net's 1/2^i weights, main first then the deepest head, sum 1",
-    "decay": "Fixed.equal(terms, main='main', schedule=linear_decay(total steps)): auxiliary weights fade 1 -> 0 (DSN-style)",
-    "naive": "Naive(terms, main='main'): auxiliary weights trained by the model's optimizer on the total (ablation; collapses)",
+    "decay": "Fixed.equal(terms, main='main', schedule=linear_decay(total steps)): "
+    "auxiliary weights fade 1 -> 0 (DSN-style)",
+    "naive": "Naive(terms, main='main'): auxiliary weights trained by the model's optimizer on the total "
+    "(ablation; collapses)",
     "uncertainty": "Uncertainty(terms): Kendall et al. log-variances trained by the model's optimizer",
     "gradnorm": "GradNorm(terms, W, alpha=1.5, lr=0.025): W = the last hidden layer shared by every term",
-    "usefulness-lookahead": "Usefulness(terms, trunk, main='main', mode='lookahead', lr=0.01): one-step look-ahead (OL-AUX)",
-    "usefulness-cosine": "Usefulness(terms, trunk, main='main', mode='cosine'): running mean of max(0, cos(g_main, g_aux))",
+    "usefulness-lookahead": "Usefulness(terms, trunk, main='main', mode='lookahead', lr=0.01): "
+    "one-step look-ahead (OL-AUX)",
+    "usefulness-cosine": "Usefulness(terms, trunk, main='main', mode='cosine'): "
+    "running mean of max(0, cos(g_main, g_aux))",
     "usefulness-lookahead-sum": "Usefulness(terms, trunk, main='main', mode='lookahead', lr=0.01, total=heads): the "
-                                "look-ahead redistributing a fixed auxiliary budget (sum = that of equal)",
+    "look-ahead redistributing a fixed auxiliary budget (sum = that of equal)",
 }
 
 
@@ -42,7 +46,9 @@ class DeepMLP(nn.Module):
     def __init__(self, in_features: int, num_classes: int, depth: int, width: int) -> None:
         super().__init__()
         sizes = [in_features] + [width] * depth
-        self.hidden = nn.ModuleList(nn.Sequential(nn.Linear(a, b), nn.Tanh()) for a, b in zip(sizes, sizes[1:]))
+        self.hidden = nn.ModuleList(
+            nn.Sequential(nn.Linear(a, b), nn.Tanh()) for a, b in zip(sizes, sizes[1:], strict=False)
+        )
         self.out = nn.Linear(width, num_classes)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -86,9 +92,19 @@ class AuxSetup:
             self.taps.remove()
 
 
-def build_setup(method: str, *, seed: int, depth: int, width: int, heads: int, in_features: int,
-                num_classes: int, optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
-                total_steps: int, device: torch.device) -> AuxSetup:
+def build_setup(
+    method: str,
+    *,
+    seed: int,
+    depth: int,
+    width: int,
+    heads: int,
+    in_features: int,
+    num_classes: int,
+    optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+    total_steps: int,
+    device: torch.device,
+) -> AuxSetup:
     """The setup of ``method``; the trunk's initial weights depend on ``seed`` only (same for every method)."""
     if method not in AUX_METHODS:
         raise ValueError(f"Invalid method {method!r}. Expected one of {list(AUX_METHODS)}.")

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from layerwise import backward
 from layerwise.telemetry import NonFiniteLoss
+
 from ._aux_model import build_setup
 
 __all__ = ["AuxConfig", "accuracy", "train_aux"]
@@ -49,7 +50,7 @@ class AuxConfig:
 def accuracy(model: torch.nn.Module, x: Tensor, y: Tensor, batch: int = 2000) -> float:
     """Accuracy of the MAIN output (a plain forward pass of the model)."""
     model.eval()
-    correct = sum(int((model(x[i:i + batch]).argmax(1) == y[i:i + batch]).sum()) for i in range(0, len(x), batch))
+    correct = sum(int((model(x[i : i + batch]).argmax(1) == y[i : i + batch]).sum()) for i in range(0, len(x), batch))
     model.train()
     return correct / len(x)
 
@@ -58,33 +59,63 @@ def _epoch_mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.fmean(r[k] for r in rows) for k in rows[0]} if rows else {}
 
 
-def _trace(epoch: int, losses: list[dict[str, float]], weights: list[dict[str, float]],
-           points: int = 12) -> list[dict[str, Any]]:
+def _trace(
+    epoch: int, losses: list[dict[str, float]], weights: list[dict[str, float]], points: int = 12
+) -> list[dict[str, Any]]:
     """About ``points`` evenly spaced steps of the epoch that diverged: loss values and weights."""
     stride = max(1, math.ceil(len(losses) / points))
     keep = sorted(set(range(0, len(losses), stride)) | ({len(losses) - 1} if losses else set()))
-    return [{"epoch": epoch, "step": i + 1, "losses": losses[i], "weights": weights[i] if i < len(weights) else {}}
-            for i in keep]
+    return [
+        {"epoch": epoch, "step": i + 1, "losses": losses[i], "weights": weights[i] if i < len(weights) else {}}
+        for i in keep
+    ]
 
 
-def train_aux(method: str, seed: int, cfg: AuxConfig, data: tuple[Tensor, Tensor, Tensor, Tensor], *,
-              progress: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def train_aux(
+    method: str,
+    seed: int,
+    cfg: AuxConfig,
+    data: tuple[Tensor, Tensor, Tensor, Tensor],
+    *,
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Train ``method`` with ``seed``; returns its entry (per-epoch records, weights, warnings, status)."""
     train_x, train_y, test_x, test_y = data
     n = len(train_x)
     steps_per_epoch = math.ceil(n / cfg.batch_size)
-    setup = build_setup(method, seed=seed, depth=cfg.depth, width=cfg.width, heads=cfg.heads,
-                        in_features=train_x.shape[1], num_classes=int(train_y.max()) + 1,
-                        optimizer=cfg.make_optimizer, total_steps=cfg.epochs * steps_per_epoch,
-                        device=train_x.device)
+    setup = build_setup(
+        method,
+        seed=seed,
+        depth=cfg.depth,
+        width=cfg.width,
+        heads=cfg.heads,
+        in_features=train_x.shape[1],
+        num_classes=int(train_y.max()) + 1,
+        optimizer=cfg.make_optimizer,
+        total_steps=cfg.epochs * steps_per_epoch,
+        device=train_x.device,
+    )
     w = setup.weighting
-    entry: dict[str, Any] = {"method": method, "seed": seed, "status": "running", "terms": list(w.terms),
-                             "records": [], "weights": [], "useless_warnings": [],
-                             "construction_warnings": setup.construction_warnings}
+    entry: dict[str, Any] = {
+        "method": method,
+        "seed": seed,
+        "status": "running",
+        "terms": list(w.terms),
+        "records": [],
+        "weights": [],
+        "useless_warnings": [],
+        "construction_warnings": setup.construction_warnings,
+    }
     gen = torch.Generator().manual_seed(seed)
     train_time = 0.0
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, desc=f"{method}/{seed}", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch,
+        desc=f"{method}/{seed}",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
     try:
         for epoch in range(1, cfg.epochs + 1):
             order = torch.randperm(n, generator=gen).to(train_x.device)
@@ -93,7 +124,7 @@ def train_aux(method: str, seed: int, cfg: AuxConfig, data: tuple[Tensor, Tensor
             start_hist = len(w.history)
             t0 = time.perf_counter()
             for b in range(steps_per_epoch):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 setup.optimizer.zero_grad(set_to_none=True)
                 losses = setup.losses(train_x[idx], train_y[idx])
                 with warnings.catch_warnings(record=True) as ws:
@@ -101,10 +132,15 @@ def train_aux(method: str, seed: int, cfg: AuxConfig, data: tuple[Tensor, Tensor
                     try:
                         backward(losses, w, params=setup.params)
                     except NonFiniteLoss as exc:
-                        entry.update(status="diverged", error=f"epoch {epoch}, step {b + 1}: {exc}",
-                                     at_divergence={"losses": {k: float(v.detach()) for k, v in losses.items()},
-                                                    "weights": w.current},
-                                     trace=_trace(epoch, steps, w.history[start_hist:]))
+                        entry.update(
+                            status="diverged",
+                            error=f"epoch {epoch}, step {b + 1}: {exc}",
+                            at_divergence={
+                                "losses": {k: float(v.detach()) for k, v in losses.items()},
+                                "weights": w.current,
+                            },
+                            trace=_trace(epoch, steps, w.history[start_hist:]),
+                        )
                         return entry
                 for warning in ws:
                     entry["useless_warnings"].append({"epoch": epoch, "step": b + 1, "message": str(warning.message)})
@@ -115,9 +151,13 @@ def train_aux(method: str, seed: int, cfg: AuxConfig, data: tuple[Tensor, Tensor
                 bar.update(1)
             train_time += time.perf_counter() - t0
             acc = accuracy(setup.model, test_x, test_y)
-            record = {"epoch": epoch, "train_time": train_time, "test_acc": acc,
-                      "train_main_loss": sums["main"] / steps_per_epoch,
-                      "aux_losses": {k: v / steps_per_epoch for k, v in sums.items() if k != "main"}}
+            record = {
+                "epoch": epoch,
+                "train_time": train_time,
+                "test_acc": acc,
+                "train_main_loss": sums["main"] / steps_per_epoch,
+                "aux_losses": {k: v / steps_per_epoch for k, v in sums.items() if k != "main"},
+            }
             entry["records"].append(record)
             entry["weights"].append(_epoch_mean(w.history[start_hist:]))
             bar.set_postfix(acc=f"{acc:.3f}", loss=f"{record['train_main_loss']:.3f}")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from layerwise.optim import KFAC
+
 from ._method import LossFn, Method
 from ._registry import register_method
 
@@ -50,8 +51,7 @@ def _kfac(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
     return KFAC(model, lr=lr, **kw)
 
 
-def _kfac_closure(opt: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn,
-                  x: torch.Tensor, target: torch.Tensor):  # type: ignore[no-untyped-def]
+def _kfac_closure(opt: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, target: torch.Tensor):
     if not isinstance(opt, KFAC):
         raise TypeError(f"the K-FAC closure needs a KFAC optimizer, found {type(opt).__name__}.")
 
@@ -71,10 +71,21 @@ for _m in [
     Method("adagrad", "AdaGrad", _adagrad, 1e-2),
     Method("rmsprop", "RMSProp (decay 0.9, eps 1e-8)", _rmsprop, 1e-4, {"alpha": 0.9, "eps": 1e-8}),
     Method("adam", "Adam (0.9, 0.999, eps 1e-8)", _adam, 1e-3),
-    Method("shampoo", "Scalable Shampoo (pytorch-optimizer), RMSProp grafting, roots every 20 steps",
-           _shampoo, 1e-3, {"preconditioning_compute_steps": 20, "start_preconditioning_step": 20,
-                            "block_size": 1024}, extra="second-order"),
-    Method("kfac", "K-FAC, Bernoulli (sigmoid cross-entropy) MC Fisher, damping 10, inverses every 20 steps",
-           _kfac, 0.1, {"damping": 10.0, "inv_every": 20, "likelihood": "bernoulli"}, closure=_kfac_closure),
+    Method(
+        "shampoo",
+        "Scalable Shampoo (pytorch-optimizer), RMSProp grafting, roots every 20 steps",
+        _shampoo,
+        1e-3,
+        {"preconditioning_compute_steps": 20, "start_preconditioning_step": 20, "block_size": 1024},
+        extra="second-order",
+    ),
+    Method(
+        "kfac",
+        "K-FAC, Bernoulli (sigmoid cross-entropy) MC Fisher, damping 10, inverses every 20 steps",
+        _kfac,
+        0.1,
+        {"damping": 10.0, "inv_every": 20, "likelihood": "bernoulli"},
+        closure=_kfac_closure,
+    ),
 ]:
     register_method(_m)

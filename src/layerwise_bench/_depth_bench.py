@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from layerwise.data import load_dataset
+
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report
@@ -35,15 +36,29 @@ def _load(cfg: DepthConfig, data_dir: str | Path | None, device: torch.device, d
     d = load_dataset(cfg.dataset, data_dir, download=download)
     n = len(d.train_x) if cfg.subset is None else min(cfg.subset, len(d.train_x))
     dtype = getattr(torch, cfg.dtype)
-    return DepthData(torch.from_numpy(d.train_x[:n]).to(device, dtype), torch.from_numpy(d.train_y[:n]).long().to(device),
-                     torch.from_numpy(d.test_x).to(device, dtype), torch.from_numpy(d.test_y).long().to(device))
+    return DepthData(
+        torch.from_numpy(d.train_x[:n]).to(device, dtype),
+        torch.from_numpy(d.train_y[:n]).long().to(device),
+        torch.from_numpy(d.test_x).to(device, dtype),
+        torch.from_numpy(d.test_y).long().to(device),
+    )
 
 
-def run_depth_benchmark(out: str | Path, *, depths: Sequence[int] = (10, 20, 50),
-                        activations: Sequence[str] = ("tanh", "sigmoid"), methods: Sequence[str] = tuple(DEPTH_METHODS),
-                        cfg: DepthConfig | None = None, data_dir: str | Path | None = None, download: bool = False,
-                        device: str | torch.device = "cpu", resume: bool = False, overwrite: bool = False,
-                        progress: bool = True, command: str = "") -> dict[str, Any]:
+def run_depth_benchmark(
+    out: str | Path,
+    *,
+    depths: Sequence[int] = (10, 20, 50),
+    activations: Sequence[str] = ("tanh", "sigmoid"),
+    methods: Sequence[str] = tuple(DEPTH_METHODS),
+    cfg: DepthConfig | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: str | torch.device = "cpu",
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> dict[str, Any]:
     """Train every (depth, activation, method) in that order; keep ``out/results.json`` current; write
     ``report.md`` and plots.
 
@@ -66,14 +81,16 @@ def run_depth_benchmark(out: str | Path, *, depths: Sequence[int] = (10, 20, 50)
         raise ValueError(f"Invalid init {cfg.decoupled_init!r}/{cfg.locoprop_init!r}: expected one of {list(INITS)}.")
     device = torch.device(device)
     out = Path(out)
-    path, results = open_record(out, "depth", asdict(cfg), resume=resume, overwrite=overwrite,
-                                command=command)
+    path, results = open_record(out, "depth", asdict(cfg), resume=resume, overwrite=overwrite, command=command)
     # a resumed record may cover more (depth, activation, method) than this call: keep the union
     methods_all = [m for m in DEPTH_METHODS if m in methods or m in results.get("methods", ())]
-    results.update(environment=environment(device), methods=methods_all,
-                   depths=sorted(set(depths) | set(results.get("depths", ()))),
-                   activations=[a for a in ACTIVATIONS if a in activations or a in results.get("activations", ())],
-                   descriptions={m: DEPTH_METHODS[m][1].format(**asdict(cfg)) for m in methods_all})
+    results.update(
+        environment=environment(device),
+        methods=methods_all,
+        depths=sorted(set(depths) | set(results.get("depths", ()))),
+        activations=[a for a in ACTIVATIONS if a in activations or a in results.get("activations", ())],
+        descriptions={m: DEPTH_METHODS[m][1].format(**asdict(cfg)) for m in methods_all},
+    )
     data = _load(cfg, data_dir, device, download)
     results["train_examples"], results["test_examples"] = len(data.train_x), len(data.test_x)
     for depth in depths:

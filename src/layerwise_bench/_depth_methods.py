@@ -22,6 +22,7 @@ from layerwise.locoprop import LocoProp
 from layerwise.losses import LocalClassifier
 from layerwise.taps import Taps
 from layerwise.weighting import Fixed
+
 from ._depth_model import blocks_of, build_mlp, linear_layers
 
 __all__ = ["DEPTH_METHODS", "Runner", "make_runner"]
@@ -32,28 +33,44 @@ Batch = tuple[Tensor, Tensor, Tensor]
 DEPTH_METHODS: dict[str, tuple[str, str]] = {
     "bp-default-sgd": ("default", "backprop, PyTorch default init, SGD momentum {momentum} lr {sgd_lr:g}"),
     "bp-glorot-adam": ("glorot", "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}"),
-    "bp-orthogonal-adam": ("orthogonal", "backprop, orthogonal init with calculate_gain(activation) (zero biases), "
-                                         "Adam lr {adam_lr:g}"),
-    "bp-critical-adam": ("critical", "backprop, critical init (orthogonal / f'(0), input-centring biases after sigmoid "
-                                     "layers), Adam lr {adam_lr:g}"),
-    "decoupled": ("{decoupled_init}", "DecoupledTrainer (MAC: z stored per example), {decoupled_init} init, "
-                                      "{decoupled_mode} mode, {z_order} z-steps, per-block Adam lr {decoupled_lr:g}, "
-                                      "z_lr {z_lr:g}, z_steps {z_steps}, mu = {mu_start:g} x {mu_factor:g} per epoch, "
-                                      "squared-error L_h, fp32 z store in memory, {consistency_epochs} consistency "
-                                      "epoch(s) at the end, activation slopes in the curvature bound: "
-                                      "{activation_slopes}"),
-    "decoupled-forward": ("{decoupled_init}", "DecoupledTrainer with z from a forward pass at every step (online "
-                                              "alternating minimisation, no store), {decoupled_init} init, z-first "
-                                              "mode, sweep z-steps, per-block Adam lr {decoupled_lr:g}, z_lr "
-                                              "{z_lr:g}, z_steps {forward_z_steps}, mu = {mu_start:g} x "
-                                              "{mu_factor:g} per epoch, squared-error L_h, {consistency_epochs} "
-                                              "consistency epoch(s) at the end, activation slopes in the curvature "
-                                              "bound: {activation_slopes}, delta form: {delta}"),
-    "locoprop": ("{locoprop_init}", "LocoProp-M, {locoprop_init} init, solver precond, steps {locoprop_steps}, "
-                                    "gamma {locoprop_gamma:g}, damping {locoprop_damping:g}, lr {locoprop_lr:g}"),
-    "deep-supervision": ("default", "deep supervision: a LocalClassifier head after every {ds_every} hidden layers, "
-                                    "Fixed.equal weights, layerwise.backward; default init, SGD momentum {momentum} "
-                                    "lr {sgd_lr:g} (as bp-default-sgd)"),
+    "bp-orthogonal-adam": (
+        "orthogonal",
+        "backprop, orthogonal init with calculate_gain(activation) (zero biases), Adam lr {adam_lr:g}",
+    ),
+    "bp-critical-adam": (
+        "critical",
+        "backprop, critical init (orthogonal / f'(0), input-centring biases after sigmoid layers), Adam lr {adam_lr:g}",
+    ),
+    "decoupled": (
+        "{decoupled_init}",
+        "DecoupledTrainer (MAC: z stored per example), {decoupled_init} init, "
+        "{decoupled_mode} mode, {z_order} z-steps, per-block Adam lr {decoupled_lr:g}, "
+        "z_lr {z_lr:g}, z_steps {z_steps}, mu = {mu_start:g} x {mu_factor:g} per epoch, "
+        "squared-error L_h, fp32 z store in memory, {consistency_epochs} consistency "
+        "epoch(s) at the end, activation slopes in the curvature bound: "
+        "{activation_slopes}",
+    ),
+    "decoupled-forward": (
+        "{decoupled_init}",
+        "DecoupledTrainer with z from a forward pass at every step (online "
+        "alternating minimisation, no store), {decoupled_init} init, z-first "
+        "mode, sweep z-steps, per-block Adam lr {decoupled_lr:g}, z_lr "
+        "{z_lr:g}, z_steps {forward_z_steps}, mu = {mu_start:g} x "
+        "{mu_factor:g} per epoch, squared-error L_h, {consistency_epochs} "
+        "consistency epoch(s) at the end, activation slopes in the curvature "
+        "bound: {activation_slopes}, delta form: {delta}",
+    ),
+    "locoprop": (
+        "{locoprop_init}",
+        "LocoProp-M, {locoprop_init} init, solver precond, steps {locoprop_steps}, "
+        "gamma {locoprop_gamma:g}, damping {locoprop_damping:g}, lr {locoprop_lr:g}",
+    ),
+    "deep-supervision": (
+        "default",
+        "deep supervision: a LocalClassifier head after every {ds_every} hidden layers, "
+        "Fixed.equal weights, layerwise.backward; default init, SGD momentum {momentum} "
+        "lr {sgd_lr:g} (as bp-default-sgd)",
+    ),
 }
 
 
@@ -119,8 +136,15 @@ class LocoPropRunner(Runner):
 class DeepSupervisionRunner(Runner):
     """Heads on every ``every``-th hidden layer, equal fixed weights, :func:`layerwise.backward`."""
 
-    def __init__(self, model: nn.Sequential, depth: int, width: int, num_classes: int, every: int,
-                 make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer]) -> None:
+    def __init__(
+        self,
+        model: nn.Sequential,
+        depth: int,
+        width: int,
+        num_classes: int,
+        every: int,
+        make_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer],
+    ) -> None:
         layers = list(range(every, depth, every))  # hidden layers (1-based) that get a head; the output is main
         self.heads = nn.ModuleDict({f"aux{i}": LocalClassifier(width, num_classes) for i in layers})
         p = next(model.parameters())
@@ -156,21 +180,35 @@ class DecoupledRunner(Runner):
     """:class:`~layerwise.decoupled.DecoupledTrainer` on the model's blocks: z in an fp32 in-memory store
     (``forward=False``), or z from a forward pass at every step (``forward=True``, no store)."""
 
-    def __init__(self, model: nn.Sequential, n: int, depth: int, width: int, cfg: Any, steps_per_epoch: int,
-                 forward: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Sequential,
+        n: int,
+        depth: int,
+        width: int,
+        cfg: Any,
+        steps_per_epoch: int,
+        forward: bool = False,
+    ) -> None:
         super().__init__(model, None)
         self.depth, self.forward = depth, forward
         store = None if forward else ZStore(n, [(width,)] * depth, dtype=torch.float32)
         lr = cfg.decoupled_lr
-        self.trainer = DecoupledTrainer(blocks_of(model), store, loss_h="mse",
-                                        mu=geometric(cfg.mu_start, cfg.mu_factor, steps_per_epoch),
-                                        optimizer=lambda ps: torch.optim.Adam(ps, lr=lr, fused=True), z_lr=cfg.z_lr,
-                                        z_steps=cfg.forward_z_steps if forward else cfg.z_steps,
-                                        mode="z-first" if forward else cfg.decoupled_mode,
-                                        z_init="forward" if forward else "stored",
-                                        z_order="sweep" if forward else cfg.z_order,
-                                        delta=cfg.delta and forward, activation_slopes=cfg.activation_slopes,
-                                        process_group=None)
+        self.trainer = DecoupledTrainer(
+            blocks_of(model),
+            store,
+            loss_h="mse",
+            mu=geometric(cfg.mu_start, cfg.mu_factor, steps_per_epoch),
+            optimizer=lambda ps: torch.optim.Adam(ps, lr=lr, fused=True),
+            z_lr=cfg.z_lr,
+            z_steps=cfg.forward_z_steps if forward else cfg.z_steps,
+            mode="z-first" if forward else cfg.decoupled_mode,
+            z_init="forward" if forward else "stored",
+            z_order="sweep" if forward else cfg.z_order,
+            delta=cfg.delta and forward,
+            activation_slopes=cfg.activation_slopes,
+            process_group=None,
+        )
         self.consistency_epochs = cfg.consistency_epochs
 
     def start(self, batches: Callable[[], list[Batch]]) -> None:
@@ -203,8 +241,19 @@ class DecoupledRunner(Runner):
         return {"z_bytes": 0 if self.trainer.store is None else self.trainer.store.nbytes()}
 
 
-def make_runner(method: str, *, activation: str, depth: int, width: int, in_features: int, num_classes: int,
-                n: int, steps_per_epoch: int, cfg: Any, device: torch.device) -> Runner:
+def make_runner(
+    method: str,
+    *,
+    activation: str,
+    depth: int,
+    width: int,
+    in_features: int,
+    num_classes: int,
+    n: int,
+    steps_per_epoch: int,
+    cfg: Any,
+    device: torch.device,
+) -> Runner:
     """The runner of ``method``; the model's initial weights depend on ``cfg.seed`` and the init only."""
     if method not in DEPTH_METHODS:
         raise ValueError(f"Invalid method {method!r}. Expected one of {list(DEPTH_METHODS)}.")
@@ -221,9 +270,19 @@ def make_runner(method: str, *, activation: str, depth: int, width: int, in_feat
     if method in ("bp-glorot-adam", "bp-orthogonal-adam", "bp-critical-adam"):
         return Runner(model, torch.optim.Adam(model.parameters(), lr=cfg.adam_lr, fused=True))
     if method == "locoprop":
-        return LocoPropRunner(model, LocoProp(model, lr=cfg.locoprop_lr, variant="m", solver="precond",
-                                              steps=cfg.locoprop_steps, gamma=cfg.locoprop_gamma,
-                                              damping=cfg.locoprop_damping, process_group=None))
+        return LocoPropRunner(
+            model,
+            LocoProp(
+                model,
+                lr=cfg.locoprop_lr,
+                variant="m",
+                solver="precond",
+                steps=cfg.locoprop_steps,
+                gamma=cfg.locoprop_gamma,
+                damping=cfg.locoprop_damping,
+                process_group=None,
+            ),
+        )
     if method == "deep-supervision":
         torch.manual_seed(10_000 + cfg.seed)
         return DeepSupervisionRunner(model, depth, width, num_classes, cfg.ds_every, sgd)

@@ -21,8 +21,14 @@ _SLOPE = {"tanh": 1.0, "sigmoid": 0.25}  # f'(0)
 _CENTRE = {"tanh": 0.0, "sigmoid": 0.5}  # f(0)
 
 
-def build_mlp(in_features: int, num_classes: int, depth: int, width: int, activation: str,
-              init: Literal["default", "glorot", "orthogonal", "critical"] = "default") -> nn.Sequential:
+def build_mlp(
+    in_features: int,
+    num_classes: int,
+    depth: int,
+    width: int,
+    activation: str,
+    init: Literal["default", "glorot", "orthogonal", "critical"] = "default",
+) -> nn.Sequential:
     """``depth`` hidden layers ``activation(Linear)`` of ``width`` units, then a linear output, as ONE flat
     ``nn.Sequential`` ``[Linear, act, Linear, act, …, Linear]`` (hidden layer i, 1-based, is modules
     ``2i−2`` and ``2i−1``): the layout LocoProp, Taps and the decoupled blocks all read directly."""
@@ -63,4 +69,4 @@ def linear_layers(model: nn.Sequential) -> list[nn.Linear]:
 def blocks_of(model: nn.Sequential) -> list[nn.Module]:
     """The decoupled blocks ``[Linear+act] × depth + [Linear]``: views sharing the model's modules."""
     n = len(model)
-    return [model[i:i + 2] if i + 1 < n else model[i] for i in range(0, n, 2)]
+    return [model[i : i + 2] if i + 1 < n else model[i] for i in range(0, n, 2)]

@@ -39,19 +39,25 @@ def _num(v: Any, fmt: str) -> str:
 
 
 def _table(results: dict[str, Any], depth: int, act: str) -> list[str]:
-    lines = ["| method | status | epochs | final train loss | final train acc | test acc | time (s) | "
-             + " | ".join(f"grad ratio max/min, {p}" for p in POINTS.values()) + " | z store (MiB) |",
-             "|---|---|---|---|---|---|---|" + "---|" * len(POINTS) + "---|"]
+    lines = [
+        "| method | status | epochs | final train loss | final train acc | test acc | time (s) | "
+        + " | ".join(f"grad ratio max/min, {p}" for p in POINTS.values())
+        + " | z store (MiB) |",
+        "|---|---|---|---|---|---|---|" + "---|" * len(POINTS) + "---|",
+    ]
     for m in results["methods"]:
         e = _run(results, depth, act, m)
         if e is None:
             continue
         r = e["records"][-1] if e["records"] else {}
         z = f"{e['z_bytes'] / 2**20:.1f}" if "z_bytes" in e else "–"
-        lines.append(f"| {m} | {e['status']} | {len(e['records'])} | {_num(r.get('train_loss'), '.4f')} | "
-                     f"{_num(r.get('train_acc'), '.4f')} | {_num(r.get('test_acc'), '.4f')} | "
-                     f"{_num(r.get('train_time'), '.1f')} | "
-                     + " | ".join(_ratio_text(e["grad_norms"].get(p)) for p in POINTS) + f" | {z} |")
+        lines.append(
+            f"| {m} | {e['status']} | {len(e['records'])} | {_num(r.get('train_loss'), '.4f')} | "
+            f"{_num(r.get('train_acc'), '.4f')} | {_num(r.get('test_acc'), '.4f')} | "
+            f"{_num(r.get('train_time'), '.1f')} | "
+            + " | ".join(_ratio_text(e["grad_norms"].get(p)) for p in POINTS)
+            + f" | {z} |"
+        )
     return lines
 
 
@@ -88,8 +94,11 @@ def epoch_ratios(e: dict[str, Any] | None, limit: float = 100.0) -> tuple[str, b
     zero = [r["epoch"] for r in rs if r["grad_ratio"] is None]
     finite = [(r["grad_ratio"], r["epoch"]) for r in rs if r["grad_ratio"] is not None]
     within = sum(1 for v, _ in finite if v <= limit)
-    worst = f"∞ (a layer exactly 0 at epoch {', '.join(map(str, zero))})" if zero else \
-        "{:.3g} (epoch {})".format(*max(finite))
+    worst = (
+        f"∞ (a layer exactly 0 at epoch {', '.join(map(str, zero))})"
+        if zero
+        else "{:.3g} (epoch {})".format(*max(finite))
+    )
     return f"max over the {len(rs)} epoch ends {worst}, within {limit:g}× at {within} of {len(rs)}", within == len(rs)
 
 
@@ -108,25 +117,35 @@ def acceptance(results: dict[str, Any]) -> list[str]:
         if every is None:  # a record from before the per-epoch probe: the end of training decides
             end = e["grad_norms"].get("end")
             verdict = "YES" if end and end["ratio"] is not None and end["ratio"] <= 100 else "NO"
-            ok = [POINTS[p] for p in ("epoch_1", "end") if (e["grad_norms"].get(p) or {}).get("ratio") is not None
-                  and e["grad_norms"][p]["ratio"] <= 100]
+            ok = [
+                POINTS[p]
+                for p in ("epoch_1", "end")
+                if (e["grad_norms"].get(p) or {}).get("ratio") is not None and e["grad_norms"][p]["ratio"] <= 100
+            ]
             claim, per_epoch = "within 100× at the end", ""
             detail = f" (within 100× at: {', '.join(ok) or 'no fixed point'})"
         else:
             verdict = "YES" if every[1] else "NO"
             claim, per_epoch, detail = "within 100× at every epoch end", f"; {every[0]}", ""
-        base = "; ".join(f"{b} {_ratio_at(_run(results, d, a, b), 'epoch_1')} / {_ratio_at(_run(results, d, a, b), 'end')}"
-                         + (f" ({r[0]})" if (r := epoch_ratios(_run(results, d, a, b))) else "") for b in BASELINES)
-        lines.append(f"- depth {d} {a}: {variant} ratio after the first step {_ratio_at(e, 'first_step')}, end of "
-                     f"epoch 1 {_ratio_at(e, 'epoch_1')}, end of training {_ratio_at(e, 'end')}{per_epoch} → {claim}: "
-                     f"**{verdict}**{detail}. "
-                     f"Backprop baselines (epoch 1 / end): {base}.")
+        base = "; ".join(
+            f"{b} {_ratio_at(_run(results, d, a, b), 'epoch_1')} / {_ratio_at(_run(results, d, a, b), 'end')}"
+            + (f" ({r[0]})" if (r := epoch_ratios(_run(results, d, a, b))) else "")
+            for b in BASELINES
+        )
+        lines.append(
+            f"- depth {d} {a}: {variant} ratio after the first step {_ratio_at(e, 'first_step')}, end of "
+            f"epoch 1 {_ratio_at(e, 'epoch_1')}, end of training {_ratio_at(e, 'end')}{per_epoch} → {claim}: "
+            f"**{verdict}**{detail}. "
+            f"Backprop baselines (epoch 1 / end): {base}."
+        )
         plain = {p: ratio_without_penalty(e, p) for p in ("epoch_1", "end")}
         if all(plain.values()):
-            lines.append(f"  - The same with μ divided out of the hidden blocks (‖∂L_h/∂θ_t‖, and ‖∂L_y/∂θ_T‖ for the "
-                         f"output block: μ weights every hidden term alike and grows over training, the output term "
-                         f"not): end of epoch 1 {_ratio_text(plain['epoch_1'])}, end of training "
-                         f"{_ratio_text(plain['end'])}.")
+            lines.append(
+                f"  - The same with μ divided out of the hidden blocks (‖∂L_h/∂θ_t‖, and ‖∂L_y/∂θ_T‖ for the "
+                f"output block: μ weights every hidden term alike and grows over training, the output term "
+                f"not): end of epoch 1 {_ratio_text(plain['epoch_1'])}, end of training "
+                f"{_ratio_text(plain['end'])}."
+            )
     lines += ["", "**(b) Depth-20 sigmoid: decoupled ≥ 95% training accuracy; backprop on the same budget?**", ""]
     runs = {m: _run(results, 20, "sigmoid", m) for m in results["methods"]}
     if all(v is None for v in runs.values()):
@@ -137,15 +156,16 @@ def acceptance(results: dict[str, Any]) -> list[str]:
             continue
         lines.append(accuracy_line(m, e["records"]))
     backprop = [b for b in BASELINES if (e := runs.get(b)) and e["records"] and e["records"][-1]["train_acc"] >= 0.95]
-    also = f"backprop baselines that reach it: {', '.join(backprop)}" if backprop else \
-        "no backprop baseline reaches it"
+    also = f"backprop baselines that reach it: {', '.join(backprop)}" if backprop else "no backprop baseline reaches it"
     for variant in DECOUPLED:
         dec = runs.get(variant)
         if dec and dec["records"]:
             reached = dec["records"][-1]["train_acc"] >= 0.95
-            lines.append(f"- Verdict: {variant} **{'reaches' if reached else 'does NOT reach'}** 95% training "
-                         f"accuracy on this budget; {also} (Glorot + Adam "
-                         f"{'included' if 'bp-glorot-adam' in backprop else 'does not'}).")
+            lines.append(
+                f"- Verdict: {variant} **{'reaches' if reached else 'does NOT reach'}** 95% training "
+                f"accuracy on this budget; {also} (Glorot + Adam "
+                f"{'included' if 'bp-glorot-adam' in backprop else 'does not'})."
+            )
     return lines
 
 
@@ -156,11 +176,16 @@ def accuracy_line(method: str, records: list[dict[str, Any]], target: float = 0.
     first = next((r["epoch"] for r in records if r["train_acc"] >= target), None)
     last = records[-10:]
     above = sum(r["train_acc"] >= target for r in last)
-    head = (f"- {method}: final training accuracy {final:.4f} (best epoch {best:.4f}) after {len(records)} "
-            f"epoch(s), {records[-1]['train_time']:.0f} s → {'reaches' if final >= target else 'does NOT reach'} "
-            f"{target:.0%} at the end; ")
-    return head + (f"first ≥ {target:.0%} at epoch {first}, {above} of the last {len(last)} epochs ≥ {target:.0%}."
-                   if first is not None else f"no epoch ≥ {target:.0%}.")
+    head = (
+        f"- {method}: final training accuracy {final:.4f} (best epoch {best:.4f}) after {len(records)} "
+        f"epoch(s), {records[-1]['train_time']:.0f} s → {'reaches' if final >= target else 'does NOT reach'} "
+        f"{target:.0%} at the end; "
+    )
+    return head + (
+        f"first ≥ {target:.0%} at epoch {first}, {above} of the last {len(last)} epochs ≥ {target:.0%}."
+        if first is not None
+        else f"no epoch ≥ {target:.0%}."
+    )
 
 
 def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str]:
@@ -172,8 +197,7 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
         for ax, x in ((a1, "epoch"), (a2, "train_time")):
             ax.plot([r[x] for r in recs], [r["train_loss"] for r in recs], marker="o", ms=3, color=f"C{i}", label=m)
     for ax, xl in ((a1, "epoch"), (a2, "training wall-clock (s)")):
-        ax.set(xlabel=xl, ylabel="training loss of the plain network", yscale="log",
-               title=f"depth {depth}, {act}")
+        ax.set(xlabel=xl, ylabel="training loss of the plain network", yscale="log", title=f"depth {depth}, {act}")
         ax.grid(alpha=0.3, which="both")
     a1.legend(fontsize=7)
     files = [f"loss_{tag}.png"]
@@ -185,8 +209,12 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
             if g:
                 layers = [t + 1 for t, v in enumerate(g["norms"]) if v > 0]
                 ax.plot(layers, [v for v in g["norms"] if v > 0], marker="o", ms=2, color=f"C{i}", label=m)
-        ax.set(xlabel="Linear layer (1 = input side)", ylabel="‖∂L/∂W_t‖ (0 not drawn)", yscale="log",
-               title=f"depth {depth} {act}: {label}")
+        ax.set(
+            xlabel="Linear layer (1 = input side)",
+            ylabel="‖∂L/∂W_t‖ (0 not drawn)",
+            yscale="log",
+            title=f"depth {depth} {act}: {label}",
+        )
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=7)
     files.append(f"grads_{tag}.png")
@@ -196,12 +224,21 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
         fig, (ax,) = figure(1, 7.0)
         for i, m, recs in per_epoch:
             inf = sum(r["grad_ratio"] is None for r in recs)
-            ax.plot([r["epoch"] for r in recs], [r["grad_ratio"] if r["grad_ratio"] is not None else float("nan")
-                                                 for r in recs], marker="o", ms=3, color=f"C{i}",
-                    label=m + (f" (∞ at {inf} of {len(recs)})" if inf else ""))
+            ax.plot(
+                [r["epoch"] for r in recs],
+                [r["grad_ratio"] if r["grad_ratio"] is not None else float("nan") for r in recs],
+                marker="o",
+                ms=3,
+                color=f"C{i}",
+                label=m + (f" (∞ at {inf} of {len(recs)})" if inf else ""),
+            )
         ax.axhline(100, color="k", ls="--", lw=1, label="100×")
-        ax.set(xlabel="epoch", ylabel="max/min over layers of ‖∂L/∂W_t‖", yscale="log",
-               title=f"depth {depth} {act}: gradient-norm ratio at each epoch end")
+        ax.set(
+            xlabel="epoch",
+            ylabel="max/min over layers of ‖∂L/∂W_t‖",
+            yscale="log",
+            title=f"depth {depth} {act}: gradient-norm ratio at each epoch end",
+        )
         files.append(_save_log_plot(fig, ax, out / f"ratio_{tag}.png"))
     dec = _run(results, depth, act, "decoupled")
     if dec and dec["records"] and "feasibility_gap" in dec["records"][0]:
@@ -209,8 +246,12 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
         for r in dec["records"]:
             gap = r["feasibility_gap"]
             ax.plot(range(1, len(gap) + 1), [max(v, 1e-12) for v in gap], marker="o", ms=2, label=f"epoch {r['epoch']}")
-        ax.set(xlabel="hidden layer t", ylabel="feasibility gap rms ‖z_t − f_t(z_{t−1})‖ (floor 1e-12)", yscale="log",
-               title=f"decoupled, depth {depth} {act}")
+        ax.set(
+            xlabel="hidden layer t",
+            ylabel="feasibility gap rms ‖z_t − f_t(z_{t−1})‖ (floor 1e-12)",
+            yscale="log",
+            title=f"decoupled, depth {depth} {act}",
+        )
         files.append(_save_log_plot(fig, ax, out / f"gap_{tag}.png"))
     return files
 
@@ -224,38 +265,60 @@ def _save_log_plot(fig: Any, ax: Any, path: Path) -> str:
 
 
 def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
-    """Write ``report.md`` (and per (depth, activation) ``loss_*.png``, ``grads_*.png``, ``ratio_*.png``, ``gap_*.png``) into ``out``."""
+    """Write ``report.md`` (and per (depth, activation) ``loss_*.png``, ``grads_*.png``, ``ratio_*.png``,
+    ``gap_*.png``) into ``out``."""
     out = Path(out)
     cfg, env = results["config"], results.get("environment", {})
-    lines = [f"# Deep plain MLPs: backprop baselines, decoupled training, LocoProp, deep supervision ({cfg['dataset']})",
-             "", "Command:", "", f"    {results.get('command') or '(not recorded)'}", "",
-             *([f"Resumed with: `{c}`" for c in results.get("resumed_with", [])] + [""]
-               if results.get("resumed_with") else []),
-             f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
-             f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
-             f"{results.get('test_examples', '?')} test examples; seed {cfg['seed']}.", "",
-             "## Setup", "",
-             f"- Model: `depth` hidden layers `act(Linear)` of width {cfg['width']}, then a linear output (depth + 1 "
-             f"Linear layers); no residual connection, no normalisation; {cfg.get('dtype', 'float32')} data and "
-             "parameters.",
-             f"- Budget: {cfg['epochs']} epoch(s) of batch {cfg['batch_size']} for every method.",
-             f"- Train loss / accuracy: the PLAIN forward network on the first {cfg['eval_examples']} training "
-             "examples, at the end of each epoch; test accuracy on the whole test set. Time: cumulative training "
-             "wall-clock (no evaluation or probes; includes the z initialisation and the consistency step).",
-             f"- Gradient norms ‖∂L/∂W_t‖ of each Linear's weight on a fixed probe batch (the first "
-             f"{cfg['probe_examples']} training examples), without updating: L is the global loss for backprop and "
-             "LocoProp, main + heads for deep supervision, and block t's OWN term of eq. (3) for decoupled, at the z its "
-             "θ-step would fit on that batch (`DecoupledTrainer.targets`). With stored z, after the first step the "
-             "hidden terms are exactly 0 for every row the first batch did not touch (z comes from a forward pass), "
-             "so the ratio there can be ∞ by construction: read the later fixed points.", "",
-             "Methods:", "", *[f"- `{m}`: {d}" for m, d in results.get("descriptions", {}).items()], "",
-             "## Acceptance (issue 5)", "", *acceptance(results), ""]
+    lines = [
+        f"# Deep plain MLPs: backprop baselines, decoupled training, LocoProp, deep supervision ({cfg['dataset']})",
+        "",
+        "Command:",
+        "",
+        f"    {results.get('command') or '(not recorded)'}",
+        "",
+        *(
+            [f"Resumed with: `{c}`" for c in results.get("resumed_with", [])] + [""]
+            if results.get("resumed_with")
+            else []
+        ),
+        f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
+        f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
+        f"{results.get('test_examples', '?')} test examples; seed {cfg['seed']}.",
+        "",
+        "## Setup",
+        "",
+        f"- Model: `depth` hidden layers `act(Linear)` of width {cfg['width']}, then a linear output (depth + 1 "
+        f"Linear layers); no residual connection, no normalisation; {cfg.get('dtype', 'float32')} data and "
+        "parameters.",
+        f"- Budget: {cfg['epochs']} epoch(s) of batch {cfg['batch_size']} for every method.",
+        f"- Train loss / accuracy: the PLAIN forward network on the first {cfg['eval_examples']} training "
+        "examples, at the end of each epoch; test accuracy on the whole test set. Time: cumulative training "
+        "wall-clock (no evaluation or probes; includes the z initialisation and the consistency step).",
+        f"- Gradient norms ‖∂L/∂W_t‖ of each Linear's weight on a fixed probe batch (the first "
+        f"{cfg['probe_examples']} training examples), without updating: L is the global loss for backprop and "
+        "LocoProp, main + heads for deep supervision, and block t's OWN term of eq. (3) for decoupled, at the z its "
+        "θ-step would fit on that batch (`DecoupledTrainer.targets`). With stored z, after the first step the "
+        "hidden terms are exactly 0 for every row the first batch did not touch (z comes from a forward pass), "
+        "so the ratio there can be ∞ by construction: read the later fixed points.",
+        "",
+        "Methods:",
+        "",
+        *[f"- `{m}`: {d}" for m, d in results.get("descriptions", {}).items()],
+        "",
+        "## Acceptance (issue 5)",
+        "",
+        *acceptance(results),
+        "",
+    ]
     for depth, act in _groups(results):
         lines += [f"## Depth {depth}, {act}", "", *_table(results, depth, act), ""]
         if plots:
             lines += [f"![{f[:-4]}]({f})" for f in _plots(results, out, depth, act)] + [""]
-        errors = [f"- `{m}`: {e['error']}" for m in results["methods"]
-                  if (e := _run(results, depth, act, m)) and e.get("error")]
+        errors = [
+            f"- `{m}`: {e['error']}"
+            for m in results["methods"]
+            if (e := _run(results, depth, act, m)) and e.get("error")
+        ]
         if errors:
             lines += ["Diverged:", "", *errors, ""]
     notes = out / "notes.md"

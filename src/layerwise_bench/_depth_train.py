@@ -20,8 +20,9 @@ __all__ = ["DepthConfig", "DepthData", "grad_ratio", "train_depth"]
 
 def _diverged(exc: Exception) -> bool:
     """A non-finite loss or value (recorded as "diverged"; the benchmark goes on with the next run)."""
-    return isinstance(exc, FloatingPointError) or (isinstance(exc, ValueError) and any(
-        w in str(exc) for w in ("nan", "NaN", "inf")))
+    return isinstance(exc, FloatingPointError) or (
+        isinstance(exc, ValueError) and any(w in str(exc) for w in ("nan", "NaN", "inf"))
+    )
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,7 @@ class DepthData:
 
 def _batches(x: Tensor, y: Tensor, size: int) -> list[tuple[Tensor, Tensor, Tensor]]:
     idx = torch.arange(len(x), device=x.device)
-    return [(x[i:i + size], y[i:i + size], idx[i:i + size]) for i in range(0, len(x), size)]
+    return [(x[i : i + size], y[i : i + size], idx[i : i + size]) for i in range(0, len(x), size)]
 
 
 @torch.no_grad()
@@ -84,9 +85,9 @@ def _evaluate(model: torch.nn.Module, x: Tensor, y: Tensor, batch: int = 2000) -
     """Cross-entropy and accuracy of the PLAIN forward network."""
     loss, correct = 0.0, 0
     for i in range(0, len(x), batch):
-        out = model(x[i:i + batch])
-        loss += float(F.cross_entropy(out, y[i:i + batch], reduction="sum"))
-        correct += int((out.argmax(1) == y[i:i + batch]).sum())
+        out = model(x[i : i + batch])
+        loss += float(F.cross_entropy(out, y[i : i + batch], reduction="sum"))
+        correct += int((out.argmax(1) == y[i : i + batch]).sum())
     return loss / len(x), correct / len(x)
 
 
@@ -99,24 +100,55 @@ def grad_ratio(norms: list[float], mu: float | None = None) -> dict[str, Any]:
     return {"norms": norms, "ratio": ratio, "zero_layers": zero, **({} if mu is None else {"mu": mu})}
 
 
-def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data: DepthData, *,
-                progress: bool = False, on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                on_model: Callable[[torch.nn.Module], None] | None = None) -> dict[str, Any]:
+def train_depth(
+    method: str,
+    activation: str,
+    depth: int,
+    cfg: DepthConfig,
+    data: DepthData,
+    *,
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_model: Callable[[torch.nn.Module], None] | None = None,
+) -> dict[str, Any]:
     """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms).
     ``on_model`` receives the trained plain network when training completes."""
     x, y = data.train_x, data.train_y
     n, steps = len(x), math.ceil(len(x) / cfg.batch_size)
-    runner = make_runner(method, activation=activation, depth=depth, width=cfg.width, in_features=x.shape[1],
-                         num_classes=data.num_classes, n=n, steps_per_epoch=steps, cfg=cfg, device=x.device)
+    runner = make_runner(
+        method,
+        activation=activation,
+        depth=depth,
+        width=cfg.width,
+        in_features=x.shape[1],
+        num_classes=data.num_classes,
+        n=n,
+        steps_per_epoch=steps,
+        cfg=cfg,
+        device=x.device,
+    )
     ev = min(cfg.eval_examples, n)
     eval_batches = _batches(x[:ev], y[:ev], 2000)
     pn = min(cfg.probe_examples, n)
     probe = (x[:pn], y[:pn], torch.arange(pn, device=x.device))
-    entry: dict[str, Any] = {"method": method, "activation": activation, "depth": depth, "status": "running",
-                             "records": [], "grad_norms": {}, "linear_layers": depth + 1, **runner.extras()}
+    entry: dict[str, Any] = {
+        "method": method,
+        "activation": activation,
+        "depth": depth,
+        "status": "running",
+        "records": [],
+        "grad_norms": {},
+        "linear_layers": depth + 1,
+        **runner.extras(),
+    }
     gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(total=cfg.epochs * steps, desc=f"d{depth}/{activation}/{method}", disable=not progress,
-               dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=cfg.epochs * steps,
+        desc=f"d{depth}/{activation}/{method}",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
     train_time = 0.0
     try:
         t0 = time.perf_counter()
@@ -127,7 +159,7 @@ def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data
             total = 0.0
             t0 = time.perf_counter()
             for b in range(steps):
-                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 value = runner.step(x[idx], y[idx], idx)
                 if not math.isfinite(value):
                     raise FloatingPointError(f"the training objective is {value}")
@@ -142,9 +174,18 @@ def train_depth(method: str, activation: str, depth: int, cfg: DepthConfig, data
             loss, acc = _evaluate(runner.model, x[:ev], y[:ev])
             _, test_acc = _evaluate(runner.model, data.test_x, data.test_y)
             g = grad_ratio(runner.probe(*probe), runner.penalty())  # every epoch end: "stays within" is measured
-            record = {"epoch": epoch, "train_time": train_time, "objective": total / steps, "train_loss": loss,
-                      "train_acc": acc, "test_acc": test_acc, "grad_ratio": g["ratio"],
-                      "grad_zero_layers": g["zero_layers"], **runner.epoch_end(eval_batches), **extra}
+            record = {
+                "epoch": epoch,
+                "train_time": train_time,
+                "objective": total / steps,
+                "train_loss": loss,
+                "train_acc": acc,
+                "test_acc": test_acc,
+                "grad_ratio": g["ratio"],
+                "grad_zero_layers": g["zero_layers"],
+                **runner.epoch_end(eval_batches),
+                **extra,
+            }
             entry["records"].append(record)
             if epoch == 1:
                 entry["grad_norms"]["epoch_1"] = g

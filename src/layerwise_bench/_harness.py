@@ -16,11 +16,19 @@ from tqdm.auto import tqdm
 from layerwise.data import load_dataset
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 from layerwise.optim import warmup_linear_decay
+
 from ._io import atomic_torch_save
 from ._method import Method
 
-__all__ = ["AutoencoderConfig", "AutoencoderData", "TrainingDiverged", "CheckpointMismatch",
-           "load_autoencoder_data", "train_method", "evaluate"]
+__all__ = [
+    "AutoencoderConfig",
+    "AutoencoderData",
+    "TrainingDiverged",
+    "CheckpointMismatch",
+    "load_autoencoder_data",
+    "train_method",
+    "evaluate",
+]
 
 _DEFAULT_BATCH = {"mnist": 1000, "digits": 100}
 
@@ -60,10 +68,13 @@ class AutoencoderConfig:
             raise ValueError(f"Invalid subset={self.subset!r}. Must be an integer >= 1, or omitted for the whole set.")
         if self.batch_size is not None and (not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise ValueError(f"Invalid batch_size={self.batch_size!r}. Must be an integer >= 1.")
-        if self.schedule_epochs is not None and (not isinstance(self.schedule_epochs, int)
-                                                 or self.schedule_epochs < self.epochs):
-            raise ValueError(f"Invalid schedule_epochs={self.schedule_epochs!r}. Must be an integer >= epochs="
-                             f"{self.epochs}, or omitted to schedule over the run's epochs.")
+        if self.schedule_epochs is not None and (
+            not isinstance(self.schedule_epochs, int) or self.schedule_epochs < self.epochs
+        ):
+            raise ValueError(
+                f"Invalid schedule_epochs={self.schedule_epochs!r}. Must be an integer >= epochs="
+                f"{self.epochs}, or omitted to schedule over the run's epochs."
+            )
         warmup_linear_decay(self.total_epochs, self.warmup_epochs)  # validates warmup_epochs
 
     @property
@@ -84,15 +95,22 @@ class AutoencoderData:
     test: torch.Tensor
 
 
-def load_autoencoder_data(cfg: AutoencoderConfig, data_dir: str | Path | None = None, *,
-                          download: bool = False, device: torch.device | str = "cpu") -> AutoencoderData:
+def load_autoencoder_data(
+    cfg: AutoencoderConfig,
+    data_dir: str | Path | None = None,
+    *,
+    download: bool = False,
+    device: torch.device | str = "cpu",
+) -> AutoencoderData:
     """Load the data set of ``cfg``, keep the first ``subset`` training examples, move to ``device``."""
     splits = load_dataset(cfg.dataset, data_dir, download=download)
     train = torch.from_numpy(splits.train_x)
     if cfg.subset is not None:
         if cfg.subset > len(train):
-            raise ValueError(f"Invalid subset={cfg.subset}: the {cfg.dataset} training set has only "
-                             f"{len(train)} examples. Use a smaller --subset or omit it.")
+            raise ValueError(
+                f"Invalid subset={cfg.subset}: the {cfg.dataset} training set has only "
+                f"{len(train)} examples. Use a smaller --subset or omit it."
+            )
         train = train[: cfg.subset]
     return AutoencoderData(train.to(device), torch.from_numpy(splits.test_x).to(device))
 
@@ -102,7 +120,7 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10000) -
     """Mean per-example loss of ``model`` on ``x`` (inference mode, batched)."""
     total = 0.0
     for i in range(0, len(x), batch_size):
-        chunk = x[i:i + batch_size]
+        chunk = x[i : i + batch_size]
         total += float(sigmoid_cross_entropy(model(chunk), chunk)) * len(chunk)
     return total / len(x)
 
@@ -116,9 +134,17 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_method(method: Method, lr: float, data: AutoencoderData, cfg: AutoencoderConfig, *,
-                 checkpoint: Path | None = None, resume: bool = False, progress: bool = True,
-                 on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def train_method(
+    method: Method,
+    lr: float,
+    data: AutoencoderData,
+    cfg: AutoencoderConfig,
+    *,
+    checkpoint: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Train ``method`` for ``cfg.epochs`` epochs and return one record per epoch.
 
     Each record: ``epoch`` (1-based), ``lr``, ``train_loss`` (full training set, after the epoch),
@@ -140,9 +166,11 @@ def train_method(method: Method, lr: float, data: AutoencoderData, cfg: Autoenco
     if resume and checkpoint is not None and checkpoint.is_file():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state["signature"] != signature:
-            raise CheckpointMismatch(f"checkpoint {str(checkpoint)!r} was written by another configuration "
-                                     f"({state['signature']}), not ({signature}). Resume with the same "
-                                     "arguments, or start a new run in another --out directory.")
+            raise CheckpointMismatch(
+                f"checkpoint {str(checkpoint)!r} was written by another configuration "
+                f"({state['signature']}), not ({signature}). Resume with the same "
+                "arguments, or start a new run in another --out directory."
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -150,8 +178,14 @@ def train_method(method: Method, lr: float, data: AutoencoderData, cfg: Autoenco
     n, bs = len(data.train), cfg.effective_batch_size
     steps_per_epoch = math.ceil(n / bs)
     elapsed = records[-1]["train_time"] if records else 0.0
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=len(records) * steps_per_epoch,
-               desc=f"{method.name:>10}", disable=not progress, dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch,
+        initial=len(records) * steps_per_epoch,
+        desc=f"{method.name:>10}",
+        disable=not progress,
+        dynamic_ncols=True,
+        leave=True,
+    )
     try:
         for epoch in range(len(records), cfg.epochs):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).to(device)
@@ -159,7 +193,7 @@ def train_method(method: Method, lr: float, data: AutoencoderData, cfg: Autoenco
             times = []
             model.train()
             for step in range(steps_per_epoch):
-                x = data.train[order[step * bs:(step + 1) * bs]]
+                x = data.train[order[step * bs : (step + 1) * bs]]
                 closure = method.closure(optimizer, model, sigmoid_cross_entropy, x, x)
                 _sync(device)
                 t0 = time.perf_counter()
@@ -180,15 +214,28 @@ def train_method(method: Method, lr: float, data: AutoencoderData, cfg: Autoenco
             test_loss = evaluate(model, data.test) if cfg.evaluate_test else float("nan")
             if not math.isfinite(train_loss):
                 raise _diverged(method, epoch, steps_per_epoch - 1, checkpoint, f"train loss={train_loss}")
-            record = {"epoch": epoch + 1, "lr": epoch_lr, "train_loss": train_loss, "test_loss": test_loss,
-                      "train_time": elapsed, "step_time_median": statistics.median(times),
-                      "steps": steps_per_epoch}
+            record = {
+                "epoch": epoch + 1,
+                "lr": epoch_lr,
+                "train_loss": train_loss,
+                "test_loss": test_loss,
+                "train_time": elapsed,
+                "step_time_median": statistics.median(times),
+                "steps": steps_per_epoch,
+            }
             records.append(record)
             bar.set_postfix(train=f"{train_loss:.2f}", test=f"{test_loss:.2f}")
             if checkpoint is not None:
-                atomic_torch_save({"signature": signature, "model": model.state_dict(),
-                                   "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                                   "records": records}, checkpoint)
+                atomic_torch_save(
+                    {
+                        "signature": signature,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "records": records,
+                    },
+                    checkpoint,
+                )
             if on_epoch is not None:
                 on_epoch(record)
     finally:
@@ -197,8 +244,13 @@ def train_method(method: Method, lr: float, data: AutoencoderData, cfg: Autoenco
 
 
 def _diverged(method: Method, epoch: int, step: int, checkpoint: Path | None, what: str) -> TrainingDiverged:
-    kept = (f"the checkpoint of the last complete epoch is kept at {str(checkpoint)!r}"
-            if checkpoint is not None and checkpoint.is_file() else "no epoch had completed, so there is no checkpoint")
-    return TrainingDiverged(f"method {method.name!r} diverged at epoch {epoch + 1}, step {step + 1} ({what}); "
-                            f"{kept}. Lower its learning rate (--lr {method.name}=VALUE) or re-tune it "
-                            "(layerwise bench tune).")
+    kept = (
+        f"the checkpoint of the last complete epoch is kept at {str(checkpoint)!r}"
+        if checkpoint is not None and checkpoint.is_file()
+        else "no epoch had completed, so there is no checkpoint"
+    )
+    return TrainingDiverged(
+        f"method {method.name!r} diverged at epoch {epoch + 1}, step {step + 1} ({what}); "
+        f"{kept}. Lower its learning rate (--lr {method.name}=VALUE) or re-tune it "
+        "(layerwise bench tune)."
+    )

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from layerwise.locoprop import LocoProp
+
 from ._method import LossFn, Method
 from ._registry import register_method
 
@@ -26,13 +27,15 @@ OFFICIAL_SANITY_CURVE = {1: 547.2, 2: 122.7, 3: 80.7, 4: 69.6, 5: 65.2, 6: 62.9,
 def _autoencoder_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
     mods = list(model.children()) if isinstance(model, nn.Sequential) else []
     if not mods or not isinstance(mods[-1], nn.Linear):
-        raise TypeError("The LocoProp benchmark methods expect the deep autoencoder (an nn.Sequential ending in a "
-                        "Linear logits layer). Use layerwise.LocoProp directly for other models.")
+        raise TypeError(
+            "The LocoProp benchmark methods expect the deep autoencoder (an nn.Sequential ending in a "
+            "Linear logits layer). Use layerwise.LocoProp directly for other models."
+        )
     pairs: list[tuple[nn.Module, str]] = []
     for i, m in enumerate(mods):
         if isinstance(m, nn.Linear):
             nxt = mods[i + 1] if i + 1 < len(mods) else None
-            pairs.append((m, {nn.Tanh: "tanh", nn.ReLU: "relu"}.get(type(nxt), "identity")))  # type: ignore[arg-type]
+            pairs.append((m, {nn.Tanh: "tanh", nn.ReLU: "relu"}.get(type(nxt), "identity")))
     pairs[-1] = (pairs[-1][0], "sigmoid")
     return pairs
 
@@ -41,23 +44,52 @@ def _build(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
     return LocoProp(model, lr=lr, layers=_autoencoder_layers(model), **kw)
 
 
-def _closure(opt: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn, x: torch.Tensor,
-             target: torch.Tensor) -> Callable[[], torch.Tensor]:
+def _closure(
+    opt: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, target: torch.Tensor
+) -> Callable[[], torch.Tensor]:
     return lambda: loss_fn(model(x), target)
 
 
-_OFFICIAL = {"variant": "m", "gamma": 10.0, "steps": 10, "inner": "tf-rmsprop",
-             "inner_options": {"momentum": 0.999, "decay": 0.9, "eps": 1e-5}}
+_OFFICIAL = {
+    "variant": "m",
+    "gamma": 10.0,
+    "steps": 10,
+    "inner": "tf-rmsprop",
+    "inner_options": {"momentum": 0.999, "decay": 0.9, "eps": 1e-5},
+}
 
 for _m in [
-    Method("locoprop-m", "LocoProp-M, official settings: T=10 TF1-RMSProp inner steps, γ=10", _build, 1e-5,
-           dict(_OFFICIAL), closure=_closure),
-    Method("locoprop-s", "LocoProp-S (squared loss on pre-activations), T=10 TF1-RMSProp inner steps, γ=10",
-           _build, 1e-5, {**_OFFICIAL, "variant": "s"}, closure=_closure),
-    Method("locoprop-s-exact", "LocoProp-S solved exactly: −γ∇L(λI + Σŷŷᵀ)⁻¹", _build, 1.0,
-           {"variant": "s", "solver": "exact", "gamma": 1000.0, "damping": 1000.0}, closure=_closure),
-    Method("locoprop-m-precond", "LocoProp-M, 3 majorise-minimise steps preconditioned by (λI + cΣŷŷᵀ)⁻¹",
-           _build, 1.0, {"variant": "m", "solver": "precond", "steps": 3, "gamma": 1000.0, "damping": 1000.0},
-           closure=_closure),
+    Method(
+        "locoprop-m",
+        "LocoProp-M, official settings: T=10 TF1-RMSProp inner steps, γ=10",
+        _build,
+        1e-5,
+        dict(_OFFICIAL),
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-s",
+        "LocoProp-S (squared loss on pre-activations), T=10 TF1-RMSProp inner steps, γ=10",
+        _build,
+        1e-5,
+        {**_OFFICIAL, "variant": "s"},
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-s-exact",
+        "LocoProp-S solved exactly: −γ∇L(λI + Σŷŷᵀ)⁻¹",
+        _build,
+        1.0,
+        {"variant": "s", "solver": "exact", "gamma": 1000.0, "damping": 1000.0},
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-m-precond",
+        "LocoProp-M, 3 majorise-minimise steps preconditioned by (λI + cΣŷŷᵀ)⁻¹",
+        _build,
+        1.0,
+        {"variant": "m", "solver": "precond", "steps": 3, "gamma": 1000.0, "damping": 1000.0},
+        closure=_closure,
+    ),
 ]:
     register_method(_m)

@@ -12,12 +12,14 @@ from torch import nn
 __all__ = ["LossFn", "Method", "standard_closure"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ClosureFactory = Callable[[torch.optim.Optimizer, nn.Module, LossFn, torch.Tensor, torch.Tensor],
-                          Callable[[], torch.Tensor]]
+ClosureFactory = Callable[
+    [torch.optim.Optimizer, nn.Module, LossFn, torch.Tensor, torch.Tensor], Callable[[], torch.Tensor]
+]
 
 
-def standard_closure(opt: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn,
-                     x: torch.Tensor, target: torch.Tensor) -> Callable[[], torch.Tensor]:
+def standard_closure(
+    opt: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, target: torch.Tensor
+) -> Callable[[], torch.Tensor]:
     """``zero_grad``, forward, loss, ``backward``; returns the loss (the usual PyTorch step)."""
 
     def closure() -> torch.Tensor:

@@ -48,29 +48,62 @@ def _launch(cfg: dict[str, Any], procs: int, workdir: Path) -> list[dict[str, An
     return [json.loads(o.read_text()) for o in outs]
 
 
-def run_parallel_benchmark(out: str | Path, *, dataset: str = "mnist", data_dir: str | None = None,
-                           depth: int = 10, width: int = 1000, subset: int | None = 20000, batch_size: int = 128,
-                           z_steps: int = 1, lr: float = 1e-3, repeats: int = 3, seed: int = 0,
-                           configs: list[str] | None = None, command: str = "") -> dict[str, Any]:
+def run_parallel_benchmark(
+    out: str | Path,
+    *,
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    depth: int = 10,
+    width: int = 1000,
+    subset: int | None = 20000,
+    batch_size: int = 128,
+    z_steps: int = 1,
+    lr: float = 1e-3,
+    repeats: int = 3,
+    seed: int = 0,
+    configs: list[str] | None = None,
+    command: str = "",
+) -> dict[str, Any]:
     """Time one training epoch per configuration (see :data:`PARALLEL_CONFIGS`); write results.json,
     report.md and a plot to ``out``."""
     out = Path(out)
     names = configs or list(PARALLEL_CONFIGS)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    base = {"dataset": dataset, "data_dir": data_dir, "depth": depth, "width": width, "subset": subset,
-            "batch_size": batch_size, "z_steps": z_steps, "lr": lr, "seed": seed}
+    base = {
+        "dataset": dataset,
+        "data_dir": data_dir,
+        "depth": depth,
+        "width": width,
+        "subset": subset,
+        "batch_size": batch_size,
+        "z_steps": z_steps,
+        "lr": lr,
+        "seed": seed,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             for name in names:
                 method, procs, threads = PARALLEL_CONFIGS[name]
                 res = _launch({**base, "method": method, "threads": threads}, procs, Path(tmp))
                 runs[name].append({"epoch_s": max(r["epoch_s"] for r in res), "ranks": res})
-    summary = {n: {"median_epoch_s": statistics.median(r["epoch_s"] for r in rs),
-                   "epoch_s": [r["epoch_s"] for r in rs],
-                   "train_loss": rs[-1]["ranks"][0]["train_loss"], "train_acc": rs[-1]["ranks"][0]["train_acc"]}
-               for n, rs in runs.items()}
-    results = {"config": base, "repeats": repeats, "command": command, "environment": environment(torch.device("cpu")),
-               "runs": runs, "summary": summary, "load_before": os.getloadavg()}
+    summary = {
+        n: {
+            "median_epoch_s": statistics.median(r["epoch_s"] for r in rs),
+            "epoch_s": [r["epoch_s"] for r in rs],
+            "train_loss": rs[-1]["ranks"][0]["train_loss"],
+            "train_acc": rs[-1]["ranks"][0]["train_acc"],
+        }
+        for n, rs in runs.items()
+    }
+    results = {
+        "config": base,
+        "repeats": repeats,
+        "command": command,
+        "environment": environment(torch.device("cpu")),
+        "runs": runs,
+        "summary": summary,
+        "load_before": os.getloadavg(),
+    }
     atomic_write_json(results, out / "results.json")
     _write_report(results, out)
     return results
@@ -80,18 +113,24 @@ def _write_report(results: dict[str, Any], out: Path) -> None:
     s = results["summary"]
     ref = "decoupled, 1 process x 1 thread"
     c = results["config"]
-    lines = ["# Layer-parallel decoupled training: epoch time", "",
-             f"Command: `{results['command']}`", "",
-             f"Plain tanh MLP, depth {c['depth']}, width {c['width']}, {c['dataset']} "
-             f"({c['subset'] or 'all'} training examples), batch {c['batch_size']}, one epoch per run, "
-             f"{results['repeats']} repeats interleaved round-robin, medians. Environment: "
-             f"{json.dumps(results['environment'])}.", "",
-             "| configuration | median epoch (s) | ÷ 1 process × 1 thread | train loss after the epoch | train acc |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Layer-parallel decoupled training: epoch time",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Plain tanh MLP, depth {c['depth']}, width {c['width']}, {c['dataset']} "
+        f"({c['subset'] or 'all'} training examples), batch {c['batch_size']}, one epoch per run, "
+        f"{results['repeats']} repeats interleaved round-robin, medians. Environment: "
+        f"{json.dumps(results['environment'])}.",
+        "",
+        "| configuration | median epoch (s) | ÷ 1 process × 1 thread | train loss after the epoch | train acc |",
+        "|---|---|---|---|---|",
+    ]
     for name, v in s.items():
         ratio = v["median_epoch_s"] / s[ref]["median_epoch_s"] if ref in s else float("nan")
-        lines.append(f"| {name} | {v['median_epoch_s']:.2f} | {ratio:.3f} | {v['train_loss']:.4f} | "
-                     f"{v['train_acc']:.4f} |")
+        lines.append(
+            f"| {name} | {v['median_epoch_s']:.2f} | {ratio:.3f} | {v['train_loss']:.4f} | {v['train_acc']:.4f} |"
+        )
     if (out / "notes.md").is_file():  # written by hand, kept across reruns
         lines += ["", "## Notes", "", "See [notes.md](notes.md)."]
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())

@@ -27,8 +27,9 @@ from layerwise.decoupled import DecoupledTrainer, IndexedDataset, ZStore, geomet
 def blocks_for(cfg: dict[str, Any], in_features: int) -> list[nn.Module]:
     torch.manual_seed(cfg["seed"])
     w = cfg["width"]
-    out: list[nn.Module] = [nn.Sequential(nn.Linear(in_features if t == 0 else w, w), nn.Tanh())
-                            for t in range(cfg["depth"] - 1)]
+    out: list[nn.Module] = [
+        nn.Sequential(nn.Linear(in_features if t == 0 else w, w), nn.Tanh()) for t in range(cfg["depth"] - 1)
+    ]
     out.append(nn.Linear(w, 10))
     return out
 
@@ -41,8 +42,9 @@ def run(cfg: dict[str, Any], rank: int = 0, world: int = 1, init: str | None = N
     ds = IndexedDataset(x, y)
     blocks = blocks_for(cfg, x.shape[1])
     if world > 1:
-        dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world,
-                                timeout=datetime.timedelta(seconds=120))
+        dist.init_process_group(
+            "gloo", init_method=init, rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120)
+        )
     gen = torch.Generator().manual_seed(cfg["seed"])
     loader = DataLoader(ds, batch_size=cfg["batch_size"], shuffle=True, generator=gen)
     result: dict[str, Any] = {"rank": rank, "world": world, "threads": cfg["threads"]}
@@ -58,11 +60,18 @@ def run(cfg: dict[str, Any], rank: int = 0, world: int = 1, init: str | None = N
         result["epoch_s"] = time.perf_counter() - start
         forward = net
     else:
-        store = ZStore(n, [(cfg["width"],)] * (cfg["depth"] - 1),
-                       layers=None if world == 1 else _stage_layers(blocks, world, rank))
-        trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 1.2, 50, cap=1e3), z_lr=1.0,
-                                   z_steps=cfg["z_steps"], optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg["lr"], fused=True),
-                                   process_group="auto" if world > 1 else None)
+        store = ZStore(
+            n, [(cfg["width"],)] * (cfg["depth"] - 1), layers=None if world == 1 else _stage_layers(blocks, world, rank)
+        )
+        trainer = DecoupledTrainer(
+            blocks,
+            store,
+            mu=geometric(1.0, 1.2, 50, cap=1e3),
+            z_lr=1.0,
+            z_steps=cfg["z_steps"],
+            optimizer=lambda ps: torch.optim.Adam(ps, lr=cfg["lr"], fused=True),
+            process_group="auto" if world > 1 else None,
+        )
         start = time.perf_counter()
         trainer.initialize(DataLoader(ds, batch_size=1000))
         result["init_s"] = time.perf_counter() - start
@@ -75,7 +84,7 @@ def run(cfg: dict[str, Any], rank: int = 0, world: int = 1, init: str | None = N
         trainer.gather()
         forward = trainer
     with torch.no_grad():
-        logits = torch.cat([forward(x[i:i + 2000]) for i in range(0, n, 2000)])
+        logits = torch.cat([forward(x[i : i + 2000]) for i in range(0, n, 2000)])
         result["train_loss"] = float(F.cross_entropy(logits, y))
         result["train_acc"] = float((logits.argmax(1) == y).double().mean())
     if world > 1:

@@ -11,8 +11,9 @@ from ._run import RESULTS_FILE
 __all__ = ["open_record"]
 
 
-def open_record(out: str | Path, benchmark: str, config: dict[str, Any], *, resume: bool, overwrite: bool,
-                command: str) -> tuple[Path, dict[str, Any]]:
+def open_record(
+    out: str | Path, benchmark: str, config: dict[str, Any], *, resume: bool, overwrite: bool, command: str
+) -> tuple[Path, dict[str, Any]]:
     """``(out/results.json, results)``: the saved results when resuming (same ``config`` required; the
     command is appended to ``resumed_with``), else a fresh record with no runs.
 
@@ -23,13 +24,17 @@ def open_record(out: str | Path, benchmark: str, config: dict[str, Any], *, resu
     out = Path(out)
     path = out / RESULTS_FILE
     if path.exists() and not (resume or overwrite):
-        raise FileExistsError(f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --resume to "
-                              "continue it, --overwrite to replace it, or choose another --out.")
+        raise FileExistsError(
+            f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --resume to "
+            "continue it, --overwrite to replace it, or choose another --out."
+        )
     if resume and path.exists():
         results = read_json(path)
         if results.get("config") != config:
-            raise ValueError(f"--resume: the run in {str(out)!r} used config {results.get('config')}, not "
-                             f"{config}. Resume with the same arguments or choose another --out.")
+            raise ValueError(
+                f"--resume: the run in {str(out)!r} used config {results.get('config')}, not "
+                f"{config}. Resume with the same arguments or choose another --out."
+            )
         results.setdefault("resumed_with", []).append(command)
         return path, results
     return path, {"benchmark": benchmark, "command": command, "config": config, "runs": {}}

@@ -14,8 +14,10 @@ def register_method(method: Method, *, overwrite: bool = False) -> Method:
     if not isinstance(method, Method):
         raise TypeError(f"register_method expects a Method instance, found {type(method).__name__}.")
     if method.name in METHODS and not overwrite:
-        raise ValueError(f"A method named {method.name!r} is already registered. Pass overwrite=True "
-                         "to replace it, or choose another name.")
+        raise ValueError(
+            f"A method named {method.name!r} is already registered. Pass overwrite=True "
+            "to replace it, or choose another name."
+        )
     METHODS[method.name] = method
     return method
 

@@ -20,8 +20,10 @@ def load_runs(dirs: list[str | Path]) -> list[dict[str, Any]]:
     for d in dirs:
         path = Path(d) / "results.json"
         if not path.is_file():
-            raise FileNotFoundError(f"no results file at {str(path)!r}: pass directories written by "
-                                    "'layerwise bench autoencoder --out DIR'.")
+            raise FileNotFoundError(
+                f"no results file at {str(path)!r}: pass directories written by "
+                "'layerwise bench autoencoder --out DIR'."
+            )
         runs.append(read_json(path))
     return runs
 
@@ -101,17 +103,21 @@ def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, name in enumerate(names):
         color = f"C{i % 10}"
-        recs = [run["methods"][name]["records"] for run in runs if name in run["methods"] and run["methods"][name]["records"]]
+        recs = [
+            run["methods"][name]["records"]
+            for run in runs
+            if name in run["methods"] and run["methods"][name]["records"]
+        ]
         if not recs:
             continue
         n = min(len(r) for r in recs)
-        for ax, key in zip(axes, ("train_loss", "test_loss")):
+        for ax, key in zip(axes, ("train_loss", "test_loss"), strict=True):
             ys = np.array([[x[key] for x in r[:n]] for r in recs], dtype=float)
             xs = np.array([[x[x_key] for x in r[:n]] for r in recs], dtype=float).mean(axis=0)
             ax.plot(xs, ys.mean(axis=0), color=color, label=name)
             if len(recs) > 1:
                 ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2)
-    for ax, title in zip(axes, ("training loss (full set)", "test loss")):
+    for ax, title in zip(axes, ("training loss (full set)", "test loss"), strict=True):
         ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("loss (nats / example)")
@@ -132,14 +138,29 @@ def _sanity_lines(run: dict[str, Any]) -> list[str]:
     from ._locoprop import OFFICIAL_SANITY_CURVE
 
     cfg, entry = run["config"], run["methods"].get("locoprop-m")
-    if not entry or cfg["dataset"] != "mnist" or cfg.get("subset") or cfg["activation"] != "tanh" \
-            or (cfg.get("schedule_epochs") or cfg["epochs"]) != 100 or entry.get("lr") != 1e-5:
+    if (
+        not entry
+        or cfg["dataset"] != "mnist"
+        or cfg.get("subset")
+        or cfg["activation"] != "tanh"
+        or (cfg.get("schedule_epochs") or cfg["epochs"]) != 100
+        or entry.get("lr") != 1e-5
+    ):
         return []
     ours = {r["epoch"]: r["train_loss"] for r in entry["records"]}
-    rows = [f"| {e} | {ref:.1f} | {ours[e]:.1f} | {100 * (ours[e] - ref) / ref:+.1f}% |"
-            for e, ref in OFFICIAL_SANITY_CURVE.items() if e in ours]
-    return ["", "LocoProp-M with the official settings against the official notebook's training-loss curve:", "",
-            "| epoch | official | layerwise | difference |", "|---|---|---|---|", *rows]
+    rows = [
+        f"| {e} | {ref:.1f} | {ours[e]:.1f} | {100 * (ours[e] - ref) / ref:+.1f}% |"
+        for e, ref in OFFICIAL_SANITY_CURVE.items()
+        if e in ours
+    ]
+    return [
+        "",
+        "LocoProp-M with the official settings against the official notebook's training-loss curve:",
+        "",
+        "| epoch | official | layerwise | difference |",
+        "|---|---|---|---|",
+        *rows,
+    ]
 
 
 def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = True) -> Path:
@@ -148,31 +169,42 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
     table = summarize(runs)
     first = runs[0]
     cfg, env = first["config"], first.get("environment", {})
-    lines = [f"# Deep autoencoder benchmark ({cfg['dataset']})", "",
-             f"{len(runs)} run(s); config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".",
-             f"Measured on: {env.get('device', '?')}"
-             + (f" ({env['gpu']})" if env.get("gpu") else "")
-             + f", {env.get('processor', '?')}, torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} threads.",
-             "", "Commands:", ""]
+    lines = [
+        f"# Deep autoencoder benchmark ({cfg['dataset']})",
+        "",
+        f"{len(runs)} run(s); config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".",
+        f"Measured on: {env.get('device', '?')}"
+        + (f" ({env['gpu']})" if env.get("gpu") else "")
+        + f", {env.get('processor', '?')}, torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} threads.",
+        "",
+        "Commands:",
+        "",
+    ]
     lines += [f"    {run.get('command') or '(not recorded)'}" for run in runs]
-    lines += ["", "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
-              "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
-              "'median step' is the median over epochs of each epoch's median step time, so periodic "
-              "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median. "
-              "'to Adam's loss' is the training time at the end of the first epoch whose training loss is at or "
-              "below Adam's final one (epoch granularity, so an upper bound), and its ratio to Adam's total time; "
-              "'–' where it is never reached.", "",
-              "| method | lr | epochs | final train loss | best train loss | final test loss | "
-              "train time (s) | time / Adam | median step (s) | step / Adam | to Adam's loss (s) | "
-              "÷ Adam's time | status |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
+        "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
+        "'median step' is the median over epochs of each epoch's median step time, so periodic "
+        "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median. "
+        "'to Adam's loss' is the training time at the end of the first epoch whose training loss is at or "
+        "below Adam's final one (epoch granularity, so an upper bound), and its ratio to Adam's total time; "
+        "'–' where it is never reached.",
+        "",
+        "| method | lr | epochs | final train loss | best train loss | final test loss | "
+        "train time (s) | time / Adam | median step (s) | step / Adam | to Adam's loss (s) | "
+        "÷ Adam's time | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, row in table.items():
         lr = ", ".join(f"{v:.3g}" for v in row["lr"])
-        lines.append(f"| {name} | {lr} | {_fmt(row['epochs'], 0)} | {_fmt(row['final_train'])} | "
-                     f"{_fmt(row['best_train'])} | {_fmt(row['final_test'])} | {_fmt(row['train_time'], 1)} | "
-                     f"{_ratio(row['time_vs_adam'])} | {_fmt(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
-                     f"{_fmt(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
-                     f"{', '.join(row['status'])} |")
+        lines.append(
+            f"| {name} | {lr} | {_fmt(row['epochs'], 0)} | {_fmt(row['final_train'])} | "
+            f"{_fmt(row['best_train'])} | {_fmt(row['final_test'])} | {_fmt(row['train_time'], 1)} | "
+            f"{_ratio(row['time_vs_adam'])} | {_fmt(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
+            f"{_fmt(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
+            f"{', '.join(row['status'])} |"
+        )
     lines += _sanity_lines(first)
     lines += ["", "Methods (hyper-parameters as run):", ""]
     for n, r in table.items():

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from layerwise.metrics import linear_cka, parameter_distance
+
 from ._depth_bench import _load
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import linear_layers
@@ -58,27 +59,49 @@ def _compare(model: nn.Sequential, ref: nn.Sequential, x: Tensor) -> dict[str, A
     dist = parameter_distance(model, ref)
     lin, lin_ref = linear_layers(model), linear_layers(ref)
     per_layer = [float((a.weight - b.weight).norm() / b.weight.norm()) for a, b in zip(lin, lin_ref, strict=True)]
-    return {"cka": [linear_cka(a, b) for a, b in zip(acts, refs, strict=True)],
-            "param_distance": dist["total"], "weight_distance": per_layer}
+    return {
+        "cka": [linear_cka(a, b) for a, b in zip(acts, refs, strict=True)],
+        "param_distance": dist["total"],
+        "weight_distance": per_layer,
+    }
 
 
-def run_similarity_benchmark(out: str | Path, *, depth: int = 5, activation: str = "tanh",
-                             cfg: DepthConfig | None = None, data_dir: str | Path | None = None,
-                             download: bool = False, device: str | torch.device = "cpu", overwrite: bool = False,
-                             progress: bool = True, command: str = "") -> dict[str, Any]:
+def run_similarity_benchmark(
+    out: str | Path,
+    *,
+    depth: int = 5,
+    activation: str = "tanh",
+    cfg: DepthConfig | None = None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> dict[str, Any]:
     """Train the runs of :data:`SIMILARITY_RUNS` on one plain MLP; write ``results.json``, ``report.md``, plots."""
     cfg = cfg or DepthConfig(epochs=10)
     out = Path(out)
     path = out / RESULTS_FILE
     if path.exists() and not overwrite:
-        raise FileExistsError(f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --overwrite to "
-                              "replace it, or choose another --out.")
+        raise FileExistsError(
+            f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --overwrite to "
+            "replace it, or choose another --out."
+        )
     device = torch.device(device)
     data = _load(cfg, data_dir, device, download)
-    results: dict[str, Any] = {"benchmark": "similarity", "command": command, "depth": depth, "activation": activation,
-                               "config": dataclasses.asdict(cfg), "environment": environment(device),
-                               "train_examples": len(data.train_x), "test_examples": len(data.test_x),
-                               "descriptions": {}, "runs": {}}
+    results: dict[str, Any] = {
+        "benchmark": "similarity",
+        "command": command,
+        "depth": depth,
+        "activation": activation,
+        "config": dataclasses.asdict(cfg),
+        "environment": environment(device),
+        "train_examples": len(data.train_x),
+        "test_examples": len(data.test_x),
+        "descriptions": {},
+        "runs": {},
+    }
     models: dict[str, nn.Module] = {}
     for name, (method, offset) in SIMILARITY_RUNS.items():
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + offset)
@@ -87,8 +110,9 @@ def run_similarity_benchmark(out: str | Path, *, depth: int = 5, activation: str
             models[name] = model
 
         entry = train_depth(method, activation, depth, run_cfg, data, progress=progress, on_model=keep)
-        results["descriptions"][name] = DEPTH_METHODS[method][1].format(**dataclasses.asdict(run_cfg)) + \
-            f", seed {run_cfg.seed}"
+        results["descriptions"][name] = (
+            DEPTH_METHODS[method][1].format(**dataclasses.asdict(run_cfg)) + f", seed {run_cfg.seed}"
+        )
         results["runs"][name] = entry
         atomic_write_json(results, path)
     ref = models.get("backprop")
@@ -97,8 +121,10 @@ def run_similarity_benchmark(out: str | Path, *, depth: int = 5, activation: str
         if name == "backprop" or ref is None or ref_acc is None:
             continue
         entry = results["runs"][name]
-        entry["vs_backprop"] = {**_compare(model, ref, data.test_x),  # type: ignore[arg-type]
-                                "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"])}
+        entry["vs_backprop"] = {
+            **_compare(model, ref, data.test_x),  # type: ignore[arg-type]
+            "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"]),
+        }
     atomic_write_json(results, path)
     write_similarity_report(results, out)
     return results
@@ -114,8 +140,10 @@ def verdict(results: dict[str, Any]) -> list[str]:
             lines.append(f"- {name}: not measured ({e.get('status', 'not run')}).")
             continue
         ok = v["test_gap_points"] <= 1.5  # a decoupled net AHEAD of backprop is within too
-        lines.append(f"- {name}: {v['test_gap_points']:+.2f} points behind backprop → "
-                     f"**{'within' if ok else 'NOT within'} 1.5 points**.")
+        lines.append(
+            f"- {name}: {v['test_gap_points']:+.2f} points behind backprop → "
+            f"**{'within' if ok else 'NOT within'} 1.5 points**."
+        )
     return lines
 
 
@@ -125,34 +153,58 @@ def write_similarity_report(results: dict[str, Any], out: str | Path, *, plots: 
     cfg, env, runs = results["config"], results.get("environment", {}), results["runs"]
     depth = results["depth"]
     layers = [f"h{i}" for i in range(1, depth + 1)] + ["out"]
-    lines = [f"# Is decoupled training similar to backprop? Depth-{depth} {results['activation']} MLP "
-             f"({cfg['dataset']})", "", "Command:", "", f"    {results.get('command') or '(not recorded)'}", "",
-             f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
-             f"{env.get('torch_threads', '?')} thread(s). {results['train_examples']} training examples, "
-             f"{results['test_examples']} test examples (every measure below is on the test set); "
-             f"{cfg['epochs']} epochs of batch {cfg['batch_size']}, width {cfg['width']}.", "",
-             "Runs:", "", *[f"- `{n}`: {d}" for n, d in results["descriptions"].items()], "",
-             "`backprop`, `decoupled-forward` and `decoupled` start from the SAME initial weights (same seed and "
-             "init); `backprop-seed+1` is backprop from other initial weights and batch order: the scale of "
-             "\"similar\" between two ordinary backprop runs.", "",
-             "## Verdict (issue 5: within 1.5 points of test accuracy)", "", *verdict(results), "",
-             "## Measures against `backprop`", "",
-             f"| run | train acc | test acc | training time (s) | gap (points) | param distance | "
-             f"{' | '.join('CKA ' + n for n in layers)} |",
-             "|---|---|---|---|---|---|" + "---|" * len(layers)]
+    lines = [
+        f"# Is decoupled training similar to backprop? Depth-{depth} {results['activation']} MLP ({cfg['dataset']})",
+        "",
+        "Command:",
+        "",
+        f"    {results.get('command') or '(not recorded)'}",
+        "",
+        f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
+        f"{env.get('torch_threads', '?')} thread(s). {results['train_examples']} training examples, "
+        f"{results['test_examples']} test examples (every measure below is on the test set); "
+        f"{cfg['epochs']} epochs of batch {cfg['batch_size']}, width {cfg['width']}.",
+        "",
+        "Runs:",
+        "",
+        *[f"- `{n}`: {d}" for n, d in results["descriptions"].items()],
+        "",
+        "`backprop`, `decoupled-forward` and `decoupled` start from the SAME initial weights (same seed and "
+        "init); `backprop-seed+1` is backprop from other initial weights and batch order: the scale of "
+        '"similar" between two ordinary backprop runs.',
+        "",
+        "## Verdict (issue 5: within 1.5 points of test accuracy)",
+        "",
+        *verdict(results),
+        "",
+        "## Measures against `backprop`",
+        "",
+        f"| run | train acc | test acc | training time (s) | gap (points) | param distance | "
+        f"{' | '.join('CKA ' + n for n in layers)} |",
+        "|---|---|---|---|---|---|" + "---|" * len(layers),
+    ]
     for name, e in runs.items():
         if not e.get("records"):
             lines.append(f"| {name} | {e.get('status')} |" + " |" * (4 + len(layers)))
             continue
         rec = e["records"][-1]
         v = e.get("vs_backprop")
-        cells = ["–", "–", *["–"] * len(layers)] if v is None else \
-            [f"{v['test_gap_points']:+.2f}", f"{v['param_distance']:.3f}", *[f"{c:.3f}" for c in v["cka"]]]
-        lines.append(f"| {name} | {rec['train_acc']:.4f} | {rec['test_acc']:.4f} | {rec['train_time']:.0f} | "
-                     f"{' | '.join(cells)} |")
-    lines += ["", "Per-layer weight distance ‖W_t − W_t^bp‖ / ‖W_t^bp‖:", "",
-              "| run | " + " | ".join(f"W{i}" for i in range(1, depth + 2)) + " |",
-              "|---|" + "---|" * (depth + 1)]
+        cells = (
+            ["–", "–", *["–"] * len(layers)]
+            if v is None
+            else [f"{v['test_gap_points']:+.2f}", f"{v['param_distance']:.3f}", *[f"{c:.3f}" for c in v["cka"]]]
+        )
+        lines.append(
+            f"| {name} | {rec['train_acc']:.4f} | {rec['test_acc']:.4f} | {rec['train_time']:.0f} | "
+            f"{' | '.join(cells)} |"
+        )
+    lines += [
+        "",
+        "Per-layer weight distance ‖W_t − W_t^bp‖ / ‖W_t^bp‖:",
+        "",
+        "| run | " + " | ".join(f"W{i}" for i in range(1, depth + 2)) + " |",
+        "|---|" + "---|" * (depth + 1),
+    ]
     for name, e in runs.items():
         if (v := e.get("vs_backprop")) is not None:
             lines.append(f"| {name} | " + " | ".join(f"{d:.3f}" for d in v["weight_distance"]) + " |")

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
+
 from ._io import atomic_write_bytes, atomic_write_json
 from ._locoprop import _autoencoder_layers
 from ._run import environment
@@ -26,10 +27,12 @@ Step = Callable[[], None]
 
 def _layerwise_step(model: nn.Module, x: torch.Tensor, **kw: Any) -> Step:
     from layerwise.locoprop import LocoProp
+
     opt = LocoProp(model, layers=_autoencoder_layers(model), **kw)
 
     def step() -> None:
         opt.step(lambda: sigmoid_cross_entropy(model(x), x))
+
     return step
 
 
@@ -40,6 +43,7 @@ def _adam_step(model: nn.Module, x: torch.Tensor) -> Step:
         opt.zero_grad(set_to_none=True)
         sigmoid_cross_entropy(model(x), x).backward()
         opt.step()
+
     return step
 
 
@@ -55,12 +59,20 @@ def _pypi_step(model: nn.Sequential, x: torch.Tensor, steps: int) -> Step:
 
     def step() -> None:
         trainer.step(x, x)
+
     return step
 
 
-def run_steptime_benchmark(out: str | Path, *, batch_size: int = 1000, steps: tuple[int, ...] = (1, 5, 10),
-                           repeats: int = 10, device: str | torch.device = "cpu", pypi: bool = True,
-                           command: str = "") -> dict[str, Any]:
+def run_steptime_benchmark(
+    out: str | Path,
+    *,
+    batch_size: int = 1000,
+    steps: tuple[int, ...] = (1, 5, 10),
+    repeats: int = 10,
+    device: str | torch.device = "cpu",
+    pypi: bool = True,
+    command: str = "",
+) -> dict[str, Any]:
     """Median seconds per step of each entry; writes ``results.json``, ``report.md`` and a bar plot."""
     device = torch.device(device)
     x = torch.rand(batch_size, 784, generator=torch.Generator().manual_seed(0)).to(device)
@@ -73,10 +85,12 @@ def run_steptime_benchmark(out: str | Path, *, batch_size: int = 1000, steps: tu
         entries[f"layerwise locoprop-m T={t}"] = _layerwise_step(model(), x, steps=t)
         if pypi:
             entries[f"pypi locoprop T={t}"] = _pypi_step(model(), x, t)
-    entries["layerwise locoprop-s-exact"] = _layerwise_step(model(), x, variant="s", solver="exact", damping=1e3,
-                                                            gamma=1e3, lr=1.0)
-    entries["layerwise locoprop-m-precond T=3"] = _layerwise_step(model(), x, solver="precond", steps=3,
-                                                                  damping=1e3, gamma=1e3, lr=1.0)
+    entries["layerwise locoprop-s-exact"] = _layerwise_step(
+        model(), x, variant="s", solver="exact", damping=1e3, gamma=1e3, lr=1.0
+    )
+    entries["layerwise locoprop-m-precond T=3"] = _layerwise_step(
+        model(), x, solver="precond", steps=3, damping=1e3, gamma=1e3, lr=1.0
+    )
     times: dict[str, list[float]] = {name: [] for name in entries}
     for r in range(repeats + 2):
         for name, step in entries.items():
@@ -89,15 +103,29 @@ def run_steptime_benchmark(out: str | Path, *, batch_size: int = 1000, steps: tu
             if r >= 2:  # two warm-up rounds
                 times[name].append(time.perf_counter() - t0)
     med = {name: statistics.median(v) for name, v in times.items()}
-    results = {"benchmark": "locoprop-steptime", "command": command, "environment": environment(device),
-               "batch_size": batch_size, "repeats": repeats, "median_step_s": med,
-               "vs_adam": {n: v / med["adam"] for n, v in med.items()}, "times": times}
+    results = {
+        "benchmark": "locoprop-steptime",
+        "command": command,
+        "environment": environment(device),
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "median_step_s": med,
+        "vs_adam": {n: v / med["adam"] for n, v in med.items()},
+        "times": times,
+    }
     out = Path(out)
     atomic_write_json(results, out / "results.json")
-    lines = ["# LocoProp step time, deep autoencoder", "", f"Command: `{command}`", "",
-             f"Batch {batch_size}, {repeats} timed steps per entry (round-robin, after 2 warm-up rounds), "
-             f"median. Device: {results['environment']}.", "",
-             "| entry | median step (s) | × Adam | × PyPI locoprop at same T |", "|---|---|---|---|"]
+    lines = [
+        "# LocoProp step time, deep autoencoder",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Batch {batch_size}, {repeats} timed steps per entry (round-robin, after 2 warm-up rounds), "
+        f"median. Device: {results['environment']}.",
+        "",
+        "| entry | median step (s) | × Adam | × PyPI locoprop at same T |",
+        "|---|---|---|---|",
+    ]
     for name, v in med.items():
         inner = name.rsplit("T=", 1)[-1] if "T=" in name else None
         ref = med.get(f"pypi locoprop T={inner}") if inner and name.startswith("layerwise locoprop-m T=") else None
@@ -109,8 +137,10 @@ def run_steptime_benchmark(out: str | Path, *, batch_size: int = 1000, steps: tu
 
 def _plot(med: dict[str, float], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(7, 0.4 * len(med) + 1.2))
     ax.barh(list(med)[::-1], list(med.values())[::-1])
     ax.set_xlabel("median seconds per step")

@@ -17,8 +17,9 @@ class TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
-            raise ImportError("TensorBoard logging needs the tensorboard package: "
-                              "pip install 'layerwise[tensorboard]'") from exc
+            raise ImportError(
+                "TensorBoard logging needs the tensorboard package: pip install 'layerwise[tensorboard]'"
+            ) from exc
         self.writer = SummaryWriter(log_dir=str(log_dir))
 
     def __call__(self, method: str, record: dict[str, Any]) -> None:

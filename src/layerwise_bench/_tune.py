@@ -16,18 +16,26 @@ from ._registry import get_method
 __all__ = ["tune_learning_rates"]
 
 
-def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: AutoencoderData,
-                        out_file: str | Path, *, points: int = 5, max_extensions: int = 4,
-                        progress: bool = True, command: str = "",
-                        grid: dict[str, list[Any]] | None = None) -> dict[str, Any]:
+def tune_learning_rates(
+    method_names: list[str],
+    cfg: AutoencoderConfig,
+    data: AutoencoderData,
+    out_file: str | Path,
+    *,
+    points: int = 5,
+    max_extensions: int = 4,
+    progress: bool = True,
+    command: str = "",
+    grid: dict[str, list[Any]] | None = None,
+) -> dict[str, Any]:
     """Sweep lr on a half-decade grid centred on each method's default; keep the lowest final loss.
 
     The grid is ``default · 10^(k/2)`` for ``k`` in ``-(points//2) .. points//2``; when the best lr
     is at an edge the grid is extended in that direction (at most ``max_extensions`` times). A
     diverging lr scores ``inf``. ``grid`` (e.g. ``{"damping": [10, 100]}``) adds other
     hyper-parameters: the lr sweep runs for every combination and the best pair wins; the winning
-    values are stored as ``tuned_hparams`` and used by the benchmark. The result, with every sweep point, is merged into ``out_file`` (other methods' entries
-    are kept, so methods can be swept in separate processes).
+    values are stored as ``tuned_hparams`` and used by the benchmark. The result, with every sweep point, is
+    merged into ``out_file`` (other methods' entries are kept, so methods can be swept in separate processes).
     """
     if points < 3:
         raise ValueError(f"Invalid points={points}. Must be >= 3 so that the best value can be interior.")
@@ -38,8 +46,10 @@ def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: A
     for m in methods:
         unknown = sorted(set(grid) - set(m.hparams))
         if unknown:
-            raise ValueError(f"--grid names {unknown}, which method {m.name!r} does not take; its hyper-parameters "
-                             f"are {sorted(m.hparams)}.")
+            raise ValueError(
+                f"--grid names {unknown}, which method {m.name!r} does not take; its hyper-parameters "
+                f"are {sorted(m.hparams)}."
+            )
         best: tuple[float, float, dict[str, Any]] = (math.inf, m.default_lr, {})
         table: dict[str, float] = {}
         for values in itertools.product(*grid.values()):
@@ -50,8 +60,13 @@ def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: A
             lr = min(sweep, key=lambda lr: sweep[lr])
             if sweep[lr] < best[0]:
                 best = (sweep[lr], lr, combo)
-        result["methods"][m.name] = {"lr": best[1], "hparams": {**m.hparams, **best[2]}, "config": asdict(cfg),
-                                     "command": command, "sweep": table}
+        result["methods"][m.name] = {
+            "lr": best[1],
+            "hparams": {**m.hparams, **best[2]},
+            "config": asdict(cfg),
+            "command": command,
+            "sweep": table,
+        }
         if grid:
             result["methods"][m.name]["tuned_hparams"] = best[2]
         merged = read_json(out_file) if out_file.is_file() else {}  # re-read: others may have written
@@ -61,8 +76,9 @@ def tune_learning_rates(method_names: list[str], cfg: AutoencoderConfig, data: A
     return result
 
 
-def _sweep(m: Method, cfg: AutoencoderConfig, data: AutoencoderData, points: int, max_extensions: int,
-           progress: bool) -> dict[float, float]:
+def _sweep(
+    m: Method, cfg: AutoencoderConfig, data: AutoencoderData, points: int, max_extensions: int, progress: bool
+) -> dict[float, float]:
     """Final training loss for each lr tried (``inf`` where the run diverged)."""
     sweep: dict[float, float] = {}
 

@@ -23,13 +23,15 @@ def load_tuned(path: str | Path | None) -> dict[str, Any]:
         return {}
     data = read_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
-        raise ValueError(f"tuned-values file {str(path)!r} has no 'methods' table; regenerate it with "
-                         "'layerwise bench tune'.")
+        raise ValueError(
+            f"tuned-values file {str(path)!r} has no 'methods' table; regenerate it with 'layerwise bench tune'."
+        )
     return data
 
 
-def resolve_lrs(methods: list[Method], overrides: dict[str, float], tuned: dict[str, Any]
-                ) -> dict[str, tuple[float, str]]:
+def resolve_lrs(
+    methods: list[Method], overrides: dict[str, float], tuned: dict[str, Any]
+) -> dict[str, tuple[float, str]]:
     """Learning rate and its source per method: ``--lr`` override, then tuned file, then default."""
     out = {}
     for m in methods:

@@ -29,20 +29,44 @@ ZSTORE_OPTIONS: dict[str, dict[str, Any]] = {
 }
 
 
-def run_zstore_benchmark(out: str | Path, *, dataset: str = "mnist", data_dir: str | None = None, n: int | None = None,
-                         depth: int = 10, width: int = 1000, steps: int = 50, batch_size: int = 128, threads: int = 1,
-                         options: list[str] | None = None, command: str = "") -> dict[str, Any]:
+def run_zstore_benchmark(
+    out: str | Path,
+    *,
+    dataset: str = "mnist",
+    data_dir: str | None = None,
+    n: int | None = None,
+    depth: int = 10,
+    width: int = 1000,
+    steps: int = 50,
+    batch_size: int = 128,
+    threads: int = 1,
+    options: list[str] | None = None,
+    command: str = "",
+) -> dict[str, Any]:
     """Peak resident memory per storage option; writes results.json and report.md to ``out``."""
     out = Path(out)
-    results: dict[str, Any] = {"config": {"dataset": dataset, "n": n, "depth": depth, "width": width, "steps": steps,
-                                          "batch_size": batch_size, "threads": threads},
-                               "command": command, "environment": environment(torch.device("cpu")), "options": {}}
+    results: dict[str, Any] = {
+        "config": {
+            "dataset": dataset,
+            "n": n,
+            "depth": depth,
+            "width": width,
+            "steps": steps,
+            "batch_size": batch_size,
+            "threads": threads,
+        },
+        "command": command,
+        "environment": environment(torch.device("cpu")),
+        "options": {},
+    }
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         for name in options or list(ZSTORE_OPTIONS):
             cfg = {**results["config"], **ZSTORE_OPTIONS[name], "data_dir": data_dir, "path": str(Path(tmp) / "z")}
             res_file = Path(tmp) / "res.json"
-            proc = subprocess.Popen([sys.executable, "-m", "layerwise_bench._zstore_worker", json.dumps(cfg),
-                                     str(res_file)], env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "layerwise_bench._zstore_worker", json.dumps(cfg), str(res_file)],
+                env={**os.environ, "OMP_NUM_THREADS": str(threads)},
+            )
             _, status, usage = os.wait4(proc.pid, 0)
             proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; tell Popen
             if status != 0:
@@ -52,16 +76,24 @@ def run_zstore_benchmark(out: str | Path, *, dataset: str = "mnist", data_dir: s
             results["options"][name] = res
     atomic_write_json(results, out / "results.json")
     c = results["config"]
-    lines = ["# Auxiliary-activation store: memory", "", f"Command: `{command}`", "",
-             f"{dataset}, {n or 'all'} examples, depth {depth} (so {depth - 1} hidden layers) × width {width}; the store "
-             f"is built from a forward pass over every example, then {c['steps']} decoupled steps (batch "
-             f"{batch_size}) read and write rows. Peak RSS is the whole process (Python, torch, the data set "
-             "and the network included); memory-mapped z live in files and count only as far as their pages are "
-             "resident.", "",
-             "| storage | z size (GiB) | peak RSS of the process (GiB) | build from forward pass (s) | step (s) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "# Auxiliary-activation store: memory",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"{dataset}, {n or 'all'} examples, depth {depth} (so {depth - 1} hidden layers) × width {width}; the store "
+        f"is built from a forward pass over every example, then {c['steps']} decoupled steps (batch "
+        f"{batch_size}) read and write rows. Peak RSS is the whole process (Python, torch, the data set "
+        "and the network included); memory-mapped z live in files and count only as far as their pages are "
+        "resident.",
+        "",
+        "| storage | z size (GiB) | peak RSS of the process (GiB) | build from forward pass (s) | step (s) |",
+        "|---|---|---|---|---|",
+    ]
     for name, r in results["options"].items():
-        lines.append(f"| {name} | {r['z_bytes'] / 2**30:.2f} | {r['peak_rss_bytes'] / 2**30:.2f} | {r['init_s']:.1f} | "
-                     f"{r['step_s']:.3f} |")
+        lines.append(
+            f"| {name} | {r['z_bytes'] / 2**30:.2f} | {r['peak_rss_bytes'] / 2**30:.2f} | {r['init_s']:.1f} | "
+            f"{r['step_s']:.3f} |"
+        )
     atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
     return results

@@ -1,6 +1,6 @@
 """One z-store option at scale, in its own process (see :mod:`layerwise_bench._zstore_bench`).
 
-    python -m layerwise_bench._zstore_worker CONFIG_JSON OUT_JSON
+python -m layerwise_bench._zstore_worker CONFIG_JSON OUT_JSON
 """
 
 from __future__ import annotations
@@ -25,11 +25,12 @@ def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
     data = load_dataset(cfg["dataset"], cfg["data_dir"])
     x, y = torch.from_numpy(data.train_x), torch.from_numpy(data.train_y)
     if cfg["n"]:
-        x, y = x[:cfg["n"]], y[:cfg["n"]]
+        x, y = x[: cfg["n"]], y[: cfg["n"]]
     torch.manual_seed(0)
     w, depth = cfg["width"], cfg["depth"]
-    blocks: list[nn.Module] = [nn.Sequential(nn.Linear(x.shape[1] if t == 0 else w, w), nn.Tanh())
-                               for t in range(depth - 1)]
+    blocks: list[nn.Module] = [
+        nn.Sequential(nn.Linear(x.shape[1] if t == 0 else w, w), nn.Tanh()) for t in range(depth - 1)
+    ]
     blocks.append(nn.Linear(w, 10))
     dtype = torch.bfloat16 if cfg["dtype"] == "bfloat16" else torch.float32
     store = ZStore(len(x), [(w,)] * (depth - 1), dtype=dtype, path=cfg["path"] if cfg["mmap"] else None)
@@ -45,8 +46,13 @@ def _worker(cfg: dict[str, Any]) -> dict[str, Any]:
             break
         terms = trainer.step(batch)
     store.flush()
-    return {"z_bytes": store.nbytes(), "init_s": init_s, "steps": min(cfg["steps"], i + 1),
-            "step_s": (time.perf_counter() - start) / max(1, min(cfg["steps"], i + 1)), "last_terms": terms}
+    return {
+        "z_bytes": store.nbytes(),
+        "init_s": init_s,
+        "steps": min(cfg["steps"], i + 1),
+        "step_s": (time.perf_counter() - start) / max(1, min(cfg["steps"], i + 1)),
+        "last_terms": terms,
+    }
 
 
 if __name__ == "__main__":

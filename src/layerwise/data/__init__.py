@@ -9,7 +9,20 @@ from ._paths import ENV_DATA_DIR, default_cache_dir, resolve_data_dir
 from ._registry import DATASETS, load_dataset
 
 __all__ = [
-    "ArraySplits", "DATASETS", "DataError", "ENV_DATA_DIR", "MNIST_FILES", "MNIST_MIRRORS",
-    "default_cache_dir", "download_mnist", "load_dataset", "load_digits", "load_mnist",
-    "mnist_dir", "parse_idx", "read_idx", "resolve_data_dir", "verify_file",
+    "ArraySplits",
+    "DATASETS",
+    "DataError",
+    "ENV_DATA_DIR",
+    "MNIST_FILES",
+    "MNIST_MIRRORS",
+    "default_cache_dir",
+    "download_mnist",
+    "load_dataset",
+    "load_digits",
+    "load_mnist",
+    "mnist_dir",
+    "parse_idx",
+    "read_idx",
+    "resolve_data_dir",
+    "verify_file",
 ]

@@ -26,8 +26,7 @@ def _fetch(url: str, target: Path, timeout: float) -> None:
         shutil.copyfileobj(response, out)
 
 
-def download_mnist(folder: str | Path, mirrors: Sequence[str] = MNIST_MIRRORS,
-                   timeout: float = 60.0) -> list[Path]:
+def download_mnist(folder: str | Path, mirrors: Sequence[str] = MNIST_MIRRORS, timeout: float = 60.0) -> list[Path]:
     """Fetch every MNIST file missing or invalid in ``folder``; return the paths it wrote.
 
     Each file is written to a temporary name in the same folder, verified (MD5 of the uncompressed
@@ -61,7 +60,10 @@ def download_mnist(folder: str | Path, mirrors: Sequence[str] = MNIST_MIRRORS,
             finally:
                 tmp.unlink(missing_ok=True)
         else:
-            raise DataError(f"could not download {final.name!r} into {str(folder)!r}; tried "
-                            + "; ".join(errors) + ". Check your internet connection, or copy the "
-                            "file there by hand.")
+            raise DataError(
+                f"could not download {final.name!r} into {str(folder)!r}; tried "
+                + "; ".join(errors)
+                + ". Check your internet connection, or copy the "
+                "file there by hand."
+            )
     return written

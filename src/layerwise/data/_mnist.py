@@ -35,11 +35,15 @@ def _find(folder: Path, spec: MnistFile) -> Path:
         if candidate.is_file():
             return candidate
     if not folder.is_dir():
-        raise DataError(f"MNIST directory {str(folder)!r} does not exist. Pass data_dir=... "
-                        "(CLI: --data-dir) or set LAYERWISE_DATA_DIR to a folder with an 'mnist/' sub-folder holding the four "
-                        "IDX files, or pass download=True (CLI: --download) to fetch them into it.")
-    raise DataError(f"MNIST file {spec.name!r} (or {spec.name}.gz) is missing from {str(folder)!r}. "
-                    "Copy it there or pass download=True (CLI: --download) to fetch it.")
+        raise DataError(
+            f"MNIST directory {str(folder)!r} does not exist. Pass data_dir=... "
+            "(CLI: --data-dir) or set LAYERWISE_DATA_DIR to a folder with an 'mnist/' sub-folder holding the four "
+            "IDX files, or pass download=True (CLI: --download) to fetch them into it."
+        )
+    raise DataError(
+        f"MNIST file {spec.name!r} (or {spec.name}.gz) is missing from {str(folder)!r}. "
+        "Copy it there or pass download=True (CLI: --download) to fetch it."
+    )
 
 
 def load_mnist(data_dir: str | Path | None = None, *, download: bool = False) -> ArraySplits:
@@ -56,7 +60,11 @@ def load_mnist(data_dir: str | Path | None = None, *, download: bool = False) ->
     arrays = {key: verify_file(_find(folder, spec), spec) for key, spec in MNIST_FILES.items()}
 
     def pixels(a: np.ndarray) -> np.ndarray:
-        return (a.reshape(a.shape[0], -1).astype(np.float32) / 255.0)
+        return a.reshape(a.shape[0], -1).astype(np.float32) / 255.0
 
-    return ArraySplits(pixels(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
-                       pixels(arrays["test_images"]), arrays["test_labels"].astype(np.int64))
+    return ArraySplits(
+        pixels(arrays["train_images"]),
+        arrays["train_labels"].astype(np.int64),
+        pixels(arrays["test_images"]),
+        arrays["test_labels"].astype(np.int64),
+    )

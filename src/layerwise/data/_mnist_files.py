@@ -36,10 +36,14 @@ def verify_file(path: Path, spec: MnistFile) -> np.ndarray:
     data = read_idx_bytes(path)
     digest = hashlib.md5(data).hexdigest()
     if digest != spec.md5:
-        raise DataError(f"MNIST file {str(path)!r} is corrupted: the MD5 of its uncompressed content "
-                        f"is {digest}, expected {spec.md5}. Delete it and fetch it again (download=True; CLI: --download).")
+        raise DataError(
+            f"MNIST file {str(path)!r} is corrupted: the MD5 of its uncompressed content "
+            f"is {digest}, expected {spec.md5}. Delete it and fetch it again (download=True; CLI: --download)."
+        )
     array = parse_idx(data, str(path))
     if array.shape != spec.shape:
-        raise DataError(f"MNIST file {str(path)!r} has shape {array.shape}, expected {spec.shape}. "
-                        "Replace it with the original file (download=True; CLI: --download).")
+        raise DataError(
+            f"MNIST file {str(path)!r} has shape {array.shape}, expected {spec.shape}. "
+            "Replace it with the original file (download=True; CLI: --download)."
+        )
     return array

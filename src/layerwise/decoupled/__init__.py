@@ -6,5 +6,14 @@ from ._stages import StageFailure, split_blocks
 from ._store import ZStore
 from ._trainer import DecoupledTrainer, squared_error
 
-__all__ = ["DecoupledTrainer", "IndexedDataset", "StageFailure", "ZStore", "constant", "geometric", "split_blocks",
-           "squared_error", "unpack_batch"]
+__all__ = [
+    "DecoupledTrainer",
+    "IndexedDataset",
+    "StageFailure",
+    "ZStore",
+    "constant",
+    "geometric",
+    "split_blocks",
+    "squared_error",
+    "unpack_batch",
+]

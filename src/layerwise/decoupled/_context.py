@@ -19,17 +19,38 @@ __all__ = ["ZContext"]
 class ZContext(Protocol):
     """Eq. (3): blocks f_0..f_{T−1}, hidden loss L_h, output loss L_y, penalty μ; the z step's size and order."""
 
-    blocks: nn.ModuleList
-    T: int
-    z_lr: float
-    z_order: str
-    z_steps: int
-    steps: int
-    stage: range
-    z_layers: list[int]
-    boundaries: list[Boundary]
-    loss_h: Callable[[Tensor, Tensor], Tensor]
-    loss_y: Callable[[Tensor, Tensor], Tensor]
+    @property
+    def blocks(self) -> nn.ModuleList: ...
+
+    @property
+    def T(self) -> int: ...
+
+    @property
+    def z_lr(self) -> float: ...
+
+    @property
+    def z_order(self) -> str: ...
+
+    @property
+    def z_steps(self) -> int: ...
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def stage(self) -> range: ...
+
+    @property
+    def z_layers(self) -> list[int]: ...
+
+    @property
+    def boundaries(self) -> list[Boundary]: ...
+
+    @property
+    def loss_h(self) -> Callable[[Tensor, Tensor], Tensor]: ...
+
+    @property
+    def loss_y(self) -> Callable[[Tensor, Tensor], Tensor]: ...
 
     @property
     def mu(self) -> float: ...

@@ -66,5 +66,5 @@ class LipschitzEstimate:
             elif isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
                 c *= self._sigma_sq(m.weight) * math.prod(m.kernel_size)
             elif self.activations and (slope := activation_slope(m)) is not None and slope < 1.0:
-                c *= slope ** 2
+                c *= slope**2
         return c

@@ -53,8 +53,9 @@ def _residual(lin: dict[int, _Linearised], t: int, d: dict[int, Tensor]) -> Tens
     return -d[t] if t == 0 else lin[t].jvp(d[t - 1]) - d[t]
 
 
-def delta_sweeps(tr: ZContext, x: Tensor, y: Tensor, a: dict[int, Tensor],
-                 lin: dict[int, _Linearised]) -> dict[int, Tensor]:
+def delta_sweeps(
+    tr: ZContext, x: Tensor, y: Tensor, a: dict[int, Tensor], lin: dict[int, _Linearised]
+) -> dict[int, Tensor]:
     """``z_steps`` top-down Gauss–Seidel sweeps of per-example z-steps, on δ (start 0); returns δ."""
     mu, top = tr.mu, tr.T - 2
     curv = curvatures(tr)  # one process: every c_{j+1}

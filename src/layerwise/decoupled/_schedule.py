@@ -17,6 +17,8 @@ def constant(mu: float) -> Callable[[int], float]:
 def geometric(start: float, factor: float, every: int, cap: float | None = None) -> Callable[[int], float]:
     """μ(k) = start · factor^⌊k/every⌋, at most ``cap`` (MAC: increasing μ; e.g. ×2 per epoch)."""
     if not (start > 0 and factor >= 1 and every >= 1):
-        raise ValueError(f"Invalid schedule start={start}, factor={factor}, every={every}: expected start > 0, "
-                         "factor >= 1, every >= 1.")
+        raise ValueError(
+            f"Invalid schedule start={start}, factor={factor}, every={every}: expected start > 0, "
+            "factor >= 1, every >= 1."
+        )
     return lambda k: min(start * factor ** (k // every), cap if cap is not None else float("inf"))

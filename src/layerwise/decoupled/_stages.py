@@ -50,9 +50,11 @@ class Boundary:
         self.src = ranks[0] if src is None else src  # global rank of the first stage (the sender of z_j)
 
     def _failed(self, step: int, what: str, exc: Exception) -> StageFailure:
-        return StageFailure(f"step {step}: the {what} of z_{self.layer} between ranks {self.ranks} failed "
-                            f"({type(exc).__name__}: {exc}). A peer process died or timed out; resume every "
-                            "process from its last checkpoint.")
+        return StageFailure(
+            f"step {step}: the {what} of z_{self.layer} between ranks {self.ranks} failed "
+            f"({type(exc).__name__}: {exc}). A peer process died or timed out; resume every "
+            "process from its last checkpoint."
+        )
 
     def forward(self, h: Tensor | None, like: Tensor, step: int) -> Tensor:
         """The first stage sends its forward activation z_j (``h``); the second receives it (``h=None``; device
@@ -61,10 +63,10 @@ class Boundary:
             header = torch.zeros(9, dtype=torch.int64, device=like.device)
             if h is not None:
                 header[0] = h.dim()
-                header[1:1 + h.dim()] = torch.tensor(h.shape)
+                header[1 : 1 + h.dim()] = torch.tensor(h.shape)
             dist.broadcast(header, src=self.src, group=self.group)
             if h is None:
-                h = torch.empty(header[1:1 + int(header[0])].tolist(), dtype=like.dtype, device=like.device)
+                h = torch.empty(header[1 : 1 + int(header[0])].tolist(), dtype=like.dtype, device=like.device)
             dist.broadcast(h.contiguous(), src=self.src, group=self.group)
         except Exception as exc:  # gloo raises RuntimeError; NCCL can raise DistBackendError
             raise self._failed(step, "forward transfer", exc) from exc
@@ -94,6 +96,8 @@ class Boundary:
             raise self._failed(step, "exchange", exc) from exc
         tol = 1e-9 if buf.dtype == torch.float64 else 1e-4
         if not math.isclose(float(buf[-1]), 2 * float(check), rel_tol=tol, abs_tol=tol):
-            raise ValueError(f"step {step}: ranks {self.ranks} trained on different batches. Give every process the "
-                             "same loader order (same sampler seed); layer parallelism splits layers, not data.")
+            raise ValueError(
+                f"step {step}: ranks {self.ranks} trained on different batches. Give every process the "
+                "same loader order (same sampler seed); layer parallelism splits layers, not data."
+            )
         return buf[:-2].view(shape), float(buf[-2])

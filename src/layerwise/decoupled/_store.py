@@ -32,9 +32,16 @@ class ZStore:
         layers: allocate only these hidden layers (a stage of layer-parallel training); default all.
     """
 
-    def __init__(self, n: int, shapes: Sequence[Sequence[int]], *, dtype: torch.dtype = torch.float32,
-                 path: str | Path | None = None, device: torch.device | str | None = None,
-                 layers: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        n: int,
+        shapes: Sequence[Sequence[int]],
+        *,
+        dtype: torch.dtype = torch.float32,
+        path: str | Path | None = None,
+        device: torch.device | str | None = None,
+        layers: Sequence[int] | None = None,
+    ) -> None:
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Invalid n={n!r}: expected the number of training examples, a whole number >= 1.")
         if dtype not in _DTYPES:
@@ -79,11 +86,15 @@ class ZStore:
             raise ValueError(f"Invalid layer t={t}: this store only allocates layers {self.layers}.")
         idx = torch.as_tensor(idx)
         if idx.dtype not in (torch.int64, torch.int32) or idx.dim() != 1:
-            raise TypeError(f"Invalid idx: expected a 1-D integer tensor of example indices, found {idx.dtype} "
-                            f"of shape {tuple(idx.shape)}.")
+            raise TypeError(
+                f"Invalid idx: expected a 1-D integer tensor of example indices, found {idx.dtype} "
+                f"of shape {tuple(idx.shape)}."
+            )
         if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= self.n):
-            raise ValueError(f"Invalid idx: example indices must lie in [0, {self.n}), found {int(idx.min())}.."
-                             f"{int(idx.max())}. Is the store built for this dataset's length?")
+            raise ValueError(
+                f"Invalid idx: example indices must lie in [0, {self.n}), found {int(idx.min())}.."
+                f"{int(idx.max())}. Is the store built for this dataset's length?"
+            )
         return idx.to(self._data[t].device)
 
     def rows(self, t: int, idx: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -98,8 +109,10 @@ class ZStore:
         if tuple(values.shape) != expected:
             raise ValueError(f"Invalid values for layer {t}: expected shape {expected}, found {tuple(values.shape)}.")
         if not torch.isfinite(values).all():
-            raise ValueError(f"Invalid values for layer {t}: they contain NaN or inf; nothing was written. Lower "
-                             "the z learning rate or the penalty mu.")
+            raise ValueError(
+                f"Invalid values for layer {t}: they contain NaN or inf; nothing was written. Lower "
+                "the z learning rate or the penalty mu."
+            )
         self._data[t].index_copy_(0, i, values.detach().to(device=self._data[t].device, dtype=self.dtype))
 
     def flush(self) -> None:
@@ -109,5 +122,6 @@ class ZStore:
 
     def __repr__(self) -> str:
         where = str(self.path) if self.path is not None else f"memory ({self.device})"
-        return (f"ZStore(n={self.n}, shapes={self.shapes}, dtype={self.dtype}, in {where}, "
-                f"{self.nbytes() / 2**20:.1f} MiB)")
+        return (
+            f"ZStore(n={self.n}, shapes={self.shapes}, dtype={self.dtype}, in {where}, {self.nbytes() / 2**20:.1f} MiB)"
+        )

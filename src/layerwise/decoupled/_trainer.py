@@ -95,32 +95,50 @@ class DecoupledTrainer:
         starts: first block of each stage (layer parallelism only).
     """
 
-    def __init__(self, blocks: Sequence[nn.Module], store: ZStore | None, *,
-                 loss_y: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
-                 loss_h: Literal["mse"] | Callable[[Tensor, Tensor], Tensor] = "mse",
-                 mu: float | Callable[[int], float] = 1.0,
-                 optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
-                 z_lr: float = 1.0, z_steps: int = 1, mode: Literal["joint", "alternating", "z-first"] = "joint",
-                 z_init: Literal["stored", "forward"] = "stored", z_order: Literal["jacobi", "sweep"] = "jacobi",
-                 delta: bool = False, activation_slopes: bool = False, process_group: Any = "auto",
-                 starts: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        blocks: Sequence[nn.Module],
+        store: ZStore | None,
+        *,
+        loss_y: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+        loss_h: Literal["mse"] | Callable[[Tensor, Tensor], Tensor] = "mse",
+        mu: float | Callable[[int], float] = 1.0,
+        optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
+        z_lr: float = 1.0,
+        z_steps: int = 1,
+        mode: Literal["joint", "alternating", "z-first"] = "joint",
+        z_init: Literal["stored", "forward"] = "stored",
+        z_order: Literal["jacobi", "sweep"] = "jacobi",
+        delta: bool = False,
+        activation_slopes: bool = False,
+        process_group: Any = "auto",
+        starts: Sequence[int] | None = None,
+    ) -> None:
         blocks = list(blocks)
         if len(blocks) < 2:
             raise ValueError(f"Invalid blocks: decoupling needs at least 2 blocks, found {len(blocks)}.")
         if z_init not in ("stored", "forward"):
             raise ValueError(f"Invalid z_init={z_init!r}. Expected 'stored' or 'forward'.")
         if z_init == "forward" and mode != "z-first":
-            raise ValueError(f"Invalid mode={mode!r} with z_init='forward': z from a forward pass has no residual "
-                             "before its z-steps, so the θ-step must follow them. Pass mode='z-first'.")
+            raise ValueError(
+                f"Invalid mode={mode!r} with z_init='forward': z from a forward pass has no residual "
+                "before its z-steps, so the θ-step must follow them. Pass mode='z-first'."
+            )
         if store is not None and z_init == "forward":
-            raise ValueError("Invalid store: z_init='forward' recomputes z at every step and keeps no store. Pass "
-                             "store=None, or z_init='stored' to use the ZStore.")
+            raise ValueError(
+                "Invalid store: z_init='forward' recomputes z at every step and keeps no store. Pass "
+                "store=None, or z_init='stored' to use the ZStore."
+            )
         if store is None and z_init == "stored":
-            raise ValueError("Invalid store=None: z_init='stored' keeps every example's z in a ZStore. Build "
-                             "ZStore(n, shapes), or pass z_init='forward', mode='z-first' (no store).")
+            raise ValueError(
+                "Invalid store=None: z_init='stored' keeps every example's z in a ZStore. Build "
+                "ZStore(n, shapes), or pass z_init='forward', mode='z-first' (no store)."
+            )
         if store is not None and store.depth != len(blocks) - 1:
-            raise ValueError(f"Invalid store: {len(blocks)} blocks have {len(blocks) - 1} hidden activations, but the "
-                             f"store holds {store.depth}. Build ZStore(n, shapes) with one shape per hidden layer.")
+            raise ValueError(
+                f"Invalid store: {len(blocks)} blocks have {len(blocks) - 1} hidden activations, but the "
+                f"store holds {store.depth}. Build ZStore(n, shapes) with one shape per hidden layer."
+            )
         if z_order not in ("jacobi", "sweep"):
             raise ValueError(f"Invalid z_order={z_order!r}. Expected 'jacobi' or 'sweep'.")
         if mode not in ("joint", "alternating", "z-first"):
@@ -143,10 +161,15 @@ class DecoupledTrainer:
         self.rank = dist.get_rank(self.group) if self.group is not None else 0
         world = dist.get_world_size(self.group) if self.group is not None else 1
         self.starts = list(starts) if starts is not None else split_blocks(blocks, world)
-        if len(self.starts) != world or self.starts[0] != 0 or sorted(set(self.starts)) != self.starts \
-                or self.starts[-1] >= self.T:
-            raise ValueError(f"Invalid starts={self.starts}: expected {world} increasing block indices from 0, below "
-                             f"{self.T}.")
+        if (
+            len(self.starts) != world
+            or self.starts[0] != 0
+            or sorted(set(self.starts)) != self.starts
+            or self.starts[-1] >= self.T
+        ):
+            raise ValueError(
+                f"Invalid starts={self.starts}: expected {world} increasing block indices from 0, below {self.T}."
+            )
         self.stage = stage_of(self.starts, self.T, self.rank)
         a, b = self.stage.start, self.stage.stop
         self.z_layers = [j for j in range(self.T - 1) if a - 1 <= j <= b - 1]
@@ -155,8 +178,11 @@ class DecoupledTrainer:
             broadcast_module(self.blocks, self.group)  # every stage starts from rank 0's network
             for r in range(world - 1):  # every process creates every subgroup, in the same order
                 ranks = (r, r + 1)
-                global_ranks = [dist.get_global_rank(self.group, q) for q in ranks] \
-                    if self.group is not dist.group.WORLD else list(ranks)
+                global_ranks = (
+                    [dist.get_global_rank(self.group, q) for q in ranks]
+                    if self.group is not dist.group.WORLD
+                    else list(ranks)
+                )
                 sub = dist.new_group(global_ranks)
                 if self.rank in ranks:
                     self.boundaries.append(Boundary(self.starts[r + 1] - 1, ranks, sub, src=global_ranks[0]))
@@ -167,9 +193,11 @@ class DecoupledTrainer:
         if not isinstance(delta, bool):
             raise ValueError(f"Invalid delta={delta!r}: expected True or False.")
         if delta and (z_init != "forward" or z_order != "sweep" or loss_h != "mse" or self.group is not None):
-            raise ValueError(f"Invalid delta=True with z_init={z_init!r}, z_order={z_order!r}, loss_h={loss_h!r}, "
-                             f"{'a process group' if self.group is not None else 'one process'}: delta form needs "
-                             "z_init='forward', z_order='sweep', loss_h='mse' and one process (process_group=None).")
+            raise ValueError(
+                f"Invalid delta=True with z_init={z_init!r}, z_order={z_order!r}, loss_h={loss_h!r}, "
+                f"{'a process group' if self.group is not None else 'one process'}: delta form needs "
+                "z_init='forward', z_order='sweep', loss_h='mse' and one process (process_group=None)."
+            )
         self.delta = delta
         if not isinstance(activation_slopes, bool):
             raise ValueError(f"Invalid activation_slopes={activation_slopes!r}: expected True or False.")
@@ -191,8 +219,10 @@ class DecoupledTrainer:
 
     def _need_store(self, what: str) -> ZStore:
         if self.store is None or self.z_init == "forward":
-            raise ValueError(f"{what}: this trainer has z_init='forward' and keeps no z between steps (nothing to "
-                             "initialise, no stored gap). Use z_init='stored' with a ZStore for that.")
+            raise ValueError(
+                f"{what}: this trainer has z_init='forward' and keeps no z between steps (nothing to "
+                "initialise, no stored gap). Use z_init='stored' with a ZStore for that."
+            )
         return self.store
 
     @torch.no_grad()
@@ -201,8 +231,10 @@ class DecoupledTrainer:
         store = self._need_store("initialize")
         n = len(getattr(loader, "dataset", ())) if hasattr(loader, "dataset") else None
         if n is not None and n != store.n:
-            raise ValueError(f"Invalid loader: its dataset has {n} examples but the store was built for "
-                             f"{store.n}. Build ZStore(n={n}, ...).")
+            raise ValueError(
+                f"Invalid loader: its dataset has {n} examples but the store was built for "
+                f"{store.n}. Build ZStore(n={n}, ...)."
+            )
         fingerprint = torch.full((store.n,), float("nan"), dtype=torch.float64)
         last = max(self.z_layers) if self.z_layers else -1
         for batch in loader:
@@ -222,14 +254,18 @@ class DecoupledTrainer:
         before = self.fingerprint[idx.cpu()]
         if torch.isnan(before).any():
             i = int(idx[torch.isnan(before).nonzero()[0, 0]])
-            raise ValueError(f"Example {i} was not in the loader given to initialize(): its z was never set. "
-                             "Initialise with a loader over the whole training set.")
+            raise ValueError(
+                f"Example {i} was not in the loader given to initialize(): its z was never set. "
+                "Initialise with a loader over the whole training set."
+            )
         bad = ~torch.isclose(now, before, rtol=1e-4, atol=1e-4)
         if bad.any():
             i = int(idx[bad.nonzero()[0, 0]])
-            raise ValueError(f"The input of example {i} differs from the one z was initialised with: random data "
-                             "augmentation (or a shuffled dataset without stable indices) breaks the stored "
-                             "activations. Turn augmentation off for decoupled training, or re-initialise.")
+            raise ValueError(
+                f"The input of example {i} differs from the one z was initialised with: random data "
+                "augmentation (or a shuffled dataset without stable indices) breaks the stored "
+                "activations. Turn augmentation off for decoupled training, or re-initialise."
+            )
 
     def losses(self, x: Tensor, y: Tensor, zs: Sequence[Tensor] | dict[int, Tensor]) -> dict[str, Tensor]:
         """Eq. (3) for a batch, for this process's blocks: ``{"hidden{t+1}": μ·L_h(f_t(z_{t−1}), z_t), …,
@@ -269,8 +305,10 @@ class DecoupledTrainer:
     def _check_finite(terms: dict[str, Tensor]) -> None:
         for name, v in terms.items():
             if not math.isfinite(float(v.detach())):
-                raise ValueError(f"The {name} term is {float(v.detach())}: nothing was updated. Lower the learning "
-                                 "rates or the penalty mu.")
+                raise ValueError(
+                    f"The {name} term is {float(v.detach())}: nothing was updated. Lower the learning "
+                    "rates or the penalty mu."
+                )
 
     def _zero_grad(self) -> None:
         for opt in self.optimizers.values():
@@ -407,18 +445,24 @@ class DecoupledTrainer:
         store = self.store if self.z_init == "stored" else None
         if store is not None:
             store.flush()
-        return {"blocks": {t: self.blocks[t].state_dict() for t in self.stage},
-                "optimizers": {t: o.state_dict() for t, o in self.optimizers.items()},
-                "steps": self.steps, "fingerprint": self.fingerprint, "gap_history": self.gap_history,
-                "z": None if store is None or store.path is not None else {j: store.rows(j, torch.arange(store.n),
-                                                                                        store.dtype)
-                                                               for j in self.z_layers}}
+        return {
+            "blocks": {t: self.blocks[t].state_dict() for t in self.stage},
+            "optimizers": {t: o.state_dict() for t, o in self.optimizers.items()},
+            "steps": self.steps,
+            "fingerprint": self.fingerprint,
+            "gap_history": self.gap_history,
+            "z": None
+            if store is None or store.path is not None
+            else {j: store.rows(j, torch.arange(store.n), store.dtype) for j in self.z_layers},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict` (the same stage layout and store)."""
         if set(state["blocks"]) != set(self.stage):
-            raise ValueError(f"Invalid checkpoint: it holds blocks {sorted(state['blocks'])}, this process trains "
-                             f"{list(self.stage)}. Use the same number of processes and starts.")
+            raise ValueError(
+                f"Invalid checkpoint: it holds blocks {sorted(state['blocks'])}, this process trains "
+                f"{list(self.stage)}. Use the same number of processes and starts."
+            )
         for t, sd in state["blocks"].items():
             self.blocks[t].load_state_dict(sd)
         for t, sd in state["optimizers"].items():

@@ -24,8 +24,15 @@ def curvatures(tr: ZContext) -> dict[int, float]:
     return {j: tr._lipschitz(tr.blocks[j + 1]) if j + 1 in tr.stage else 0.0 for j in tr.z_layers}
 
 
-def jacobi_step(tr: ZContext, total: Tensor, zs: dict[int, Tensor], idx: Tensor, retain: bool,
-                curv: dict[int, float], overlap: Callable[[], None] | None = None) -> dict[int, Tensor]:
+def jacobi_step(
+    tr: ZContext,
+    total: Tensor,
+    zs: dict[int, Tensor],
+    idx: Tensor,
+    retain: bool,
+    curv: dict[int, float],
+    overlap: Callable[[], None] | None = None,
+) -> dict[int, Tensor]:
     """One z step: z_j − z_lr/L_j × (per-example ∂L/∂z_j), boundary gradients summed with the neighbour
     (``overlap`` runs while that exchange is in flight: the θ-step of joint mode)."""
     layers = list(zs)
@@ -48,8 +55,9 @@ def move(tr: ZContext, j: int, z: Tensor, grad: Tensor, c: float, batch: int) ->
     return (z - (tr.z_lr * batch / bound) * grad).detach()  # the batch mean's gradient × batch: per example
 
 
-def z_step(tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor,
-           curv: dict[int, float]) -> dict[int, Tensor]:
+def z_step(
+    tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor, curv: dict[int, float]
+) -> dict[int, Tensor]:
     """One z step from ``z`` (a fresh forward and backward), in the trainer's ``z_order``."""
     if tr.z_order == "sweep":
         return sweep(tr, x, y, z, idx, curv)
@@ -58,8 +66,9 @@ def z_step(tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor
     return jacobi_step(tr, total, zs, idx, False, curv)
 
 
-def sweep(tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor,
-          curv: dict[int, float]) -> dict[int, Tensor]:
+def sweep(
+    tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor, curv: dict[int, float]
+) -> dict[int, Tensor]:
     """Top-down Gauss–Seidel: z_j's step uses the NEW z_{j+1} (its own term f_j(z_{j−1}) is the old one,
     since z_{j−1} moves after it). One forward of this stage's blocks; one vjp per block."""
     mu = tr.mu
@@ -82,4 +91,3 @@ def sweep(tr: ZContext, x: Tensor, y: Tensor, z: dict[int, Tensor], idx: Tensor,
             grad, c = shared[j].exchange(grad, idx, tr.steps, c)
         new[j] = move(tr, j, z[j].detach(), grad, c, len(idx))
     return new
-

@@ -6,11 +6,28 @@ activations of a real model LocoProp trains, and starting recipes per architectu
 ``docs/locoprop-models.md``.
 """
 
-from ._activations import (Activation, activation_names, get_activation, leaky_relu, matching_loss, register_activation,
-                           softmax_over)
+from ._activations import (
+    Activation,
+    activation_names,
+    get_activation,
+    leaky_relu,
+    matching_loss,
+    register_activation,
+    softmax_over,
+)
 from ._inner import INNER_RULES
 from ._layers import LocalLayer
 from ._optimizer import LocoProp
 
-__all__ = ["INNER_RULES", "Activation", "LocalLayer", "LocoProp", "activation_names", "get_activation", "leaky_relu",
-           "matching_loss", "register_activation", "softmax_over"]
+__all__ = [
+    "INNER_RULES",
+    "Activation",
+    "LocalLayer",
+    "LocoProp",
+    "activation_names",
+    "get_activation",
+    "leaky_relu",
+    "matching_loss",
+    "register_activation",
+    "softmax_over",
+]

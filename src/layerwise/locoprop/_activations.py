@@ -22,8 +22,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Activation", "get_activation", "leaky_relu", "register_activation", "activation_names", "matching_loss",
-           "softmax_over"]
+__all__ = [
+    "Activation",
+    "get_activation",
+    "leaky_relu",
+    "register_activation",
+    "activation_names",
+    "matching_loss",
+    "softmax_over",
+]
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -61,14 +68,20 @@ _REGISTRY: dict[str, Activation] = {}
 def register_activation(activation: Activation, *, overwrite: bool = False) -> Activation:
     """Add ``activation`` to the registry (``overwrite=True`` replaces an entry of the same name)."""
     if not isinstance(activation, Activation):
-        raise TypeError(f"register_activation expects an Activation, found {type(activation).__name__}. "
-                        "Build one with Activation(name, fn, integral=..., modules=(...,)).")
+        raise TypeError(
+            f"register_activation expects an Activation, found {type(activation).__name__}. "
+            "Build one with Activation(name, fn, integral=..., modules=(...,))."
+        )
     if activation.name in _REGISTRY and not overwrite:
-        raise ValueError(f"Activation {activation.name!r} is already registered. "
-                         "Pass overwrite=True to replace it, or choose another name.")
+        raise ValueError(
+            f"Activation {activation.name!r} is already registered. "
+            "Pass overwrite=True to replace it, or choose another name."
+        )
     if not activation.curvature > 0:
-        raise ValueError(f"Invalid curvature={activation.curvature!r} for activation {activation.name!r}: "
-                         "must be a positive upper bound of f'.")
+        raise ValueError(
+            f"Invalid curvature={activation.curvature!r} for activation {activation.name!r}: "
+            "must be a positive upper bound of f'."
+        )
     _REGISTRY[activation.name] = activation
     return activation
 
@@ -85,16 +98,20 @@ def get_activation(name: str | Activation) -> Activation:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"Unknown activation {name!r}. Known: {', '.join(activation_names())}. "
-                         "Register your own with layerwise.locoprop.register_activation.") from None
+        raise ValueError(
+            f"Unknown activation {name!r}. Known: {', '.join(activation_names())}. "
+            "Register your own with layerwise.locoprop.register_activation."
+        ) from None
 
 
 def matching_loss(activation: str | Activation, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
     """Summed matching loss ``D_F(z, a)`` of pre-activations ``z`` against target pre-activations ``a``."""
     act = get_activation(activation)
     if act.integral is None:
-        raise ValueError(f"Activation {act.name!r} has no integral F, so its matching loss has no value "
-                         "(LocoProp still trains with its gradient f(z) - y). Register it with integral=...")
+        raise ValueError(
+            f"Activation {act.name!r} has no integral F, so its matching loss has no value "
+            "(LocoProp still trains with its gradient f(z) - y). Register it with integral=..."
+        )
     return act.integral(z).sum() - act.integral(a).sum() - (act.fn(a) * (z - a)).sum()
 
 
@@ -103,8 +120,7 @@ for _act in [
     Activation("sigmoid", torch.sigmoid, F.softplus, 0.25, (nn.Sigmoid,)),
     Activation("tanh", torch.tanh, _log_cosh, 1.0, (nn.Tanh,)),
     Activation("relu", torch.relu, _half_relu_sq, 1.0, (nn.ReLU,)),
-    Activation("softmax", lambda z: torch.softmax(z, dim=-1), lambda z: torch.logsumexp(z, dim=-1), 0.5,
-               (nn.Softmax,)),
+    Activation("softmax", lambda z: torch.softmax(z, dim=-1), lambda z: torch.logsumexp(z, dim=-1), 0.5, (nn.Softmax,)),
 ]:
     register_activation(_act)
 
@@ -120,8 +136,9 @@ def softmax_over(dim: int) -> Activation:
         raise TypeError(f"Invalid dim={dim!r} for softmax_over: expected an int.")
     if dim == -1:
         return get_activation("softmax")
-    return Activation(f"softmax(dim={dim})", lambda z: torch.softmax(z, dim=dim),
-                      lambda z: torch.logsumexp(z, dim=dim), 0.5)
+    return Activation(
+        f"softmax(dim={dim})", lambda z: torch.softmax(z, dim=dim), lambda z: torch.logsumexp(z, dim=dim), 0.5
+    )
 
 
 @functools.cache
@@ -129,10 +146,11 @@ def leaky_relu(negative_slope: float) -> Activation:
     """Leaky ReLU ``f(z) = max(z, s·z)`` for a slope ``0 <= s <= 1``; ``F(z) = ½ f(z) z``, curvature 1."""
     s = float(negative_slope)
     if not 0.0 <= s <= 1.0:
-        raise ValueError(f"Invalid negative_slope={negative_slope!r} for LocoProp's leaky_relu: its matching loss "
-                         "needs an increasing f, so 0 <= negative_slope <= 1. Give the layer before it to "
-                         "other_optimizer=... (exclude=[...]).")
+        raise ValueError(
+            f"Invalid negative_slope={negative_slope!r} for LocoProp's leaky_relu: its matching loss "
+            "needs an increasing f, so 0 <= negative_slope <= 1. Give the layer before it to "
+            "other_optimizer=... (exclude=[...])."
+        )
     if s == 0.0:
         return get_activation("relu")
-    return Activation(f"leaky_relu({s:g})", lambda z: F.leaky_relu(z, s), lambda z: 0.5 * F.leaky_relu(z, s) * z,
-                      1.0)
+    return Activation(f"leaky_relu({s:g})", lambda z: F.leaky_relu(z, s), lambda z: 0.5 * F.leaky_relu(z, s) * z, 1.0)

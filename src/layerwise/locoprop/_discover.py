@@ -51,8 +51,10 @@ def _trace(model: nn.Module) -> torch.fx.Graph:
     try:
         return torch.fx.symbolic_trace(model).graph
     except Exception as exc:  # tracing fails on data-dependent control flow
-        raise ValueError(f"LocoProp could not trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
-                         f"{exc}). Declare the layers instead: LocoProp(model, layers=[(model.fc1, 'tanh'), ...]).") from exc
+        raise ValueError(
+            f"LocoProp could not trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
+            f"{exc}). Declare the layers instead: LocoProp(model, layers=[(model.fc1, 'tanh'), ...])."
+        ) from exc
 
 
 def _try_trace(model: nn.Module) -> torch.fx.Graph | None:
@@ -110,23 +112,32 @@ def _owners(model: nn.Module) -> dict[int, list[str]]:
     return owners
 
 
-def _check_single_problem(model: nn.Module, layer: LocalLayer, calls: dict[int, int] | None,
-                          owners: dict[int, list[str]]) -> None:
+def _check_single_problem(
+    model: nn.Module, layer: LocalLayer, calls: dict[int, int] | None, owners: dict[int, list[str]]
+) -> None:
     name, module = layer.name, layer.module
-    fix = (f"Pass exclude=[{name!r}] (with other_optimizer=...) to train it with a first-order optimizer, or "
-           "restructure the model.")
+    fix = (
+        f"Pass exclude=[{name!r}] (with other_optimizer=...) to train it with a first-order optimizer, or "
+        "restructure the model."
+    )
     if calls is not None and calls.get(id(module), 0) > 1:
-        raise ValueError(f"LocoProp layer {name!r} is called {calls[id(module)]} times in one forward pass (a shared "
-                         f"layer has no single local problem). {fix}")
+        raise ValueError(
+            f"LocoProp layer {name!r} is called {calls[id(module)]} times in one forward pass (a shared "
+            f"layer has no single local problem). {fix}"
+        )
     if calls is not None and calls.get(id(module), 0) == 0 and torch.fx.Tracer().is_leaf_module(module, name):
-        raise ValueError(f"LocoProp layer {name!r} is never called as a module in the traced forward pass (its owner "
-                         "reads its weight directly, as nn.MultiheadAttention does with out_proj). Leave it out of "
-                         "layers=[...] and give its parameters to other_optimizer=....")
+        raise ValueError(
+            f"LocoProp layer {name!r} is never called as a module in the traced forward pass (its owner "
+            "reads its weight directly, as nn.MultiheadAttention does with out_proj). Leave it out of "
+            "layers=[...] and give its parameters to other_optimizer=...."
+        )
     for p in module.parameters(recurse=False):
         others = [o for o in owners.get(id(p), []) if model.get_submodule(o) is not module]
         if others:
-            raise ValueError(f"LocoProp layer {name!r} shares a parameter with {others[0]!r} (tied weights): its local "
-                             f"problem would ignore the other use. {fix}")
+            raise ValueError(
+                f"LocoProp layer {name!r} shares a parameter with {others[0]!r} (tied weights): its local "
+                f"problem would ignore the other use. {fix}"
+            )
 
 
 def _excluded(model: nn.Module, exclude: Iterable[nn.Module | str]) -> set[int]:
@@ -135,8 +146,10 @@ def _excluded(model: nn.Module, exclude: Iterable[nn.Module | str]) -> set[int]:
     for item in exclude:
         if isinstance(item, str):
             if item not in modules:
-                raise ValueError(f"Invalid exclude entry {item!r}: not a module name of the model. Use names from "
-                                 "model.named_modules(), e.g. 'head'.")
+                raise ValueError(
+                    f"Invalid exclude entry {item!r}: not a module name of the model. Use names from "
+                    "model.named_modules(), e.g. 'head'."
+                )
             item = modules[item]
         if not isinstance(item, nn.Module):
             raise TypeError(f"Invalid exclude entry {item!r}: expected a submodule or its name.")
@@ -144,8 +157,9 @@ def _excluded(model: nn.Module, exclude: Iterable[nn.Module | str]) -> set[int]:
     return out
 
 
-def find_layers(model: nn.Module, layers: Sequence[LayerSpec] | None,
-                exclude: Iterable[nn.Module | str] = ()) -> list[LocalLayer]:
+def find_layers(
+    model: nn.Module, layers: Sequence[LayerSpec] | None, exclude: Iterable[nn.Module | str] = ()
+) -> list[LocalLayer]:
     """The LocoProp layers of ``model``: ``layers`` if given, else ``nn.Sequential`` order, else fx tracing.
 
     A ``nn.Sequential`` of plain modules is read in order; one holding custom blocks is traced, so
@@ -161,8 +175,9 @@ def find_layers(model: nn.Module, layers: Sequence[LayerSpec] | None,
         pairs: Pairs = []
         for i, spec in enumerate(layers):
             if not (isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[0], nn.Module)):
-                raise TypeError(f"Invalid layers[{i}]={spec!r}: expected a (module, activation) pair such as "
-                                "(model.fc1, 'tanh').")
+                raise TypeError(
+                    f"Invalid layers[{i}]={spec!r}: expected a (module, activation) pair such as (model.fc1, 'tanh')."
+                )
             pairs.append((spec[0], get_activation(spec[1])))
         graph = _try_trace(model)
     elif isinstance(model, nn.Sequential) and all(not list(m.children()) for m in _leaves(model)):
@@ -177,29 +192,37 @@ def find_layers(model: nn.Module, layers: Sequence[LayerSpec] | None,
     seen: set[int] = set()
     for module, act in pairs:
         if module not in names:
-            raise ValueError(f"A declared LocoProp layer ({type(module).__name__}) is not a submodule of the model. "
-                             "Declare modules of the model you pass.")
+            raise ValueError(
+                f"A declared LocoProp layer ({type(module).__name__}) is not a submodule of the model. "
+                "Declare modules of the model you pass."
+            )
         if id(module) in skip:
             continue
         name = names[module] or "<model>"
         check_layer(module, name)
         if parametrize.is_parametrized(module) or not isinstance(getattr(module, "weight", None), nn.Parameter):
-            raise ValueError(f"LocoProp layer {name!r} computes its weight (a parametrization or weight norm), so a "
-                             f"local step cannot write it. Pass exclude=[{name!r}] with other_optimizer=....")
+            raise ValueError(
+                f"LocoProp layer {name!r} computes its weight (a parametrization or weight norm), so a "
+                f"local step cannot write it. Pass exclude=[{name!r}] with other_optimizer=...."
+            )
         if id(module) in seen:
             raise ValueError(f"LocoProp layer {name!r} is declared twice. Declare each layer once.")
         seen.add(id(module))
         trainable = [p.requires_grad for p in module.parameters(recurse=False)]
         if any(trainable) and not all(trainable):
-            raise ValueError(f"LocoProp layer {name!r} has a frozen and a trainable parameter. Freeze both weight "
-                             "and bias (requires_grad_(False)) or neither.")
+            raise ValueError(
+                f"LocoProp layer {name!r} has a frozen and a trainable parameter. Freeze both weight "
+                "and bias (requires_grad_(False)) or neither."
+            )
         if any(trainable):
             layer = LocalLayer(name, module, act)
             _check_single_problem(model, layer, calls, owners)
             found.append(layer)
     if not found:
-        raise ValueError(f"LocoProp found no trainable nn.Linear or nn.Conv2d layer in {type(model).__name__}. "
-                         "Declare them with layers=[(module, activation), ...].")
+        raise ValueError(
+            f"LocoProp found no trainable nn.Linear or nn.Conv2d layer in {type(model).__name__}. "
+            "Declare them with layers=[(module, activation), ...]."
+        )
     return found
 
 

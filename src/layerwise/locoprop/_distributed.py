@@ -37,7 +37,7 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor], group: dist.ProcessGroup | N
     offset = 0
     for t in tensors:
         n = t.numel()
-        t.copy_(flat[offset:offset + n].view_as(t))
+        t.copy_(flat[offset : offset + n].view_as(t))
         offset += n
 
 

@@ -70,8 +70,8 @@ def _adam(p: torch.Tensor, g: torch.Tensor, state: dict[str, Any], lr: float, o:
     t = state["adam_step"]
     m.mul_(b1).add_(g, alpha=1.0 - b1)
     v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
-    denom = (v / (1.0 - b2 ** t)).sqrt_().add_(o["eps"])
-    p.addcdiv_(m, denom, value=-lr / (1.0 - b1 ** t))
+    denom = (v / (1.0 - b2**t)).sqrt_().add_(o["eps"])
+    p.addcdiv_(m, denom, value=-lr / (1.0 - b1**t))
 
 
 INNER_RULES: dict[str, Rule] = {"sgd": _sgd, "tf-rmsprop": _tf_rmsprop, "rmsprop": _rmsprop, "adam": _adam}
@@ -91,7 +91,8 @@ def inner_defaults(name: str, options: dict[str, Any] | None) -> dict[str, Any]:
     merged = dict(_DEFAULTS[name])
     for key, value in (options or {}).items():
         if key not in merged:
-            raise ValueError(f"Invalid inner_options key {key!r} for inner={name!r}. "
-                             f"Expected some of {sorted(merged)}.")
+            raise ValueError(
+                f"Invalid inner_options key {key!r} for inner={name!r}. Expected some of {sorted(merged)}."
+            )
         merged[key] = value
     return merged

@@ -12,6 +12,7 @@ matrices here carry a leading group dimension (1 for everything else).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -28,8 +29,10 @@ SUPPORTED_LAYERS = (nn.Linear, nn.Conv2d)
 def check_layer(module: nn.Module, name: str) -> None:
     """Raise a clear error when ``module`` is not a layer LocoProp can train."""
     if not isinstance(module, SUPPORTED_LAYERS):
-        raise TypeError(f"LocoProp layer {name!r} is a {type(module).__name__}; expected nn.Linear or nn.Conv2d. "
-                        "Give its parameters to other_optimizer=..., or leave it out of layers=[...].")
+        raise TypeError(
+            f"LocoProp layer {name!r} is a {type(module).__name__}; expected nn.Linear or nn.Conv2d. "
+            "Give its parameters to other_optimizer=..., or leave it out of layers=[...]."
+        )
 
 
 def _conv_padding(m: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int, int, int] | None, str]:
@@ -42,7 +45,7 @@ def _conv_padding(m: nn.Conv2d) -> tuple[tuple[int, int], tuple[int, int, int, i
         th, tw = dh * (kh - 1), dw * (kw - 1)
         sym, pad = (th // 2, tw // 2), (tw // 2, tw - tw // 2, th // 2, th - th // 2)
     else:
-        ph, pw = m.padding  # type: ignore[misc]
+        ph, pw = cast(tuple[int, int], m.padding)
         sym, pad = (ph, pw), (pw, pw, ph, ph)
     symmetric = pad[0] == pad[1] and pad[2] == pad[3]
     if m.padding_mode == "zeros" and symmetric:
@@ -102,23 +105,23 @@ class LocalLayer:
             gw = d.t() @ x.reshape(-1, x.shape[-1])
             return gw, (d.sum(0) if m.bias is not None else None)
         conv, padding = self._conv_args()
-        gw = conv2d_weight(x, conv.weight.shape, delta, conv.stride, padding,  # type: ignore[arg-type]
-                           conv.dilation, conv.groups)
+        gw = conv2d_weight(x, conv.weight.shape, delta, conv.stride, padding, conv.dilation, conv.groups)
         return gw, (delta.sum((0, 2, 3)) if conv.bias is not None else None)
 
     @property
     def groups(self) -> int:
         """Independent blocks of the weight: a grouped conv's groups, else 1."""
-        return self.module.groups if isinstance(self.module, nn.Conv2d) else 1  # type: ignore[return-value]
+        return self.module.groups if isinstance(self.module, nn.Conv2d) else 1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Input rows ``ŷ`` per group, ``(groups, rows, d)`` (conv: unfolded patches), with a ones column for the bias."""
+        """Input rows ``ŷ`` per group, ``(groups, rows, d)`` (conv: unfolded patches), with a ones column for the
+        bias."""
         m = self.module
         if isinstance(m, nn.Linear):
             rows = x.reshape(1, -1, x.shape[-1])
         else:
             conv, padding = self._conv_args()
-            cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)  # type: ignore[arg-type]
+            cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)
             g = conv.groups  # (B, C·k·k, L): group j owns the contiguous block of C/g channels
             rows = cols.view(cols.shape[0], g, -1, cols.shape[2]).permute(1, 0, 3, 2).reshape(g, -1, cols.shape[1] // g)
         if m.bias is not None:

@@ -81,19 +81,37 @@ class LocoProp(torch.optim.Optimizer):
     calling ``backward()``: ``opt.step(lambda: loss_fn(model(x), y))``.
     """
 
-    def __init__(self, model: nn.Module, lr: float | None = None, *, variant: str = "m", gamma: float = 10.0,
-                 steps: int = 10, solver: str = "iterative", damping: float = 0.0, inner: str = "tf-rmsprop",
-                 inner_options: dict[str, Any] | None = None, inner_decay: bool = True, inner_lr_floor: float = 0.25,
-                 reset_inner_state: bool = False, refresh_every: int = 1, layers: Sequence[LayerSpec] | None = None,
-                 exclude: Iterable[nn.Module | str] = (),
-                 other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
-                 process_group: object = "auto") -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float | None = None,
+        *,
+        variant: str = "m",
+        gamma: float = 10.0,
+        steps: int = 10,
+        solver: str = "iterative",
+        damping: float = 0.0,
+        inner: str = "tf-rmsprop",
+        inner_options: dict[str, Any] | None = None,
+        inner_decay: bool = True,
+        inner_lr_floor: float = 0.25,
+        reset_inner_state: bool = False,
+        refresh_every: int = 1,
+        layers: Sequence[LayerSpec] | None = None,
+        exclude: Iterable[nn.Module | str] = (),
+        other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
+        process_group: object = "auto",
+    ) -> None:
         if isinstance(model, nn.parallel.DistributedDataParallel):
-            raise TypeError("LocoProp got a DistributedDataParallel model. Pass the plain module (model.module): "
-                            "LocoProp sums its local problems across processes itself.")
+            raise TypeError(
+                "LocoProp got a DistributedDataParallel model. Pass the plain module (model.module): "
+                "LocoProp sums its local problems across processes itself."
+            )
         if not isinstance(model, nn.Module):
-            raise TypeError(f"LocoProp needs the model (an nn.Module) to find its layers, found {type(model).__name__}. "
-                            "Use LocoProp(model, ...), not LocoProp(model.parameters(), ...).")
+            raise TypeError(
+                f"LocoProp needs the model (an nn.Module) to find its layers, found {type(model).__name__}. "
+                "Use LocoProp(model, ...), not LocoProp(model.parameters(), ...)."
+            )
         if lr is None:
             lr = 1e-5 if solver == "iterative" else 1.0
         _check("lr", lr, isinstance(lr, (int, float)) and lr >= 0, "a number >= 0")
@@ -103,14 +121,16 @@ class LocoProp(torch.optim.Optimizer):
         _check("solver", solver, solver in _SOLVERS, f"one of {_SOLVERS}")
         _check("damping", damping, isinstance(damping, (int, float)) and damping >= 0, "a number >= 0")
         _check("inner_lr_floor", inner_lr_floor, 0 <= inner_lr_floor <= 1, "a number in [0, 1]")
-        _check("refresh_every", refresh_every, isinstance(refresh_every, int) and refresh_every >= 1,
-               "an integer >= 1")
+        _check("refresh_every", refresh_every, isinstance(refresh_every, int) and refresh_every >= 1, "an integer >= 1")
         if solver == "exact" and variant != "s":
-            raise ValueError("solver='exact' solves LocoProp-S only (its local problem is quadratic). "
-                             "Use variant='s', or solver='precond' for LocoProp-M.")
+            raise ValueError(
+                "solver='exact' solves LocoProp-S only (its local problem is quadratic). "
+                "Use variant='s', or solver='precond' for LocoProp-M."
+            )
         if solver != "iterative" and damping <= 0:
-            raise ValueError(f"solver={solver!r} needs damping > 0 (λ of (λI + Σ ŷŷᵀ)⁻¹), found damping={damping}. "
-                             "Try damping=1.0.")
+            raise ValueError(
+                f"solver={solver!r} needs damping > 0 (λ of (λI + Σ ŷŷᵀ)⁻¹), found damping={damping}. Try damping=1.0."
+            )
         self.inner_options = inner_defaults(inner, inner_options)
         self.inner, self.variant, self.solver = inner, variant, solver
         self.inner_decay, self.inner_lr_floor = inner_decay, inner_lr_floor
@@ -120,13 +140,21 @@ class LocoProp(torch.optim.Optimizer):
         leftovers = leftover_parameters(model, self._layers)
         if leftovers and other_optimizer is None:
             names = ", ".join(n for n, _ in leftovers[:5]) + (" ..." if len(leftovers) > 5 else "")
-            raise ValueError(f"LocoProp cannot train these parameters: {names} (LocoProp handles nn.Linear and "
-                             "nn.Conv2d layers). Pass other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-3) to "
-                             "train them with a first-order optimizer, or freeze them with requires_grad_(False). "
-                             "Which layers LocoProp trains, and recipes for CNNs and transformers: "
-                             "docs/locoprop-models.md.")
-        groups = [{"params": list(layer.module.parameters(recurse=False)), "layer": layer.name,
-                   "activation": layer.activation.name} for layer in self._layers]
+            raise ValueError(
+                f"LocoProp cannot train these parameters: {names} (LocoProp handles nn.Linear and "
+                "nn.Conv2d layers). Pass other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-3) to "
+                "train them with a first-order optimizer, or freeze them with requires_grad_(False). "
+                "Which layers LocoProp trains, and recipes for CNNs and transformers: "
+                "docs/locoprop-models.md."
+            )
+        groups = [
+            {
+                "params": list(layer.module.parameters(recurse=False)),
+                "layer": layer.name,
+                "activation": layer.activation.name,
+            }
+            for layer in self._layers
+        ]
         super().__init__(groups, {"lr": lr, "gamma": gamma, "steps": steps, "damping": damping})
         self._others = [p for _, p in leftovers]
         self.other_optimizer = other_optimizer(self._others) if other_optimizer is not None and leftovers else None
@@ -136,10 +164,19 @@ class LocoProp(torch.optim.Optimizer):
     @classmethod
     def official(cls, model: nn.Module, **kwargs: Any) -> LocoProp:
         """The official notebook's LocoProp-M (google-research ``locoprop/``): every default, spelled out."""
-        settings: dict[str, Any] = {"lr": 1e-5, "variant": "m", "gamma": 10.0, "steps": 10, "solver": "iterative",
-                                    "damping": 0.0, "inner": "tf-rmsprop", "inner_decay": True,
-                                    "inner_lr_floor": 0.25, "reset_inner_state": False,
-                                    "inner_options": {"momentum": 0.999, "decay": 0.9, "eps": 1e-5}}
+        settings: dict[str, Any] = {
+            "lr": 1e-5,
+            "variant": "m",
+            "gamma": 10.0,
+            "steps": 10,
+            "solver": "iterative",
+            "damping": 0.0,
+            "inner": "tf-rmsprop",
+            "inner_decay": True,
+            "inner_lr_floor": 0.25,
+            "reset_inner_state": False,
+            "inner_options": {"momentum": 0.999, "decay": 0.9, "eps": 1e-5},
+        }
         settings.update(kwargs)
         return cls(model, **settings)
 
@@ -154,12 +191,15 @@ class LocoProp(torch.optim.Optimizer):
         def hook(i: int) -> Callable[..., torch.Tensor]:
             def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> torch.Tensor:
                 if not isinstance(output, torch.Tensor):
-                    raise TypeError(f"LocoProp layer {self._layers[i].name!r} returned {type(output).__name__}, not a "
-                                    "tensor. Declare only nn.Linear/nn.Conv2d layers.")
+                    raise TypeError(
+                        f"LocoProp layer {self._layers[i].name!r} returned {type(output).__name__}, not a "
+                        "tensor. Declare only nn.Linear/nn.Conv2d layers."
+                    )
                 captured.setdefault(i, []).append(Record(inputs[0].detach(), inputs[0]._version, output))
                 # The model continues with a copy: an in-place op after the layer (nn.ReLU(inplace=True),
                 # out += identity) rewrites the copy, never the pre-activation and its autograd edge kept here.
                 return output.clone()
+
             return record
 
         handles = [layer.module.register_forward_hook(hook(i)) for i, layer in enumerate(self._layers)]
@@ -170,26 +210,34 @@ class LocoProp(torch.optim.Optimizer):
             for h in handles:
                 h.remove()
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
-            raise ValueError(f"LocoProp's closure must return the scalar loss tensor, found {type(loss).__name__}"
-                             f"{'' if not isinstance(loss, torch.Tensor) else f' of shape {tuple(loss.shape)}'}.")
+            raise ValueError(
+                f"LocoProp's closure must return the scalar loss tensor, found {type(loss).__name__}"
+                f"{'' if not isinstance(loss, torch.Tensor) else f' of shape {tuple(loss.shape)}'}."
+            )
         if loss.grad_fn is None:
-            raise ValueError("LocoProp's closure returned a loss with no autograd graph. Run the forward pass with "
-                             "gradients enabled and return the loss without calling backward().")
+            raise ValueError(
+                "LocoProp's closure returned a loss with no autograd graph. Run the forward pass with "
+                "gradients enabled and return the loss without calling backward()."
+            )
         records = []
         for i, layer in enumerate(self._layers):
             got = captured.get(i, [])
             if len(got) != 1:
-                raise RuntimeError(f"LocoProp layer {layer.name!r} ran {len(got)} times in the closure's forward pass; "
-                                   "it must run exactly once (a layer reused across time steps or branches has no single "
-                                   f"local problem{'; nn.MultiheadAttention never calls its out_proj' if not got else ''}). "
-                                   f"Pass exclude=[{layer.name!r}] with other_optimizer=..., or restructure the model.")
+                raise RuntimeError(
+                    f"LocoProp layer {layer.name!r} ran {len(got)} times in the closure's forward pass; "
+                    "it must run exactly once (a layer reused across time steps or branches has no single "
+                    f"local problem{'; nn.MultiheadAttention never calls its out_proj' if not got else ''}). "
+                    f"Pass exclude=[{layer.name!r}] with other_optimizer=..., or restructure the model."
+                )
             rec = got[0]
             if rec.inputs._version != rec.version:
-                raise RuntimeError(f"LocoProp layer {layer.name!r}: its input was modified in place after the layer read "
-                                   "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
-                                   "applied to the tensor the layer consumed), so its local problem would see another "
-                                   "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
-                                   "was changed.")
+                raise RuntimeError(
+                    f"LocoProp layer {layer.name!r}: its input was modified in place after the layer read "
+                    "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
+                    "applied to the tensor the layer consumed), so its local problem would see another "
+                    "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
+                    "was changed."
+                )
             records.append(rec)
         return loss, records
 
@@ -198,9 +246,11 @@ class LocoProp(torch.optim.Optimizer):
             return torch.autograd.grad(loss, [*outputs, *self._others], allow_unused=True)
         except RuntimeError as exc:
             if "second time" in str(exc) or "does not require grad" in str(exc):
-                raise RuntimeError("LocoProp could not differentiate the closure's loss: the closure must not call "
-                                   "loss.backward() (LocoProp backpropagates to activations only). "
-                                   f"Return the loss instead. ({exc})") from exc
+                raise RuntimeError(
+                    "LocoProp could not differentiate the closure's loss: the closure must not call "
+                    "loss.backward() (LocoProp backpropagates to activations only). "
+                    f"Return the loss instead. ({exc})"
+                ) from exc
             raise
 
     def _batch_scale(self, batch: int, device: torch.device) -> float:
@@ -214,26 +264,32 @@ class LocoProp(torch.optim.Optimizer):
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
         """One LocoProp update on the batch the closure evaluates; returns the closure's loss."""
         if closure is None:
-            raise ValueError("LocoProp.step needs a closure that runs the forward pass and returns the loss without "
-                             "calling backward(), e.g. opt.step(lambda: loss_fn(model(x), y)).")
+            raise ValueError(
+                "LocoProp.step needs a closure that runs the forward pass and returns the loss without "
+                "calling backward(), e.g. opt.step(lambda: loss_fn(model(x), y))."
+            )
         loss, records = self._forward(closure)
         grads = self._backward(loss, [rec.output for rec in records])
         n = len(records)
         scale = self._batch_scale(records[0].inputs.shape[0], loss.device)
         with torch.no_grad():
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"LocoProp: the loss is {float(loss)}; no parameter was changed. "
-                                         "Lower lr or gamma.")
+                raise FloatingPointError(
+                    f"LocoProp: the loss is {float(loss)}; no parameter was changed. Lower lr or gamma."
+                )
             inputs = [layer.prepare(rec.inputs) for layer, rec in zip(self._layers, records, strict=True)]
             if not self._verified:
                 verify_layers(self._layers, inputs, [rec.output for rec in records])
                 self._verified = True
-            problems = [self._problem(i, x, rec.output, g, scale)
-                        for i, (x, rec, g) in enumerate(zip(inputs, records, grads[:n], strict=True))]
+            problems = [
+                self._problem(i, x, rec.output, g, scale)
+                for i, (x, rec, g) in enumerate(zip(inputs, records, grads[:n], strict=True))
+            ]
             self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
             if self.solver == "iterative":
-                solve_iterative(problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor,
-                                self._group)
+                solve_iterative(
+                    problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor, self._group
+                )
             else:
                 solve_preconditioned(problems, 1 if self.solver == "exact" else None, self.refresh_every, self._group)
         return loss.detach()
@@ -241,8 +297,10 @@ class LocoProp(torch.optim.Optimizer):
     def _problem(self, i: int, x: torch.Tensor, out: torch.Tensor, g: torch.Tensor | None, scale: float) -> Problem:
         layer, group = self._layers[i], self.param_groups[i]
         if g is None:
-            raise RuntimeError(f"The loss does not depend on LocoProp layer {layer.name!r}'s output. "
-                               "Remove it from layers=[...] or freeze it.")
+            raise RuntimeError(
+                f"The loss does not depend on LocoProp layer {layer.name!r}'s output. "
+                "Remove it from layers=[...] or freeze it."
+            )
         if self.reset_inner_state:
             for p in group["params"]:
                 self.state[p] = {}
@@ -272,9 +330,13 @@ class LocoProp(torch.optim.Optimizer):
         sd = dict(state_dict)
         other = sd.pop("other_optimizer", None)
         if (other is None) != (self.other_optimizer is None):
-            raise ValueError("This LocoProp state_dict was saved with" + ("out" if other is None else "") +
-                             " an other_optimizer, but this optimizer has" + (" one" if other is None else " none") +
-                             ". Build the optimizer as it was when it was saved.")
+            raise ValueError(
+                "This LocoProp state_dict was saved with"
+                + ("out" if other is None else "")
+                + " an other_optimizer, but this optimizer has"
+                + (" one" if other is None else " none")
+                + ". Build the optimizer as it was when it was saved."
+            )
         super().load_state_dict(sd)
         if self.other_optimizer is not None:
-            self.other_optimizer.load_state_dict(other)  # type: ignore[arg-type]
+            self.other_optimizer.load_state_dict(other)

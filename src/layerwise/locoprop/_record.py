@@ -34,19 +34,25 @@ def _tolerance(dtype: torch.dtype) -> float:
     return {torch.float64: 1e-9, torch.float32: 1e-4}.get(dtype, 2e-2)
 
 
-def verify_layers(layers: Sequence[LocalLayer], inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]) -> None:
+def verify_layers(
+    layers: Sequence[LocalLayer], inputs: Sequence[torch.Tensor], outputs: Sequence[torch.Tensor]
+) -> None:
     """Raise when a layer's recorded output is not ``W ŷ + b`` as the solvers compute it."""
     for layer, x, out in zip(layers, inputs, outputs, strict=True):
         try:
             mine = layer.pre_activation(x.to(layer.weight.dtype))
         except RuntimeError as exc:
-            raise ValueError(f"LocoProp layer {layer.name!r} ({type(layer.module).__name__}) cannot be recomputed from "
-                             f"its input ({exc}). Pass exclude=[{layer.name!r}] with other_optimizer=....") from exc
+            raise ValueError(
+                f"LocoProp layer {layer.name!r} ({type(layer.module).__name__}) cannot be recomputed from "
+                f"its input ({exc}). Pass exclude=[{layer.name!r}] with other_optimizer=...."
+            ) from exc
         tol = _tolerance(out.dtype)
         ref = out.detach().to(mine.dtype)
         if mine.shape != ref.shape or not torch.allclose(mine, ref, rtol=tol, atol=tol * float(ref.abs().max() + 1)):
-            raise ValueError(f"LocoProp layer {layer.name!r} ({type(layer.module).__name__}) returned something other "
-                             "than its affine map W ŷ + b of its input (a subclass with its own forward, a forward hook "
-                             "or pre-hook that changes it), so its local problem would be wrong. Pass "
-                             f"exclude=[{layer.name!r}] with other_optimizer=..., or remove the hook; no parameter was "
-                             "changed.")
+            raise ValueError(
+                f"LocoProp layer {layer.name!r} ({type(layer.module).__name__}) returned something other "
+                "than its affine map W ŷ + b of its input (a subclass with its own forward, a forward hook "
+                "or pre-hook that changes it), so its local problem would be wrong. Pass "
+                f"exclude=[{layer.name!r}] with other_optimizer=..., or remove the hook; no parameter was "
+                "changed."
+            )

@@ -42,11 +42,11 @@ class Problem:
 
     layer: LocalLayer
     group: dict[str, Any]
-    state: dict[Any, Any]    # the optimizer's per-parameter state
-    x: torch.Tensor          # layer input ŷ (fixed)
-    target: torch.Tensor     # â − γg (S) or f(â) − γg (M)
-    delta0: torch.Tensor     # γg, the residual at the current weights
-    matching: bool           # True: M (apply f); False: S
+    state: dict[Any, Any]  # the optimizer's per-parameter state
+    x: torch.Tensor  # layer input ŷ (fixed)
+    target: torch.Tensor  # â − γg (S) or f(â) − γg (M)
+    delta0: torch.Tensor  # γg, the residual at the current weights
+    matching: bool  # True: M (apply f); False: S
 
     def residual(self, k: int) -> torch.Tensor:
         if k == 0:
@@ -59,12 +59,19 @@ def _params(p: Problem) -> list[torch.Tensor]:
     return [p.layer.weight] + ([p.layer.bias] if p.layer.bias is not None else [])
 
 
-def solve_iterative(problems: Sequence[Problem], rule: str, options: dict[str, Any], decay: bool, floor: float,
-                    group: dist.ProcessGroup | None) -> None:
+def solve_iterative(
+    problems: Sequence[Problem],
+    rule: str,
+    options: dict[str, Any],
+    decay: bool,
+    floor: float,
+    group: dist.ProcessGroup | None,
+) -> None:
     """T inner steps of ``rule`` on every layer; gradients of all layers summed across processes in one call."""
     update = INNER_RULES[rule]
     anchors: list[list[torch.Tensor] | None] = [
-        [t.detach().clone() for t in _params(p)] if p.group["damping"] > 0 else None for p in problems]
+        [t.detach().clone() for t in _params(p)] if p.group["damping"] > 0 else None for p in problems
+    ]
     for k in range(max(p.group["steps"] for p in problems)):
         active = [(i, p) for i, p in enumerate(problems) if k < p.group["steps"]]
         grads = []
@@ -86,14 +93,19 @@ def _inverse(p: Problem, x: torch.Tensor | None, refresh_every: int) -> torch.Te
     """The cached ``(λI + c XᵀX)⁻¹`` if still fresh, else ``None``."""
     cache = p.state.setdefault(p.layer.weight, {})
     inv = cache.get("precond_inverse")
-    if inv is not None and cache.get("precond_age", 0) < refresh_every and inv.shape == (x.shape[0], x.shape[2], x.shape[2]):  # type: ignore[union-attr]
+    if (
+        inv is not None
+        and cache.get("precond_age", 0) < refresh_every
+        and inv.shape == (x.shape[0], x.shape[2], x.shape[2])  # type: ignore[union-attr]
+    ):
         cache["precond_age"] = cache.get("precond_age", 0) + 1
-        return inv  # type: ignore[no-any-return]
+        return inv
     return None
 
 
-def solve_preconditioned(problems: Sequence[Problem], steps: int | None, refresh_every: int,
-                         group: dist.ProcessGroup | None) -> None:
+def solve_preconditioned(
+    problems: Sequence[Problem], steps: int | None, refresh_every: int, group: dist.ProcessGroup | None
+) -> None:
     """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves."""
     feats = [p.layer.features(p.x) for p in problems]
     inverses: list[torch.Tensor | None] = [_inverse(p, f, refresh_every) for p, f in zip(problems, feats, strict=True)]
@@ -106,8 +118,10 @@ def solve_preconditioned(problems: Sequence[Problem], steps: int | None, refresh
         gram.mul_(c).diagonal(dim1=-2, dim2=-1).add_(p.group["damping"])
         chol, info = torch.linalg.cholesky_ex(gram)
         if bool(info.any()):
-            raise FloatingPointError(f"LocoProp layer {p.layer.name!r}: the damped input covariance is not positive "
-                                     f"definite (damping={p.group['damping']}). Raise damping.")
+            raise FloatingPointError(
+                f"LocoProp layer {p.layer.name!r}: the damped input covariance is not positive "
+                f"definite (damping={p.group['damping']}). Raise damping."
+            )
         inverses[i] = torch.cholesky_inverse(chol)
         cache = p.state[p.layer.weight]
         cache["precond_inverse"], cache["precond_age"] = inverses[i], 1

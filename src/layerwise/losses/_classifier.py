@@ -33,8 +33,10 @@ class LocalClassifier(nn.Module):
     def logits(self, h: Tensor) -> Tensor:
         h = h.flatten(2).mean(-1) if self.pool == "avg" and h.dim() > 2 else h.flatten(1)
         if h.shape[1] != self.linear.in_features:
-            raise ValueError(f"LocalClassifier expects {self.linear.in_features} features after pool="
-                             f"{self.pool!r}, found {h.shape[1]}. Set in_features={h.shape[1]}.")
+            raise ValueError(
+                f"LocalClassifier expects {self.linear.in_features} features after pool="
+                f"{self.pool!r}, found {h.shape[1]}. Set in_features={h.shape[1]}."
+            )
         return self.linear(h)
 
     def forward(self, h: Tensor, y: Tensor) -> Tensor:

@@ -22,8 +22,10 @@ class Consistency(nn.Module):
     def forward(self, h: Tensor) -> Tensor:
         steps = h.shape[self.dim] if h.dim() > self.dim else 0
         if h.dim() < 2 or steps < 2:
-            raise ValueError(f"Consistency needs at least two states along dim={self.dim}, found shape "
-                             f"{tuple(h.shape)}. Tap the RNN's full output (every time step).")
+            raise ValueError(
+                f"Consistency needs at least two states along dim={self.dim}, found shape "
+                f"{tuple(h.shape)}. Tap the RNN's full output (every time step)."
+            )
         a, b = h.narrow(self.dim, 0, steps - 1), h.narrow(self.dim, 1, steps - 1)
         feature_dim = -1 if self.dim != h.dim() - 1 else -2
         return (1 - F.cosine_similarity(a, b, dim=feature_dim, eps=self.eps)).mean()

@@ -23,8 +23,9 @@ class MSETarget(nn.Module):
     def __init__(self, target: Target | None = None, *, detach_target: bool = True) -> None:
         super().__init__()
         if target is not None and not (isinstance(target, Tensor) or callable(target)):
-            raise TypeError(f"Invalid target: expected a tensor or a zero-argument callable, found "
-                            f"{type(target).__name__}.")
+            raise TypeError(
+                f"Invalid target: expected a tensor or a zero-argument callable, found {type(target).__name__}."
+            )
         self.target, self.detach_target = target, detach_target
 
     def forward(self, h: Tensor, target: Tensor | None = None) -> Tensor:
@@ -36,6 +37,8 @@ class MSETarget(nn.Module):
         if self.detach_target:
             t = t.detach()
         if t.shape != h.shape:
-            raise ValueError(f"MSETarget: the activation has shape {tuple(h.shape)} but the target has shape "
-                             f"{tuple(t.shape)}. Project one onto the other first (e.g. an nn.Linear).")
+            raise ValueError(
+                f"MSETarget: the activation has shape {tuple(h.shape)} but the target has shape "
+                f"{tuple(t.shape)}. Project one onto the other first (e.g. an nn.Linear)."
+            )
         return F.mse_loss(h, t)

@@ -18,8 +18,9 @@ def parameter_distance(a: nn.Module, b: nn.Module) -> dict[str, float]:
     """
     pa, pb = dict(a.named_parameters()), dict(b.named_parameters())
     if pa.keys() != pb.keys() or any(pa[k].shape != pb[k].shape for k in pa):
-        raise ValueError("parameter_distance needs two networks of the same architecture (same parameter names "
-                         "and shapes).")
+        raise ValueError(
+            "parameter_distance needs two networks of the same architecture (same parameter names and shapes)."
+        )
     out, num, den = {}, 0.0, 0.0
     for k in pa:
         d = float((pa[k].detach().double() - pb[k].detach().double()).pow(2).sum())

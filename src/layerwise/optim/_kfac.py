@@ -51,9 +51,11 @@ def _reject_shared(model: nn.Module, layers: list[nn.Linear]) -> None:
         mine = [n for n in held if model.get_submodule(n) is layer]
         names = [n for n in held if model.get_submodule(n) is not layer]
         if names:
-            raise ValueError(f"KFAC: the weight of nn.Linear {mine[0]!r} is shared with {names[0]!r} (tied "
-                             "weights); K-FAC's Kronecker factors describe one use. Untie them, or freeze the shared "
-                             "weight and train it with another optimizer.")
+            raise ValueError(
+                f"KFAC: the weight of nn.Linear {mine[0]!r} is shared with {names[0]!r} (tied "
+                "weights); K-FAC's Kronecker factors describe one use. Untie them, or freeze the shared "
+                "weight and train it with another optimizer."
+            )
 
 
 def _sampled_nll(likelihood: str, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -102,14 +104,27 @@ class KFAC(torch.optim.Optimizer):
         opt.step(closure)
     """
 
-    def __init__(self, model: nn.Module, lr: float = 1e-3, *, damping: float = 1e-3,
-                 momentum: float = 0.9, ema_decay: float = 0.95, cov_every: int = 1,
-                 inv_every: int = 20, weight_decay: float = 0.0, likelihood: Likelihood = "bernoulli",
-                 seed: int = 0) -> None:
-        for name, value, ok in [("lr", lr, lr >= 0), ("damping", damping, damping > 0),
-                                ("momentum", momentum, 0 <= momentum < 1),
-                                ("ema_decay", ema_decay, 0 <= ema_decay < 1),
-                                ("weight_decay", weight_decay, weight_decay >= 0)]:
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float = 1e-3,
+        *,
+        damping: float = 1e-3,
+        momentum: float = 0.9,
+        ema_decay: float = 0.95,
+        cov_every: int = 1,
+        inv_every: int = 20,
+        weight_decay: float = 0.0,
+        likelihood: Likelihood = "bernoulli",
+        seed: int = 0,
+    ) -> None:
+        for name, value, ok in [
+            ("lr", lr, lr >= 0),
+            ("damping", damping, damping > 0),
+            ("momentum", momentum, 0 <= momentum < 1),
+            ("ema_decay", ema_decay, 0 <= ema_decay < 1),
+            ("weight_decay", weight_decay, weight_decay >= 0),
+        ]:
             if not ok:
                 raise ValueError(f"Invalid {name}={value!r} for KFAC: see the docstring for the valid range.")
         for name, value in [("cov_every", cov_every), ("inv_every", inv_every)]:
@@ -122,9 +137,11 @@ class KFAC(torch.optim.Optimizer):
         covered = {id(p) for m in self.layers for p in m.parameters()}
         for name, p in model.named_parameters():
             if p.requires_grad and id(p) not in covered:
-                raise ValueError(f"KFAC handles nn.Linear layers only; parameter {name!r} belongs to "
-                                 "another kind of module and would be left untrained. Give it to a "
-                                 "separate optimizer or freeze it (requires_grad_(False)).")
+                raise ValueError(
+                    f"KFAC handles nn.Linear layers only; parameter {name!r} belongs to "
+                    "another kind of module and would be left untrained. Give it to a "
+                    "separate optimizer or freeze it (requires_grad_(False))."
+                )
         if not self.layers:
             raise ValueError("KFAC found no nn.Linear layer in the model.")
         params = [p for m in self.layers for p in m.parameters()]
@@ -143,15 +160,19 @@ class KFAC(torch.optim.Optimizer):
 
     def __repr__(self) -> str:
         g = self.param_groups[0]
-        return (f"KFAC(lr={g['lr']}, damping={g['damping']}, momentum={g['momentum']}, "
-                f"ema_decay={self.ema_decay}, cov_every={self.cov_every}, inv_every={self.inv_every}, "
-                f"weight_decay={g['weight_decay']}, likelihood={self.likelihood!r}, seed={self.seed})")
+        return (
+            f"KFAC(lr={g['lr']}, damping={g['damping']}, momentum={g['momentum']}, "
+            f"ema_decay={self.ema_decay}, cov_every={self.cov_every}, inv_every={self.inv_every}, "
+            f"weight_decay={g['weight_decay']}, likelihood={self.likelihood!r}, seed={self.seed})"
+        )
 
     def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         if self._capture and torch.is_grad_enabled():
             if module in self._records:
-                raise RuntimeError(f"KFAC: layer {self._name(module)!r} ran twice in one forward pass; its Kronecker "
-                                   "factors need one call per step. Train a shared layer with another optimizer.")
+                raise RuntimeError(
+                    f"KFAC: layer {self._name(module)!r} ran twice in one forward pass; its Kronecker "
+                    "factors need one call per step. Train a shared layer with another optimizer."
+                )
             # The gradient edge is taken now: an in-place op after the layer (nn.ReLU(inplace=True)) must not
             # turn G into the statistics of the activation's output.
             self._records[module] = _Call(inputs[0].detach(), inputs[0]._version, get_gradient_edge(output))
@@ -171,9 +192,11 @@ class KFAC(torch.optim.Optimizer):
             for m in layers:
                 call = self._records[m]
                 if call.inputs._version != call.version:
-                    raise RuntimeError(f"KFAC: the input of layer {self._name(m)!r} was modified in place after the "
-                                       "layer read it (x.add_(...), x += ..., an inplace=True module), so its factor A "
-                                       "would be wrong. Make that operation out-of-place.")
+                    raise RuntimeError(
+                        f"KFAC: the input of layer {self._name(m)!r} was modified in place after the "
+                        "layer read it (x.add_(...), x += ..., an inplace=True module), so its factor A "
+                        "would be wrong. Make that operation out-of-place."
+                    )
             outs = [self._records[m].output for m in layers]
             if self.likelihood == "empirical":
                 fisher_loss = loss
@@ -212,9 +235,12 @@ class KFAC(torch.optim.Optimizer):
                 continue
             a, g = st["A"], st["G"]
             if not (torch.isfinite(a).all() and torch.isfinite(g).all()):
-                raise FloatingPointError("KFAC: the curvature factors are not finite (the run diverged); "
-                                         "lower lr or raise damping.")
-            pi = math.sqrt(max(float(torch.trace(a)) / a.shape[0], 1e-30) / max(float(torch.trace(g)) / g.shape[0], 1e-30))
+                raise FloatingPointError(
+                    "KFAC: the curvature factors are not finite (the run diverged); lower lr or raise damping."
+                )
+            pi = math.sqrt(
+                max(float(torch.trace(a)) / a.shape[0], 1e-30) / max(float(torch.trace(g)) / g.shape[0], 1e-30)
+            )
             root = math.sqrt(damping)
             eye_a = torch.eye(a.shape[0], dtype=a.dtype, device=a.device)
             eye_g = torch.eye(g.shape[0], dtype=g.dtype, device=g.device)
@@ -268,20 +294,23 @@ class KFAC(torch.optim.Optimizer):
         if not self._capture:
             return
         if self._records:
-            raise RuntimeError("KFAC: the closure ran the model but did not call opt.backward(loss, output) (a plain "
-                               "loss.backward() skips the curvature factors and K-FAC would be momentum SGD). Call "
-                               "opt.backward(loss, output) in the closure; no parameter was changed.")
+            raise RuntimeError(
+                "KFAC: the closure ran the model but did not call opt.backward(loss, output) (a plain "
+                "loss.backward() skips the curvature factors and K-FAC would be momentum SGD). Call "
+                "opt.backward(loss, output) in the closure; no parameter was changed."
+            )
         for layer in self.layers:
             if layer.weight.grad is not None and layer not in self._measured and "A" not in self.state[layer.weight]:
-                raise RuntimeError(f"KFAC: layer {self._name(layer)!r} has a gradient but its forward was never called "
-                                   "as a module (nn.MultiheadAttention reads out_proj.weight directly), so it has no "
-                                   "Kronecker factors. Freeze it or train it with another optimizer; no parameter was "
-                                   "changed.")
+                raise RuntimeError(
+                    f"KFAC: layer {self._name(layer)!r} has a gradient but its forward was never called "
+                    "as a module (nn.MultiheadAttention reads out_proj.weight directly), so it has no "
+                    "Kronecker factors. Freeze it or train it with another optimizer; no parameter was "
+                    "changed."
+                )
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
-        sd["kfac"] = {"step": self._step,
-                      "rng": None if self._generator is None else self._generator.get_state()}
+        sd["kfac"] = {"step": self._step, "rng": None if self._generator is None else self._generator.get_state()}
         return sd
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

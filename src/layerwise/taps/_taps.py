@@ -21,8 +21,10 @@ def first_tensor(output: Any) -> Tensor:
             break
         output = output[0]
     if not isinstance(output, Tensor):
-        raise TypeError(f"A tapped module returned {type(output).__name__}, not a tensor. Pass select=... to "
-                        "Taps to pick the tensor to keep from the output.")
+        raise TypeError(
+            f"A tapped module returned {type(output).__name__}, not a tensor. Pass select=... to "
+            "Taps to pick the tensor to keep from the output."
+        )
     return output
 
 
@@ -68,16 +70,23 @@ class Taps:
             h1 = taps["encoder.0"]
     """
 
-    def __init__(self, model: nn.Module, names: Iterable[str] | Mapping[str, str], *,
-                 select: Callable[[Any], Tensor] = first_tensor, keep: Literal["last", "all"] = "last",
-                 detach: bool = False) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        names: Iterable[str] | Mapping[str, str],
+        *,
+        select: Callable[[Any], Tensor] = first_tensor,
+        keep: Literal["last", "all"] = "last",
+        detach: bool = False,
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"Invalid model: expected an nn.Module, found {type(model).__name__}.")
         if keep not in ("last", "all"):
             raise ValueError(f"Invalid keep={keep!r}. Expected 'last' or 'all'.")
         if isinstance(names, str):
-            raise TypeError(f"Invalid names={names!r}: expected a list of module names, found one string. "
-                            f"Wrap it: [{names!r}].")
+            raise TypeError(
+                f"Invalid names={names!r}: expected a list of module names, found one string. Wrap it: [{names!r}]."
+            )
         labels = dict(names) if isinstance(names, Mapping) else {n: n for n in names}
         if not labels:
             raise ValueError("Invalid names: no module to tap. Pass at least one module name.")
@@ -104,21 +113,26 @@ class Taps:
                 self._store.setdefault(label, []).append(value)
             else:
                 self._store[label] = value
+
         return hook
 
     def _check_unmodified(self, label: str, value: Tensor) -> None:
         if value._version != self._versions.get(id(value), value._version):
-            raise RuntimeError(f"Tap {label!r}: the output of {self.labels[label]!r} was modified in place after it "
-                               "was recorded (an nn.ReLU(inplace=True) or `out += ...` that follows the module), so "
-                               "it no longer holds that module's output. Tap the module that applies the in-place "
-                               "op instead, or make it out-of-place (inplace=False).")
+            raise RuntimeError(
+                f"Tap {label!r}: the output of {self.labels[label]!r} was modified in place after it "
+                "was recorded (an nn.ReLU(inplace=True) or `out += ...` that follows the module), so "
+                "it no longer holds that module's output. Tap the module that applies the in-place "
+                "op instead, or make it out-of-place (inplace=False)."
+            )
 
     def __getitem__(self, label: str) -> Any:
         if label not in self.labels:
             raise KeyError(f"{label!r} is not tapped; tapped: {list(self.labels)}")
         if label not in self._store:
-            raise KeyError(f"No output recorded for {label!r} yet: run a forward pass of the model first "
-                           "(outputs are released at the start of each forward pass and by clear()).")
+            raise KeyError(
+                f"No output recorded for {label!r} yet: run a forward pass of the model first "
+                "(outputs are released at the start of each forward pass and by clear())."
+            )
         value = self._store[label]
         for v in value if isinstance(value, list) else [value]:
             self._check_unmodified(label, v)

@@ -8,6 +8,20 @@ from ._snapshot import Snapshot
 from ._telemetry import GradientTelemetry
 from ._terms import TermGradients
 
-__all__ = ["CSVSink", "GradientTelemetry", "NonFiniteLoss", "JSONLSink", "ParamSets", "Sink", "Snapshot", "TensorBoardSink",
-           "check_losses", "check_params", "layer_sets", "resolve_param_sets", "set_gramians", "term_gradients",
-           "TermGradients"]
+__all__ = [
+    "CSVSink",
+    "GradientTelemetry",
+    "NonFiniteLoss",
+    "JSONLSink",
+    "ParamSets",
+    "Sink",
+    "Snapshot",
+    "TensorBoardSink",
+    "check_losses",
+    "check_params",
+    "layer_sets",
+    "resolve_param_sets",
+    "set_gramians",
+    "term_gradients",
+    "TermGradients",
+]

@@ -18,8 +18,10 @@ class NonFiniteLoss(ValueError):
 def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> dict[str, Tensor]:
     """Validate a dict of loss terms: non-empty, string names, finite real scalars. Returns a plain dict."""
     if not isinstance(losses, Mapping):
-        raise TypeError(f"Invalid {what}: expected a dict mapping term names to scalar tensors, "
-                        f"found {type(losses).__name__}. Pass e.g. {{'main': loss, 'aux1': aux}}.")
+        raise TypeError(
+            f"Invalid {what}: expected a dict mapping term names to scalar tensors, "
+            f"found {type(losses).__name__}. Pass e.g. {{'main': loss, 'aux1': aux}}."
+        )
     if not losses:
         raise ValueError(f"Invalid {what}: the dict of loss terms is empty. Pass at least one term.")
     out: dict[str, Tensor] = {}
@@ -29,12 +31,16 @@ def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> dict[
         if not isinstance(value, Tensor):
             raise TypeError(f"Invalid loss term {name!r}: expected a scalar tensor, found {type(value).__name__}.")
         if value.numel() != 1 or value.dim() > 1:
-            raise ValueError(f"Invalid loss term {name!r}: expected a scalar tensor, found shape "
-                             f"{tuple(value.shape)}. Reduce it first, e.g. with .mean().")
+            raise ValueError(
+                f"Invalid loss term {name!r}: expected a scalar tensor, found shape "
+                f"{tuple(value.shape)}. Reduce it first, e.g. with .mean()."
+            )
         v = float(value.detach())
         if not math.isfinite(v):
-            raise NonFiniteLoss(f"Invalid loss term {name!r}: its value is {v}. Nothing was updated; check the "
-                             "inputs and the learning rate of the step that produced it.")
+            raise NonFiniteLoss(
+                f"Invalid loss term {name!r}: its value is {v}. Nothing was updated; check the "
+                "inputs and the learning rate of the step that produced it."
+            )
         out[name] = value.reshape(())
     return out
 
@@ -49,19 +55,24 @@ def check_params(params: Iterable[Tensor], *, what: str = "params") -> list[Tens
         if not isinstance(p, Tensor):
             raise TypeError(f"Invalid {what}: expected tensors (e.g. model.parameters()), found {type(p).__name__}.")
         if not p.requires_grad:
-            raise ValueError(f"Invalid {what}: a tensor of shape {tuple(p.shape)} does not require grad. "
-                             "Pass trainable parameters only.")
+            raise ValueError(
+                f"Invalid {what}: a tensor of shape {tuple(p.shape)} does not require grad. "
+                "Pass trainable parameters only."
+            )
         if id(p) not in seen:
             seen.add(id(p))
             out.append(p)
     if not out:
-        raise ValueError(f"Invalid {what}: the parameter set is empty (an exhausted generator?). Pass a "
-                         "list, e.g. list(model.parameters()).")
+        raise ValueError(
+            f"Invalid {what}: the parameter set is empty (an exhausted generator?). Pass a "
+            "list, e.g. list(model.parameters())."
+        )
     return out
 
 
-def term_gradients(losses: Mapping[str, Tensor], params: Sequence[Tensor], *, retain_graph: bool = False,
-                   zeros: bool = True) -> dict[str, list[Tensor | None]]:
+def term_gradients(
+    losses: Mapping[str, Tensor], params: Sequence[Tensor], *, retain_graph: bool = False, zeros: bool = True
+) -> dict[str, list[Tensor | None]]:
     """``{name: [∂L_name/∂p for p in params]}``: one ``torch.autograd.grad`` call per term.
 
     Each call only back-propagates through the part of the graph below that term. Where a term does

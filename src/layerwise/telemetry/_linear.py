@@ -51,7 +51,9 @@ class LinearCapture:
 
     def __init__(self, model: nn.Module, armed: Callable[[], bool]) -> None:
         if not isinstance(model, nn.Module):
-            raise TypeError(f"Invalid model: expected the nn.Module the losses come from, found {type(model).__name__}.")
+            raise TypeError(
+                f"Invalid model: expected the nn.Module the losses come from, found {type(model).__name__}."
+            )
         self.modules = [m for m in model.modules() if type(m) is nn.Linear and m.weight.requires_grad]
         self.calls: dict[nn.Linear, Capture] = {}
         self._armed = armed
@@ -197,8 +199,9 @@ def _graph(roots: Sequence[Tensor]) -> tuple[dict[object, int], dict[int, int]]:
     return masks, uses
 
 
-def plan_factors(capture: LinearCapture | None, losses: Mapping[str, Tensor], params: Sequence[Tensor],
-                 update: Collection[int] = ()) -> list[LinearFactor]:
+def plan_factors(
+    capture: LinearCapture | None, losses: Mapping[str, Tensor], params: Sequence[Tensor], update: Collection[int] = ()
+) -> list[LinearFactor]:
     """The captured Linear calls whose weights are handled in factored form this step.
 
     A call qualifies when its weight is in ``params``, its output is in the graph of ``losses``, its

@@ -65,8 +65,10 @@ def _cosines(history: Sequence[Snapshot], s: str, out: Path) -> Path:
     fig = _figure(figsize=(4.0 + 0.5 * k, 2.4 + 0.25 * k))
     axes = fig.subplots(1, 2)
     image = None
-    for ax, matrix, title in ((axes[0], last, f"step {history[-1].step}"),
-                              (axes[1], mean, f"mean of {len(history)} snapshots")):
+    for ax, matrix, title in (
+        (axes[0], last, f"step {history[-1].step}"),
+        (axes[1], mean, f"mean of {len(history)} snapshots"),
+    ):
         image = ax.imshow(matrix, vmin=-1.0, vmax=1.0, cmap="RdBu_r")
         ax.set_xticks(range(k), terms, rotation=45, ha="right", fontsize="small")
         ax.set_yticks(range(k), terms, fontsize="small")
@@ -74,8 +76,15 @@ def _cosines(history: Sequence[Snapshot], s: str, out: Path) -> Path:
         if k <= 10:
             for i in range(k):
                 for j in range(k):
-                    ax.text(j, i, f"{matrix[i][j]:.2f}", ha="center", va="center", fontsize="x-small",
-                            color="white" if abs(matrix[i][j]) > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{matrix[i][j]:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize="x-small",
+                        color="white" if abs(matrix[i][j]) > 0.6 else "black",
+                    )
     fig.colorbar(image, ax=list(axes), shrink=0.8)
     fig.suptitle(f"gradient cosines, set {s!r}")
     return _save(fig, out, f"cosines_{s}")

@@ -55,5 +55,7 @@ def resolve_param_sets(param_sets: ParamSets) -> dict[str, list[Tensor]]:
         return out
     if isinstance(param_sets, nn.Module | Iterable):  # a single tensor is an iterable too
         return {"all": _one_set("all", cast("nn.Module | Iterable[Tensor]", param_sets))}
-    raise TypeError(f"Invalid param_sets: expected an nn.Module, an iterable of parameters or a mapping "
-                    f"{{name: parameters}}, found {type(param_sets).__name__}.")
+    raise TypeError(
+        f"Invalid param_sets: expected an nn.Module, an iterable of parameters or a mapping "
+        f"{{name: parameters}}, found {type(param_sets).__name__}."
+    )

@@ -1,4 +1,7 @@
-"""Where snapshots go: CSV (long format), JSON Lines, TensorBoard. Each write is flushed, so a crashed run keeps its lines."""
+"""Where snapshots go: CSV (long format), JSON Lines, TensorBoard.
+
+Each write is flushed, so a crashed run keeps its lines.
+"""
 
 from __future__ import annotations
 
@@ -55,12 +58,36 @@ class CSVSink:
         w = snapshot.weights
         for s in snapshot.sets:
             for t in terms:
-                self._writer.writerow((snapshot.step, s, t, "", snapshot.losses[t], "" if w is None else w[t],
-                                       snapshot.norms[s][t], snapshot.contributions[s][t], "", ""))
+                self._writer.writerow(
+                    (
+                        snapshot.step,
+                        s,
+                        t,
+                        "",
+                        snapshot.losses[t],
+                        "" if w is None else w[t],
+                        snapshot.norms[s][t],
+                        snapshot.contributions[s][t],
+                        "",
+                        "",
+                    )
+                )
             for i, a in enumerate(terms):
                 for j in range(i + 1, len(terms)):
-                    self._writer.writerow((snapshot.step, s, a, terms[j], "", "", "", "",
-                                           snapshot.cosines[s][i][j], snapshot.gramian[s][i][j]))
+                    self._writer.writerow(
+                        (
+                            snapshot.step,
+                            s,
+                            a,
+                            terms[j],
+                            "",
+                            "",
+                            "",
+                            "",
+                            snapshot.cosines[s][i][j],
+                            snapshot.gramian[s][i][j],
+                        )
+                    )
         self._file.flush()
 
     def close(self) -> None:
@@ -96,8 +123,9 @@ class TensorBoardSink:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError as exc:
-            raise ImportError("TensorBoardSink needs the tensorboard package: pip install 'layerwise[tensorboard]'"
-                              ) from exc
+            raise ImportError(
+                "TensorBoardSink needs the tensorboard package: pip install 'layerwise[tensorboard]'"
+            ) from exc
         self.log_dir = Path(log_dir)
         self.writer = SummaryWriter(log_dir=str(log_dir))
 

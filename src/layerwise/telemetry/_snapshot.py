@@ -51,8 +51,9 @@ class Snapshot:
         return list(self.gramian)
 
     @classmethod
-    def from_gramians(cls, step: int, losses: Mapping[str, float], weights: Mapping[str, float] | None,
-                      gramians: Mapping[str, Tensor]) -> Snapshot:
+    def from_gramians(
+        cls, step: int, losses: Mapping[str, float], weights: Mapping[str, float] | None, gramians: Mapping[str, Tensor]
+    ) -> Snapshot:
         """Derive norms, cosines and contributions from ``{set: G}`` (K × K, term order of ``losses``)."""
         terms = list(losses)
         w = torch.tensor([1.0 if weights is None else abs(weights[t]) for t in terms], dtype=torch.float64)
@@ -69,23 +70,38 @@ class Snapshot:
             contributions[name] = dict(zip(terms, share.tolist(), strict=True))
             cosines[name] = cos.tolist()
             gramian[name] = g.tolist()
-        return cls(step, dict(losses), None if weights is None else {t: float(weights[t]) for t in terms},
-                   norms, contributions, cosines, gramian)
+        return cls(
+            step,
+            dict(losses),
+            None if weights is None else {t: float(weights[t]) for t in terms},
+            norms,
+            contributions,
+            cosines,
+            gramian,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (``json.dumps`` writes non-finite values as ``NaN``/``Infinity``)."""
-        return {"step": self.step, "terms": self.terms, "losses": dict(self.losses),
-                "weights": None if self.weights is None else dict(self.weights),
-                "norms": {s: dict(v) for s, v in self.norms.items()},
-                "contributions": {s: dict(v) for s, v in self.contributions.items()},
-                "cosines": {s: [list(r) for r in m] for s, m in self.cosines.items()},
-                "gramian": {s: [list(r) for r in m] for s, m in self.gramian.items()}}
+        return {
+            "step": self.step,
+            "terms": self.terms,
+            "losses": dict(self.losses),
+            "weights": None if self.weights is None else dict(self.weights),
+            "norms": {s: dict(v) for s, v in self.norms.items()},
+            "contributions": {s: dict(v) for s, v in self.contributions.items()},
+            "cosines": {s: [list(r) for r in m] for s, m in self.cosines.items()},
+            "gramian": {s: [list(r) for r in m] for s, m in self.gramian.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Snapshot:
         """Inverse of :meth:`to_dict` (e.g. for a line of a :class:`JSONLSink` file)."""
-        return cls(int(data["step"]), dict(data["losses"]), None if data["weights"] is None else dict(data["weights"]),
-                   {s: dict(v) for s, v in data["norms"].items()},
-                   {s: dict(v) for s, v in data["contributions"].items()},
-                   {s: [list(r) for r in m] for s, m in data["cosines"].items()},
-                   {s: [list(r) for r in m] for s, m in data["gramian"].items()})
+        return cls(
+            int(data["step"]),
+            dict(data["losses"]),
+            None if data["weights"] is None else dict(data["weights"]),
+            {s: dict(v) for s, v in data["norms"].items()},
+            {s: dict(v) for s, v in data["contributions"].items()},
+            {s: [list(r) for r in m] for s, m in data["cosines"].items()},
+            {s: [list(r) for r in m] for s, m in data["gramian"].items()},
+        )

@@ -56,14 +56,23 @@ class GradientTelemetry:
     gradients measured are the local ones of this process (no all-reduce).
     """
 
-    def __init__(self, param_sets: ParamSets, *, every: int = 1, sinks: Sequence[Sink] = (),
-                 keep_history: bool = True, model: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        param_sets: ParamSets,
+        *,
+        every: int = 1,
+        sinks: Sequence[Sink] = (),
+        keep_history: bool = True,
+        model: nn.Module | None = None,
+    ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"Invalid {every=}. Must be a whole number >= 1 (1 measures every step).")
         for sink in sinks:
             if not (callable(getattr(sink, "write", None)) and callable(getattr(sink, "close", None))):
-                raise TypeError(f"Invalid sink {sink!r}: expected an object with write(snapshot) and close(), "
-                                "e.g. CSVSink('telemetry.csv').")
+                raise TypeError(
+                    f"Invalid sink {sink!r}: expected an object with write(snapshot) and close(), "
+                    "e.g. CSVSink('telemetry.csv')."
+                )
         self.param_sets = resolve_param_sets(param_sets)
         index: dict[int, int] = {}
         self.params: list[Tensor] = []
@@ -83,8 +92,10 @@ class GradientTelemetry:
 
     def __repr__(self) -> str:
         sets = {name: len(ps) for name, ps in self.param_sets.items()}
-        return (f"GradientTelemetry(<param sets {sets} (tensors per set)>, every={self.every}, "
-                f"sinks={self.sinks!r}, keep_history={self.keep_history})")
+        return (
+            f"GradientTelemetry(<param sets {sets} (tensors per set)>, every={self.every}, "
+            f"sinks={self.sinks!r}, keep_history={self.keep_history})"
+        )
 
     def due(self) -> bool:
         """Whether the next step will be measured: ``step % every == 0``."""
@@ -100,13 +111,19 @@ class GradientTelemetry:
         if self.terms is None:
             return list(names)
         if set(names) != set(self.terms) or len(names) != len(self.terms):
-            raise ValueError(f"Loss terms changed at step {self.step}: the first measured step had {self.terms}, "
-                             f"this one has {list(names)}. Pass the same terms every step (pass a term that is "
-                             "sometimes absent as torch.zeros(())), or use a new GradientTelemetry.")
+            raise ValueError(
+                f"Loss terms changed at step {self.step}: the first measured step had {self.terms}, "
+                f"this one has {list(names)}. Pass the same terms every step (pass a term that is "
+                "sometimes absent as torch.zeros(())), or use a new GradientTelemetry."
+            )
         return self.terms
 
-    def record(self, losses: Mapping[str, Tensor | float], grads: Mapping[str, Sequence[Tensor | None]],
-               weights: Mapping[str, float | Tensor] | None = None) -> Snapshot:
+    def record(
+        self,
+        losses: Mapping[str, Tensor | float],
+        grads: Mapping[str, Sequence[Tensor | None]],
+        weights: Mapping[str, float | Tensor] | None = None,
+    ) -> Snapshot:
         """Measure this step from per-term gradients already computed over :attr:`params` (no autograd here).
 
         ``grads[k][i]`` is ∂L_k/∂params[i] (None or zeros where term k does not reach it). Counts the
@@ -121,9 +138,14 @@ class GradientTelemetry:
         w = self._weights(terms, weights)
         return self._store(terms, values, w, set_gramians([grads[t] for t in terms], self._set_index))
 
-    def record_terms(self, losses: Mapping[str, Tensor | float], grads: TermGradients,
-                     weights: Mapping[str, float | Tensor] | None = None, *, update: Collection[int] = ()
-                     ) -> Snapshot:
+    def record_terms(
+        self,
+        losses: Mapping[str, Tensor | float],
+        grads: TermGradients,
+        weights: Mapping[str, float | Tensor] | None = None,
+        *,
+        update: Collection[int] = (),
+    ) -> Snapshot:
         """:meth:`record` from a :class:`TermGradients` over any parameter list that holds :attr:`params`.
 
         ``update``: indices into ``grads.params`` whose weighted sum will be formed after this call.
@@ -135,8 +157,10 @@ class GradientTelemetry:
         index = {id(p): i for i, p in enumerate(grads.params)}
         missing = [i for i, p in enumerate(self.params) if id(p) not in index]
         if missing:
-            raise ValueError(f"Invalid grads: telemetry.params{missing} are not among the parameters of the "
-                             "TermGradients. Build it over a list that holds telemetry.params.")
+            raise ValueError(
+                f"Invalid grads: telemetry.params{missing} are not among the parameters of the "
+                "TermGradients. Build it over a list that holds telemetry.params."
+            )
         sets = {name: [index[id(self.params[i])] for i in idx] for name, idx in self._set_index.items()}
         w = self._weights(terms, weights)
         perm = [grads.terms.index(t) for t in terms]
@@ -151,8 +175,9 @@ class GradientTelemetry:
             raise ValueError(f"Invalid weights: expected one weight per term {terms}, found {list(weights)}.")
         return {t: _float(weights[t]) for t in terms}
 
-    def _store(self, terms: list[str], values: dict[str, float], w: dict[str, float] | None,
-               gramians: dict[str, Tensor]) -> Snapshot:
+    def _store(
+        self, terms: list[str], values: dict[str, float], w: dict[str, float] | None, gramians: dict[str, Tensor]
+    ) -> Snapshot:
         snap = Snapshot.from_gramians(self.step, values, w, gramians)
         self.terms = terms
         self.step += 1
@@ -164,8 +189,9 @@ class GradientTelemetry:
             sink.write(snap)
         return snap
 
-    def measure(self, losses: Mapping[str, Tensor], weights: Mapping[str, float | Tensor] | None = None
-                ) -> Snapshot | None:
+    def measure(
+        self, losses: Mapping[str, Tensor], weights: Mapping[str, float | Tensor] | None = None
+    ) -> Snapshot | None:
         """In your own loop, before ``loss.backward()``: measure this step if :meth:`due`, else count it.
 
         Runs one ``torch.autograd.grad`` per term with ``retain_graph=True``, so the graph stays usable
@@ -177,8 +203,9 @@ class GradientTelemetry:
         checked = check_losses(losses)
         self._check_terms(list(checked))
         try:
-            return self.record_terms(checked, TermGradients(checked, self.params, self.capture, retain_graph=True),
-                                     weights)
+            return self.record_terms(
+                checked, TermGradients(checked, self.params, self.capture, retain_graph=True), weights
+            )
         finally:
             if self.capture is not None:
                 self.capture.clear()
@@ -203,8 +230,9 @@ class GradientTelemetry:
     def __enter__(self) -> GradientTelemetry:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 
@@ -217,16 +245,22 @@ def _loss_value(name: str, value: Tensor | float) -> float:
         raise ValueError(f"Invalid loss term {name!r}: expected a scalar, found shape {tuple(value.shape)}.")
     v = _float(value)
     if not math.isfinite(v):
-        raise NonFiniteLoss(f"Invalid loss term {name!r}: its value is {v}. Check the inputs and the learning rate "
-                         "of the step that produced it.")
+        raise NonFiniteLoss(
+            f"Invalid loss term {name!r}: its value is {v}. Check the inputs and the learning rate "
+            "of the step that produced it."
+        )
     return v
 
 
 def _check_grads(name: str, grads: Sequence[Tensor | None], params: Sequence[Tensor]) -> None:
     if len(grads) != len(params):
-        raise ValueError(f"Invalid grads[{name!r}]: expected {len(params)} tensors aligned with telemetry.params, "
-                         f"found {len(grads)}.")
+        raise ValueError(
+            f"Invalid grads[{name!r}]: expected {len(params)} tensors aligned with telemetry.params, "
+            f"found {len(grads)}."
+        )
     for i, (g, p) in enumerate(zip(grads, params, strict=True)):
         if g is not None and g.shape != p.shape:
-            raise ValueError(f"Invalid grads[{name!r}][{i}]: shape {tuple(g.shape)}, but telemetry.params[{i}] has "
-                             f"shape {tuple(p.shape)}.")
+            raise ValueError(
+                f"Invalid grads[{name!r}][{i}]: shape {tuple(g.shape)}, but telemetry.params[{i}] has "
+                f"shape {tuple(p.shape)}."
+            )

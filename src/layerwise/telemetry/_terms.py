@@ -28,12 +28,20 @@ class TermGradients:
     update (:meth:`weighted_sum`, which may overwrite the stored gradients: call it last).
     """
 
-    def __init__(self, losses: Mapping[str, Tensor], params: Sequence[Tensor], capture: LinearCapture | None = None,
-                 *, retain_graph: bool = False, update: Collection[int] = ()) -> None:
+    def __init__(
+        self,
+        losses: Mapping[str, Tensor],
+        params: Sequence[Tensor],
+        capture: LinearCapture | None = None,
+        *,
+        retain_graph: bool = False,
+        update: Collection[int] = (),
+    ) -> None:
         self.terms = list(losses)
         self.params = list(params)
-        self.factors: dict[int, LinearFactor] = {f.weight: f for f in plan_factors(capture, losses, self.params,
-                                                                                   update)}
+        self.factors: dict[int, LinearFactor] = {
+            f.weight: f for f in plan_factors(capture, losses, self.params, update)
+        }
         dense = [i for i in range(len(self.params)) if i not in self.factors]
         # parameters, then the factored layers' output edges (autograd.grad takes a mix of both)
         inputs = cast(list[Tensor], [self.params[i] for i in dense] + [f.output for f in self.factors.values()])
@@ -47,7 +55,7 @@ class TermGradients:
             row: list[Tensor | None] = [None] * len(self.params)
             for i, g in zip(dense, gs, strict=False):
                 row[i] = g
-            for f, g in zip(self.factors.values(), gs[len(dense):], strict=True):
+            for f, g in zip(self.factors.values(), gs[len(dense) :], strict=True):
                 f.add_delta(g)
             self.dense.append(row)
 
@@ -101,6 +109,8 @@ class TermGradients:
         from ..locoprop._distributed import all_reduce_mean
 
         if self.factors:
-            raise RuntimeError("TermGradients.all_reduce_mean: factored Linear weights cannot be averaged; build "
-                               "TermGradients without a capture under torch.distributed.")
+            raise RuntimeError(
+                "TermGradients.all_reduce_mean: factored Linear weights cannot be averaged; build "
+                "TermGradients without a capture under torch.distributed."
+            )
         all_reduce_mean([g for row in self.dense for g in row if g is not None], group)

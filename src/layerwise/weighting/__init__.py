@@ -8,5 +8,15 @@ from ._own import SelfTrained
 from ._uncertainty import Uncertainty
 from ._usefulness import Usefulness
 
-__all__ = ["Fixed", "GradNorm", "Naive", "SelfTrained", "Uncertainty", "Usefulness", "Weighting", "halving",
-           "linear_decay", "step_decay"]
+__all__ = [
+    "Fixed",
+    "GradNorm",
+    "Naive",
+    "SelfTrained",
+    "Uncertainty",
+    "Usefulness",
+    "Weighting",
+    "halving",
+    "linear_decay",
+    "step_decay",
+]

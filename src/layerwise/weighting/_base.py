@@ -35,8 +35,15 @@ class Weighting(nn.Module):
 
     needs_grads: ClassVar[bool] = False
 
-    def __init__(self, terms: Sequence[str], *, window: int = 100, tol: float = 1e-3, warn_useless: bool = True,
-                 process_group: Any = "auto") -> None:
+    def __init__(
+        self,
+        terms: Sequence[str],
+        *,
+        window: int = 100,
+        tol: float = 1e-3,
+        warn_useless: bool = True,
+        process_group: Any = "auto",
+    ) -> None:
         super().__init__()
         if isinstance(terms, str) or not all(isinstance(t, str) for t in terms):
             raise TypeError(f"Invalid terms={terms!r}: expected a list of term names, e.g. ['main', 'aux1'].")
@@ -75,14 +82,18 @@ class Weighting(nn.Module):
         losses = check_losses(losses)
         given = [k for k in losses if k not in self.dropped]
         if set(given) != set(self.active):
-            raise ValueError(f"Loss terms do not match: this {type(self).__name__} was built for "
-                             f"{self.active}, but got {list(losses)}. Missing: "
-                             f"{sorted(set(self.active) - set(given))}; unexpected: {sorted(set(given) - set(self.active))}.")
+            raise ValueError(
+                f"Loss terms do not match: this {type(self).__name__} was built for "
+                f"{self.active}, but got {list(losses)}. Missing: "
+                f"{sorted(set(self.active) - set(given))}; unexpected: {sorted(set(given) - set(self.active))}."
+            )
         state = next(iter([*self.parameters(), *self.buffers()]), None)
         device = next(iter(losses.values())).device
         if state is not None and state.device != device:
-            raise ValueError(f"This {type(self).__name__} is on {state.device} but the losses are on {device}. Move it "
-                             f"with the model: weighting.to({str(device)!r}).")
+            raise ValueError(
+                f"This {type(self).__name__} is on {state.device} but the losses are on {device}. Move it "
+                f"with the model: weighting.to({str(device)!r})."
+            )
         return {t: losses[t] for t in self.active}
 
     def mask(self, like: Tensor) -> Tensor:
@@ -102,8 +113,9 @@ class Weighting(nn.Module):
         all_reduce_mean([values], self.group())
         return values
 
-    def weights_for(self, losses: Mapping[str, Tensor],
-                    grads: Mapping[str, Sequence[Tensor | None]] | None = None) -> Tensor:
+    def weights_for(
+        self, losses: Mapping[str, Tensor], grads: Mapping[str, Sequence[Tensor | None]] | None = None
+    ) -> Tensor:
         """Check the terms, compute this step's weights (updating state) and record them.
 
         ``grads``: per-term gradients on ``grad_params`` already computed (and averaged over the
@@ -139,19 +151,23 @@ class Weighting(nn.Module):
                     warnings.warn(self._useless_message(name), UserWarning, stacklevel=3)
 
     def _useless_message(self, name: str) -> str:
-        if all(row[name] < 0 for row in self.history[-self.window:]):
-            return (f"loss term {name!r}: its weight has been negative for the last {self.window} steps: this loss is "
-                    "being MAXIMISED; the weighting has collapsed (see Naive's warning).")
-        return (f"loss term {name!r}: its weight has stayed below {self.tol:g} x the largest weight for the last "
-                f"{self.window} steps: this loss contributes nothing; consider removing it "
-                f"(weighting.drop({name!r}) and stop computing it).")
+        if all(row[name] < 0 for row in self.history[-self.window :]):
+            return (
+                f"loss term {name!r}: its weight has been negative for the last {self.window} steps: this loss is "
+                "being MAXIMISED; the weighting has collapsed (see Naive's warning)."
+            )
+        return (
+            f"loss term {name!r}: its weight has stayed below {self.tol:g} x the largest weight for the last "
+            f"{self.window} steps: this loss contributes nothing; consider removing it "
+            f"(weighting.drop({name!r}) and stop computing it)."
+        )
 
     def useless_terms(self) -> list[str]:
         """Active terms whose weight stayed ``≤ tol · max_j w_j`` (the largest POSITIVE weight) for each of the
         last ``window`` steps: near zero, or negative (a maximised loss)."""
         if len(self.history) < self.window:
             return []
-        recent = self.history[-self.window:]
+        recent = self.history[-self.window :]
         out = []
         for t in self.active:
             if all(row[t] <= self.tol * max(max(row.values()), 0.0) or row[t] < 0 for row in recent):
@@ -162,13 +178,16 @@ class Weighting(nn.Module):
         """One line per term: current weight, mean over the last ``window`` steps, and the verdict."""
         if not self.history:
             return f"{type(self).__name__}: no step yet"
-        recent = self.history[-self.window:]
+        recent = self.history[-self.window :]
         useless = set(self.useless_terms())
         lines = []
         for t in self.terms:
             mean = sum(r[t] for r in recent) / len(recent)
-            note = " (dropped)" if t in self.dropped else (
-                " -- this loss contributes nothing; consider removing it" if t in useless else "")
+            note = (
+                " (dropped)"
+                if t in self.dropped
+                else (" -- this loss contributes nothing; consider removing it" if t in useless else "")
+            )
             lines.append(f"{t}: weight {self.history[-1][t]:.4g}, mean over last {len(recent)} steps {mean:.4g}{note}")
         return "\n".join(lines)
 
@@ -187,7 +206,11 @@ class Weighting(nn.Module):
         return dict(self.history[-1]) if self.history else {}
 
     def get_extra_state(self) -> Any:
-        return {"history": [dict(r) for r in self.history], "dropped": list(self.dropped), "warned": sorted(self._warned)}
+        return {
+            "history": [dict(r) for r in self.history],
+            "dropped": list(self.dropped),
+            "warned": sorted(self._warned),
+        }
 
     def set_extra_state(self, state: Any) -> None:
         self.history = [dict(r) for r in state["history"]]

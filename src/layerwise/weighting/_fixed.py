@@ -27,7 +27,7 @@ def step_decay(at: int, factor: float = 0.0) -> Callable[[int], float]:
 
 def halving(terms: Sequence[str]) -> dict[str, float]:
     """nnU-Net's deep-supervision weights ``1/2^i`` (deepest output first), normalised to sum to 1."""
-    raw = [0.5 ** i for i in range(len(terms))]
+    raw = [0.5**i for i in range(len(terms))]
     return {t: r / sum(raw) for t, r in zip(terms, raw, strict=True)}
 
 
@@ -42,8 +42,14 @@ class Fixed(Weighting):
     base: Tensor
     steps: Tensor
 
-    def __init__(self, weights: Mapping[str, float], *, main: str | None = None,
-                 schedule: Callable[[int], float] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        *,
+        main: str | None = None,
+        schedule: Callable[[int], float] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(list(weights), **kwargs)
         if main is not None and main not in weights:
             raise ValueError(f"Invalid main={main!r}: not one of the terms {list(weights)}.")

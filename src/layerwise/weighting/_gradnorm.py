@@ -39,8 +39,16 @@ class GradNorm(SelfTrained):
 
     initial: Tensor
 
-    def __init__(self, terms: Sequence[str], params: Iterable[Tensor], *, alpha: float = 1.5, lr: float = 0.025,
-                 optimizer: Literal["sgd", "adam"] = "adam", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        terms: Sequence[str],
+        params: Iterable[Tensor],
+        *,
+        alpha: float = 1.5,
+        lr: float = 0.025,
+        optimizer: Literal["sgd", "adam"] = "adam",
+        **kwargs: Any,
+    ) -> None:
         super().__init__(terms, params, lr=lr, optimizer=optimizer, **kwargs)
         if not alpha >= 0:
             raise ValueError(f"Invalid alpha={alpha}. Must be >= 0.")
@@ -52,8 +60,14 @@ class GradNorm(SelfTrained):
         w_now = self.w.detach().clone().to(values.dtype)
         if torch.isnan(self.initial).any():
             self.initial.copy_(torch.where(torch.isnan(self.initial), values.to(self.initial), self.initial))
-        norms = torch.stack([torch.sqrt(sum(((g.double() ** 2).sum() for g in gs if g is not None),
-                                               torch.zeros((), dtype=torch.float64))) for gs in grads]).to(values.dtype)
+        norms = torch.stack(
+            [
+                torch.sqrt(
+                    sum(((g.double() ** 2).sum() for g in gs if g is not None), torch.zeros((), dtype=torch.float64))
+                )
+                for gs in grads
+            ]
+        ).to(values.dtype)
         on = active.bool()
         g = w_now * norms
         g_mean = g[on].mean()

@@ -28,9 +28,13 @@ class Naive(Weighting):
             raise ValueError(f"Invalid main={main!r}: not one of the terms {self.terms}.")
         self.main = main
         self.raw = nn.Parameter(torch.full((len(self.terms),), float(init)))
-        warnings.warn("Naive weighting trains the weights on the total loss: they only decrease, go negative, and "
-                      "the auxiliary losses are then maximised. Use it as an ablation; for learned weights use "
-                      "Usefulness, GradNorm or Uncertainty.", UserWarning, stacklevel=2)
+        warnings.warn(
+            "Naive weighting trains the weights on the total loss: they only decrease, go negative, and "
+            "the auxiliary losses are then maximised. Use it as an ablation; for learned weights use "
+            "Usefulness, GradNorm or Uncertainty.",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         is_main = torch.tensor([t == self.main for t in self.terms], device=values.device)

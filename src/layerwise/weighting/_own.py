@@ -27,8 +27,16 @@ class SelfTrained(Weighting):
     needs_grads = True
     w: Tensor
 
-    def __init__(self, terms: Sequence[str], params: Iterable[Tensor], *, lr: float,
-                 optimizer: Literal["sgd", "adam"], init: float = 1.0, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        terms: Sequence[str],
+        params: Iterable[Tensor],
+        *,
+        lr: float,
+        optimizer: Literal["sgd", "adam"],
+        init: float = 1.0,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(terms, **kwargs)
         if optimizer not in _OPTIMIZERS:
             raise ValueError(f"Invalid optimizer={optimizer!r}. Expected one of {sorted(_OPTIMIZERS)}.")

@@ -15,8 +15,14 @@ __all__ = ["Usefulness"]
 
 def _dot(a: list[Tensor | None], b: list[Tensor | None]) -> Tensor:
     """⟨a, b⟩ over a parameter list; ``None`` entries are zero gradients."""
-    return sum((torch.dot(x.reshape(-1).double(), y.reshape(-1).double()) for x, y in zip(a, b, strict=True)
-                if x is not None and y is not None), torch.zeros((), dtype=torch.float64))
+    return sum(
+        (
+            torch.dot(x.reshape(-1).double(), y.reshape(-1).double())
+            for x, y in zip(a, b, strict=True)
+            if x is not None and y is not None
+        ),
+        torch.zeros((), dtype=torch.float64),
+    )
 
 
 class Usefulness(SelfTrained):
@@ -57,10 +63,21 @@ class Usefulness(SelfTrained):
     accum: Tensor
     count: Tensor
 
-    def __init__(self, terms: Sequence[str], params: Iterable[Tensor], *, main: str,
-                 mode: Literal["lookahead", "cosine"] = "lookahead", lr: float = 0.01, every: int = 1,
-                 beta: float = 0.9, init: float = 1.0, optimizer: Literal["sgd", "adam"] = "adam",
-                 total: float | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        terms: Sequence[str],
+        params: Iterable[Tensor],
+        *,
+        main: str,
+        mode: Literal["lookahead", "cosine"] = "lookahead",
+        lr: float = 0.01,
+        every: int = 1,
+        beta: float = 0.9,
+        init: float = 1.0,
+        optimizer: Literal["sgd", "adam"] = "adam",
+        total: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(terms, params, lr=lr, optimizer=optimizer, init=init, **kwargs)
         if main not in self.terms:
             raise ValueError(f"Invalid main={main!r}: not one of the terms {self.terms}.")
@@ -107,5 +124,7 @@ class Usefulness(SelfTrained):
 
     def extra_repr(self) -> str:
         total = f", total={self.total}" if self.total is not None else ""
-        return (f"terms={self.terms}, main={self.main!r}, mode={self.mode!r}, lr={self.lr}, every={self.every}, "
-                f"beta={self.beta}{total}")
+        return (
+            f"terms={self.terms}, main={self.main!r}, mode={self.mode!r}, lr={self.lr}, every={self.every}, "
+            f"beta={self.beta}{total}"
+        )

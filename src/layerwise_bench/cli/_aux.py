@@ -1,4 +1,5 @@
-"""``layerwise bench aux``: the subcommand's arguments and its thin shell over :func:`layerwise_bench.run_aux_benchmark`."""
+"""``layerwise bench aux``: the subcommand's arguments and its thin shell over
+:func:`layerwise_bench.run_aux_benchmark`."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import torch
 
 import layerwise_bench as bench
-from .._aux_model import AUX_METHODS
 from layerwise.data import DATASETS
+
+from .._aux_model import AUX_METHODS
 
 __all__ = ["add_aux_parser", "run_aux"]
 
@@ -21,7 +23,9 @@ def _seeds(text: str) -> list[int]:
     except ValueError:
         seeds = []
     if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"expected distinct comma-separated whole numbers (e.g. 0,1,2), found {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected distinct comma-separated whole numbers (e.g. 0,1,2), found {text!r}"
+        )
     return seeds
 
 
@@ -43,16 +47,23 @@ def _fraction(text: str) -> float:
     return value
 
 
-def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:  # type: ignore[type-arg]
+def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``aux`` subcommand of ``layerwise bench``."""
     ax = b.add_parser("aux", help="weightings of deep-supervision losses on a deep plain tanh MLP, several seeds")
     ax.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plots)")
-    ax.add_argument("--methods", type=_aux_methods, default=list(AUX_METHODS),
-                    help=f"comma-separated (default all): {', '.join(AUX_METHODS)}")
+    ax.add_argument(
+        "--methods",
+        type=_aux_methods,
+        default=list(AUX_METHODS),
+        help=f"comma-separated (default all): {', '.join(AUX_METHODS)}",
+    )
     ax.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     ax.add_argument("--dataset", choices=DATASETS, default="mnist", help="mnist (default) or digits (offline)")
-    ax.add_argument("--data-dir", default=None,
-                    help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise")
+    ax.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
+    )
     ax.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
     ax.add_argument("--depth", type=positive_int, default=20, help="hidden layers (default 20)")
     ax.add_argument("--width", type=positive_int, default=256, help="hidden units (default 256)")
@@ -65,7 +76,9 @@ def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], 
     ax.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
     ax.add_argument("--device", default="cpu", help="torch device (default cpu)")
     ax.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
-    ax.add_argument("--resume", action="store_true", help="keep the finished (method, seed) runs in --out, redo the rest")
+    ax.add_argument(
+        "--resume", action="store_true", help="keep the finished (method, seed) runs in --out, redo the rest"
+    )
     ax.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     ax.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -76,11 +89,30 @@ def run_aux(args: argparse.Namespace, command: str) -> int:
         torch.set_num_threads(args.threads)
     if args.lr <= 0:
         raise ValueError(f"Invalid --lr {args.lr}: expected a number > 0.")
-    cfg = bench.AuxConfig(dataset=args.dataset, depth=args.depth, width=args.width, heads=args.heads,
-                          epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-                          subset=args.subset, target_acc=args.target_acc)
-    bench.run_aux_benchmark(args.out, methods=args.methods, seeds=args.seeds, cfg=cfg, data_dir=args.data_dir,
-                            download=args.download, device=args.device, resume=args.resume,
-                            overwrite=args.overwrite, progress=not args.no_progress, command=command)
+    cfg = bench.AuxConfig(
+        dataset=args.dataset,
+        depth=args.depth,
+        width=args.width,
+        heads=args.heads,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        subset=args.subset,
+        target_acc=args.target_acc,
+    )
+    bench.run_aux_benchmark(
+        args.out,
+        methods=args.methods,
+        seeds=args.seeds,
+        cfg=cfg,
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command=command,
+    )
     print(f"wrote {args.out / bench.RESULTS_FILE} and {args.out / 'report.md'}")
     return 0

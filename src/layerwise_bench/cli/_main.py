@@ -12,6 +12,7 @@ import torch
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS, DataError
+
 from ._aux import add_aux_parser, run_aux
 from ._depth import add_depth_parser, run_depth
 from ._parallel import add_parallel_parser, add_zstore_parser, run_parallel, run_zstore
@@ -42,8 +43,9 @@ def _lr_pairs(text: str) -> dict[str, float]:
         except ValueError:
             lr = -1.0
         if not sep or lr <= 0:
-            raise argparse.ArgumentTypeError(f"expected METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01), "
-                                             f"found {item!r}")
+            raise argparse.ArgumentTypeError(
+                f"expected METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01), found {item!r}"
+            )
         out[name] = lr
     return out
 
@@ -70,21 +72,35 @@ def _methods(text: str) -> list[str]:
 
 
 def _add_run_args(p: argparse.ArgumentParser, default_epochs: int) -> None:
-    p.add_argument("--methods", type=_methods, default=_methods(f"{BASELINES},{LOCOPROP}"),
-                   help=f"comma-separated method names (default: the baselines {BASELINES} and LocoProp's "
-                        f"{LOCOPROP}); registered: {', '.join(bench.METHODS)}")
-    p.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="digits: offline, ships with scikit-learn (default); mnist: the official benchmark")
+    p.add_argument(
+        "--methods",
+        type=_methods,
+        default=_methods(f"{BASELINES},{LOCOPROP}"),
+        help=f"comma-separated method names (default: the baselines {BASELINES} and LocoProp's "
+        f"{LOCOPROP}); registered: {', '.join(bench.METHODS)}",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="digits",
+        help="digits: offline, ships with scikit-learn (default); mnist: the official benchmark",
+    )
     p.add_argument("--epochs", type=_positive_int, default=default_epochs, help=f"epochs (default {default_epochs})")
-    p.add_argument("--schedule-epochs", type=_positive_int, default=None,
-                   help="length of the warm-up/decay schedule (default: --epochs); e.g. 100 to stop the official "
-                        "schedule early")
+    p.add_argument(
+        "--schedule-epochs",
+        type=_positive_int,
+        default=None,
+        help="length of the warm-up/decay schedule (default: --epochs); e.g. 100 to stop the official schedule early",
+    )
     p.add_argument("--subset", type=_positive_int, default=None, help="use the first N training examples")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: mnist 1000, digits 100")
     p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir", default=None,
-                   help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
+    )
     p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
@@ -93,42 +109,78 @@ def _add_run_args(p: argparse.ArgumentParser, default_epochs: int) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``layerwise`` command."""
-    parser = argparse.ArgumentParser(prog="layerwise", description="Training with layer-wise losses: benchmarks and reports.")
+    parser = argparse.ArgumentParser(
+        prog="layerwise", description="Training with layer-wise losses: benchmarks and reports."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="run a benchmark").add_subparsers(dest="benchmark", required=True)
     ae = b.add_parser("autoencoder", help="deep autoencoder (LocoProp paper setup), methods side by side")
     _add_run_args(ae, 10)
     ae.add_argument("--out", required=True, type=Path, help="output directory (results.json, plots, report.md)")
     ae.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
-    ae.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)")
+    ae.add_argument(
+        "--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)"
+    )
     ae.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ae.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    ae.add_argument("--keep-going", action="store_true",
-                    help="when a method diverges, record it and go on with the next (exit status 1 at the end)")
-    ae.add_argument("--tensorboard", type=Path, default=None, metavar="LOG_DIR",
-                    help="also log every epoch to TensorBoard (needs layerwise[tensorboard])")
+    ae.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="when a method diverges, record it and go on with the next (exit status 1 at the end)",
+    )
+    ae.add_argument(
+        "--tensorboard",
+        type=Path,
+        default=None,
+        metavar="LOG_DIR",
+        help="also log every epoch to TensorBoard (needs layerwise[tensorboard])",
+    )
     tu = b.add_parser("tune", help="learning-rate sweep on a short run; writes a tuned-values file")
     _add_run_args(tu, 4)
     tu.add_argument("--points", type=_positive_int, default=5, help="grid points per method (half-decade steps)")
-    tu.add_argument("--grid", type=_grid_pair, action="append", default=[], metavar="NAME=V1,V2,...",
-                    help="also sweep this hyper-parameter (repeatable), e.g. --grid damping=10,100,1000")
-    tu.add_argument("--out-file", type=Path, default=None,
-                    help="where to write the tuned values (default: the file shipped for --dataset)")
+    tu.add_argument(
+        "--grid",
+        type=_grid_pair,
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="also sweep this hyper-parameter (repeatable), e.g. --grid damping=10,100,1000",
+    )
+    tu.add_argument(
+        "--out-file",
+        type=Path,
+        default=None,
+        help="where to write the tuned values (default: the file shipped for --dataset)",
+    )
     st = b.add_parser("steptime", help="LocoProp step time against Adam and the PyPI locoprop port (equal T)")
     st.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
     st.add_argument("--batch-size", type=_positive_int, default=1000)
-    st.add_argument("--steps", type=lambda t: tuple(_positive_int(v) for v in t.split(",")), default=(1, 5, 10),
-                    help="inner steps T to compare, comma-separated (default 1,5,10)")
+    st.add_argument(
+        "--steps",
+        type=lambda t: tuple(_positive_int(v) for v in t.split(",")),
+        default=(1, 5, 10),
+        help="inner steps T to compare, comma-separated (default 1,5,10)",
+    )
     st.add_argument("--repeats", type=_positive_int, default=10, help="timed steps per entry (default 10)")
     st.add_argument("--device", default="cpu")
     st.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     st.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
-    te = b.add_parser("telemetry", help="cost of per-loss-term gradient telemetry against plain and K-autograd.grad steps")
+    te = b.add_parser(
+        "telemetry", help="cost of per-loss-term gradient telemetry against plain and K-autograd.grad steps"
+    )
     te.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
-    te.add_argument("--k", type=lambda t: tuple(_positive_int(v) for v in t.split(",")), default=(2, 4, 8),
-                    help="numbers of loss terms K to compare, comma-separated, each <= 8 (default 2,4,8)")
-    te.add_argument("--steps", type=_positive_int, default=100,
-                    help="steps per timed block of the plain and every=N paths, a multiple of --every (default 100)")
+    te.add_argument(
+        "--k",
+        type=lambda t: tuple(_positive_int(v) for v in t.split(",")),
+        default=(2, 4, 8),
+        help="numbers of loss terms K to compare, comma-separated, each <= 8 (default 2,4,8)",
+    )
+    te.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=100,
+        help="steps per timed block of the plain and every=N paths, a multiple of --every (default 100)",
+    )
     te.add_argument("--every", type=_positive_int, default=50, help="telemetry period of the sampled path (default 50)")
     te.add_argument("--repeats", type=_positive_int, default=5, help="timed rounds after a warm-up round (default 5)")
     te.add_argument("--batch-size", type=_positive_int, default=256)
@@ -145,7 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _prepare(args: argparse.Namespace, evaluate_test: bool = True) -> tuple[bench.AutoencoderConfig, bench.AutoencoderData]:
+def _prepare(
+    args: argparse.Namespace, evaluate_test: bool = True
+) -> tuple[bench.AutoencoderConfig, bench.AutoencoderData]:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
@@ -154,9 +208,16 @@ def _prepare(args: argparse.Namespace, evaluate_test: bool = True) -> tuple[benc
         raise ValueError(f"Invalid --device {args.device!r}: {exc}. Use cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device!r} asked for CUDA, but torch sees no CUDA device. Use --device cpu.")
-    cfg = bench.AutoencoderConfig(dataset=args.dataset, epochs=args.epochs, subset=args.subset,
-                                  batch_size=args.batch_size, seed=args.seed, activation=args.activation,
-                                  evaluate_test=evaluate_test, schedule_epochs=args.schedule_epochs)
+    cfg = bench.AutoencoderConfig(
+        dataset=args.dataset,
+        epochs=args.epochs,
+        subset=args.subset,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        activation=args.activation,
+        evaluate_test=evaluate_test,
+        schedule_epochs=args.schedule_epochs,
+    )
     data = bench.load_autoencoder_data(cfg, args.data_dir, download=args.download, device=device)
     return cfg, data
 
@@ -170,9 +231,15 @@ def _run(args: argparse.Namespace, command: str) -> int:
     if args.benchmark == "steptime":
         if args.threads:
             torch.set_num_threads(args.threads)
-        res = bench.run_steptime_benchmark(args.out, batch_size=args.batch_size, steps=args.steps,
-                                           repeats=args.repeats, device=args.device, pypi=not args.no_pypi,
-                                           command=command)
+        res = bench.run_steptime_benchmark(
+            args.out,
+            batch_size=args.batch_size,
+            steps=args.steps,
+            repeats=args.repeats,
+            device=args.device,
+            pypi=not args.no_pypi,
+            command=command,
+        )
         for name, v in res["median_step_s"].items():
             print(f"{name:>34}: {v:.4f} s  ({res['vs_adam'][name]:.2f}x Adam)")
         print(f"wrote {args.out / 'report.md'}")
@@ -180,14 +247,23 @@ def _run(args: argparse.Namespace, command: str) -> int:
     if args.benchmark == "telemetry":
         if args.threads:
             torch.set_num_threads(args.threads)
-        res = bench.run_telemetry_benchmark(args.out, k=args.k, steps=args.steps, every=args.every,
-                                            repeats=args.repeats, batch_size=args.batch_size, device=args.device,
-                                            command=command)
+        res = bench.run_telemetry_benchmark(
+            args.out,
+            k=args.k,
+            steps=args.steps,
+            every=args.every,
+            repeats=args.repeats,
+            batch_size=args.batch_size,
+            device=args.device,
+            command=command,
+        )
         for r in res["rows"]:
-            print(f"K={r['k']}: plain {1e3 * r['plain_s']:.1f} ms, K x autograd.grad {1e3 * r['kgrad_s']:.1f} ms "
-                  f"(+ stats {1e3 * r['kgrad_stats_s']:.1f} ms), every=1 {1e3 * r['every1_s']:.1f} ms "
-                  f"({r['every1_vs_kgrad']:.2f}x; {r['every1_vs_kgrad_stats']:.2f}x), every={args.every} "
-                  f"{1e3 * r['everyN_s']:.1f} ms ({100 * r['everyN_overhead']:+.1f}% vs plain)")
+            print(
+                f"K={r['k']}: plain {1e3 * r['plain_s']:.1f} ms, K x autograd.grad {1e3 * r['kgrad_s']:.1f} ms "
+                f"(+ stats {1e3 * r['kgrad_stats_s']:.1f} ms), every=1 {1e3 * r['every1_s']:.1f} ms "
+                f"({r['every1_vs_kgrad']:.2f}x; {r['every1_vs_kgrad_stats']:.2f}x), every={args.every} "
+                f"{1e3 * r['everyN_s']:.1f} ms ({100 * r['everyN_overhead']:+.1f}% vs plain)"
+            )
         print(f"wrote {args.out / 'report.md'}")
         return 0
     if args.benchmark == "aux":
@@ -203,8 +279,16 @@ def _run(args: argparse.Namespace, command: str) -> int:
     if args.benchmark == "tune":
         cfg, data = _prepare(args, evaluate_test=False)
         out_file = args.out_file or bench.tuned_path(cfg.dataset)
-        result = bench.tune_learning_rates(args.methods, cfg, data, out_file, points=args.points,
-                                           progress=not args.no_progress, command=command, grid=dict(args.grid))
+        result = bench.tune_learning_rates(
+            args.methods,
+            cfg,
+            data,
+            out_file,
+            points=args.points,
+            progress=not args.no_progress,
+            command=command,
+            grid=dict(args.grid),
+        )
         for name, entry in result["methods"].items():
             print(f"{name:>10}: lr={entry['lr']:.3g}  sweep={entry['sweep']}")
         print(f"wrote {out_file}")
@@ -212,11 +296,20 @@ def _run(args: argparse.Namespace, command: str) -> int:
     sink = bench.TensorBoardSink(args.tensorboard) if args.tensorboard else None
     cfg, data = _prepare(args)
     try:
-        results = bench.run_autoencoder_benchmark(args.methods, cfg, data, args.out, lr_overrides=args.lr,
-                                                  tuned_file=args.tuned, resume=args.resume,
-                                                  overwrite=args.overwrite, progress=not args.no_progress,
-                                                  command=command, sinks=[sink] if sink else None,
-                                                  keep_going=args.keep_going)
+        results = bench.run_autoencoder_benchmark(
+            args.methods,
+            cfg,
+            data,
+            args.out,
+            lr_overrides=args.lr,
+            tuned_file=args.tuned,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+            command=command,
+            sinks=[sink] if sink else None,
+            keep_going=args.keep_going,
+        )
     finally:
         if sink:
             sink.close()
@@ -236,8 +329,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(args, command)
     except KeyboardInterrupt:
-        print("interrupted: the checkpoint of the last complete epoch is kept; continue with --resume",
-              file=sys.stderr)
+        print("interrupted: the checkpoint of the last complete epoch is kept; continue with --resume", file=sys.stderr)
         return 130
     except (bench.TrainingDiverged, DataError, ValueError, FileExistsError, FileNotFoundError, ImportError) as exc:
         print(f"layerwise: error: {exc}", file=sys.stderr)

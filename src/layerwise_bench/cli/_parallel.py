@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import layerwise_bench as bench
-from .._parallel import PARALLEL_CONFIGS
 from layerwise.data import DATASETS
+
+from .._parallel import PARALLEL_CONFIGS
 
 __all__ = ["add_parallel_parser", "add_zstore_parser", "run_parallel", "run_zstore"]
 
 
-def add_parallel_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:  # type: ignore[type-arg]
+def add_parallel_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``layer-parallel`` subcommand of ``layerwise bench``."""
     p = b.add_parser("layer-parallel", help="decoupled training: 2 processes (one stage each) against 1, and backprop")
     p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md)")
@@ -26,8 +27,11 @@ def add_parallel_parser(b: argparse._SubParsersAction, positive_int: Callable[[s
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--z-steps", type=positive_int, default=1)
     p.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--configs", default=None,
-                   help=f"semicolon-separated subset of the configurations (default all): {'; '.join(PARALLEL_CONFIGS)}")
+    p.add_argument(
+        "--configs",
+        default=None,
+        help=f"semicolon-separated subset of the configurations (default all): {'; '.join(PARALLEL_CONFIGS)}",
+    )
 
 
 def run_parallel(args: argparse.Namespace, command: str) -> int:
@@ -35,16 +39,26 @@ def run_parallel(args: argparse.Namespace, command: str) -> int:
     for c in configs or []:
         if c not in PARALLEL_CONFIGS:
             raise ValueError(f"Invalid --configs entry {c!r}; expected some of: {'; '.join(PARALLEL_CONFIGS)}")
-    res = bench.run_parallel_benchmark(args.out, dataset=args.dataset, data_dir=args.data_dir, depth=args.depth,
-                                       width=args.width, subset=args.subset, batch_size=args.batch_size,
-                                       z_steps=args.z_steps, repeats=args.repeats, configs=configs, command=command)
+    res = bench.run_parallel_benchmark(
+        args.out,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        depth=args.depth,
+        width=args.width,
+        subset=args.subset,
+        batch_size=args.batch_size,
+        z_steps=args.z_steps,
+        repeats=args.repeats,
+        configs=configs,
+        command=command,
+    )
     for name, v in res["summary"].items():
         print(f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}")
     print(f"wrote {args.out / 'report.md'}")
     return 0
 
 
-def add_zstore_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:  # type: ignore[type-arg]
+def add_zstore_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``zstore`` subcommand of ``layerwise bench``."""
     p = b.add_parser("zstore", help="memory of the decoupled z store (float32/bfloat16, in memory/memory-mapped)")
     p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md)")
@@ -58,9 +72,17 @@ def add_zstore_parser(b: argparse._SubParsersAction, positive_int: Callable[[str
 
 
 def run_zstore(args: argparse.Namespace, command: str) -> int:
-    res = bench.run_zstore_benchmark(args.out, dataset=args.dataset, data_dir=args.data_dir, n=args.n,
-                                     depth=args.depth, width=args.width, steps=args.steps, threads=args.threads,
-                                     command=command)
+    res = bench.run_zstore_benchmark(
+        args.out,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        n=args.n,
+        depth=args.depth,
+        width=args.width,
+        steps=args.steps,
+        threads=args.threads,
+        command=command,
+    )
     for name, r in res["options"].items():
         print(f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB")
     print(f"wrote {args.out / 'report.md'}")

@@ -11,29 +11,40 @@ from pathlib import Path
 import torch
 
 import layerwise_bench as bench
+
 from .._depth_model import ACTIVATIONS
 from ._depth import _positive_float, add_mlp_data_args
 
 __all__ = ["add_similarity_parser", "run_similarity"]
 
 
-def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:  # type: ignore[type-arg]
+def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``similarity`` subcommand of ``layerwise bench``."""
     d = dataclasses.replace(bench.DepthConfig(), epochs=10)
-    p = b.add_parser("similarity", help="decoupled vs backprop on one plain MLP: test-accuracy gap, per-layer CKA, "
-                                        "parameter distance")
+    p = b.add_parser(
+        "similarity",
+        help="decoupled vs backprop on one plain MLP: test-accuracy gap, per-layer CKA, parameter distance",
+    )
     p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
     p.add_argument("--depth", type=positive_int, default=5, help="hidden layers (default 5)")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="tanh")
     add_mlp_data_args(p, d, positive_int)
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the compared runs (the reference uses seed+1)")
     p.add_argument("--adam-lr", type=_positive_float, default=d.adam_lr, help=f"backprop Adam (default {d.adam_lr:g})")
-    p.add_argument("--decoupled-lr", type=_positive_float, default=d.decoupled_lr,
-                   help=f"per-block Adam (default {d.decoupled_lr:g})")
+    p.add_argument(
+        "--decoupled-lr",
+        type=_positive_float,
+        default=d.decoupled_lr,
+        help=f"per-block Adam (default {d.decoupled_lr:g})",
+    )
     p.add_argument("--z-lr", type=_positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
     p.add_argument("--mu-start", type=_positive_float, default=d.mu_start, help=f"default {d.mu_start:g}")
-    p.add_argument("--mu-factor", type=_positive_float, default=d.mu_factor,
-                   help=f"mu grows by this factor every epoch (default {d.mu_factor:g})")
+    p.add_argument(
+        "--mu-factor",
+        type=_positive_float,
+        default=d.mu_factor,
+        help=f"mu grows by this factor every epoch (default {d.mu_factor:g})",
+    )
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
@@ -44,13 +55,32 @@ def run_similarity(args: argparse.Namespace, command: str) -> int:
     """Run ``layerwise bench similarity``; prints the verdict lines."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = dataclasses.replace(bench.DepthConfig(), dataset=args.dataset, subset=args.subset, epochs=args.epochs,
-                              batch_size=args.batch_size, width=args.width, seed=args.seed, adam_lr=args.adam_lr,
-                              decoupled_lr=args.decoupled_lr, z_lr=args.z_lr, mu_start=args.mu_start,
-                              mu_factor=args.mu_factor)
-    res = bench.run_similarity_benchmark(args.out, depth=args.depth, activation=args.activation, cfg=cfg,
-                                         data_dir=args.data_dir, download=args.download, device=args.device,
-                                         overwrite=args.overwrite, progress=not args.no_progress, command=command)
+    cfg = dataclasses.replace(
+        bench.DepthConfig(),
+        dataset=args.dataset,
+        subset=args.subset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        width=args.width,
+        seed=args.seed,
+        adam_lr=args.adam_lr,
+        decoupled_lr=args.decoupled_lr,
+        z_lr=args.z_lr,
+        mu_start=args.mu_start,
+        mu_factor=args.mu_factor,
+    )
+    res = bench.run_similarity_benchmark(
+        args.out,
+        depth=args.depth,
+        activation=args.activation,
+        cfg=cfg,
+        data_dir=args.data_dir,
+        download=args.download,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        command=command,
+    )
     for line in bench.similarity_verdict(res):
         print(line)
     print(f"wrote {args.out / bench.RESULTS_FILE} and {args.out / 'report.md'}")
