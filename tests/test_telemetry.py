@@ -349,3 +349,31 @@ def test_set_gramians_of_small_and_large_parameters_with_missing_rows(k):
         torch.testing.assert_close(got[name], j @ j.T, rtol=1e-12, atol=1e-12)
     none = set_gramians([[None, None]] * k, {"s": [0, 1]})
     assert none["s"].shape == (k, k) and not none["s"].any()
+
+
+def test_state_dict_resumes_the_step_count_terms_and_history() -> None:
+    import copy
+
+    from layerwise.telemetry import GradientTelemetry
+
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    x = torch.randn(5, 3)
+
+    def losses() -> dict:
+        out = net(x)
+        return {"a": out.mean(), "b": out.square().mean()}
+
+    tel = GradientTelemetry(net, every=2)
+    for _ in range(3):
+        tel.measure(losses())
+    saved = copy.deepcopy(tel.state_dict())
+    resumed = GradientTelemetry(net, every=2)
+    resumed.load_state_dict(saved)
+    assert (resumed.step, resumed.terms, len(resumed.history)) == (3, ["a", "b"], 2)
+    assert resumed.history[-1].gramian == tel.history[-1].gramian
+    assert resumed.due() == tel.due() is False
+    other = GradientTelemetry(net, every=3)
+    with pytest.raises(ValueError, match=r"saved with every=2, but this one has every=3"):
+        other.load_state_dict(saved)
+    assert other.step == 0 and other.history == []

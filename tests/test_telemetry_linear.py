@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 import layerwise
 from layerwise.telemetry import GradientTelemetry, TermGradients
-from layerwise.telemetry._linear import LinearCapture, factored_is_cheaper, plan_factors
+from layerwise.terms import LinearCapture, factored_is_cheaper, plan_factors
 from layerwise.weighting import Fixed, GradNorm
 
 

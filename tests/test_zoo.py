@@ -21,7 +21,7 @@ import layerwise
 from layerwise import KFAC, LocoProp
 from layerwise.taps import Taps
 from layerwise.telemetry import GradientTelemetry
-from layerwise.telemetry import _linear as telemetry_linear
+from layerwise.terms import _linear as telemetry_linear
 from layerwise.weighting import GradNorm
 from zoo import CASES, Case
 
@@ -218,7 +218,7 @@ def test_backward_with_a_learned_weighting_and_telemetry_equals_autograd(
         planned.append(len(got))
         return got
 
-    monkeypatch.setattr("layerwise.telemetry._terms.plan_factors", spy)
+    monkeypatch.setattr("layerwise.terms._gradients.plan_factors", spy)
     with Taps(model, [case.tap]) as taps:
         layerwise.backward(_terms(case, model, taps), weighting, params=params, telemetry=telemetry)
     assert (sum(planned) > 0) == (factored and any(type(m) is nn.Linear for m in model.modules()))

@@ -8,9 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .locoprop._distributed import all_reduce_mean, resolve_group
-from .telemetry._grads import check_losses, check_params
-from .telemetry._terms import TermGradients
+from ._distributed import all_reduce_mean, resolve_group
+from .terms import TermGradients, check_losses, check_params
 
 if TYPE_CHECKING:
     from .telemetry import GradientTelemetry

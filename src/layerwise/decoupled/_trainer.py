@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..locoprop._distributed import broadcast_module, resolve_group
+from .._distributed import broadcast_module, resolve_group
 from ._curvature import LipschitzEstimate
 from ._data import unpack_batch
 from ._delta import delta_terms

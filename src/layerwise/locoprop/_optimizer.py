@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from .._distributed import all_reduce_sum, broadcast_module, resolve_group
 from ._discover import LayerSpec, find_layers, leftover_parameters
-from ._distributed import all_reduce_sum, broadcast_module, resolve_group
 from ._inner import inner_defaults
 from ._record import Record, verify_layers
 from ._solvers import Problem, solve_iterative, solve_preconditioned

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from ._distributed import all_reduce_sum
+from .._distributed import all_reduce_sum
 from ._inner import INNER_RULES
 from ._layers import LocalLayer
 

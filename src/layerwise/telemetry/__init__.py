@@ -1,12 +1,13 @@
-"""Per-loss-term gradient telemetry: norms, weighted shares, cosines and Gramians of K loss terms, every N steps."""
+"""Per-loss-term gradient telemetry: norms, weighted shares, cosines and Gramians of K loss terms, every N steps.
 
-from ._grads import NonFiniteLoss, check_losses, check_params, term_gradients
-from ._gramian import set_gramians
+The per-term gradients come from :mod:`layerwise.terms`, the engine ``layerwise.backward`` and the weightings
+share; its names are re-exported here for compatibility."""
+
+from ..terms import NonFiniteLoss, TermGradients, check_losses, check_params, set_gramians, term_gradients
 from ._sets import ParamSets, layer_sets, resolve_param_sets
 from ._sinks import CSVSink, JSONLSink, Sink, TensorBoardSink
 from ._snapshot import Snapshot
 from ._telemetry import GradientTelemetry
-from ._terms import TermGradients
 
 __all__ = [
     "CSVSink",

@@ -7,7 +7,7 @@ from typing import TypeAlias, cast
 
 from torch import Tensor, nn
 
-from ._grads import check_params
+from ..terms import check_params
 
 __all__ = ["ParamSets", "layer_sets", "resolve_param_sets"]
 

@@ -6,16 +6,14 @@ import math
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from torch import Tensor, nn
 
-from ._grads import NonFiniteLoss, check_losses
-from ._gramian import set_gramians
-from ._linear import LinearCapture
+from ..terms import LinearCapture, NonFiniteLoss, TermGradients, check_losses, set_gramians
 from ._sets import ParamSets, resolve_param_sets
 from ._sinks import Sink
 from ._snapshot import Snapshot
-from ._terms import TermGradients
 
 __all__ = ["GradientTelemetry"]
 
@@ -40,7 +38,7 @@ class GradientTelemetry:
             that, on measured steps only, keep each call's input A and the graph edge of its output z.
             Where a flop count says it is cheaper, the per-term backward stops at z, and the weight's
             Gramian is ⟨Δ_j, A Aᵀ Δ_k⟩ and its update (Σ_k w_k Δ_k)ᵀA, with no per-term weight gradient
-            formed (see :mod:`layerwise.telemetry._linear`): same numbers, fewer flops when the batch is
+            formed (see :mod:`layerwise.terms`): same numbers, fewer flops when the batch is
             small next to the layer's width and several terms reach it. A layer whose weight is shared,
             tied or called twice is detected on the graph and measured the plain way. :meth:`close`
             removes the hooks.
@@ -96,6 +94,33 @@ class GradientTelemetry:
             f"GradientTelemetry(<param sets {sets} (tensors per set)>, every={self.every}, "
             f"sinks={self.sinks!r}, keep_history={self.keep_history})"
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The step counter, the term names fixed by the first measured step, and the history (when kept):
+        a resumed run measures the same steps and keeps one history. Sinks and hooks are not state."""
+        return {
+            "step": self.step,
+            "every": self.every,
+            "terms": None if self.terms is None else list(self.terms),
+            "history": [snap.to_dict() for snap in self.history],
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`; nothing changes when it does not fit this telemetry."""
+        missing = {"step", "every", "terms", "history"} - set(state)
+        if missing:
+            raise ValueError(
+                f"Invalid GradientTelemetry state: missing {sorted(missing)}. Pass what state_dict() returned."
+            )
+        if state["every"] != self.every:
+            raise ValueError(
+                f"This GradientTelemetry state was saved with every={state['every']}, but this one has "
+                f"every={self.every}. Build it with every={state['every']} to resume."
+            )
+        history = [Snapshot.from_dict(d) for d in state["history"]]
+        self.step = int(state["step"])
+        self.terms = None if state["terms"] is None else list(state["terms"])
+        self.history = history if self.keep_history else []
 
     def due(self) -> bool:
         """Whether the next step will be measured: ``step % every == 0``."""

@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..locoprop._distributed import all_reduce_mean, resolve_group
-from ..telemetry._grads import check_losses, term_gradients
+from .._distributed import all_reduce_mean, resolve_group
+from ..terms import CheckedLosses, check_losses, term_gradients
 
 __all__ = ["Weighting"]
 
@@ -77,7 +77,7 @@ class Weighting(nn.Module):
         """The terms not dropped."""
         return [t for t in self.terms if t not in self.dropped]
 
-    def check(self, losses: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    def check(self, losses: Mapping[str, Tensor]) -> CheckedLosses:
         """Validated terms, in ``self.terms`` order; dropped terms are ignored if still passed."""
         losses = check_losses(losses)
         given = [k for k in losses if k not in self.dropped]
@@ -94,7 +94,7 @@ class Weighting(nn.Module):
                 f"This {type(self).__name__} is on {state.device} but the losses are on {device}. Move it "
                 f"with the model: weighting.to({str(device)!r})."
             )
-        return {t: losses[t] for t in self.active}
+        return CheckedLosses((t, losses[t]) for t in self.active)  # validated: later checks are free
 
     def mask(self, like: Tensor) -> Tensor:
         return torch.tensor([t not in self.dropped for t in self.terms], dtype=like.dtype, device=like.device)

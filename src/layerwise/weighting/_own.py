@@ -8,7 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from ..telemetry._grads import check_params
+from ..terms import check_params
 from ._base import Weighting
 
 __all__ = ["SelfTrained"]

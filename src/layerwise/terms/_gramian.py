@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import cast
 
 import torch
 from torch import Tensor
 
-__all__ = ["embed", "gramian_block", "set_gramians", "sum_blocks"]
+__all__ = ["embed", "gramian_block", "sum_blocks"]
 
 
 _SMALL = 1 << 14  # parameters up to this size: one matmul on a stacked copy
@@ -37,24 +36,6 @@ def gramian_block(column: list[Tensor]) -> Tensor:
     for a, b in itertools.combinations(live, 2):
         g[a][b] = g[b][a] = float(torch.dot(flat[a], flat[b]))
     return torch.tensor(g, dtype=torch.float64)
-
-
-def set_gramians(rows: Sequence[Sequence[Tensor | None]], sets: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
-    """``{S: G_S}`` where ``rows[k][i]`` is the gradient of term k w.r.t. parameter i (None: zero).
-
-    G_S = Σ_{i∈S} J_i J_iᵀ, with J_i the K × n_i matrix of the flattened gradients of parameter i;
-    each parameter's block is computed once, however many sets contain it, so overlapping sets
-    ("all", "shared", one per layer) cost no more than their union. Rows that are None are skipped.
-    Computed in at least float32 on the gradients' device; returned on the CPU in float64 (one
-    transfer for all sets).
-    """
-    k = len(rows)
-    blocks: dict[int, Tensor] = {}
-    for i in sorted({i for idx in sets.values() for i in idx}):
-        present = [t for t in range(k) if rows[t][i] is not None]
-        if present:
-            blocks[i] = embed(gramian_block([cast(Tensor, rows[t][i]) for t in present]), present, k)
-    return sum_blocks(blocks, sets, k)
 
 
 def embed(block: Tensor, present: Sequence[int], k: int) -> Tensor:

@@ -1,22 +1,33 @@
-"""Per-term gradients of a composite loss: the rows of the K × |θ| Jacobian, one partial backward each."""
+"""Validation of loss terms and parameter sets: once per step, at most one host synchronisation."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor
 
-__all__ = ["NonFiniteLoss", "check_losses", "check_params", "term_gradients"]
+__all__ = ["CheckedLosses", "NonFiniteLoss", "check_losses", "check_params"]
 
 
 class NonFiniteLoss(ValueError):
     """A loss term is NaN or infinite (training diverged); raised before anything is updated."""
 
 
-def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> dict[str, Tensor]:
-    """Validate a dict of loss terms: non-empty, string names, finite real scalars. Returns a plain dict."""
+class CheckedLosses(dict[str, Tensor]):
+    """Loss terms that :func:`check_losses` validated: passing them again costs nothing."""
+
+
+def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> CheckedLosses:
+    """Validate a dict of loss terms: non-empty, string names, finite real scalars. Returns a plain dict.
+
+    The finiteness check reads all K values in one host synchronisation (a second one only to name a
+    non-finite term). Terms already validated (a :class:`CheckedLosses`) are returned as they are, so
+    ``layerwise.backward``, the weighting and the telemetry validate a step's terms once.
+    """
+    if isinstance(losses, CheckedLosses):
+        return losses
     if not isinstance(losses, Mapping):
         raise TypeError(
             f"Invalid {what}: expected a dict mapping term names to scalar tensors, "
@@ -24,7 +35,7 @@ def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> dict[
         )
     if not losses:
         raise ValueError(f"Invalid {what}: the dict of loss terms is empty. Pass at least one term.")
-    out: dict[str, Tensor] = {}
+    out = CheckedLosses()
     for name, value in losses.items():
         if not isinstance(name, str):
             raise TypeError(f"Invalid {what}: term names must be strings, found {name!r}.")
@@ -35,13 +46,17 @@ def check_losses(losses: Mapping[str, Tensor], *, what: str = "losses") -> dict[
                 f"Invalid loss term {name!r}: expected a scalar tensor, found shape "
                 f"{tuple(value.shape)}. Reduce it first, e.g. with .mean()."
             )
+        out[name] = value.reshape(())
+    values = [v.detach().to(torch.float64) for v in out.values()]
+    if len({v.device for v in values}) == 1 and bool(torch.isfinite(torch.stack(values)).all()):
+        return out
+    for name, value in out.items():  # the failure path (or terms on several devices): name the term
         v = float(value.detach())
         if not math.isfinite(v):
             raise NonFiniteLoss(
                 f"Invalid loss term {name!r}: its value is {v}. Nothing was updated; check the "
                 "inputs and the learning rate of the step that produced it."
             )
-        out[name] = value.reshape(())
     return out
 
 
@@ -68,25 +83,3 @@ def check_params(params: Iterable[Tensor], *, what: str = "params") -> list[Tens
             "list, e.g. list(model.parameters())."
         )
     return out
-
-
-def term_gradients(
-    losses: Mapping[str, Tensor], params: Sequence[Tensor], *, retain_graph: bool = False, zeros: bool = True
-) -> dict[str, list[Tensor | None]]:
-    """``{name: [∂L_name/∂p for p in params]}``: one ``torch.autograd.grad`` call per term.
-
-    Each call only back-propagates through the part of the graph below that term. Where a term does
-    not reach a parameter the entry is a zero tensor, or ``None`` with ``zeros=False`` (no memory
-    traffic for it). The graph is kept for every term but the last unless ``retain_graph``.
-    """
-    names = list(losses)
-    grads: dict[str, list[Tensor | None]] = {}
-    for i, name in enumerate(names):
-        keep = retain_graph or i < len(names) - 1
-        loss = losses[name]
-        if not loss.requires_grad:
-            gs: Sequence[Tensor | None] = [None] * len(params)
-        else:
-            gs = torch.autograd.grad(loss, params, retain_graph=keep, allow_unused=True)
-        grads[name] = [torch.zeros_like(p) if g is None and zeros else g for p, g in zip(params, gs, strict=True)]
-    return grads

@@ -1,4 +1,7 @@
-"""``TermGradients``: the K per-term gradients of a composite loss, computed once and used three ways."""
+"""``TermGradients``: the K per-term gradients of a composite loss, computed once and used three ways.
+
+The one implementation of per-term gradients (:func:`term_gradients` and the set Gramians of gradients
+computed elsewhere, :func:`set_gramians`, are views of it)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from torch import Tensor
 from ._gramian import embed, gramian_block, sum_blocks
 from ._linear import LinearCapture, LinearFactor, plan_factors
 
-__all__ = ["TermGradients"]
+__all__ = ["TermGradients", "set_gramians", "term_gradients"]
 
 
 class TermGradients:
@@ -58,6 +61,14 @@ class TermGradients:
             for f, g in zip(self.factors.values(), gs[len(dense) :], strict=True):
                 f.add_delta(g)
             self.dense.append(row)
+
+    @classmethod
+    def from_rows(cls, terms: Sequence[str], rows: Sequence[Sequence[Tensor | None]]) -> TermGradients:
+        """Gradients computed elsewhere: ``rows[k][i]`` is ∂L_k/∂params[i] (None where it does not reach)."""
+        self = cls.__new__(cls)
+        self.terms, self.params, self.factors = list(terms), [], {}
+        self.dense = [list(r) for r in rows]
+        return self
 
     def rows(self, indices: Sequence[int]) -> dict[str, list[Tensor | None]]:
         """``{term: [∂L_term/∂params[i] for i in indices]}`` (None where the term does not reach it)."""
@@ -106,7 +117,7 @@ class TermGradients:
 
     def all_reduce_mean(self, group: Any) -> None:
         """Average the stored gradients over the processes of ``group`` (needs no factored parameter)."""
-        from ..locoprop._distributed import all_reduce_mean
+        from .._distributed import all_reduce_mean
 
         if self.factors:
             raise RuntimeError(
@@ -114,3 +125,30 @@ class TermGradients:
                 "TermGradients without a capture under torch.distributed."
             )
         all_reduce_mean([g for row in self.dense for g in row if g is not None], group)
+
+
+def term_gradients(
+    losses: Mapping[str, Tensor], params: Sequence[Tensor], *, retain_graph: bool = False, zeros: bool = True
+) -> dict[str, list[Tensor | None]]:
+    """``{name: [∂L_name/∂p for p in params]}``: one ``torch.autograd.grad`` call per term (:class:`TermGradients`).
+
+    Where a term does not reach a parameter the entry is a zero tensor, or ``None`` with ``zeros=False``.
+    The graph is kept for every term but the last unless ``retain_graph``.
+    """
+    grads = TermGradients(losses, params, retain_graph=retain_graph)
+    rows = grads.rows(range(len(grads.params)))
+    if not zeros:
+        return rows
+    return {
+        t: [torch.zeros_like(p) if g is None else g for p, g in zip(grads.params, r, strict=True)]
+        for t, r in rows.items()
+    }
+
+
+def set_gramians(rows: Sequence[Sequence[Tensor | None]], sets: Mapping[str, Sequence[int]]) -> dict[str, Tensor]:
+    """``{S: G_S}`` where ``rows[k][i]`` is the gradient of term k w.r.t. parameter i (None: zero).
+
+    G_S = Σ_{i∈S} J_i J_iᵀ; each parameter's block is computed once however many sets hold it
+    (:meth:`TermGradients.gramians`); returned on the CPU in float64.
+    """
+    return TermGradients.from_rows([str(k) for k in range(len(rows))], rows).gramians(sets)
