@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -13,6 +12,7 @@ import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from .._aux_model import AUX_METHODS
+from ._common import add_common_flags
 
 __all__ = ["add_aux_parser", "run_aux"]
 
@@ -50,7 +50,7 @@ def _fraction(text: str) -> float:
 def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``aux`` subcommand of ``layerwise bench``."""
     ax = b.add_parser("aux", help="weightings of deep-supervision losses on a deep plain tanh MLP, several seeds")
-    ax.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plots)")
+    add_common_flags(ax, positive_int, unsupported={"seed": "it runs every seed of --seeds: use --seeds"})
     ax.add_argument(
         "--methods",
         type=_aux_methods,
@@ -74,13 +74,7 @@ def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], 
     ax.add_argument("--lr", type=float, default=0.05, help="learning rate of the model's optimizer (default 0.05)")
     ax.add_argument("--target-acc", type=_fraction, default=0.9, help="test accuracy to reach (default 0.9)")
     ax.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
-    ax.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    ax.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
-    ax.add_argument(
-        "--resume", action="store_true", help="keep the finished (method, seed) runs in --out, redo the rest"
-    )
     ax.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    ax.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_aux(args: argparse.Namespace, command: str) -> int:

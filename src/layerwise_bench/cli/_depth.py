@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
@@ -14,6 +13,7 @@ from layerwise.data import DATASETS
 
 from .._depth_methods import DEPTH_METHODS
 from .._depth_model import ACTIVATIONS, INITS
+from ._common import add_common_flags
 
 __all__ = ["add_depth_parser", "add_mlp_data_args", "run_depth"]
 
@@ -74,7 +74,7 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
         help="plain deep MLPs (tanh/sigmoid): backprop baselines against decoupled training, "
         "LocoProp and deep supervision; per-layer gradient norms",
     )
-    p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plots)")
+    add_common_flags(p, positive_int, seed=d.seed)
     p.add_argument(
         "--depths", type=_depths, default=[10, 20, 50], help="hidden layers, comma-separated (default 10,20,50)"
     )
@@ -91,7 +91,6 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
         help=f"comma-separated (default all): {', '.join(DEPTH_METHODS)}",
     )
     add_mlp_data_args(p, d, positive_int)
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument(
         "--sgd-lr",
         type=_positive_float,
@@ -169,15 +168,7 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
         default=d.dtype,
         help=f"of the data, the models and the z store (default {d.dtype})",
     )
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="keep the finished (depth, activation, method) runs in --out, run the others",
-    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_depth(args: argparse.Namespace, command: str) -> int:

@@ -14,6 +14,7 @@ import layerwise_bench as bench
 from layerwise.data import DATASETS, DataError
 
 from ._aux import add_aux_parser, run_aux
+from ._common import add_common_flags, check_common_flags
 from ._depth import add_depth_parser, run_depth
 from ._parallel import add_parallel_parser, add_zstore_parser, run_parallel, run_zstore
 from ._similarity import add_similarity_parser, run_similarity
@@ -21,6 +22,11 @@ from ._similarity import add_similarity_parser, run_similarity
 __all__ = ["build_parser", "main"]
 
 BASELINES = "sgd,momentum,adagrad,rmsprop,adam,shampoo,kfac"
+_TIMING = {
+    "seed": "a timing run feeds fixed random data; its numbers do not depend on a seed",
+    "resume": "a timing run is not resumable: rerun it",
+    "progress": "it shows no progress bars",
+}
 LOCOPROP = "locoprop-m,locoprop-s,locoprop-s-exact,locoprop-m-precond"
 
 
@@ -95,16 +101,12 @@ def _add_run_args(p: argparse.ArgumentParser, default_epochs: int) -> None:
     p.add_argument("--subset", type=_positive_int, default=None, help="use the first N training examples")
     p.add_argument("--batch-size", type=_positive_int, default=None, help="default: mnist 1000, digits 100")
     p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--data-dir",
         default=None,
         help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
     )
     p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
-    p.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,12 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark").add_subparsers(dest="benchmark", required=True)
     ae = b.add_parser("autoencoder", help="deep autoencoder (LocoProp paper setup), methods side by side")
     _add_run_args(ae, 10)
-    ae.add_argument("--out", required=True, type=Path, help="output directory (results.json, plots, report.md)")
+    add_common_flags(ae, _positive_int)
     ae.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
     ae.add_argument(
         "--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)"
     )
-    ae.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     ae.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
     ae.add_argument(
         "--keep-going",
@@ -137,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tu = b.add_parser("tune", help="learning-rate sweep on a short run; writes a tuned-values file")
     _add_run_args(tu, 4)
+    add_common_flags(
+        tu,
+        _positive_int,
+        unsupported={
+            "out": "a sweep writes one tuned-values file: use --out-file",
+            "resume": "a sweep is short and restarts: rerun it",
+        },
+        out_required=False,
+    )
     tu.add_argument("--points", type=_positive_int, default=5, help="grid points per method (half-decade steps)")
     tu.add_argument(
         "--grid",
@@ -153,7 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to write the tuned values (default: the file shipped for --dataset)",
     )
     st = b.add_parser("steptime", help="LocoProp step time against Adam and the PyPI locoprop port (equal T)")
-    st.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
+    add_common_flags(st, _positive_int, unsupported=_TIMING)
     st.add_argument("--batch-size", type=_positive_int, default=1000)
     st.add_argument(
         "--steps",
@@ -162,13 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="inner steps T to compare, comma-separated (default 1,5,10)",
     )
     st.add_argument("--repeats", type=_positive_int, default=10, help="timed steps per entry (default 10)")
-    st.add_argument("--device", default="cpu")
-    st.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     st.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
     te = b.add_parser(
         "telemetry", help="cost of per-loss-term gradient telemetry against plain and K-autograd.grad steps"
     )
-    te.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
+    add_common_flags(te, _positive_int, unsupported=_TIMING)
     te.add_argument(
         "--k",
         type=lambda t: tuple(_positive_int(v) for v in t.split(",")),
@@ -184,8 +192,6 @@ def build_parser() -> argparse.ArgumentParser:
     te.add_argument("--every", type=_positive_int, default=50, help="telemetry period of the sampled path (default 50)")
     te.add_argument("--repeats", type=_positive_int, default=5, help="timed rounds after a warm-up round (default 5)")
     te.add_argument("--batch-size", type=_positive_int, default=256)
-    te.add_argument("--device", default="cpu")
-    te.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch's)")
     add_aux_parser(b, _positive_int)
     add_depth_parser(b, _positive_int)
     add_similarity_parser(b, _positive_int)
@@ -325,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (errors print one clear line and return 1)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    if args.command == "bench":
+        check_common_flags(args, args.benchmark)
     command = "layerwise " + " ".join(shlex.quote(a) for a in argv)
     try:
         return _run(args, command)

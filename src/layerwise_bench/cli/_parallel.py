@@ -5,20 +5,35 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from pathlib import Path
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from .._parallel import PARALLEL_CONFIGS
+from ._common import add_common_flags
 
 __all__ = ["add_parallel_parser", "add_zstore_parser", "run_parallel", "run_zstore"]
+
+
+_PARALLEL = {
+    "device": "its worker processes train on the CPU over gloo",
+    "threads": "each configuration sets its processes and threads (1 x 1, 2 x 1, 1 x 2)",
+    "seed": "the compared configurations start from one fixed network",
+    "resume": "a timing run is not resumable: rerun it",
+    "progress": "it shows no progress bars",
+}
+_ZSTORE = {
+    "device": "it measures the CPU memory (peak RSS) of a worker process",
+    "seed": "the store and network are fixed; memory does not depend on a seed",
+    "resume": "each storage option is one short measurement: rerun it",
+    "progress": "it shows no progress bars",
+}
 
 
 def add_parallel_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``layer-parallel`` subcommand of ``layerwise bench``."""
     p = b.add_parser("layer-parallel", help="decoupled training: 2 processes (one stage each) against 1, and backprop")
-    p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md)")
+    add_common_flags(p, positive_int, unsupported=_PARALLEL)
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", default=None, help="data directory (MNIST in DIR/mnist)")
     p.add_argument("--depth", type=positive_int, default=10, help="blocks of the plain tanh MLP (default 10)")
@@ -61,14 +76,18 @@ def run_parallel(args: argparse.Namespace, command: str) -> int:
 def add_zstore_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``zstore`` subcommand of ``layerwise bench``."""
     p = b.add_parser("zstore", help="memory of the decoupled z store (float32/bfloat16, in memory/memory-mapped)")
-    p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md)")
+    add_common_flags(
+        p,
+        positive_int,
+        unsupported=_ZSTORE,
+        threads_help="torch CPU threads of the worker process (default 1)",
+    )
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", default=None, help="data directory (MNIST in DIR/mnist)")
     p.add_argument("--n", type=positive_int, default=None, help="examples (default: the whole training set)")
     p.add_argument("--depth", type=positive_int, default=10)
     p.add_argument("--width", type=positive_int, default=1000)
     p.add_argument("--steps", type=positive_int, default=50, help="decoupled steps after building the store")
-    p.add_argument("--threads", type=positive_int, default=1)
 
 
 def run_zstore(args: argparse.Namespace, command: str) -> int:
@@ -80,7 +99,7 @@ def run_zstore(args: argparse.Namespace, command: str) -> int:
         depth=args.depth,
         width=args.width,
         steps=args.steps,
-        threads=args.threads,
+        threads=args.threads or 1,
         command=command,
     )
     for name, r in res["options"].items():

@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 import layerwise_bench as bench
 
 from .._depth_model import ACTIVATIONS
+from ._common import add_common_flags
 from ._depth import _positive_float, add_mlp_data_args
 
 __all__ = ["add_similarity_parser", "run_similarity"]
@@ -25,11 +25,12 @@ def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[
         "similarity",
         help="decoupled vs backprop on one plain MLP: test-accuracy gap, per-layer CKA, parameter distance",
     )
-    p.add_argument("--out", required=True, type=Path, help="output directory (results.json, report.md, plot)")
+    add_common_flags(
+        p, positive_int, unsupported={"resume": "a similarity run is one short comparison: rerun it"}, seed=d.seed
+    )
     p.add_argument("--depth", type=positive_int, default=5, help="hidden layers (default 5)")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="tanh")
     add_mlp_data_args(p, d, positive_int)
-    p.add_argument("--seed", type=int, default=d.seed, help="seed of the compared runs (the reference uses seed+1)")
     p.add_argument("--adam-lr", type=_positive_float, default=d.adam_lr, help=f"backprop Adam (default {d.adam_lr:g})")
     p.add_argument(
         "--decoupled-lr",
@@ -45,10 +46,7 @@ def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[
         default=d.mu_factor,
         help=f"mu grows by this factor every epoch (default {d.mu_factor:g})",
     )
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_similarity(args: argparse.Namespace, command: str) -> int:

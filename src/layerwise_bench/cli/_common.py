@@ -1,0 +1,75 @@
+"""The flags every ``layerwise bench`` subcommand shares, and the rule for them: each is honoured, or rejected.
+
+Every subcommand accepts ``--out``, ``--device``, ``--threads``, ``--seed``, ``--resume`` and
+``--progress/--no-progress``. A subcommand that cannot honour one of them says so when it is given
+(naming the flag, why, and what to do), instead of silently ignoring it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+__all__ = ["COMMON_FLAGS", "add_common_flags", "check_common_flags"]
+
+COMMON_FLAGS = ("out", "device", "threads", "seed", "resume", "progress")
+
+
+def add_common_flags(
+    p: argparse.ArgumentParser,
+    positive_int: Callable[[str], int],
+    *,
+    unsupported: Mapping[str, str] = {},
+    seed: int = 0,
+    threads_help: str = "torch CPU threads (default: torch's)",
+    out_required: bool = True,
+) -> None:
+    """Add the shared flags to subcommand ``p``; ``unsupported`` maps a flag to why this subcommand cannot
+    honour it (then giving the flag is an error, see :func:`check_common_flags`)."""
+    unknown = set(unsupported) - set(COMMON_FLAGS)
+    if unknown:
+        raise ValueError(f"unknown common flags {sorted(unknown)}")
+
+    def hlp(flag: str, text: str) -> str:
+        return f"not taken by this benchmark ({unsupported[flag]})" if flag in unsupported else text
+
+    p.add_argument(
+        "--out",
+        required=out_required,
+        type=Path,
+        default=None,
+        help=hlp("out", "output directory (results.json, report.md, plots)"),
+    )
+    p.add_argument("--device", default=None, help=hlp("device", "torch device, e.g. cpu, cuda, cuda:1 (default cpu)"))
+    p.add_argument("--threads", type=positive_int, default=None, help=hlp("threads", threads_help))
+    p.add_argument("--seed", type=int, default=None, help=hlp("seed", f"random seed (default {seed})"))
+    p.add_argument(
+        "--resume", action="store_true", help=hlp("resume", "continue an interrupted run in --out from its checkpoint")
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=hlp("progress", "progress bars (default on; --no-progress for logs)"),
+    )
+    p.set_defaults(_parser=p, _unsupported=dict(unsupported), _seed_default=seed)
+
+
+def check_common_flags(args: argparse.Namespace, name: str) -> None:
+    """Reject a shared flag this subcommand cannot honour (exit 2 with the reason), then fill the defaults."""
+    given = {
+        "out": args.out is not None,
+        "device": args.device is not None,
+        "threads": args.threads is not None,
+        "seed": args.seed is not None,
+        "resume": bool(args.resume),
+        "progress": args.progress is not None,
+    }
+    for flag, why in getattr(args, "_unsupported", {}).items():
+        if given.get(flag):
+            args._parser.error(f"`layerwise bench {name}` does not take --{flag}: {why}. Drop --{flag}.")
+    args.device = args.device or "cpu"
+    args.seed = args._seed_default if args.seed is None else args.seed
+    args.progress = True if args.progress is None else args.progress
+    args.no_progress = not args.progress
