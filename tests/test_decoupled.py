@@ -182,7 +182,7 @@ def test_z_steps_with_activation_slopes_still_descend_on_a_sigmoid_net() -> None
         activation_slopes=True,
         optimizer=lambda ps: torch.optim.SGD(ps, lr=0.0),
     )
-    assert trainer._lipschitz.activations
+    assert trainer.objective.lipschitz.activations
     trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=24))
     idx = torch.arange(24)
     values = [sum(trainer.step((x, y, idx)).values()) for _ in range(30)]
@@ -241,7 +241,7 @@ def test_a_sweep_is_gauss_seidel_on_eq3() -> None:
     curv = {j: 0.7 for j in range(3)}
     from layerwise.decoupled._zstep import sweep
 
-    got = sweep(trainer, x, y, z, torch.arange(24), curv)
+    got = sweep(trainer._run(), x, y, z, torch.arange(24), curv)
     expect = dict(z)
     for j in (2, 1, 0):
         zj = expect[j].clone().requires_grad_(True)

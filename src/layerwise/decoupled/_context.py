@@ -1,62 +1,40 @@
-"""What the z steps read of a decoupled run: eq. (3)'s blocks, losses and coefficients, and this process's stage.
-
-:class:`~layerwise.decoupled.DecoupledTrainer` provides it; the z-step functions (``_zstep``, ``_delta``) are
-typed against this protocol, not the trainer, so they import nothing of the trainer.
-"""
+"""What one step's z updates need: eq. (3) at this step's μ, this process's stage, the z step's size, number
+and order, and the step count (for the boundary exchange's messages). The z-step functions (``_zstep``,
+``_delta``) and the z sources take this, not the trainer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Protocol
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from ._stages import Boundary
+from ._objective import Objective
+from ._stages import Stage
 
-__all__ = ["ZContext"]
+__all__ = ["ZRun"]
 
 
-class ZContext(Protocol):
-    """Eq. (3): blocks f_0..f_{T−1}, hidden loss L_h, output loss L_y, penalty μ; the z step's size and order."""
+@dataclass(frozen=True)
+class ZRun:
+    """One step's view of a decoupled run (see the module docstring)."""
 
-    @property
-    def blocks(self) -> nn.ModuleList: ...
+    objective: Objective
+    stage: Stage
+    mu: float
+    z_lr: float
+    z_steps: int
+    z_order: str
+    step: int
 
-    @property
-    def T(self) -> int: ...
+    def losses(self, x: Tensor, y: Tensor, z: Mapping[int, Tensor]) -> dict[str, Tensor]:
+        """Eq. (3) for this stage's blocks at this step's μ."""
+        return self.objective.terms(x, y, z, self.stage.blocks, self.mu)
 
-    @property
-    def z_lr(self) -> float: ...
+    def curvatures(self) -> dict[int, float]:
+        """c_{j+1} for each of this stage's z layers (0 where the next block is another stage's)."""
+        return self.objective.curvatures(self.stage.z_layers, self.stage.blocks)
 
-    @property
-    def z_order(self) -> str: ...
-
-    @property
-    def z_steps(self) -> int: ...
-
-    @property
-    def steps(self) -> int: ...
-
-    @property
-    def stage(self) -> range: ...
-
-    @property
-    def z_layers(self) -> list[int]: ...
-
-    @property
-    def boundaries(self) -> list[Boundary]: ...
-
-    @property
-    def loss_h(self) -> Callable[[Tensor, Tensor], Tensor]: ...
-
-    @property
-    def loss_y(self) -> Callable[[Tensor, Tensor], Tensor]: ...
-
-    @property
-    def mu(self) -> float: ...
-
-    def losses(self, x: Tensor, y: Tensor, zs: Sequence[Tensor] | dict[int, Tensor]) -> dict[str, Tensor]: ...
-
-    def _forward_z(self, x: Tensor) -> dict[int, Tensor]: ...
-
-    def _lipschitz(self, block: nn.Module) -> float: ...
+    def move(self, j: int, z: Tensor, grad: Tensor, c: float, batch: int) -> Tensor:
+        """z_j − (z_lr / L_j) × the per-example gradient (the batch mean's gradient × batch)."""
+        return (z - (self.z_lr * batch / self.objective.bound(j, c, self.mu)) * grad).detach()

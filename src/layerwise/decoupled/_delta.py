@@ -15,15 +15,10 @@ the two forms agree, and in exact arithmetic they differ by O(‖δ‖²).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor
 
-from ._zstep import curvatures
-
-if TYPE_CHECKING:
-    from ._context import ZContext
+from ._context import ZRun
 
 __all__ = ["delta_sweeps", "delta_terms"]
 
@@ -54,44 +49,45 @@ def _residual(lin: dict[int, _Linearised], t: int, d: dict[int, Tensor]) -> Tens
 
 
 def delta_sweeps(
-    tr: ZContext, x: Tensor, y: Tensor, a: dict[int, Tensor], lin: dict[int, _Linearised]
+    run: ZRun, x: Tensor, y: Tensor, a: dict[int, Tensor], lin: dict[int, _Linearised]
 ) -> dict[int, Tensor]:
     """``z_steps`` top-down Gauss–Seidel sweeps of per-example z-steps, on δ (start 0); returns δ."""
-    mu, top = tr.mu, tr.T - 2
-    curv = curvatures(tr)  # one process: every c_{j+1}
-    d = {j: torch.zeros_like(a[j]) for j in range(tr.T - 1)}
+    obj = run.objective
+    mu, top = run.mu, obj.T - 2
+    curv = run.curvatures()  # one process: every c_{j+1}
+    d = {j: torch.zeros_like(a[j]) for j in range(obj.T - 1)}
     batch = x.shape[0]
-    for _ in range(tr.z_steps):
+    for _ in range(run.z_steps):
         new: dict[int, Tensor] = {}
         for j in range(top, -1, -1):
             grad = mu * -_residual(lin, j, d)  # own term μ(z_j − f_j(z_{j−1})), z_{j−1} not yet moved
             if j == top:  # the output term, exact: per-example ∂L_y/∂z_{T−2}
                 z = (a[j] + d[j]).requires_grad_(True)
                 with torch.enable_grad():
-                    (g,) = torch.autograd.grad(tr.loss_y(tr.blocks[j + 1](z), y), z)
+                    (g,) = torch.autograd.grad(obj.loss_y(obj.blocks[j + 1](z), y), z)
                 grad = grad + batch * g.detach()
             else:  # μ J_{j+1}ᵀ (J_{j+1} δ_j − δ_{j+1}), at the new δ_{j+1}
                 grad = grad + mu * lin[j + 1].vjp(lin[j + 1].jvp(d[j]) - new[j + 1])
-            bound = mu + curv[j] if j == top else mu * (1.0 + curv[j])
-            new[j] = d[j] - (tr.z_lr / bound) * grad
+            new[j] = d[j] - (run.z_lr / obj.bound(j, curv[j], mu)) * grad
         d = new
     return d
 
 
-def delta_terms(tr: ZContext, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
+def delta_terms(run: ZRun, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor]:
     """This step's eq. (3) terms after the sweeps, and a surrogate whose gradient in each block's θ is that
     block's gradient of its term (μ/B Σ_i r_tᵀ ∂f_t/∂θ_t for the hidden blocks, exact for the output)."""
-    a = tr._forward_z(x)
-    lin = {t: _Linearised(tr.blocks[t], a[t - 1]) for t in range(1, tr.T - 1)}  # hidden blocks past the first
-    d = delta_sweeps(tr, x, y, a, lin)
-    mu, batch = tr.mu, x.shape[0]
+    obj = run.objective
+    a = run.stage.forward_z(obj.blocks, x, run.step)
+    lin = {t: _Linearised(obj.blocks[t], a[t - 1]) for t in range(1, obj.T - 1)}  # hidden blocks past the first
+    d = delta_sweeps(run, x, y, a, lin)
+    mu, batch = run.mu, x.shape[0]
     terms: dict[str, Tensor] = {}
     surrogate = torch.zeros((), device=x.device, dtype=x.dtype)
-    for t in range(tr.T - 1):
+    for t in range(obj.T - 1):
         r = _residual(lin, t, d)
         terms[f"hidden{t + 1}"] = mu * 0.5 * r.pow(2).flatten(1).sum(1).mean()
         inp = x if t == 0 else a[t - 1] + d[t - 1]
-        surrogate = surrogate + (mu / batch) * (tr.blocks[t](inp) * r).sum()
-    out = tr.loss_y(tr.blocks[-1](a[tr.T - 2] + d[tr.T - 2]), y)
+        surrogate = surrogate + (mu / batch) * (obj.blocks[t](inp) * r).sum()
+    out = obj.loss_y(obj.blocks[-1](a[obj.T - 2] + d[obj.T - 2]), y)
     terms["output"] = out
     return {k: v.detach() for k, v in terms.items()}, surrogate + out

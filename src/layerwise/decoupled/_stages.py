@@ -10,7 +10,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-__all__ = ["Boundary", "StageFailure", "split_blocks", "stage_of"]
+from .._distributed import broadcast_module
+
+__all__ = ["Boundary", "Stage", "StageFailure", "split_blocks", "stage_of"]
 
 
 class StageFailure(RuntimeError):
@@ -101,3 +103,74 @@ class Boundary:
                 "same loader order (same sampler seed); layer parallelism splits layers, not data."
             )
         return buf[:-2].view(shape), float(buf[-2])
+
+
+class Stage:
+    """This process's part of a run: its blocks, the z layers it holds and the boundaries it shares.
+
+    One process (``group=None``) owns every block. Under layer parallelism the blocks are split into
+    contiguous stages, one per process of ``group`` (``starts``: the first block of each; default:
+    balanced parameter counts); neighbouring stages share the boundary z_j through a :class:`Boundary`.
+    Building it broadcasts rank 0's network to every stage.
+    """
+
+    def __init__(self, blocks: nn.ModuleList, group: Any, starts: Sequence[int] | None = None) -> None:
+        self.group = group
+        self.rank = dist.get_rank(group) if group is not None else 0
+        world = dist.get_world_size(group) if group is not None else 1
+        n = len(blocks)
+        self.starts = list(starts) if starts is not None else split_blocks(list(blocks), world)
+        if (
+            len(self.starts) != world
+            or self.starts[0] != 0
+            or sorted(set(self.starts)) != self.starts
+            or self.starts[-1] >= n
+        ):
+            raise ValueError(
+                f"Invalid starts={self.starts}: expected {world} increasing block indices from 0, below {n}."
+            )
+        self.blocks = stage_of(self.starts, n, self.rank)
+        a, b = self.blocks.start, self.blocks.stop
+        self.z_layers = [j for j in range(n - 1) if a - 1 <= j <= b - 1]
+        self.boundaries: list[Boundary] = []
+        if group is None:
+            return
+        broadcast_module(blocks, group)  # every stage starts from rank 0's network
+        for r in range(world - 1):  # every process creates every subgroup, in the same order
+            ranks = (r, r + 1)
+            global_ranks = (
+                [dist.get_global_rank(group, q) for q in ranks] if group is not dist.group.WORLD else list(ranks)
+            )
+            sub = dist.new_group(global_ranks)
+            if self.rank in ranks:
+                self.boundaries.append(Boundary(self.starts[r + 1] - 1, ranks, sub, src=global_ranks[0]))
+
+    def boundary(self, layer: int) -> Boundary:
+        """The boundary this stage shares at z_layer ``layer``."""
+        return next(bd for bd in self.boundaries if bd.layer == layer)
+
+    @torch.no_grad()
+    def forward_z(self, blocks: nn.ModuleList, x: Tensor, step: int) -> dict[int, Tensor]:
+        """This stage's z from a forward pass of the current network (the input boundary comes from the
+        previous stage, the output boundary goes to the next one)."""
+        n, a, b = len(blocks), self.blocks.start, self.blocks.stop
+        z: dict[int, Tensor] = {}
+        h = x
+        if a > 0:
+            h = z[a - 1] = self.boundary(a - 1).forward(None, x, step)
+        for t in range(a, min(b, n - 1)):
+            h = z[t] = blocks[t](h)
+        if b < n:
+            self.boundary(b - 1).forward(z[b - 1], x, step)
+        return z
+
+    def gather(self, blocks: nn.ModuleList) -> None:
+        """Give every process the whole network (each block broadcast from the stage that owns it)."""
+        if self.group is None:
+            return
+        with torch.no_grad():
+            for t, block in enumerate(blocks):
+                owner = max(r for r, s in enumerate(self.starts) if s <= t)
+                src = dist.get_global_rank(self.group, owner) if self.group is not dist.group.WORLD else owner
+                for p in [*block.parameters(), *block.buffers()]:
+                    dist.broadcast(p.data, src=src, group=self.group)

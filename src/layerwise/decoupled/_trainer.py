@@ -7,24 +7,20 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .._distributed import broadcast_module, resolve_group
-from ._curvature import LipschitzEstimate
+from .._distributed import resolve_group
+from ._context import ZRun
 from ._data import unpack_batch
 from ._delta import delta_terms
-from ._stages import Boundary, split_blocks, stage_of
+from ._objective import Objective, squared_error
+from ._sources import StoredZ, ZSource, make_source
+from ._stages import Boundary, Stage
 from ._store import ZStore
-from ._zstep import curvatures, jacobi_step, z_step
+from ._zstep import jacobi_step, z_step
 
 __all__ = ["DecoupledTrainer", "squared_error"]
-
-
-def squared_error(pred: Tensor, target: Tensor) -> Tensor:
-    """``L_h = ½‖ẑ − z‖²`` per example, averaged over the batch."""
-    return 0.5 * (pred - target).pow(2).flatten(1).sum(1).mean()
 
 
 def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -117,97 +113,100 @@ class DecoupledTrainer:
         blocks = list(blocks)
         if len(blocks) < 2:
             raise ValueError(f"Invalid blocks: decoupling needs at least 2 blocks, found {len(blocks)}.")
-        if z_init not in ("stored", "forward"):
-            raise ValueError(f"Invalid z_init={z_init!r}. Expected 'stored' or 'forward'.")
-        if z_init == "forward" and mode != "z-first":
-            raise ValueError(
-                f"Invalid mode={mode!r} with z_init='forward': z from a forward pass has no residual "
-                "before its z-steps, so the θ-step must follow them. Pass mode='z-first'."
-            )
-        if store is not None and z_init == "forward":
-            raise ValueError(
-                "Invalid store: z_init='forward' recomputes z at every step and keeps no store. Pass "
-                "store=None, or z_init='stored' to use the ZStore."
-            )
-        if store is None and z_init == "stored":
-            raise ValueError(
-                "Invalid store=None: z_init='stored' keeps every example's z in a ZStore. Build "
-                "ZStore(n, shapes), or pass z_init='forward', mode='z-first' (no store)."
-            )
-        if store is not None and store.depth != len(blocks) - 1:
-            raise ValueError(
-                f"Invalid store: {len(blocks)} blocks have {len(blocks) - 1} hidden activations, but the "
-                f"store holds {store.depth}. Build ZStore(n, shapes) with one shape per hidden layer."
-            )
+        # the pieces: where z come from, eq. (3) with its curvature bound, this process's stage
+        self.source: ZSource = make_source(store, z_init, mode, len(blocks), delta=delta)
         if z_order not in ("jacobi", "sweep"):
             raise ValueError(f"Invalid z_order={z_order!r}. Expected 'jacobi' or 'sweep'.")
         if mode not in ("joint", "alternating", "z-first"):
             raise ValueError(f"Invalid mode={mode!r}. Expected 'joint', 'alternating' or 'z-first'.")
         if not z_lr >= 0 or z_steps < 1:
             raise ValueError(f"Invalid z_lr={z_lr} or z_steps={z_steps}: expected z_lr >= 0 and z_steps >= 1.")
-        if isinstance(mu, (int, float)):
-            if not mu > 0:
-                raise ValueError(f"Invalid mu={mu}: expected > 0.")
-            value = float(mu)
-            mu = lambda k: value  # noqa: E731
-        self.loss_h = squared_error if loss_h == "mse" else loss_h
-        if not callable(self.loss_h):
-            raise ValueError(f"Invalid loss_h={loss_h!r}: expected 'mse' or a callable (prediction, target).")
         self.blocks = nn.ModuleList(blocks)
-        self.store, self.loss_y, self.mu_schedule = store, loss_y, mu
-        self.z_lr, self.z_steps, self.mode, self.z_init, self.z_order = z_lr, z_steps, mode, z_init, z_order
-        self.T = len(blocks)
-        self.group = resolve_group(process_group)
-        self.rank = dist.get_rank(self.group) if self.group is not None else 0
-        world = dist.get_world_size(self.group) if self.group is not None else 1
-        self.starts = list(starts) if starts is not None else split_blocks(blocks, world)
-        if (
-            len(self.starts) != world
-            or self.starts[0] != 0
-            or sorted(set(self.starts)) != self.starts
-            or self.starts[-1] >= self.T
-        ):
+        self.objective = Objective(self.blocks, loss_y, loss_h, mu, activation_slopes)
+        self.z_lr, self.z_steps, self.mode, self.z_order = z_lr, z_steps, mode, z_order
+        self.parallel = Stage(self.blocks, resolve_group(process_group), starts)
+        if delta and (z_order != "sweep" or not self.objective.squared or self.parallel.group is not None):
             raise ValueError(
-                f"Invalid starts={self.starts}: expected {world} increasing block indices from 0, below {self.T}."
+                f"Invalid delta=True with z_init={z_init!r}, z_order={z_order!r}, loss_h={loss_h!r}, "
+                f"{'a process group' if self.parallel.group is not None else 'one process'}: delta form needs "
+                "z_init='forward', z_order='sweep', loss_h='mse' and one process (process_group=None)."
             )
-        self.stage = stage_of(self.starts, self.T, self.rank)
-        a, b = self.stage.start, self.stage.stop
-        self.z_layers = [j for j in range(self.T - 1) if a - 1 <= j <= b - 1]
-        self.boundaries: list[Boundary] = []
-        if self.group is not None:
-            broadcast_module(self.blocks, self.group)  # every stage starts from rank 0's network
-            for r in range(world - 1):  # every process creates every subgroup, in the same order
-                ranks = (r, r + 1)
-                global_ranks = (
-                    [dist.get_global_rank(self.group, q) for q in ranks]
-                    if self.group is not dist.group.WORLD
-                    else list(ranks)
-                )
-                sub = dist.new_group(global_ranks)
-                if self.rank in ranks:
-                    self.boundaries.append(Boundary(self.starts[r + 1] - 1, ranks, sub, src=global_ranks[0]))
         make = optimizer or _default_optimizer
         self.optimizers = {t: make(self.blocks[t].parameters()) for t in self.stage}
         self.steps = 0
-        self.fingerprint: Tensor | None = None
-        if not isinstance(delta, bool):
-            raise ValueError(f"Invalid delta={delta!r}: expected True or False.")
-        if delta and (z_init != "forward" or z_order != "sweep" or loss_h != "mse" or self.group is not None):
-            raise ValueError(
-                f"Invalid delta=True with z_init={z_init!r}, z_order={z_order!r}, loss_h={loss_h!r}, "
-                f"{'a process group' if self.group is not None else 'one process'}: delta form needs "
-                "z_init='forward', z_order='sweep', loss_h='mse' and one process (process_group=None)."
-            )
-        self.delta = delta
-        if not isinstance(activation_slopes, bool):
-            raise ValueError(f"Invalid activation_slopes={activation_slopes!r}: expected True or False.")
-        self._lipschitz = LipschitzEstimate(activations=activation_slopes)
         self.gap_history: list[list[float]] = []
+
+    # --- the pieces' state, under the names the trainer has always had ---------------------------------
+    @property
+    def T(self) -> int:
+        """The number of blocks."""
+        return len(self.blocks)
+
+    @property
+    def store(self) -> ZStore | None:
+        """The z store (``z_init="stored"``), else ``None``."""
+        return self.source.store
+
+    @property
+    def z_init(self) -> str:
+        """``"stored"`` or ``"forward"`` (the z source)."""
+        return self.source.name
+
+    @property
+    def delta(self) -> bool:
+        """Whether steps run in delta form."""
+        return self.source.delta
+
+    @property
+    def fingerprint(self) -> Tensor | None:
+        """The inputs' fingerprints taken by :meth:`initialize` (stored z only)."""
+        return self.source.fingerprint if isinstance(self.source, StoredZ) else None
+
+    @property
+    def stage(self) -> range:
+        """The blocks this process trains."""
+        return self.parallel.blocks
+
+    @property
+    def z_layers(self) -> list[int]:
+        """The hidden layers whose z this process holds."""
+        return self.parallel.z_layers
+
+    @property
+    def boundaries(self) -> list[Boundary]:
+        return self.parallel.boundaries
+
+    @property
+    def group(self) -> Any:
+        return self.parallel.group
+
+    @property
+    def rank(self) -> int:
+        return self.parallel.rank
+
+    @property
+    def starts(self) -> list[int]:
+        return self.parallel.starts
+
+    @property
+    def loss_y(self) -> Callable[[Tensor, Tensor], Tensor]:
+        return self.objective.loss_y
+
+    @loss_y.setter
+    def loss_y(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+        self.objective.loss_y = fn
+
+    @property
+    def loss_h(self) -> Callable[[Tensor, Tensor], Tensor]:
+        return self.objective.loss_h
+
+    def _run(self) -> ZRun:
+        return ZRun(self.objective, self.parallel, self.mu, self.z_lr, self.z_steps, self.z_order, self.steps)
 
     @property
     def mu(self) -> float:
         """μ at the current step."""
-        return float(self.mu_schedule(self.steps))
+        return self.objective.mu(self.steps)
 
     def forward(self, x: Tensor) -> Tensor:
         """The PLAIN network f_{T−1}(…f_0(x)): what you evaluate and deploy (after :meth:`gather` when staged)."""
@@ -217,89 +216,23 @@ class DecoupledTrainer:
 
     __call__ = forward
 
-    def _need_store(self, what: str) -> ZStore:
-        if self.store is None or self.z_init == "forward":
+    def _need_store(self, what: str) -> StoredZ:
+        if not isinstance(self.source, StoredZ):
             raise ValueError(
                 f"{what}: this trainer has z_init='forward' and keeps no z between steps (nothing to "
                 "initialise, no stored gap). Use z_init='stored' with a ZStore for that."
             )
-        return self.store
+        return self.source
 
-    @torch.no_grad()
     def initialize(self, loader: Iterable[Any]) -> None:
         """z_t = f_t(…f_0(x)) for every example: a forward pass, so every hidden term starts at 0."""
-        store = self._need_store("initialize")
-        n = len(getattr(loader, "dataset", ())) if hasattr(loader, "dataset") else None
-        if n is not None and n != store.n:
-            raise ValueError(
-                f"Invalid loader: its dataset has {n} examples but the store was built for "
-                f"{store.n}. Build ZStore(n={n}, ...)."
-            )
-        fingerprint = torch.full((store.n,), float("nan"), dtype=torch.float64)
-        last = max(self.z_layers) if self.z_layers else -1
-        for batch in loader:
-            x, _, idx = unpack_batch(batch)
-            fingerprint[idx] = x.detach().flatten(1).double().sum(1).cpu()
-            h = x
-            for t in range(last + 1):
-                h = self.blocks[t](h)
-                if t in self.z_layers:
-                    store.write(t, idx, h)
-        self.fingerprint = fingerprint
-
-    def _check_inputs(self, x: Tensor, idx: Tensor) -> None:
-        if self.fingerprint is None:
-            raise RuntimeError("The z store is not initialised: call trainer.initialize(loader) before training.")
-        now = x.detach().flatten(1).double().sum(1).cpu()
-        before = self.fingerprint[idx.cpu()]
-        if torch.isnan(before).any():
-            i = int(idx[torch.isnan(before).nonzero()[0, 0]])
-            raise ValueError(
-                f"Example {i} was not in the loader given to initialize(): its z was never set. "
-                "Initialise with a loader over the whole training set."
-            )
-        bad = ~torch.isclose(now, before, rtol=1e-4, atol=1e-4)
-        if bad.any():
-            i = int(idx[bad.nonzero()[0, 0]])
-            raise ValueError(
-                f"The input of example {i} differs from the one z was initialised with: random data "
-                "augmentation (or a shuffled dataset without stable indices) breaks the stored "
-                "activations. Turn augmentation off for decoupled training, or re-initialise."
-            )
+        self._need_store("initialize").initialize(loader, self.blocks, self.parallel)
 
     def losses(self, x: Tensor, y: Tensor, zs: Sequence[Tensor] | dict[int, Tensor]) -> dict[str, Tensor]:
         """Eq. (3) for a batch, for this process's blocks: ``{"hidden{t+1}": μ·L_h(f_t(z_{t−1}), z_t), …,
         "output": L_y(f_{T−1}(z_{T−2}), y)}``. ``zs[j]`` is z_j (a list of all, or a dict of :attr:`z_layers`)."""
         z = dict(enumerate(zs)) if not isinstance(zs, dict) else zs
-        mu = self.mu
-        out: dict[str, Tensor] = {}
-        for t in self.stage:
-            inp = x if t == 0 else z[t - 1]
-            if t < self.T - 1:
-                out[f"hidden{t + 1}"] = mu * self.loss_h(self.blocks[t](inp), z[t])
-            else:
-                out["output"] = self.loss_y(self.blocks[t](inp), y)
-        return out
-
-    @torch.no_grad()
-    def _forward_z(self, x: Tensor) -> dict[int, Tensor]:
-        """This stage's z from a forward pass of the current network (the input boundary comes from the
-        previous stage, the output boundary goes to the next one)."""
-        a, b = self.stage.start, self.stage.stop
-        z: dict[int, Tensor] = {}
-        h = x
-        if a > 0:
-            h = z[a - 1] = next(bd for bd in self.boundaries if bd.layer == a - 1).forward(None, x, self.steps)
-        for t in range(a, min(b, self.T - 1)):
-            h = z[t] = self.blocks[t](h)
-        if b < self.T:
-            next(bd for bd in self.boundaries if bd.layer == b - 1).forward(z[b - 1], x, self.steps)
-        return z
-
-    def _stored_z(self, x: Tensor, idx: Tensor) -> dict[int, Tensor]:
-        self._check_inputs(x, idx)
-        store = self._need_store("step")
-        return {j: store.rows(j, idx, x.dtype).to(x.device) for j in self.z_layers}
+        return self.objective.terms(x, y, z, self.stage, self.mu)
 
     @staticmethod
     def _check_finite(terms: dict[str, Tensor]) -> None:
@@ -323,11 +256,12 @@ class DecoupledTrainer:
         """The z this process's θ-step would fit on ``batch`` now (``"z-first"``: after the z-steps), without
         changing the network or the store: for inspection, e.g. each block's gradient ``∂ losses(x, y, z)/∂θ_t``."""
         x, y, idx = unpack_batch(batch)
-        z = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
+        run = self._run()
+        z = self.source.start(x, idx, run)
         if self.mode == "z-first":
-            curv = curvatures(self)
+            curv = run.curvatures()
             for _ in range(self.z_steps):
-                z = z_step(self, x, y, z, idx, curv)
+                z = z_step(run, x, y, z, idx, curv)
         return {j: v.detach() for j, v in z.items()}
 
     def theta_objective(self, batch: Any) -> Tensor:
@@ -335,7 +269,7 @@ class DecoupledTrainer:
         (after the z-steps of ``"z-first"`` mode); changes nothing. For inspection, e.g. per-block norms."""
         x, y, _ = unpack_batch(batch)
         if self.delta:
-            return delta_terms(self, x, y)[1]
+            return delta_terms(self._run(), x, y)[1]
         zs = self.targets(batch)
         return sum(self.losses(x, y, zs).values(), torch.zeros((), device=x.device))
 
@@ -343,21 +277,22 @@ class DecoupledTrainer:
         """One decoupled step on a batch ``(x, y, idx)``; returns this process's terms of eq. (3) (in
         ``"z-first"`` mode, at the z the θ-step used)."""
         x, y, idx = unpack_batch(batch)
+        run = self._run()
         if self.delta:
-            terms_d, surrogate = delta_terms(self, x, y)
+            terms_d, surrogate = delta_terms(run, x, y)
             self._zero_grad()
             self._check_finite(terms_d)
             self._theta_step(surrogate)
             self.steps += 1
             return {k: float(v) for k, v in terms_d.items()}
-        z0 = self._forward_z(x) if self.z_init == "forward" else self._stored_z(x, idx)
-        curv = curvatures(self)  # at this step's θ, before its update
+        z0 = self.source.start(x, idx, run)
+        curv = run.curvatures()  # at this step's θ, before its update
         self._zero_grad()
         zero = torch.zeros((), device=x.device)
         if self.mode == "z-first":
             new = z0
             for _ in range(self.z_steps):
-                new = z_step(self, x, y, new, idx, curv)
+                new = z_step(run, x, y, new, idx, curv)
             terms = self.losses(x, y, new)
             self._check_finite(terms)
             self._theta_step(sum(terms.values(), zero))
@@ -368,19 +303,17 @@ class DecoupledTrainer:
             total = sum(terms.values(), zero)
             if self.mode == "joint":  # the z step at this step's θ and z, then the θ-step
                 if self.z_order == "jacobi":  # the θ-step overlaps the boundary exchange
-                    new = jacobi_step(self, total, zs, idx, True, curv, overlap=lambda: self._theta_step(total))
+                    new = jacobi_step(run, total, zs, idx, True, curv, overlap=lambda: self._theta_step(total))
                 else:
-                    new = z_step(self, x, y, z0, idx, curv)
+                    new = z_step(run, x, y, z0, idx, curv)
                     self._theta_step(total)
                 rest = self.z_steps - 1
             else:
                 self._theta_step(total)
                 new, rest = {j: z.detach() for j, z in zs.items()}, self.z_steps
             for _ in range(rest):
-                new = z_step(self, x, y, new, idx, curv)
-        if self.store is not None and self.z_init == "stored":
-            for j, z in new.items():
-                self.store.write(j, idx, z)
+                new = z_step(run, x, y, new, idx, curv)
+        self.source.commit(idx, new)
         self.steps += 1
         return {k: float(v.detach()) for k, v in terms.items()}
 
@@ -388,7 +321,8 @@ class DecoupledTrainer:
     def feasibility_gap(self, loader: Iterable[Any]) -> dict[int, float]:
         """Per hidden layer j of this process, the root-mean-square ``‖z_j − f_j(z_{j−1})‖`` over the
         examples of ``loader``; appended to :attr:`gap_history` (as a list in layer order)."""
-        store = self._need_store("feasibility_gap")
+        store = self._need_store("feasibility_gap").store
+        assert store is not None
         mine = [t for t in self.stage if t < self.T - 1]
         sums = dict.fromkeys(mine, 0.0)
         count = 0
@@ -405,14 +339,7 @@ class DecoupledTrainer:
 
     def gather(self) -> None:
         """Give every process the whole trained network (each block broadcast from the stage that owns it)."""
-        if self.group is None:
-            return
-        with torch.no_grad():
-            for t, block in enumerate(self.blocks):
-                owner = max(r for r, s in enumerate(self.starts) if s <= t)
-                src = dist.get_global_rank(self.group, owner) if self.group is not dist.group.WORLD else owner
-                for p in [*block.parameters(), *block.buffers()]:
-                    dist.broadcast(p.data, src=src, group=self.group)
+        self.parallel.gather(self.blocks)
 
     def consistency_step(self, loader: Iterable[Any], epochs: int = 1) -> float:
         """Refit the LAST block on the true forward activations of the plain network (the z are dropped
@@ -442,7 +369,7 @@ class DecoupledTrainer:
     def state_dict(self) -> dict[str, Any]:
         """This process's state: its blocks, their optimizers, the step count, the input fingerprints
         and its z (in memory: the values; memory-mapped: flushed to their files)."""
-        store = self.store if self.z_init == "stored" else None
+        store = self.store
         if store is not None:
             store.flush()
         return {
@@ -467,8 +394,12 @@ class DecoupledTrainer:
             self.blocks[t].load_state_dict(sd)
         for t, sd in state["optimizers"].items():
             self.optimizers[t].load_state_dict(sd)
-        self.steps, self.fingerprint = state["steps"], state["fingerprint"]
+        self.steps = state["steps"]
+        if isinstance(self.source, StoredZ):
+            self.source.fingerprint = state["fingerprint"]
         self.gap_history = list(state["gap_history"])
         if state["z"] is not None:
             for j, values in state["z"].items():
-                self._need_store("load_state_dict").write(j, torch.arange(values.shape[0]), values.float())
+                store = self._need_store("load_state_dict").store
+                assert store is not None
+                store.write(j, torch.arange(values.shape[0]), values.float())
