@@ -9,6 +9,7 @@ from typing import Any
 
 from ._io import atomic_write_bytes
 from ._plotting import figure, save_png
+from ._record import provenance
 
 __all__ = ["LEARNED", "aux_summary", "write_aux_report"]
 
@@ -218,25 +219,14 @@ def _naive_lines(results: dict[str, Any]) -> list[str]:
 def write_aux_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
     """Write ``report.md`` (and ``test_acc.png``, ``train_loss.png``, ``weights.png``) into ``out``."""
     out = Path(out)
-    cfg, env = results["config"], results.get("environment", {})
+    cfg = results["config"]
     table = aux_summary(results)
     target = cfg["target_acc"]
     opt = (f"SGD, momentum {cfg['momentum']}" if cfg["optimizer"] == "sgd" else "Adam") + f", lr {cfg['lr']:g}"
     lines = [
         f"# Weighting deep-supervision losses: deep plain tanh MLP, {cfg['dataset']}",
         "",
-        "Command:",
-        "",
-        f"    {results.get('command') or '(not recorded)'}",
-        "",
-        *(
-            [f"Resumed with: `{c}`" for c in results.get("resumed_with", [])] + [""]
-            if results.get("resumed_with")
-            else []
-        ),
-        f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
-        f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
-        f"{results.get('test_examples', '?')} test examples; seeds {results['seeds']}.",
+        *provenance(results, f"seeds {results['seeds']}"),
         "",
         "## Setup",
         "",

@@ -9,6 +9,7 @@ from typing import Any
 from ._depth_train import grad_ratio
 from ._io import atomic_write_bytes
 from ._plotting import figure, save_png
+from ._record import provenance
 
 __all__ = ["acceptance", "write_depth_report"]
 
@@ -268,22 +269,11 @@ def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool 
     """Write ``report.md`` (and per (depth, activation) ``loss_*.png``, ``grads_*.png``, ``ratio_*.png``,
     ``gap_*.png``) into ``out``."""
     out = Path(out)
-    cfg, env = results["config"], results.get("environment", {})
+    cfg = results["config"]
     lines = [
         f"# Deep plain MLPs: backprop baselines, decoupled training, LocoProp, deep supervision ({cfg['dataset']})",
         "",
-        "Command:",
-        "",
-        f"    {results.get('command') or '(not recorded)'}",
-        "",
-        *(
-            [f"Resumed with: `{c}`" for c in results.get("resumed_with", [])] + [""]
-            if results.get("resumed_with")
-            else []
-        ),
-        f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
-        f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
-        f"{results.get('test_examples', '?')} test examples; seed {cfg['seed']}.",
+        *provenance(results, f"seed {cfg['seed']}"),
         "",
         "## Setup",
         "",

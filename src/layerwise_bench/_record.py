@@ -1,4 +1,5 @@
-"""Opening a benchmark's record directory: refuse to clobber a run, or resume one with the same config."""
+"""A benchmark's record directory: opening it (refuse to clobber a run, or resume one with the same config),
+and the provenance lines every report starts with."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from ._io import read_json
 from ._run import RESULTS_FILE
 
-__all__ = ["open_record"]
+__all__ = ["open_record", "provenance"]
 
 
 def open_record(
@@ -38,3 +39,19 @@ def open_record(
         results.setdefault("resumed_with", []).append(command)
         return path, results
     return path, {"benchmark": benchmark, "command": command, "config": config, "runs": {}}
+
+
+def provenance(results: dict[str, Any], seeds: str) -> list[str]:
+    """The report lines that say how a record was made: its command, the resumes, the machine and data."""
+    env = results.get("environment", {})
+    resumed = results.get("resumed_with") or []
+    return [
+        "Command:",
+        "",
+        f"    {results.get('command') or '(not recorded)'}",
+        "",
+        *([f"Resumed with: `{c}`" for c in resumed] + [""] if resumed else []),
+        f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
+        f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
+        f"{results.get('test_examples', '?')} test examples; {seeds}.",
+    ]

@@ -6,13 +6,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import torch
-
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from .._aux_model import AUX_METHODS
-from ._common import add_common_flags
+from ._common import add_common_flags, config_from_args, run_options
 
 __all__ = ["add_aux_parser", "run_aux"]
 
@@ -79,34 +77,15 @@ def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], 
 
 def run_aux(args: argparse.Namespace, command: str) -> int:
     """Run ``layerwise bench aux``; returns the exit status."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.lr <= 0:
         raise ValueError(f"Invalid --lr {args.lr}: expected a number > 0.")
-    cfg = bench.AuxConfig(
-        dataset=args.dataset,
-        depth=args.depth,
-        width=args.width,
-        heads=args.heads,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        subset=args.subset,
-        target_acc=args.target_acc,
-    )
     bench.run_aux_benchmark(
         args.out,
         methods=args.methods,
         seeds=args.seeds,
-        cfg=cfg,
-        data_dir=args.data_dir,
-        download=args.download,
-        device=args.device,
+        cfg=config_from_args(bench.AuxConfig, args),
         resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        command=command,
+        **run_options(args, command),
     )
     print(f"wrote {args.out / bench.RESULTS_FILE} and {args.out / 'report.md'}")
     return 0

@@ -8,10 +8,16 @@ Every subcommand accepts ``--out``, ``--device``, ``--threads``, ``--seed``, ``-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["COMMON_FLAGS", "add_common_flags", "check_common_flags"]
+import torch
+
+__all__ = ["COMMON_FLAGS", "add_common_flags", "check_common_flags", "config_from_args", "run_options"]
+
+T = TypeVar("T")
 
 COMMON_FLAGS = ("out", "device", "threads", "seed", "resume", "progress")
 
@@ -73,3 +79,25 @@ def check_common_flags(args: argparse.Namespace, name: str) -> None:
     args.seed = args._seed_default if args.seed is None else args.seed
     args.progress = True if args.progress is None else args.progress
     args.no_progress = not args.progress
+    if args.threads and "threads" not in args._unsupported:
+        torch.set_num_threads(args.threads)
+
+
+def config_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -> T:
+    """A benchmark's config dataclass from the parsed flags of the same names (``--batch-size`` fills
+    ``batch_size``); fields without a flag keep their defaults, ``overrides`` win."""
+    assert dataclasses.is_dataclass(cls)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
+    return cls(**{**values, **overrides})
+
+
+def run_options(args: argparse.Namespace, command: str) -> dict[str, Any]:
+    """The keyword arguments every data-reading benchmark run takes, from the parsed flags."""
+    return {
+        "data_dir": args.data_dir,
+        "download": args.download,
+        "device": args.device,
+        "overwrite": args.overwrite,
+        "progress": args.progress,
+        "command": command,
+    }

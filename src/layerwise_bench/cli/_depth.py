@@ -6,14 +6,12 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-import torch
-
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from .._depth_methods import DEPTH_METHODS
 from .._depth_model import ACTIVATIONS, INITS
-from ._common import add_common_flags
+from ._common import add_common_flags, config_from_args, run_options
 
 __all__ = ["add_depth_parser", "add_mlp_data_args", "run_depth"]
 
@@ -173,49 +171,16 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
 
 def run_depth(args: argparse.Namespace, command: str) -> int:
     """Run ``layerwise bench depth``; returns 0 (a diverged run is a recorded outcome, listed on stdout)."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.consistency_epochs < 0:
         raise ValueError(f"Invalid --consistency-epochs {args.consistency_epochs}: expected a whole number >= 0.")
-    cfg = bench.DepthConfig(
-        dataset=args.dataset,
-        subset=args.subset,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        width=args.width,
-        seed=args.seed,
-        sgd_lr=args.sgd_lr,
-        adam_lr=args.adam_lr,
-        decoupled_init=args.decoupled_init,
-        decoupled_mode=args.decoupled_mode,
-        decoupled_lr=args.decoupled_lr,
-        z_lr=args.z_lr,
-        z_steps=args.z_steps,
-        z_order=args.z_order,
-        forward_z_steps=args.forward_z_steps,
-        activation_slopes=args.activation_slopes,
-        delta=args.delta,
-        dtype=args.dtype,
-        mu_start=args.mu_start,
-        mu_factor=args.mu_factor,
-        consistency_epochs=args.consistency_epochs,
-        locoprop_gamma=args.locoprop_gamma,
-        locoprop_damping=args.locoprop_damping,
-        ds_every=args.ds_every,
-    )
     res = bench.run_depth_benchmark(
         args.out,
         depths=args.depths,
         activations=args.activations,
         methods=args.methods,
-        cfg=cfg,
-        data_dir=args.data_dir,
-        download=args.download,
-        device=args.device,
+        cfg=config_from_args(bench.DepthConfig, args),
         resume=args.resume,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        command=command,
+        **run_options(args, command),
     )
     print(f"wrote {args.out / bench.RESULTS_FILE} and {args.out / 'report.md'}")
     diverged = [f"{k}: {e['error']}" for k, e in res["runs"].items() if e["status"] == "diverged"]

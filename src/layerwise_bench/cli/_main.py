@@ -206,8 +206,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _prepare(
     args: argparse.Namespace, evaluate_test: bool = True
 ) -> tuple[bench.AutoencoderConfig, bench.AutoencoderData]:
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         device = torch.device(args.device)
     except RuntimeError as exc:
@@ -235,8 +233,6 @@ def _run(args: argparse.Namespace, command: str) -> int:
         print(f"wrote {path}")
         return 0
     if args.benchmark == "steptime":
-        if args.threads:
-            torch.set_num_threads(args.threads)
         res = bench.run_steptime_benchmark(
             args.out,
             batch_size=args.batch_size,
@@ -251,8 +247,6 @@ def _run(args: argparse.Namespace, command: str) -> int:
         print(f"wrote {args.out / 'report.md'}")
         return 0
     if args.benchmark == "telemetry":
-        if args.threads:
-            torch.set_num_threads(args.threads)
         res = bench.run_telemetry_benchmark(
             args.out,
             k=args.k,

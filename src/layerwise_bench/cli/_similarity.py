@@ -7,12 +7,10 @@ import argparse
 import dataclasses
 from collections.abc import Callable
 
-import torch
-
 import layerwise_bench as bench
 
 from .._depth_model import ACTIVATIONS
-from ._common import add_common_flags
+from ._common import add_common_flags, config_from_args, run_options
 from ._depth import _positive_float, add_mlp_data_args
 
 __all__ = ["add_similarity_parser", "run_similarity"]
@@ -51,33 +49,12 @@ def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[
 
 def run_similarity(args: argparse.Namespace, command: str) -> int:
     """Run ``layerwise bench similarity``; prints the verdict lines."""
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    cfg = dataclasses.replace(
-        bench.DepthConfig(),
-        dataset=args.dataset,
-        subset=args.subset,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        width=args.width,
-        seed=args.seed,
-        adam_lr=args.adam_lr,
-        decoupled_lr=args.decoupled_lr,
-        z_lr=args.z_lr,
-        mu_start=args.mu_start,
-        mu_factor=args.mu_factor,
-    )
     res = bench.run_similarity_benchmark(
         args.out,
         depth=args.depth,
         activation=args.activation,
-        cfg=cfg,
-        data_dir=args.data_dir,
-        download=args.download,
-        device=args.device,
-        overwrite=args.overwrite,
-        progress=not args.no_progress,
-        command=command,
+        cfg=config_from_args(bench.DepthConfig, args),
+        **run_options(args, command),
     )
     for line in bench.similarity_verdict(res):
         print(line)
