@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._owners import parameter_owners
 from ._activations import Activation, get_activation
 from ._layers import SUPPORTED_LAYERS, LocalLayer, check_layer
 from ._recognise import activation_for_call, activation_for_module
@@ -102,16 +103,6 @@ def _calls(model: nn.Module, graph: torch.fx.Graph | None, leaves: list[nn.Modul
     return counts
 
 
-def _owners(model: nn.Module) -> dict[int, list[str]]:
-    """Parameter id → the names of every module holding it directly (several for tied weights)."""
-    owners: dict[int, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        for p in module._parameters.values():
-            if p is not None and name not in owners.setdefault(id(p), []):
-                owners[id(p)].append(name)
-    return owners
-
-
 def _check_single_problem(
     model: nn.Module, layer: LocalLayer, calls: dict[int, int] | None, owners: dict[int, list[str]]
 ) -> None:
@@ -187,7 +178,7 @@ def find_layers(
         graph = _trace(model)
         pairs = _from_trace(model, graph, names)
     calls = _calls(model, graph, leaves) if (graph is not None or leaves is not None) else None
-    owners = _owners(model)
+    owners = parameter_owners(model)
     found: list[LocalLayer] = []
     seen: set[int] = set()
     for module, act in pairs:

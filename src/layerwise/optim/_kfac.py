@@ -24,6 +24,8 @@ from torch import nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.nn import functional as F
 
+from .._owners import parameter_owners
+
 __all__ = ["KFAC", "Likelihood"]
 
 Likelihood = Literal["bernoulli", "categorical", "gaussian", "empirical"]
@@ -41,12 +43,8 @@ class _Call:
 
 def _reject_shared(model: nn.Module, layers: list[nn.Linear]) -> None:
     """A Linear weight also held by another module (tied weights) has no Kronecker block of its own."""
-    owners: dict[int, list[str]] = {}
-    for name, module in model.named_modules(remove_duplicate=False):
-        for p in module._parameters.values():
-            if p is not None and p.requires_grad and name not in owners.setdefault(id(p), []):
-                owners[id(p)].append(name)
-    for layer in layers:
+    owners = parameter_owners(model)
+    for layer in (m for m in layers if m.weight.requires_grad):
         held = owners.get(id(layer.weight), [])
         mine = [n for n in held if model.get_submodule(n) is layer]
         names = [n for n in held if model.get_submodule(n) is not layer]
