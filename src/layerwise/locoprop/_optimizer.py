@@ -66,7 +66,7 @@ class LocoProp(torch.optim.Optimizer):
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
         exclude: modules (or their names) LocoProp does not train even though it could find them:
-            a head tied to the embedding, a shared layer, grouped convs under ``exact``/``precond``.
+            a head tied to the embedding, a shared layer, any layer you want trained first-order.
             Their parameters go to ``other_optimizer``.
         other_optimizer: builds a first-order optimizer for the trainable parameters LocoProp cannot
             handle (norms, embeddings, ``nn.MultiheadAttention``, ``exclude``), e.g.
