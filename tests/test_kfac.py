@@ -112,3 +112,22 @@ def test_step_needs_closure_and_repr():
         "KFAC(lr=0.1, damping=0.001, momentum=0.9, ema_decay=0.95, cov_every=1, inv_every=20, "
         "weight_decay=0.0, likelihood='bernoulli', seed=0)"
     )
+
+
+def test_a_closure_that_calls_loss_backward_instead_of_opt_backward_is_an_error():
+    """Failed silently on 0.5.0: without opt.backward no factors were gathered and K-FAC was momentum SGD."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 2))
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    opt = KFAC(model, lr=0.1)
+    before = [p.detach().clone() for p in model.parameters()]
+
+    def closure():
+        opt.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        return loss
+
+    with pytest.raises(RuntimeError, match=r"did not call opt.backward\(loss, output\).*no parameter was changed"):
+        opt.step(closure)
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
