@@ -64,6 +64,25 @@ def add_mlp_data_args(p: argparse.ArgumentParser, d: bench.DepthConfig, positive
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
 
 
+def add_decoupled_args(p: argparse.ArgumentParser, d: bench.DepthConfig, positive_int: Callable[[str], int]) -> None:
+    """The decoupled-training arguments shared by ``bench depth`` and ``bench similarity`` (defaults from ``d``)."""
+    p.add_argument(
+        "--decoupled-lr",
+        type=_positive_float,
+        default=d.decoupled_lr,
+        help=f"per-block Adam (default {d.decoupled_lr:g})",
+    )
+    p.add_argument("--z-lr", type=_positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
+    p.add_argument("--z-steps", type=positive_int, default=d.z_steps, help=f"default {d.z_steps}")
+    p.add_argument("--mu-start", type=_positive_float, default=d.mu_start, help=f"default {d.mu_start:g}")
+    p.add_argument(
+        "--mu-factor",
+        type=_positive_float,
+        default=d.mu_factor,
+        help=f"mu grows by this factor every epoch (default {d.mu_factor:g})",
+    )
+
+
 def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
     """The ``depth`` subcommand of ``layerwise bench``."""
     d = bench.DepthConfig()
@@ -126,21 +145,7 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
         action="store_true",
         help="decoupled: count the sigmoid's slope 1/4 in the z-step's curvature bound (16x larger z steps)",
     )
-    p.add_argument(
-        "--decoupled-lr",
-        type=_positive_float,
-        default=d.decoupled_lr,
-        help=f"per-block Adam (default {d.decoupled_lr:g})",
-    )
-    p.add_argument("--z-lr", type=_positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
-    p.add_argument("--z-steps", type=positive_int, default=d.z_steps, help=f"default {d.z_steps}")
-    p.add_argument("--mu-start", type=_positive_float, default=d.mu_start, help=f"default {d.mu_start:g}")
-    p.add_argument(
-        "--mu-factor",
-        type=_positive_float,
-        default=d.mu_factor,
-        help=f"mu grows by this factor every epoch (default {d.mu_factor:g})",
-    )
+    add_decoupled_args(p, d, positive_int)
     p.add_argument(
         "--consistency-epochs",
         type=int,

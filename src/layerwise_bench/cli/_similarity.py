@@ -11,7 +11,7 @@ import layerwise_bench as bench
 
 from .._depth_model import ACTIVATIONS
 from ._common import add_common_flags, config_from_args, run_options
-from ._depth import _positive_float, add_mlp_data_args
+from ._depth import _positive_float, add_decoupled_args, add_mlp_data_args
 
 __all__ = ["add_similarity_parser", "run_similarity"]
 
@@ -30,20 +30,7 @@ def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="tanh")
     add_mlp_data_args(p, d, positive_int)
     p.add_argument("--adam-lr", type=_positive_float, default=d.adam_lr, help=f"backprop Adam (default {d.adam_lr:g})")
-    p.add_argument(
-        "--decoupled-lr",
-        type=_positive_float,
-        default=d.decoupled_lr,
-        help=f"per-block Adam (default {d.decoupled_lr:g})",
-    )
-    p.add_argument("--z-lr", type=_positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
-    p.add_argument("--mu-start", type=_positive_float, default=d.mu_start, help=f"default {d.mu_start:g}")
-    p.add_argument(
-        "--mu-factor",
-        type=_positive_float,
-        default=d.mu_factor,
-        help=f"mu grows by this factor every epoch (default {d.mu_factor:g})",
-    )
+    add_decoupled_args(p, d, positive_int)
     p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
 
 
