@@ -14,11 +14,12 @@ from .._distributed import resolve_group
 from ._context import ZRun
 from ._data import unpack_batch
 from ._delta import delta_terms
+from ._modes import MODES
 from ._objective import Objective, squared_error
 from ._sources import StoredZ, ZSource, make_source
 from ._stages import Boundary, Stage
 from ._store import ZStore
-from ._zstep import jacobi_step, z_step
+from ._zstep import z_step
 
 __all__ = ["DecoupledTrainer", "squared_error"]
 
@@ -117,7 +118,7 @@ class DecoupledTrainer:
         self.source: ZSource = make_source(store, z_init, mode, len(blocks), delta=delta)
         if z_order not in ("jacobi", "sweep"):
             raise ValueError(f"Invalid z_order={z_order!r}. Expected 'jacobi' or 'sweep'.")
-        if mode not in ("joint", "alternating", "z-first"):
+        if mode not in MODES:
             raise ValueError(f"Invalid mode={mode!r}. Expected 'joint', 'alternating' or 'z-first'.")
         if not z_lr >= 0 or z_steps < 1:
             raise ValueError(f"Invalid z_lr={z_lr} or z_steps={z_steps}: expected z_lr >= 0 and z_steps >= 1.")
@@ -288,31 +289,7 @@ class DecoupledTrainer:
         z0 = self.source.start(x, idx, run)
         curv = run.curvatures()  # at this step's θ, before its update
         self._zero_grad()
-        zero = torch.zeros((), device=x.device)
-        if self.mode == "z-first":
-            new = z0
-            for _ in range(self.z_steps):
-                new = z_step(run, x, y, new, idx, curv)
-            terms = self.losses(x, y, new)
-            self._check_finite(terms)
-            self._theta_step(sum(terms.values(), zero))
-        else:
-            zs = {j: v.requires_grad_(True) for j, v in z0.items()}
-            terms = self.losses(x, y, zs)
-            self._check_finite(terms)
-            total = sum(terms.values(), zero)
-            if self.mode == "joint":  # the z step at this step's θ and z, then the θ-step
-                if self.z_order == "jacobi":  # the θ-step overlaps the boundary exchange
-                    new = jacobi_step(run, total, zs, idx, True, curv, overlap=lambda: self._theta_step(total))
-                else:
-                    new = z_step(run, x, y, z0, idx, curv)
-                    self._theta_step(total)
-                rest = self.z_steps - 1
-            else:
-                self._theta_step(total)
-                new, rest = {j: z.detach() for j, z in zs.items()}, self.z_steps
-            for _ in range(rest):
-                new = z_step(run, x, y, new, idx, curv)
+        terms, new = MODES[self.mode](run, x, y, z0, idx, curv, self._theta_step, self._check_finite)
         self.source.commit(idx, new)
         self.steps += 1
         return {k: float(v.detach()) for k, v in terms.items()}
