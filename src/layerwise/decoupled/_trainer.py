@@ -14,7 +14,7 @@ from .._distributed import resolve_group
 from ._context import ZRun
 from ._data import unpack_batch
 from ._delta import delta_terms
-from ._modes import MODES
+from ._modes import MODES, Batch
 from ._objective import Objective, squared_error
 from ._sources import StoredZ, ZSource, make_source
 from ._stages import Boundary, Stage
@@ -289,7 +289,7 @@ class DecoupledTrainer:
         z0 = self.source.start(x, idx, run)
         curv = run.curvatures()  # at this step's θ, before its update
         self._zero_grad()
-        terms, new = MODES[self.mode](run, x, y, z0, idx, curv, self._theta_step, self._check_finite)
+        terms, new = MODES[self.mode](run, Batch(x, y, z0, idx, curv, self._theta_step, self._check_finite))
         self.source.commit(idx, new)
         self.steps += 1
         return {k: float(v.detach()) for k, v in terms.items()}
