@@ -20,7 +20,10 @@ def _lr(name):
     return bench.resolve_lrs([bench.get_method(name)], {}, bench.load_tuned(bench.tuned_path("digits")))[name][0]
 
 
-@pytest.mark.parametrize("name", ["sgd", "momentum", "adagrad", "rmsprop", "adam", "shampoo", "kfac"])
+TODAY = ["muon", "kron", "soap", "schedule-free-adamw"]
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adagrad", "rmsprop", "adam", "shampoo", "kfac", *TODAY])
 def test_every_baseline_decreases_the_loss(name, data):
     method = bench.get_method(name)
     cfg = AutoencoderConfig(dataset="digits", epochs=2, subset=400, batch_size=100)
@@ -34,7 +37,7 @@ def test_every_baseline_decreases_the_loss(name, data):
     assert records[-1]["train_time"] > 0 and records[-1]["step_time_median"] > 0 and records[-1]["steps"] == 4
 
 
-@pytest.mark.parametrize("name", ["adam", "kfac", "shampoo"])
+@pytest.mark.parametrize("name", ["adam", "kfac", "shampoo", *TODAY])
 def test_resume_equals_uninterrupted(name, data, tmp_path):
     method = bench.get_method(name)
     full = train_method(method, _lr(name), data, CFG, progress=False)
@@ -49,6 +52,69 @@ def test_resume_equals_uninterrupted(name, data, tmp_path):
     resumed = train_method(method, _lr(name), data, CFG, checkpoint=ckpt, resume=True, progress=False)
     keys = ("epoch", "lr", "train_loss", "test_loss", "steps")
     assert [[r[k] for k in keys] for r in resumed] == [[r[k] for k in keys] for r in full]
+
+
+def test_kron_resumes_bit_identically_although_it_draws_from_the_global_rngs(data, tmp_path):
+    # An update probability of 0.5 makes Kron toss its coin (and draw its probe vectors) from the
+    # global RNGs at every step: the resumed run equals the uninterrupted one only if the harness
+    # seeds them and restores them from the checkpoint.
+    from dataclasses import replace
+
+    kron = bench.get_method("kron")
+    method = replace(kron, hparams={**kron.hparams, "pre_conditioner_update_probability": 0.5})
+    full = train_method(method, 1e-3, data, CFG, progress=False)
+    torch.manual_seed(12345)  # whatever the global state is before a run, the run does not depend on it
+    again = train_method(method, 1e-3, data, CFG, progress=False)
+    assert [r["train_loss"] for r in again] == [r["train_loss"] for r in full]
+    ckpt = tmp_path / "c.pt"
+
+    def interrupt(record):
+        if record["epoch"] == 1:
+            torch.rand(1000)  # the process goes on drawing after the checkpoint was written
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_method(method, 1e-3, data, CFG, checkpoint=ckpt, progress=False, on_epoch=interrupt)
+    resumed = train_method(method, 1e-3, data, CFG, checkpoint=ckpt, resume=True, progress=False)
+    assert [r["train_loss"] for r in resumed] == [r["train_loss"] for r in full]
+
+
+def test_schedule_free_is_evaluated_at_its_average_and_unscheduled(data):
+    method = bench.get_method("schedule-free-adamw")
+    records = train_method(method, 2e-3, data, CFG, progress=False)
+    assert [r["lr"] for r in records] == [2e-3] * 3  # no warm-up/decay: its averaging replaces the schedule
+    # The reported loss is that of the averaged point x (eval mode), not of the gradient point y.
+    from layerwise.models import deep_autoencoder
+
+    model = deep_autoencoder(64, generator=torch.Generator().manual_seed(CFG.seed))
+    opt = method.build(model, 2e-3, **method.hparams)
+    opt.train()
+    x = data.train[:100]
+    for _ in range(5):
+        opt.zero_grad()
+        bench.evaluate  # noqa: B018
+        from layerwise.models import sigmoid_cross_entropy
+
+        sigmoid_cross_entropy(model(x), x).backward()
+        opt.step()
+    at_y = bench.evaluate(model, data.train)
+    opt.eval()
+    at_x = bench.evaluate(model, data.train)
+    assert at_x != at_y
+
+
+def test_a_method_whose_package_is_missing_fails_before_any_work(data, tmp_path):
+    from dataclasses import replace
+
+    missing = replace(bench.get_method("kron"), name="kron-missing", requires=("no_such_module_xyz",))
+    bench.register_method(missing)
+    try:
+        match = r"'kron-missing' needs the package 'no_such_module_xyz'.*layerwise\[second-order\]"
+        with pytest.raises(ImportError, match=match):
+            bench.run_autoencoder_benchmark(["adam", "kron-missing"], CFG, data, tmp_path / "run", progress=False)
+        assert not (tmp_path / "run").exists()  # adam did not run first
+    finally:
+        del bench.METHODS["kron-missing"]
 
 
 def test_resume_refuses_other_configuration(data, tmp_path):

@@ -23,6 +23,25 @@ def test_tune_picks_the_best_swept_lr_and_merges(tmp_path):
     assert lrs["sgd"] == (result["methods"]["sgd"]["lr"], "tuned")
 
 
+def test_close_calls_are_decided_by_the_mean_over_seeds(tmp_path):
+    cfg = AutoencoderConfig(dataset="digits", epochs=1, subset=200, batch_size=50, evaluate_test=False)
+    data = load_autoencoder_data(cfg)
+    result = tune_learning_rates(
+        ["adam"], cfg, data, tmp_path / "t.json", points=3, max_extensions=0, close=0.99, seeds=2, progress=False
+    )
+    entry = result["methods"]["adam"]
+    assert entry["seeds"], "with close=0.99 every finite point is a close call"
+    for key, losses in entry["seeds"].items():
+        assert len(losses) == 2 and losses[0] != losses[1]  # seed 0 and seed 1 differ
+        assert entry["sweep"][key] == pytest.approx(sum(losses) / 2)
+        seed1 = bench.train_method(
+            bench.get_method("adam"), float(key), data, AutoencoderConfig(**{**cfg.__dict__, "seed": 1}), progress=False
+        )
+        assert losses[1] == seed1[-1]["train_loss"]
+    assert entry["lr"] == float(min(entry["sweep"], key=entry["sweep"].get))
+    assert "seeds in all" in json.loads((tmp_path / "t.json").read_text())["protocol"]
+
+
 def test_shipped_tuned_files_cover_every_method():
     for dataset in ("digits", "mnist"):
         tuned = bench.load_tuned(bench.tuned_path(dataset))
@@ -58,3 +77,33 @@ def test_tuned_files_ship_in_the_wheel():
     package = root / "src" / "layerwise_bench"
     shipped = {p for pattern in patterns for p in package.glob(pattern)}
     assert bench.tuned_path("mnist") in shipped and bench.tuned_path("digits") in shipped
+
+
+def test_an_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, monkeypatch):
+    import layerwise_bench._tune as tune_module
+
+    cfg = AutoencoderConfig(dataset="digits", epochs=1, subset=200, batch_size=50, evaluate_test=False)
+    data = load_autoencoder_data(cfg)
+    out = tmp_path / "t.json"
+    calls = []
+    real = tune_module.train_method
+
+    def interrupted(m, lr, *args, **kwargs):
+        calls.append(lr)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(m, lr, *args, **kwargs)
+
+    monkeypatch.setattr(tune_module, "train_method", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tune_learning_rates(["sgd"], cfg, data, out, points=3, max_extensions=0, seeds=1, progress=False)
+    assert len(json.loads(out.read_text())["points"]) == 2  # the two finished runs were saved
+    calls.clear()
+    monkeypatch.setattr(tune_module, "train_method", real)
+    counted = []
+    monkeypatch.setattr(tune_module, "train_method", lambda *a, **k: counted.append(a[1]) or real(*a, **k))
+    small = {"points": 3, "max_extensions": 0, "seeds": 1, "progress": False}
+    resumed = tune_learning_rates(["sgd"], cfg, data, out, **small, resume=True)
+    assert len(counted) == 1  # only the third lr ran
+    fresh = tune_learning_rates(["sgd"], cfg, data, tmp_path / "f.json", **small)
+    assert resumed["methods"]["sgd"]["sweep"] == fresh["methods"]["sgd"]["sweep"]

@@ -1,6 +1,6 @@
 """Benchmarks: the registry of methods, the deep-autoencoder harness, tuning and reports."""
 
-from . import _baselines, _locoprop  # noqa: F401  (importing them registers the methods)
+from . import _baselines, _locoprop, _today  # noqa: F401  (importing them registers the methods)
 from ._aux_bench import AuxConfig, run_aux_benchmark
 from ._depth_bench import DepthConfig, run_depth_benchmark
 from ._harness import (
@@ -13,6 +13,7 @@ from ._harness import (
     train_method,
 )
 from ._method import LossFn, Method, standard_closure
+from ._muon import MuonAdam
 from ._parallel import run_parallel_benchmark
 from ._registry import METHODS, get_method, method_names, register_method
 from ._report import load_runs, summarize, write_report
@@ -40,6 +41,7 @@ __all__ = [
     "LossFn",
     "METHODS",
     "Method",
+    "MuonAdam",
     "RESULTS_FILE",
     "TensorBoardSink",
     "TrainingDiverged",

@@ -78,6 +78,7 @@ for _m in [
         1e-3,
         {"preconditioning_compute_steps": 20, "start_preconditioning_step": 20, "block_size": 1024},
         extra="second-order",
+        requires=("pytorch_optimizer",),
     ),
     Method(
         "kfac",

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import random
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -134,6 +137,44 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _seed_global_rngs(seed: int) -> None:
+    """Seed what an optimizer may draw from without a generator of its own (PSGD-Kron's update coin)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _global_rng_state() -> dict[str, Any]:
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+    }
+
+
+def _set_global_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def _at_evaluation_point(optimizer: torch.optim.Optimizer) -> Iterator[None]:
+    """Parameters at the point an optimizer reports: Schedule-Free's average (its ``eval()`` mode), else as is."""
+    modes = getattr(optimizer, "eval", None), getattr(optimizer, "train", None)
+    if not all(callable(m) for m in modes):
+        yield
+        return
+    modes[0]()  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        modes[1]()  # type: ignore[misc]
+
+
 def train_method(
     method: Method,
     lr: float,
@@ -150,7 +191,10 @@ def train_method(
     Each record: ``epoch`` (1-based), ``lr``, ``train_loss`` (full training set, after the epoch),
     ``test_loss``, ``train_time`` (cumulative seconds of training steps only), ``step_time_median``
     (this epoch), ``steps``. After every epoch the state is saved atomically to ``checkpoint``;
-    with ``resume`` a run continues from it and ends with the same numbers as an uninterrupted one.
+    with ``resume`` a run continues from it and ends with the same numbers as an uninterrupted one
+    (the global RNGs are seeded from ``cfg.seed`` and checkpointed, for optimizers that draw from
+    them). An optimizer with ``eval()``/``train()`` modes (Schedule-Free) is evaluated and
+    checkpointed in ``eval()`` mode, at its averaged point.
 
     Raises:
         TrainingDiverged: a non-finite loss; the checkpoint of the last complete epoch is kept.
@@ -159,8 +203,10 @@ def train_method(
     generator = torch.Generator().manual_seed(cfg.seed)
     in_features = data.train.shape[1]
     model = deep_autoencoder(in_features, activation=cfg.activation, generator=generator).to(device)  # type: ignore[arg-type]
+    _seed_global_rngs(cfg.seed)
     optimizer = method.build(model, lr, **method.hparams)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_linear_decay(cfg.total_epochs, cfg.warmup_epochs))
+    schedule = warmup_linear_decay(cfg.total_epochs, cfg.warmup_epochs) if method.scheduled else _constant
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     records: list[dict[str, Any]] = []
     signature = _signature(method, lr, cfg)
     if resume and checkpoint is not None and checkpoint.is_file():
@@ -175,6 +221,10 @@ def train_method(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         records = state["records"]
+        _set_global_rng_state(state["rng"])
+        optimizer_train = getattr(optimizer, "train", None)
+        if callable(optimizer_train):
+            optimizer_train()  # saved at the evaluation point; training resumes from the training point
     n, bs = len(data.train), cfg.effective_batch_size
     steps_per_epoch = math.ceil(n / bs)
     elapsed = records[-1]["train_time"] if records else 0.0
@@ -210,8 +260,16 @@ def train_method(
             elapsed += sum(times)
             scheduler.step()
             model.eval()
-            train_loss = evaluate(model, data.train)
-            test_loss = evaluate(model, data.test) if cfg.evaluate_test else float("nan")
+            with _at_evaluation_point(optimizer):
+                train_loss = evaluate(model, data.train)
+                test_loss = evaluate(model, data.test) if cfg.evaluate_test else float("nan")
+                state = {
+                    "signature": signature,
+                    "model": {k: v.clone() for k, v in model.state_dict().items()},  # train() moves them
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": _global_rng_state(),
+                }
             if not math.isfinite(train_loss):
                 raise _diverged(method, epoch, steps_per_epoch - 1, checkpoint, f"train loss={train_loss}")
             record = {
@@ -226,21 +284,16 @@ def train_method(
             records.append(record)
             bar.set_postfix(train=f"{train_loss:.2f}", test=f"{test_loss:.2f}")
             if checkpoint is not None:
-                atomic_torch_save(
-                    {
-                        "signature": signature,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(),
-                        "records": records,
-                    },
-                    checkpoint,
-                )
+                atomic_torch_save({**state, "records": records}, checkpoint)
             if on_epoch is not None:
                 on_epoch(record)
     finally:
         bar.close()
     return records
+
+
+def _constant(epoch: int) -> float:
+    return 1.0
 
 
 def _diverged(method: Method, epoch: int, step: int, checkpoint: Path | None, what: str) -> TrainingDiverged:

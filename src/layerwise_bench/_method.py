@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,8 @@ class Method:
         hparams: other hyper-parameters passed to ``build`` (recorded in results).
         closure: makes the closure given to ``optimizer.step`` for one batch.
         extra: the pip extra it needs, named in the error when its package is missing.
+        requires: the modules it imports, checked by :meth:`check_available` before any work starts.
+        scheduled: whether the harness' warm-up/decay schedule applies (Schedule-Free: no).
     """
 
     name: str
@@ -52,3 +55,14 @@ class Method:
     hparams: dict[str, Any] = field(default_factory=dict)
     closure: ClosureFactory = standard_closure
     extra: str | None = None
+    requires: tuple[str, ...] = ()
+    scheduled: bool = True
+
+    def check_available(self) -> None:
+        """Raise ImportError naming the missing module and the extra to install, before any training."""
+        for module in self.requires:
+            if importlib.util.find_spec(module) is None:
+                raise ImportError(
+                    f"method {self.name!r} needs the package {module!r}, which is not installed: "
+                    f"pip install 'layerwise[{self.extra or 'bench'}]'"
+                )

@@ -60,6 +60,8 @@ def run_autoencoder_benchmark(
     it and goes on with the next method.
     """
     methods = [get_method(name) for name in method_names]  # unknown names fail before any work
+    for m in methods:
+        m.check_available()  # a missing optional package fails before any work
     lr_overrides = dict(lr_overrides or {})
     unknown = sorted(set(lr_overrides) - set(method_names))
     if unknown:

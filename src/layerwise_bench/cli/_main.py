@@ -136,14 +136,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="LOG_DIR",
         help="also log every epoch to TensorBoard (needs layerwise[tensorboard])",
     )
-    tu = b.add_parser("tune", help="learning-rate sweep on a short run; writes a tuned-values file")
+    tu = b.add_parser(
+        "tune", help="lr sweep on the budget given (tune on the budget you report); writes a tuned-values file"
+    )
     _add_run_args(tu, 4)
     add_common_flags(
         tu,
         _positive_int,
         unsupported={
             "out": "a sweep writes one tuned-values file: use --out-file",
-            "resume": "a sweep is short and restarts: rerun it",
         },
         out_required=False,
     )
@@ -155,6 +156,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME=V1,V2,...",
         help="also sweep this hyper-parameter (repeatable), e.g. --grid damping=10,100,1000",
+    )
+    tu.add_argument(
+        "--centre",
+        choices=("default", "tuned"),
+        default="default",
+        help="centre of each lr grid: the method's default, or its lr in the shipped tuned-values file",
+    )
+    tu.add_argument(
+        "--close",
+        type=float,
+        default=0.01,
+        help="configurations within this fraction of the best are re-run with more seeds (default 0.01)",
+    )
+    tu.add_argument(
+        "--seeds", type=_positive_int, default=3, help="seeds in all for a close call (default 3; 1: no re-runs)"
     )
     tu.add_argument(
         "--out-file",
@@ -226,6 +242,11 @@ def _prepare(
     return cfg, data
 
 
+def _centres(names: list[str], dataset: str) -> dict[str, float]:
+    methods = [bench.get_method(n) for n in names]
+    return {n: lr for n, (lr, _) in bench.resolve_lrs(methods, {}, bench.load_tuned(bench.tuned_path(dataset))).items()}
+
+
 def _run(args: argparse.Namespace, command: str) -> int:
     if args.command == "report":
         runs = bench.load_runs(args.dirs)
@@ -288,6 +309,10 @@ def _run(args: argparse.Namespace, command: str) -> int:
             progress=not args.no_progress,
             command=command,
             grid=dict(args.grid),
+            close=args.close,
+            seeds=args.seeds,
+            centres=_centres(args.methods, cfg.dataset) if args.centre == "tuned" else None,
+            resume=args.resume,
         )
         for name, entry in result["methods"].items():
             print(f"{name:>10}: lr={entry['lr']:.3g}  sweep={entry['sweep']}")
