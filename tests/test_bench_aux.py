@@ -98,7 +98,7 @@ def test_tap_layers_and_bad_arguments(tmp_path, capsys):
         tap_layers(4, 4)
     with pytest.raises(SystemExit):
         main(["bench", "aux", "--methods", "equal,foo", "--out", str(tmp_path / "o")])
-    assert "unknown method(s) ['foo']" in capsys.readouterr().err
+    assert "unknown method 'foo'; expected some of: none" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["bench", "aux", "--target-acc", "1.5", "--out", str(tmp_path / "o")])
     assert "expected a number in (0, 1]" in capsys.readouterr().err

@@ -14,6 +14,7 @@ VALUES = {
     "threads": ["--threads", "1"],
     "seed": ["--seed", "3"],
     "resume": ["--resume"],
+    "overwrite": ["--overwrite"],
     "progress": ["--no-progress"],
 }
 
@@ -43,7 +44,7 @@ def test_a_common_flag_is_honoured_or_rejected_by_name(name: str, flag: str, cap
         assert f"`layerwise bench {name}` does not take --{flag}: {args._unsupported[flag]}" in err
     else:
         check_common_flags(args, name)
-        expected = {"device": "cpu", "threads": 1, "seed": 3, "resume": True, "progress": False}
+        expected = {"device": "cpu", "threads": 1, "seed": 3, "resume": True, "overwrite": True, "progress": False}
         if flag in expected:
             assert getattr(args, flag) == expected[flag]
         assert args.no_progress is (not args.progress)
@@ -54,3 +55,25 @@ def test_defaults_are_filled_when_no_flag_is_given() -> None:
     check_common_flags(args, "depth")
     assert (args.device, args.threads, args.resume, args.progress) == ("cpu", None, False, True)
     assert args.seed == args._seed_default
+
+
+@pytest.mark.parametrize(
+    "name,extra",
+    [
+        ("steptime", ["--steps", "1", "--repeats", "1", "--no-pypi"]),
+        ("telemetry", ["--k", "2", "--steps", "2", "--every", "1", "--repeats", "1"]),
+        ("zstore", ["--dataset", "digits", "--depth", "2", "--width", "4", "--steps", "1"]),
+        ("layer-parallel", ["--dataset", "digits", "--depth", "2", "--width", "4", "--repeats", "1"]),
+        ("similarity", ["--dataset", "digits", "--depth", "1", "--epochs", "1"]),
+    ],
+)
+def test_no_subcommand_clobbers_a_record_without_overwrite(name: str, extra: list[str], tmp_path, capsys) -> None:
+    from layerwise_bench.cli import main
+
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "results.json").write_text('{"kept": true}')
+    assert main(["bench", name, "--out", str(out), *extra]) == 1
+    assert "already holds a run (results.json). Pass --resume to continue it, --overwrite" in capsys.readouterr().err
+    assert (out / "results.json").read_text() == '{"kept": true}'
+    assert sorted(p.name for p in out.iterdir()) == ["results.json"]

@@ -15,9 +15,10 @@ from ._harness import (
 from ._method import LossFn, Method, standard_closure
 from ._muon import MuonAdam
 from ._parallel import run_parallel_benchmark
+from ._record import RESULTS_FILE
 from ._registry import METHODS, get_method, method_names, register_method
 from ._report import load_runs, summarize, write_report
-from ._run import RESULTS_FILE, run_autoencoder_benchmark
+from ._run import run_autoencoder_benchmark
 from ._similarity import run_similarity_benchmark
 from ._similarity import verdict as similarity_verdict
 from ._steptime import run_steptime_benchmark

@@ -8,6 +8,7 @@ Built on the public API only: :class:`~layerwise.taps.Taps`, :class:`~layerwise.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -20,14 +21,9 @@ from layerwise.data import load_dataset
 from ._aux_model import AUX_METHODS
 from ._aux_report import write_aux_report
 from ._aux_train import AuxConfig, train_aux
-from ._io import atomic_write_json
-from ._record import open_record
-from ._run import environment
+from ._record import Record, check_names
 
 __all__ = ["AuxConfig", "run_aux_benchmark"]
-
-#: statuses of a finished (method, seed): not run again by ``resume``.
-_FINAL = ("complete", "diverged")
 
 
 def _load(
@@ -64,18 +60,15 @@ def run_aux_benchmark(
         FileExistsError: ``out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
     """
     cfg = cfg or AuxConfig()
-    unknown = [m for m in methods if m not in AUX_METHODS]
-    if unknown or not methods:
-        raise ValueError(f"Invalid methods {unknown or list(methods)}: expected some of {list(AUX_METHODS)}.")
+    check_names("methods", methods, AUX_METHODS)
     if not seeds:
         raise ValueError("Invalid seeds: expected at least one seed, e.g. 0,1,2.")
     device = torch.device(device)
-    out = Path(out)
-    path, results = open_record(out, "aux", asdict(cfg), resume=resume, overwrite=overwrite, command=command)
+    record = Record(out, "aux", asdict(cfg), command=command, device=device, resume=resume, overwrite=overwrite)
+    results = record.results
     # a resumed run may add methods: the report covers every method the directory holds
     every = [*results.get("methods", []), *[m for m in methods if m not in results.get("methods", [])]]
     results.update(
-        environment=environment(device),
         methods=every,
         seeds=sorted(set(results.get("seeds", [])) | set(seeds)),
         descriptions={m: AUX_METHODS[m] for m in every if m in AUX_METHODS},
@@ -86,14 +79,9 @@ def run_aux_benchmark(
     for seed in seeds:
         for method in methods:
             key = f"{method}/{seed}"
-            if results["runs"].get(key, {}).get("status") in _FINAL:
-                continue
-
-            def save(entry: dict[str, Any], key: str = key) -> None:
-                results["runs"][key] = entry
-                atomic_write_json(results, path)
-
-            save(train_aux(method, seed, cfg, data, progress=progress, on_epoch=save))
-    atomic_write_json(results, path)
+            if not record.finished(key):
+                save = functools.partial(record.save_run, key)
+                save(train_aux(method, seed, cfg, data, progress=progress, on_epoch=save))
+    record.save()
     write_aux_report(results, out)
     return results

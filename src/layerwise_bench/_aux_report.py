@@ -7,9 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_bytes
 from ._plotting import figure, save_png
-from ._record import provenance
+from ._record import provenance, save_report
 
 __all__ = ["LEARNED", "aux_summary", "write_aux_report"]
 
@@ -282,9 +281,4 @@ def write_aux_report(results: dict[str, Any], out: str | Path, *, plots: bool = 
     if plots:
         files = _plots(results, out)
         lines += [""] + [f"![{f[:-4]}]({f})" for f in files]
-    notes = out / "notes.md"
-    if notes.is_file():
-        lines += ["", "## Notes", "", notes.read_text().strip()]
-    path = out / "report.md"
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-    return path
+    return save_report(out, lines)

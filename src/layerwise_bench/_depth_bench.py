@@ -10,6 +10,7 @@ diverged) is kept and the others are run again from scratch.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -23,13 +24,9 @@ from ._depth_methods import DEPTH_METHODS
 from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report
 from ._depth_train import DepthConfig, DepthData, train_depth
-from ._io import atomic_write_json
-from ._record import open_record
-from ._run import environment
+from ._record import Record, check_names
 
 __all__ = ["DepthConfig", "run_depth_benchmark"]
-
-_FINAL = ("complete", "diverged")
 
 
 def _load(cfg: DepthConfig, data_dir: str | Path | None, device: torch.device, download: bool) -> DepthData:
@@ -67,12 +64,8 @@ def run_depth_benchmark(
         FileExistsError: ``out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
     """
     cfg = cfg or DepthConfig()
-    bad = [m for m in methods if m not in DEPTH_METHODS]
-    if bad or not methods:
-        raise ValueError(f"Invalid methods {bad or list(methods)}: expected some of {list(DEPTH_METHODS)}.")
-    bad = [a for a in activations if a not in ACTIVATIONS]
-    if bad or not activations:
-        raise ValueError(f"Invalid activations {bad or list(activations)}: expected some of {list(ACTIVATIONS)}.")
+    check_names("methods", methods, DEPTH_METHODS)
+    check_names("activations", activations, ACTIVATIONS)
     if not depths or any(d < 1 for d in depths):
         raise ValueError(f"Invalid depths {list(depths)}: expected hidden-layer counts >= 1, e.g. 10,20,50.")
     if cfg.dtype not in ("float32", "float64"):
@@ -80,12 +73,11 @@ def run_depth_benchmark(
     if cfg.decoupled_init not in INITS or cfg.locoprop_init not in INITS:
         raise ValueError(f"Invalid init {cfg.decoupled_init!r}/{cfg.locoprop_init!r}: expected one of {list(INITS)}.")
     device = torch.device(device)
-    out = Path(out)
-    path, results = open_record(out, "depth", asdict(cfg), resume=resume, overwrite=overwrite, command=command)
+    record = Record(out, "depth", asdict(cfg), command=command, device=device, resume=resume, overwrite=overwrite)
+    results = record.results
     # a resumed record may cover more (depth, activation, method) than this call: keep the union
     methods_all = [m for m in DEPTH_METHODS if m in methods or m in results.get("methods", ())]
     results.update(
-        environment=environment(device),
         methods=methods_all,
         depths=sorted(set(depths) | set(results.get("depths", ()))),
         activations=[a for a in ACTIVATIONS if a in activations or a in results.get("activations", ())],
@@ -97,14 +89,9 @@ def run_depth_benchmark(
         for activation in activations:
             for method in methods:
                 key = f"{depth}/{activation}/{method}"
-                if results["runs"].get(key, {}).get("status") in _FINAL:
-                    continue
-
-                def save(entry: dict[str, Any], key: str = key) -> None:
-                    results["runs"][key] = entry
-                    atomic_write_json(results, path)
-
-                save(train_depth(method, activation, depth, cfg, data, progress=progress, on_epoch=save))
+                if not record.finished(key):
+                    save = functools.partial(record.save_run, key)
+                    save(train_depth(method, activation, depth, cfg, data, progress=progress, on_epoch=save))
             write_depth_report(results, out)  # after every (depth, activation): readable while the rest runs
-    atomic_write_json(results, path)
+    record.save()
     return results

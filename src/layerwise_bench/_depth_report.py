@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from ._depth_train import grad_ratio
-from ._io import atomic_write_bytes
 from ._plotting import figure, save_png
-from ._record import provenance
+from ._record import provenance, save_report
 
 __all__ = ["acceptance", "write_depth_report"]
 
@@ -311,9 +310,4 @@ def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool 
         ]
         if errors:
             lines += ["Diverged:", "", *errors, ""]
-    notes = out / "notes.md"
-    if notes.is_file():
-        lines += ["## Notes", "", notes.read_text().strip(), ""]
-    path = out / "report.md"
-    atomic_write_bytes(path, "\n".join(lines).encode())
-    return path
+    return save_report(out, lines)

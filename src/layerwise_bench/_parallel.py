@@ -13,10 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ._io import atomic_write_bytes, atomic_write_json
-from ._run import environment
+from ._record import Record
 
 __all__ = ["PARALLEL_CONFIGS", "run_parallel_benchmark"]
 
@@ -63,6 +60,7 @@ def run_parallel_benchmark(
     seed: int = 0,
     configs: list[str] | None = None,
     command: str = "",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Time one training epoch per configuration (see :data:`PARALLEL_CONFIGS`); write results.json,
     report.md and a plot to ``out``."""
@@ -80,6 +78,8 @@ def run_parallel_benchmark(
         "lr": lr,
         "seed": seed,
     }
+    record = Record(out, "layer-parallel", base, command=command, overwrite=overwrite)
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(repeats):
             for name in names:
@@ -95,21 +95,13 @@ def run_parallel_benchmark(
         }
         for n, rs in runs.items()
     }
-    results = {
-        "config": base,
-        "repeats": repeats,
-        "command": command,
-        "environment": environment(torch.device("cpu")),
-        "runs": runs,
-        "summary": summary,
-        "load_before": os.getloadavg(),
-    }
-    atomic_write_json(results, out / "results.json")
-    _write_report(results, out)
+    results = record.results
+    results.update(repeats=repeats, runs=runs, summary=summary, load_before=load_before)
+    record.write_report(_report(results))
     return results
 
 
-def _write_report(results: dict[str, Any], out: Path) -> None:
+def _report(results: dict[str, Any]) -> list[str]:
     s = results["summary"]
     ref = "decoupled, 1 process x 1 thread"
     c = results["config"]
@@ -131,6 +123,4 @@ def _write_report(results: dict[str, Any], out: Path) -> None:
         lines.append(
             f"| {name} | {v['median_epoch_s']:.2f} | {ratio:.3f} | {v['train_loss']:.4f} | {v['train_acc']:.4f} |"
         )
-    if (out / "notes.md").is_file():  # written by hand, kept across reruns
-        lines += ["", "## Notes", "", "See [notes.md](notes.md)."]
-    atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
+    return lines

@@ -1,44 +1,132 @@
-"""A benchmark's record directory: opening it (refuse to clobber a run, or resume one with the same config),
-and the provenance lines every report starts with."""
+"""A benchmark's run record: the directory every benchmark writes, with one shape and one set of rules.
+
+``out/results.json`` holds ``benchmark``, ``command``, ``config`` (what decides the numbers, compared on
+``--resume``), ``environment`` (where they were measured), ``runs`` (one entry per method, seed or
+configuration, each saved as soon as it changes) and whatever the benchmark adds; ``out/report.md``
+and the plots are rebuilt from it. An existing record is never clobbered: ``resume`` continues it
+(same ``config`` required), ``overwrite`` replaces it.
+"""
 
 from __future__ import annotations
 
+import platform
+import sys
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._io import read_json
-from ._run import RESULTS_FILE
+import torch
 
-__all__ = ["open_record", "provenance"]
+from ._io import atomic_write_bytes, atomic_write_json, read_json
+
+__all__ = ["RESULTS_FILE", "Record", "check_names", "environment", "provenance", "save_report"]
+
+RESULTS_FILE = "results.json"
+FINAL = ("complete", "diverged")
 
 
-def open_record(
-    out: str | Path, benchmark: str, config: dict[str, Any], *, resume: bool, overwrite: bool, command: str
-) -> tuple[Path, dict[str, Any]]:
-    """``(out/results.json, results)``: the saved results when resuming (same ``config`` required; the
-    command is appended to ``resumed_with``), else a fresh record with no runs.
+def environment(device: torch.device | str) -> dict[str, Any]:
+    """Where the numbers were measured."""
+    device = torch.device(device)
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(device)
+    return env
+
+
+def check_names(what: str, given: Sequence[str], valid: Iterable[str]) -> None:
+    """Raise ValueError naming the unknown entries of ``given`` (or its emptiness) and the valid ones."""
+    valid = list(valid)
+    bad = [n for n in given if n not in valid]
+    if bad or not given:
+        raise ValueError(f"Invalid {what} {bad or list(given)}: expected some of {valid}.")
+
+
+class Record:
+    """Open ``out`` for ``benchmark`` run with ``config``.
 
     Raises:
         FileExistsError: ``out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
         ValueError: ``resume`` with a different configuration.
     """
-    out = Path(out)
-    path = out / RESULTS_FILE
-    if path.exists() and not (resume or overwrite):
-        raise FileExistsError(
-            f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --resume to "
-            "continue it, --overwrite to replace it, or choose another --out."
-        )
-    if resume and path.exists():
-        results = read_json(path)
-        if results.get("config") != config:
-            raise ValueError(
-                f"--resume: the run in {str(out)!r} used config {results.get('config')}, not "
-                f"{config}. Resume with the same arguments or choose another --out."
+
+    def __init__(
+        self,
+        out: str | Path,
+        benchmark: str,
+        config: dict[str, Any],
+        *,
+        command: str,
+        device: torch.device | str = "cpu",
+        resume: bool = False,
+        overwrite: bool = False,
+        runs_key: str | None = "runs",
+    ) -> None:
+        self.out = Path(out)
+        self.runs_key = runs_key
+        self.path = self.out / RESULTS_FILE
+        if self.path.exists() and not (resume or overwrite):
+            raise FileExistsError(
+                f"--out {str(self.out)!r} already holds a run ({RESULTS_FILE}). Pass --resume to "
+                "continue it, --overwrite to replace it, or choose another --out."
             )
-        results.setdefault("resumed_with", []).append(command)
-        return path, results
-    return path, {"benchmark": benchmark, "command": command, "config": config, "runs": {}}
+        if resume and self.path.exists():
+            self.results: dict[str, Any] = read_json(self.path)
+            if self.results.get("config") != config:
+                raise ValueError(
+                    f"--resume: the run in {str(self.out)!r} used config {self.results.get('config')}, not "
+                    f"{config}. Resume with the same arguments or choose another --out."
+                )
+            self.results.setdefault("resumed_with", []).append(command)
+        else:
+            self.results = {"benchmark": benchmark, "command": command, "config": config}
+        self.results["environment"] = environment(device)
+        if runs_key is not None:
+            self.results.setdefault(runs_key, {})
+
+    @property
+    def runs(self) -> dict[str, Any]:
+        """The record's runs by key (``runs_key``: "runs"; the autoencoder's records say "methods")."""
+        if self.runs_key is None:
+            raise TypeError(f"the {self.results['benchmark']} record keeps no runs table (runs_key=None)")
+        return self.results[self.runs_key]
+
+    def finished(self, key: str) -> bool:
+        """Whether run ``key`` ended (complete or diverged) in a previous call: a resumed run skips it."""
+        return self.runs.get(key, {}).get("status") in FINAL
+
+    def save_run(self, key: str, entry: dict[str, Any]) -> None:
+        """Set run ``key`` and save the record."""
+        self.runs[key] = entry
+        self.save()
+
+    def save(self) -> None:
+        """Write ``results.json`` atomically."""
+        atomic_write_json(self.results, self.path)
+
+    def write_report(self, lines: Sequence[str]) -> Path:
+        """Save the record and write its ``report.md`` (see :func:`save_report`)."""
+        self.save()
+        return save_report(self.out, lines)
+
+
+def save_report(out: str | Path, lines: Sequence[str]) -> Path:
+    """Write ``out/report.md`` atomically, ending with the hand-written ``out/notes.md`` if there is one
+    (notes are kept across reruns)."""
+    out = Path(out)
+    lines = list(lines)
+    if (out / "notes.md").is_file():
+        lines += ["", "## Notes", "", (out / "notes.md").read_text().strip()]
+    path = out / "report.md"
+    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return path
 
 
 def provenance(results: dict[str, Any], seeds: str) -> list[str]:

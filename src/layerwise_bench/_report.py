@@ -9,7 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_bytes, read_json
+from ._io import read_json
+from ._plotting import figure, save_png
+from ._record import save_report
 
 __all__ = ["load_runs", "summarize", "write_report"]
 
@@ -95,12 +97,7 @@ def _fmt(s: dict[str, float], digits: int = 2) -> str:
 
 
 def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, xlabel: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, axes = figure(2)
     for i, name in enumerate(names):
         color = f"C{i % 10}"
         recs = [
@@ -124,13 +121,7 @@ def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, 
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)
 
 
 def _sanity_lines(run: dict[str, Any]) -> list[str]:
@@ -214,6 +205,4 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
         _plot(runs, list(table), "epoch", out / "loss_vs_epoch.png", "epoch")
         _plot(runs, list(table), "train_time", out / "loss_vs_time.png", "training wall-clock (s)")
         lines += ["", "![loss against epoch](loss_vs_epoch.png)", "", "![loss against time](loss_vs_time.png)"]
-    path = out / "report.md"
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-    return path
+    return save_report(out, lines)

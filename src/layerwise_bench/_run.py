@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import platform
-import sys
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
-from ._io import atomic_write_json, read_json
+from ._record import Record
 from ._registry import get_method
 from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
 
-__all__ = ["RESULTS_FILE", "run_autoencoder_benchmark", "environment"]
-
-RESULTS_FILE = "results.json"
-
-
-def environment(device: torch.device) -> dict[str, Any]:
-    """Where the numbers were measured."""
-    env = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return env
+__all__ = ["run_autoencoder_benchmark"]
 
 
 def run_autoencoder_benchmark(
@@ -74,24 +53,18 @@ def run_autoencoder_benchmark(
     methods = [apply_tuned_hparams(m, tuned) for m in methods]
     lrs = resolve_lrs(methods, lr_overrides, tuned)
     out = Path(out)
-    results_path = out / RESULTS_FILE
-    if results_path.exists() and not (resume or overwrite):
-        raise FileExistsError(
-            f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --resume to "
-            "continue it, --overwrite to replace it, or choose another --out."
-        )
-    if resume and results_path.exists():
-        results = read_json(results_path)
-        if results.get("config") != asdict(cfg):
-            raise ValueError(
-                f"--resume: the run in {str(out)!r} used config {results.get('config')}, not "
-                f"{asdict(cfg)}. Resume with the same arguments or choose another --out."
-            )
-    else:
-        results = {"benchmark": "autoencoder", "config": asdict(cfg), "methods": {}}
-    results.update(
-        command=command, environment=environment(data.train.device), tuned_file=str(tuned_src) if tuned else None
+    record = Record(
+        out,
+        "autoencoder",
+        asdict(cfg),
+        command=command,
+        device=data.train.device,
+        resume=resume,
+        overwrite=overwrite,
+        runs_key="methods",
     )
+    results = record.results
+    results.update(tuned_file=str(tuned_src) if tuned else None)
     for m in methods:
         lr, source = lrs[m.name]
         entry = results["methods"].setdefault(m.name, {})
@@ -103,11 +76,11 @@ def run_autoencoder_benchmark(
             entry["records"] = []
             checkpoint.unlink(missing_ok=True)  # a fresh (or --overwrite) run never resumes a stale one
 
-        def on_epoch(record: dict[str, Any], entry: dict[str, Any] = entry, name: str = m.name) -> None:
-            entry["records"] = entry["records"][: record["epoch"] - 1] + [record]
-            atomic_write_json(results, results_path)
+        def on_epoch(epoch: dict[str, Any], entry: dict[str, Any] = entry, name: str = m.name) -> None:
+            entry["records"] = entry["records"][: epoch["epoch"] - 1] + [epoch]
+            record.save()
             for sink in sinks or []:
-                sink(name, record)
+                sink(name, epoch)
 
         try:
             entry["records"] = train_method(
@@ -115,10 +88,10 @@ def run_autoencoder_benchmark(
             )
         except TrainingDiverged as exc:
             entry.update(status="diverged", error=str(exc))
-            atomic_write_json(results, results_path)
+            record.save()
             if not keep_going:
                 raise
             continue
         entry["status"] = "complete"
-        atomic_write_json(results, results_path)
+        record.save()
     return results

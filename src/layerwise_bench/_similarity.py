@@ -26,9 +26,8 @@ from ._depth_bench import _load
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import linear_layers
 from ._depth_train import DepthConfig, train_depth
-from ._io import atomic_write_bytes, atomic_write_json
 from ._plotting import figure, save_png
-from ._run import RESULTS_FILE, environment
+from ._record import Record, save_report
 
 __all__ = ["SIMILARITY_RUNS", "hidden_activations", "run_similarity_benchmark"]
 
@@ -81,27 +80,17 @@ def run_similarity_benchmark(
 ) -> dict[str, Any]:
     """Train the runs of :data:`SIMILARITY_RUNS` on one plain MLP; write ``results.json``, ``report.md``, plots."""
     cfg = cfg or DepthConfig(epochs=10)
-    out = Path(out)
-    path = out / RESULTS_FILE
-    if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"--out {str(out)!r} already holds a run ({RESULTS_FILE}). Pass --overwrite to "
-            "replace it, or choose another --out."
-        )
+    record = Record(out, "similarity", dataclasses.asdict(cfg), command=command, device=device, overwrite=overwrite)
     device = torch.device(device)
     data = _load(cfg, data_dir, device, download)
-    results: dict[str, Any] = {
-        "benchmark": "similarity",
-        "command": command,
-        "depth": depth,
-        "activation": activation,
-        "config": dataclasses.asdict(cfg),
-        "environment": environment(device),
-        "train_examples": len(data.train_x),
-        "test_examples": len(data.test_x),
-        "descriptions": {},
-        "runs": {},
-    }
+    results = record.results
+    results.update(
+        depth=depth,
+        activation=activation,
+        train_examples=len(data.train_x),
+        test_examples=len(data.test_x),
+        descriptions={},
+    )
     models: dict[str, nn.Module] = {}
     for name, (method, offset) in SIMILARITY_RUNS.items():
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + offset)
@@ -113,8 +102,7 @@ def run_similarity_benchmark(
         results["descriptions"][name] = (
             DEPTH_METHODS[method][1].format(**dataclasses.asdict(run_cfg)) + f", seed {run_cfg.seed}"
         )
-        results["runs"][name] = entry
-        atomic_write_json(results, path)
+        record.save_run(name, entry)
     ref = models.get("backprop")
     ref_acc = results["runs"]["backprop"]["records"][-1]["test_acc"] if ref is not None else None
     for name, model in models.items():
@@ -125,7 +113,7 @@ def run_similarity_benchmark(
             **_compare(model, ref, data.test_x),  # type: ignore[arg-type]
             "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"]),
         }
-    atomic_write_json(results, path)
+    record.save()
     write_similarity_report(results, out)
     return results
 
@@ -210,9 +198,7 @@ def write_similarity_report(results: dict[str, Any], out: str | Path, *, plots: 
             lines.append(f"| {name} | " + " | ".join(f"{d:.3f}" for d in v["weight_distance"]) + " |")
     if plots:
         lines += ["", *_plots(results, out, layers)]
-    path = out / "report.md"
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
-    return path
+    return save_report(out, lines)
 
 
 def _plots(results: dict[str, Any], out: Path, layers: list[str]) -> list[str]:

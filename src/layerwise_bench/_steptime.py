@@ -4,7 +4,6 @@ interleaved round-robin so that machine noise hits every entry alike; medians re
 
 from __future__ import annotations
 
-import io
 import statistics
 import time
 from collections.abc import Callable
@@ -16,9 +15,9 @@ from torch import nn
 
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
-from ._io import atomic_write_bytes, atomic_write_json
 from ._locoprop import _autoencoder_layers
-from ._run import environment
+from ._plotting import figure, save_png
+from ._record import Record
 
 __all__ = ["run_steptime_benchmark"]
 
@@ -72,9 +71,14 @@ def run_steptime_benchmark(
     device: str | torch.device = "cpu",
     pypi: bool = True,
     command: str = "",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Median seconds per step of each entry; writes ``results.json``, ``report.md`` and a bar plot."""
     device = torch.device(device)
+    config = {"batch_size": batch_size, "steps": list(steps), "repeats": repeats, "pypi": pypi}
+    record = Record(
+        out, "locoprop-steptime", config, command=command, device=device, overwrite=overwrite, runs_key=None
+    )
     x = torch.rand(batch_size, 784, generator=torch.Generator().manual_seed(0)).to(device)
 
     def model() -> nn.Sequential:
@@ -103,18 +107,15 @@ def run_steptime_benchmark(
             if r >= 2:  # two warm-up rounds
                 times[name].append(time.perf_counter() - t0)
     med = {name: statistics.median(v) for name, v in times.items()}
-    results = {
-        "benchmark": "locoprop-steptime",
-        "command": command,
-        "environment": environment(device),
-        "batch_size": batch_size,
-        "repeats": repeats,
-        "median_step_s": med,
-        "vs_adam": {n: v / med["adam"] for n, v in med.items()},
-        "times": times,
-    }
+    results = record.results
+    results.update(
+        batch_size=batch_size,
+        repeats=repeats,
+        median_step_s=med,
+        vs_adam={n: v / med["adam"] for n, v in med.items()},
+        times=times,
+    )
     out = Path(out)
-    atomic_write_json(results, out / "results.json")
     lines = [
         "# LocoProp step time, deep autoencoder",
         "",
@@ -130,22 +131,14 @@ def run_steptime_benchmark(
         inner = name.rsplit("T=", 1)[-1] if "T=" in name else None
         ref = med.get(f"pypi locoprop T={inner}") if inner and name.startswith("layerwise locoprop-m T=") else None
         lines.append(f"| {name} | {v:.4f} | {v / med['adam']:.2f} | {f'{v / ref:.2f}' if ref else ''} |")
-    atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
+    record.write_report(lines)
     _plot(med, out / "step_time.png")
     return results
 
 
 def _plot(med: dict[str, float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 0.4 * len(med) + 1.2))
+    fig, (ax,) = figure(1, width=7.0)
+    fig.set_figheight(0.4 * len(med) + 1.2)
     ax.barh(list(med)[::-1], list(med.values())[::-1])
     ax.set_xlabel("median seconds per step")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)

@@ -24,7 +24,6 @@ steps is reported:
 from __future__ import annotations
 
 import copy
-import io
 import math
 import os
 import statistics
@@ -37,8 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ._io import atomic_write_bytes, atomic_write_json
-from ._run import environment
+from ._plotting import figure, save_png
+from ._record import Record
 
 __all__ = ["DeepSupervisionMLP", "run_telemetry_benchmark"]
 
@@ -242,6 +241,7 @@ def run_telemetry_benchmark(
     device: str | torch.device = "cpu",
     lr: float = 1e-3,
     command: str = "",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Seconds per training step of the four paths for each K; writes ``results.json``, ``report.md``, a plot.
 
@@ -267,10 +267,27 @@ def run_telemetry_benchmark(
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(device)!r} asked for CUDA, but torch sees no CUDA device. Use --device cpu.")
+    n_params = sum(p.numel() for p in DeepSupervisionMLP(tap_depths(max(k))).trunk.parameters())
+    config = {
+        "k": list(k),
+        "steps": steps,
+        "short_steps": min(short_steps, steps),
+        "every": every,
+        "repeats": repeats,
+        "batch_size": batch_size,
+        "lr": lr,
+        "trunk_params": n_params,
+        "head_params": 512 * 10 + 10,
+        "sets": ["all", "shared", "last_shared"],
+    }
+    record = Record(
+        out, "telemetry-overhead", config, command=command, device=device, overwrite=overwrite, runs_key=None
+    )
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch_size, 784, generator=gen).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
-    env = {**environment(device), "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "load_before": os.getloadavg()}
+    env = record.results["environment"]
+    env.update(cpu=_cpu_name(), cpu_count=os.cpu_count(), load_before=os.getloadavg())
     cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(0)
@@ -279,43 +296,21 @@ def run_telemetry_benchmark(
             for kk in k
         ]
     env["load_after"] = os.getloadavg()
-    n_params = sum(p.numel() for p in DeepSupervisionMLP(tap_depths(max(k))).trunk.parameters())
-    results = {
-        "benchmark": "telemetry-overhead",
-        "command": command,
-        "environment": env,
-        "config": {
-            "k": list(k),
-            "steps": steps,
-            "short_steps": min(short_steps, steps),
-            "every": every,
-            "repeats": repeats,
-            "batch_size": batch_size,
-            "lr": lr,
-            "trunk_params": n_params,
-            "head_params": 512 * 10 + 10,
-            "sets": ["all", "shared", "last_shared"],
-        },
-        "rows": rows,
-        "acceptance": {
+    results = record.results
+    results.update(
+        rows=rows,
+        acceptance={
             "every1_le_kgrad": {r["k"]: r["every1_vs_kgrad"] <= 1.0 for r in rows},
             "every1_le_kgrad_stats": {r["k"]: r["every1_vs_kgrad_stats"] <= 1.0 for r in rows},
             "everyN_under_5pct": {r["k"]: r["everyN_overhead"] < 0.05 for r in rows},
         },
-    }
-    out = Path(out)
-    atomic_write_json(results, out / "results.json")
-    notes = (
-        "\n## Notes\n\nSee [notes.md](notes.md) (written by hand, kept across reruns).\n"
-        if (out / "notes.md").is_file()
-        else ""
     )
-    atomic_write_bytes(out / "report.md", (_report(results) + notes).encode())
-    _plot(rows, every, out / "step_time_vs_k.png")
+    record.write_report(_report(results))
+    _plot(rows, every, Path(out) / "step_time_vs_k.png")
     return results
 
 
-def _report(res: dict[str, Any]) -> str:
+def _report(res: dict[str, Any]) -> list[str]:
     cfg, env, rows = res["config"], res["environment"], res["rows"]
     n = cfg["every"]
     lines = [
@@ -381,7 +376,7 @@ def _report(res: dict[str, Any]) -> str:
         + " on, not counting the cost of the skipped steps themselves.",
         "",
     ]
-    return "\n".join(lines)
+    return lines
 
 
 def _verdict(per_k: dict[int, bool]) -> str:
@@ -389,13 +384,8 @@ def _verdict(per_k: dict[int, bool]) -> str:
 
 
 def _plot(rows: list[dict[str, Any]], every: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ks = [r["k"] for r in rows]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, (ax,) = figure(1, width=6.4)
     for key, label in (
         ("plain_s", "plain step (sum, backward)"),
         ("kgrad_s", "K × autograd.grad"),
@@ -412,8 +402,4 @@ def _plot(rows: list[dict[str, Any]], every: int, path: Path) -> None:
         title="telemetry cost, deep-supervision MLP",
     )
     ax.legend(fontsize="small")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=110)

@@ -14,10 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ._io import atomic_write_bytes, atomic_write_json
-from ._run import environment
+from ._record import Record
 
 __all__ = ["ZSTORE_OPTIONS", "run_zstore_benchmark"]
 
@@ -42,23 +39,21 @@ def run_zstore_benchmark(
     threads: int = 1,
     options: list[str] | None = None,
     command: str = "",
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Peak resident memory per storage option; writes results.json and report.md to ``out``."""
     out = Path(out)
-    results: dict[str, Any] = {
-        "config": {
-            "dataset": dataset,
-            "n": n,
-            "depth": depth,
-            "width": width,
-            "steps": steps,
-            "batch_size": batch_size,
-            "threads": threads,
-        },
-        "command": command,
-        "environment": environment(torch.device("cpu")),
-        "options": {},
+    config = {
+        "dataset": dataset,
+        "n": n,
+        "depth": depth,
+        "width": width,
+        "steps": steps,
+        "batch_size": batch_size,
+        "threads": threads,
     }
+    record = Record(out, "zstore", config, command=command, overwrite=overwrite, runs_key="options")
+    results = record.results
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         for name in options or list(ZSTORE_OPTIONS):
             cfg = {**results["config"], **ZSTORE_OPTIONS[name], "data_dir": data_dir, "path": str(Path(tmp) / "z")}
@@ -74,7 +69,6 @@ def run_zstore_benchmark(
             res = json.loads(res_file.read_text())
             res["peak_rss_bytes"] = usage.ru_maxrss * 1024  # Linux: kilobytes
             results["options"][name] = res
-    atomic_write_json(results, out / "results.json")
     c = results["config"]
     lines = [
         "# Auxiliary-activation store: memory",
@@ -95,5 +89,5 @@ def run_zstore_benchmark(
             f"| {name} | {r['z_bytes'] / 2**30:.2f} | {r['peak_rss_bytes'] / 2**30:.2f} | {r['init_s']:.1f} | "
             f"{r['step_s']:.3f} |"
         )
-    atomic_write_bytes(out / "report.md", ("\n".join(lines) + "\n").encode())
+    record.write_report(lines)
     return results

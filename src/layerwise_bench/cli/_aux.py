@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from .._aux_model import AUX_METHODS
-from ._common import add_common_flags, config_from_args, run_options
+from ._common import config_from_args, names_from, positive_int, run_options
+from ._subcommand import Outcome, Subcommand
 
-__all__ = ["add_aux_parser", "run_aux"]
+__all__ = ["AUX"]
 
 
 def _seeds(text: str) -> list[int]:
@@ -27,14 +27,6 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
-def _aux_methods(text: str) -> list[str]:
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    bad = [n for n in names if n not in AUX_METHODS]
-    if not names or bad:
-        raise argparse.ArgumentTypeError(f"unknown method(s) {bad}; expected some of: {', '.join(AUX_METHODS)}")
-    return names
-
-
 def _fraction(text: str) -> float:
     try:
         value = float(text)
@@ -45,13 +37,10 @@ def _fraction(text: str) -> float:
     return value
 
 
-def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
-    """The ``aux`` subcommand of ``layerwise bench``."""
-    ax = b.add_parser("aux", help="weightings of deep-supervision losses on a deep plain tanh MLP, several seeds")
-    add_common_flags(ax, positive_int, unsupported={"seed": "it runs every seed of --seeds: use --seeds"})
+def _add_aux_args(ax: argparse.ArgumentParser) -> None:
     ax.add_argument(
         "--methods",
-        type=_aux_methods,
+        type=names_from(AUX_METHODS, "method"),
         default=list(AUX_METHODS),
         help=f"comma-separated (default all): {', '.join(AUX_METHODS)}",
     )
@@ -72,11 +61,9 @@ def add_aux_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], 
     ax.add_argument("--lr", type=float, default=0.05, help="learning rate of the model's optimizer (default 0.05)")
     ax.add_argument("--target-acc", type=_fraction, default=0.9, help="test accuracy to reach (default 0.9)")
     ax.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
-    ax.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
 
 
-def run_aux(args: argparse.Namespace, command: str) -> int:
-    """Run ``layerwise bench aux``; returns the exit status."""
+def _run_aux(args: argparse.Namespace, command: str) -> Outcome:
     if args.lr <= 0:
         raise ValueError(f"Invalid --lr {args.lr}: expected a number > 0.")
     bench.run_aux_benchmark(
@@ -87,5 +74,13 @@ def run_aux(args: argparse.Namespace, command: str) -> int:
         resume=args.resume,
         **run_options(args, command),
     )
-    print(f"wrote {args.out / bench.RESULTS_FILE} and {args.out / 'report.md'}")
-    return 0
+    return Outcome(wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")])
+
+
+AUX = Subcommand(
+    "aux",
+    "weightings of deep-supervision losses on a deep plain tanh MLP, several seeds",
+    _add_aux_args,
+    _run_aux,
+    unsupported={"seed": "it runs every seed of --seeds: use --seeds"},
+)

@@ -9,22 +9,70 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["COMMON_FLAGS", "add_common_flags", "check_common_flags", "config_from_args", "run_options"]
+__all__ = [
+    "COMMON_FLAGS",
+    "add_common_flags",
+    "check_common_flags",
+    "config_from_args",
+    "names_from",
+    "positive_float",
+    "positive_int",
+    "run_options",
+]
 
 T = TypeVar("T")
 
-COMMON_FLAGS = ("out", "device", "threads", "seed", "resume", "progress")
+COMMON_FLAGS = ("out", "device", "threads", "seed", "resume", "overwrite", "progress")
+
+
+def positive_int(text: str) -> int:
+    """An ``argparse`` type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, found {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An ``argparse`` type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}")
+    return value
+
+
+def names_from(allowed: Iterable[str], what: str) -> Callable[[str], list[str]]:
+    """An ``argparse`` type: a comma-separated, non-empty list of names out of ``allowed`` (read when parsing,
+    so that methods registered later count)."""
+
+    def parse(text: str) -> list[str]:
+        valid = list(allowed)
+        names = [n.strip() for n in text.split(",") if n.strip()]
+        bad = [n for n in names if n not in valid]
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what} names, found {text!r}")
+        if bad:
+            unknown = ", ".join(repr(n) for n in bad)
+            raise argparse.ArgumentTypeError(f"unknown {what} {unknown}; expected some of: {', '.join(valid)}")
+        return names
+
+    return parse
 
 
 def add_common_flags(
     p: argparse.ArgumentParser,
-    positive_int: Callable[[str], int],
     *,
     unsupported: Mapping[str, str] = {},
     seed: int = 0,
@@ -53,6 +101,7 @@ def add_common_flags(
     p.add_argument(
         "--resume", action="store_true", help=hlp("resume", "continue an interrupted run in --out from its checkpoint")
     )
+    p.add_argument("--overwrite", action="store_true", help=hlp("overwrite", "replace an existing run in --out"))
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -70,6 +119,7 @@ def check_common_flags(args: argparse.Namespace, name: str) -> None:
         "threads": args.threads is not None,
         "seed": args.seed is not None,
         "resume": bool(args.resume),
+        "overwrite": bool(args.overwrite),
         "progress": args.progress is not None,
     }
     for flag, why in getattr(args, "_unsupported", {}).items():

@@ -4,27 +4,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from .._depth_methods import DEPTH_METHODS
 from .._depth_model import ACTIVATIONS, INITS
-from ._common import add_common_flags, config_from_args, run_options
+from ._common import config_from_args, names_from, positive_float, positive_int, run_options
+from ._subcommand import Outcome, Subcommand
 
-__all__ = ["add_depth_parser", "add_mlp_data_args", "run_depth"]
-
-
-def _choices(allowed: list[str] | tuple[str, ...], what: str) -> Callable[[str], list[str]]:
-    def parse(text: str) -> list[str]:
-        names = [n.strip() for n in text.split(",") if n.strip()]
-        bad = [n for n in names if n not in allowed]
-        if not names or bad:
-            raise argparse.ArgumentTypeError(f"unknown {what} {bad}; expected some of: {', '.join(allowed)}")
-        return names
-
-    return parse
+__all__ = ["DEPTH", "add_decoupled_args", "add_mlp_data_args"]
 
 
 def _depths(text: str) -> list[int]:
@@ -39,17 +28,7 @@ def _depths(text: str) -> list[int]:
     return values
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}")
-    return value
-
-
-def add_mlp_data_args(p: argparse.ArgumentParser, d: bench.DepthConfig, positive_int: Callable[[str], int]) -> None:
+def add_mlp_data_args(p: argparse.ArgumentParser, d: bench.DepthConfig) -> None:
     """The plain-MLP and data arguments shared by ``bench depth`` and ``bench similarity`` (defaults from ``d``)."""
     p.add_argument("--width", type=positive_int, default=d.width, help=f"hidden units (default {d.width})")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="mnist (default) or digits (offline)")
@@ -64,57 +43,50 @@ def add_mlp_data_args(p: argparse.ArgumentParser, d: bench.DepthConfig, positive
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
 
 
-def add_decoupled_args(p: argparse.ArgumentParser, d: bench.DepthConfig, positive_int: Callable[[str], int]) -> None:
+def add_decoupled_args(p: argparse.ArgumentParser, d: bench.DepthConfig) -> None:
     """The decoupled-training arguments shared by ``bench depth`` and ``bench similarity`` (defaults from ``d``)."""
     p.add_argument(
         "--decoupled-lr",
-        type=_positive_float,
+        type=positive_float,
         default=d.decoupled_lr,
         help=f"per-block Adam (default {d.decoupled_lr:g})",
     )
-    p.add_argument("--z-lr", type=_positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
+    p.add_argument("--z-lr", type=positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
     p.add_argument("--z-steps", type=positive_int, default=d.z_steps, help=f"default {d.z_steps}")
-    p.add_argument("--mu-start", type=_positive_float, default=d.mu_start, help=f"default {d.mu_start:g}")
+    p.add_argument("--mu-start", type=positive_float, default=d.mu_start, help=f"default {d.mu_start:g}")
     p.add_argument(
         "--mu-factor",
-        type=_positive_float,
+        type=positive_float,
         default=d.mu_factor,
         help=f"mu grows by this factor every epoch (default {d.mu_factor:g})",
     )
 
 
-def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
-    """The ``depth`` subcommand of ``layerwise bench``."""
+def _add_depth_args(p: argparse.ArgumentParser) -> None:
     d = bench.DepthConfig()
-    p = b.add_parser(
-        "depth",
-        help="plain deep MLPs (tanh/sigmoid): backprop baselines against decoupled training, "
-        "LocoProp and deep supervision; per-layer gradient norms",
-    )
-    add_common_flags(p, positive_int, seed=d.seed)
     p.add_argument(
         "--depths", type=_depths, default=[10, 20, 50], help="hidden layers, comma-separated (default 10,20,50)"
     )
     p.add_argument(
         "--activations",
-        type=_choices(list(ACTIVATIONS), "activation"),
+        type=names_from(ACTIVATIONS, "activation"),
         default=list(ACTIVATIONS),
         help="comma-separated (default tanh,sigmoid)",
     )
     p.add_argument(
         "--methods",
-        type=_choices(list(DEPTH_METHODS), "method"),
+        type=names_from(DEPTH_METHODS, "method"),
         default=list(DEPTH_METHODS),
         help=f"comma-separated (default all): {', '.join(DEPTH_METHODS)}",
     )
-    add_mlp_data_args(p, d, positive_int)
+    add_mlp_data_args(p, d)
     p.add_argument(
         "--sgd-lr",
-        type=_positive_float,
+        type=positive_float,
         default=d.sgd_lr,
         help=f"bp-default-sgd and deep-supervision (momentum {d.momentum}; default {d.sgd_lr:g})",
     )
-    p.add_argument("--adam-lr", type=_positive_float, default=d.adam_lr, help=f"bp-*-adam (default {d.adam_lr:g})")
+    p.add_argument("--adam-lr", type=positive_float, default=d.adam_lr, help=f"bp-*-adam (default {d.adam_lr:g})")
     p.add_argument("--decoupled-init", choices=INITS, default=d.decoupled_init, help=f"default {d.decoupled_init}")
     p.add_argument(
         "--decoupled-mode",
@@ -145,7 +117,7 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
         action="store_true",
         help="decoupled: count the sigmoid's slope 1/4 in the z-step's curvature bound (16x larger z steps)",
     )
-    add_decoupled_args(p, d, positive_int)
+    add_decoupled_args(p, d)
     p.add_argument(
         "--consistency-epochs",
         type=int,
@@ -154,10 +126,10 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
         f"(default {d.consistency_epochs}; 0: none)",
     )
     p.add_argument(
-        "--locoprop-gamma", type=_positive_float, default=d.locoprop_gamma, help=f"default {d.locoprop_gamma:g}"
+        "--locoprop-gamma", type=positive_float, default=d.locoprop_gamma, help=f"default {d.locoprop_gamma:g}"
     )
     p.add_argument(
-        "--locoprop-damping", type=_positive_float, default=d.locoprop_damping, help=f"default {d.locoprop_damping:g}"
+        "--locoprop-damping", type=positive_float, default=d.locoprop_damping, help=f"default {d.locoprop_damping:g}"
     )
     p.add_argument(
         "--ds-every",
@@ -171,11 +143,10 @@ def add_depth_parser(b: argparse._SubParsersAction, positive_int: Callable[[str]
         default=d.dtype,
         help=f"of the data, the models and the z store (default {d.dtype})",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
 
 
-def run_depth(args: argparse.Namespace, command: str) -> int:
-    """Run ``layerwise bench depth``; returns 0 (a diverged run is a recorded outcome, listed on stdout)."""
+def _run_depth(args: argparse.Namespace, command: str) -> Outcome:
+    """A diverged run is a recorded outcome, listed on stdout (exit status 0)."""
     if args.consistency_epochs < 0:
         raise ValueError(f"Invalid --consistency-epochs {args.consistency_epochs}: expected a whole number >= 0.")
     res = bench.run_depth_benchmark(
@@ -187,8 +158,15 @@ def run_depth(args: argparse.Namespace, command: str) -> int:
         resume=args.resume,
         **run_options(args, command),
     )
-    print(f"wrote {args.out / bench.RESULTS_FILE} and {args.out / 'report.md'}")
-    diverged = [f"{k}: {e['error']}" for k, e in res["runs"].items() if e["status"] == "diverged"]
-    for message in diverged:
-        print(f"layerwise: diverged: {message}")
-    return 0
+    diverged = [f"layerwise: diverged: {k}: {e['error']}" for k, e in res["runs"].items() if e["status"] == "diverged"]
+    return Outcome(lines=diverged, wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")])
+
+
+DEPTH = Subcommand(
+    "depth",
+    "plain deep MLPs (tanh/sigmoid): backprop baselines against decoupled training, LocoProp and deep "
+    "supervision; per-layer gradient norms",
+    _add_depth_args,
+    _run_depth,
+    seed=bench.DepthConfig().seed,
+)

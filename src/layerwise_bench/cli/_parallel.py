@@ -4,15 +4,15 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from .._parallel import PARALLEL_CONFIGS
-from ._common import add_common_flags
+from ._common import positive_int
+from ._subcommand import Outcome, Subcommand
 
-__all__ = ["add_parallel_parser", "add_zstore_parser", "run_parallel", "run_zstore"]
+__all__ = ["PARALLEL", "ZSTORE"]
 
 
 _PARALLEL = {
@@ -30,14 +30,15 @@ _ZSTORE = {
 }
 
 
-def add_parallel_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
-    """The ``layer-parallel`` subcommand of ``layerwise bench``."""
-    p = b.add_parser("layer-parallel", help="decoupled training: 2 processes (one stage each) against 1, and backprop")
-    add_common_flags(p, positive_int, unsupported=_PARALLEL)
+def _add_mlp_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="mnist")
     p.add_argument("--data-dir", default=None, help="data directory (MNIST in DIR/mnist)")
     p.add_argument("--depth", type=positive_int, default=10, help="blocks of the plain tanh MLP (default 10)")
     p.add_argument("--width", type=positive_int, default=1000, help="hidden units (default 1000)")
+
+
+def _add_parallel_args(p: argparse.ArgumentParser) -> None:
+    _add_mlp_args(p)
     p.add_argument("--subset", type=positive_int, default=20000, help="training examples (default 20000)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--z-steps", type=positive_int, default=1)
@@ -49,7 +50,7 @@ def add_parallel_parser(b: argparse._SubParsersAction, positive_int: Callable[[s
     )
 
 
-def run_parallel(args: argparse.Namespace, command: str) -> int:
+def _run_parallel(args: argparse.Namespace, command: str) -> Outcome:
     configs = [c.strip() for c in args.configs.split(";")] if args.configs else None
     for c in configs or []:
         if c not in PARALLEL_CONFIGS:
@@ -66,31 +67,22 @@ def run_parallel(args: argparse.Namespace, command: str) -> int:
         repeats=args.repeats,
         configs=configs,
         command=command,
+        overwrite=args.overwrite,
     )
-    for name, v in res["summary"].items():
-        print(f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}")
-    print(f"wrote {args.out / 'report.md'}")
-    return 0
+    lines = [
+        f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}"
+        for name, v in res["summary"].items()
+    ]
+    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
 
 
-def add_zstore_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
-    """The ``zstore`` subcommand of ``layerwise bench``."""
-    p = b.add_parser("zstore", help="memory of the decoupled z store (float32/bfloat16, in memory/memory-mapped)")
-    add_common_flags(
-        p,
-        positive_int,
-        unsupported=_ZSTORE,
-        threads_help="torch CPU threads of the worker process (default 1)",
-    )
-    p.add_argument("--dataset", choices=DATASETS, default="mnist")
-    p.add_argument("--data-dir", default=None, help="data directory (MNIST in DIR/mnist)")
+def _add_zstore_args(p: argparse.ArgumentParser) -> None:
+    _add_mlp_args(p)
     p.add_argument("--n", type=positive_int, default=None, help="examples (default: the whole training set)")
-    p.add_argument("--depth", type=positive_int, default=10)
-    p.add_argument("--width", type=positive_int, default=1000)
     p.add_argument("--steps", type=positive_int, default=50, help="decoupled steps after building the store")
 
 
-def run_zstore(args: argparse.Namespace, command: str) -> int:
+def _run_zstore(args: argparse.Namespace, command: str) -> Outcome:
     res = bench.run_zstore_benchmark(
         args.out,
         dataset=args.dataset,
@@ -101,8 +93,27 @@ def run_zstore(args: argparse.Namespace, command: str) -> int:
         steps=args.steps,
         threads=args.threads or 1,
         command=command,
+        overwrite=args.overwrite,
     )
-    for name, r in res["options"].items():
-        print(f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB")
-    print(f"wrote {args.out / 'report.md'}")
-    return 0
+    lines = [
+        f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB"
+        for name, r in res["options"].items()
+    ]
+    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+
+
+PARALLEL = Subcommand(
+    "layer-parallel",
+    "decoupled training: 2 processes (one stage each) against 1, and backprop",
+    _add_parallel_args,
+    _run_parallel,
+    unsupported=_PARALLEL,
+)
+ZSTORE = Subcommand(
+    "zstore",
+    "memory of the decoupled z store (float32/bfloat16, in memory/memory-mapped)",
+    _add_zstore_args,
+    _run_zstore,
+    unsupported=_ZSTORE,
+    threads_help="torch CPU threads of the worker process (default 1)",
+)

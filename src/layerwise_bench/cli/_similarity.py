@@ -5,37 +5,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable
 
 import layerwise_bench as bench
 
 from .._depth_model import ACTIVATIONS
-from ._common import add_common_flags, config_from_args, run_options
-from ._depth import _positive_float, add_decoupled_args, add_mlp_data_args
+from ._common import config_from_args, positive_float, positive_int, run_options
+from ._depth import add_decoupled_args, add_mlp_data_args
+from ._subcommand import Outcome, Subcommand
 
-__all__ = ["add_similarity_parser", "run_similarity"]
+__all__ = ["SIMILARITY"]
 
 
-def add_similarity_parser(b: argparse._SubParsersAction, positive_int: Callable[[str], int]) -> None:
-    """The ``similarity`` subcommand of ``layerwise bench``."""
+def _add_similarity_args(p: argparse.ArgumentParser) -> None:
     d = dataclasses.replace(bench.DepthConfig(), epochs=10)
-    p = b.add_parser(
-        "similarity",
-        help="decoupled vs backprop on one plain MLP: test-accuracy gap, per-layer CKA, parameter distance",
-    )
-    add_common_flags(
-        p, positive_int, unsupported={"resume": "a similarity run is one short comparison: rerun it"}, seed=d.seed
-    )
     p.add_argument("--depth", type=positive_int, default=5, help="hidden layers (default 5)")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="tanh")
-    add_mlp_data_args(p, d, positive_int)
-    p.add_argument("--adam-lr", type=_positive_float, default=d.adam_lr, help=f"backprop Adam (default {d.adam_lr:g})")
-    add_decoupled_args(p, d, positive_int)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    add_mlp_data_args(p, d)
+    p.add_argument("--adam-lr", type=positive_float, default=d.adam_lr, help=f"backprop Adam (default {d.adam_lr:g})")
+    add_decoupled_args(p, d)
 
 
-def run_similarity(args: argparse.Namespace, command: str) -> int:
-    """Run ``layerwise bench similarity``; prints the verdict lines."""
+def _run_similarity(args: argparse.Namespace, command: str) -> Outcome:
     res = bench.run_similarity_benchmark(
         args.out,
         depth=args.depth,
@@ -43,7 +33,16 @@ def run_similarity(args: argparse.Namespace, command: str) -> int:
         cfg=config_from_args(bench.DepthConfig, args),
         **run_options(args, command),
     )
-    for line in bench.similarity_verdict(res):
-        print(line)
-    print(f"wrote {args.out / bench.RESULTS_FILE} and {args.out / 'report.md'}")
-    return 0
+    return Outcome(
+        lines=bench.similarity_verdict(res), wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")]
+    )
+
+
+SIMILARITY = Subcommand(
+    "similarity",
+    "decoupled vs backprop on one plain MLP: test-accuracy gap, per-layer CKA, parameter distance",
+    _add_similarity_args,
+    _run_similarity,
+    unsupported={"resume": "a similarity run is one short comparison: rerun it"},
+    seed=bench.DepthConfig().seed,
+)

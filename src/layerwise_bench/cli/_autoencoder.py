@@ -1,0 +1,228 @@
+"""``layerwise bench autoencoder`` and ``layerwise bench tune``: the deep-autoencoder benchmark of the LocoProp
+paper, methods side by side, and the sweep that tunes them."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+import layerwise_bench as bench
+from layerwise.data import DATASETS
+
+from ._common import names_from, positive_int
+from ._subcommand import Outcome, Subcommand
+
+__all__ = ["AUTOENCODER", "TUNE"]
+
+BASELINES = "sgd,momentum,adagrad,rmsprop,adam,shampoo,kfac"
+LOCOPROP = "locoprop-m,locoprop-s,locoprop-s-exact,locoprop-m-precond"
+
+
+def _lr_pairs(text: str) -> dict[str, float]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            lr = float(value)
+        except ValueError:
+            lr = -1.0
+        if not sep or lr <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01), found {item!r}"
+            )
+        out[name] = lr
+    return out
+
+
+def _grid_pair(text: str) -> tuple[str, list[float]]:
+    name, sep, values = text.partition("=")
+    try:
+        parsed = [float(v) for v in values.split(",") if v]
+    except ValueError:
+        parsed = []
+    if not sep or not name or not parsed:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... (e.g. damping=10,100), found {text!r}")
+    return name, parsed
+
+
+_methods = names_from(bench.METHODS, "method")
+
+
+def _add_workload_args(p: argparse.ArgumentParser, default_epochs: int) -> None:
+    p.add_argument(
+        "--methods",
+        type=_methods,
+        default=_methods(f"{BASELINES},{LOCOPROP}"),
+        help=f"comma-separated method names (default: the baselines {BASELINES} and LocoProp's "
+        f"{LOCOPROP}); registered: {', '.join(bench.METHODS)}",
+    )
+    p.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="digits",
+        help="digits: offline, ships with scikit-learn (default); mnist: the official benchmark",
+    )
+    p.add_argument("--epochs", type=positive_int, default=default_epochs, help=f"epochs (default {default_epochs})")
+    p.add_argument(
+        "--schedule-epochs",
+        type=positive_int,
+        default=None,
+        help="length of the warm-up/decay schedule (default: --epochs); e.g. 100 to stop the official schedule early",
+    )
+    p.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="default: mnist 1000, digits 100")
+    p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
+    )
+    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
+
+
+def _prepare(
+    args: argparse.Namespace, evaluate_test: bool = True
+) -> tuple[bench.AutoencoderConfig, bench.AutoencoderData]:
+    try:
+        device = torch.device(args.device)
+    except RuntimeError as exc:
+        raise ValueError(f"Invalid --device {args.device!r}: {exc}. Use cpu, cuda or cuda:N.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device!r} asked for CUDA, but torch sees no CUDA device. Use --device cpu.")
+    cfg = bench.AutoencoderConfig(
+        dataset=args.dataset,
+        epochs=args.epochs,
+        subset=args.subset,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        activation=args.activation,
+        evaluate_test=evaluate_test,
+        schedule_epochs=args.schedule_epochs,
+    )
+    data = bench.load_autoencoder_data(cfg, args.data_dir, download=args.download, device=device)
+    return cfg, data
+
+
+def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
+    _add_workload_args(p, 10)
+    p.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
+    p.add_argument(
+        "--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)"
+    )
+    p.add_argument(
+        "--keep-going",
+        action="store_true",
+        help="when a method diverges, record it and go on with the next (exit status 1 at the end)",
+    )
+    p.add_argument(
+        "--tensorboard",
+        type=Path,
+        default=None,
+        metavar="LOG_DIR",
+        help="also log every epoch to TensorBoard (needs layerwise[tensorboard])",
+    )
+
+
+def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
+    sink = bench.TensorBoardSink(args.tensorboard) if args.tensorboard else None
+    cfg, data = _prepare(args)
+    try:
+        results = bench.run_autoencoder_benchmark(
+            args.methods,
+            cfg,
+            data,
+            args.out,
+            lr_overrides=args.lr,
+            tuned_file=args.tuned,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            progress=args.progress,
+            command=command,
+            sinks=[sink] if sink else None,
+            keep_going=args.keep_going,
+        )
+    finally:
+        if sink:
+            sink.close()
+    path = bench.write_report([results], args.out)
+    diverged = [m["error"] for m in results["methods"].values() if m["status"] == "diverged"]
+    return Outcome(wrote=[str(args.out / bench.RESULTS_FILE), str(path)], errors=diverged, status=1 if diverged else 0)
+
+
+def _centres(names: list[str], dataset: str) -> dict[str, float]:
+    methods = [bench.get_method(n) for n in names]
+    return {n: lr for n, (lr, _) in bench.resolve_lrs(methods, {}, bench.load_tuned(bench.tuned_path(dataset))).items()}
+
+
+def _add_tune_args(p: argparse.ArgumentParser) -> None:
+    _add_workload_args(p, 4)
+    p.add_argument("--points", type=positive_int, default=5, help="grid points per method (half-decade steps)")
+    p.add_argument(
+        "--grid",
+        type=_grid_pair,
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="also sweep this hyper-parameter (repeatable), e.g. --grid damping=10,100,1000",
+    )
+    p.add_argument(
+        "--centre",
+        choices=("default", "tuned"),
+        default="default",
+        help="centre of each lr grid: the method's default, or its lr in the shipped tuned-values file",
+    )
+    p.add_argument(
+        "--close",
+        type=float,
+        default=0.01,
+        help="configurations within this fraction of the best are re-run with more seeds (default 0.01)",
+    )
+    p.add_argument("--seeds", type=positive_int, default=3, help="seeds in all for a close call (default 3; 1: none)")
+    p.add_argument(
+        "--out-file",
+        type=Path,
+        default=None,
+        help="where to write the tuned values (default: the file shipped for --dataset)",
+    )
+
+
+def _run_tune(args: argparse.Namespace, command: str) -> Outcome:
+    cfg, data = _prepare(args, evaluate_test=False)
+    out_file = args.out_file or bench.tuned_path(cfg.dataset)
+    result = bench.tune_learning_rates(
+        args.methods,
+        cfg,
+        data,
+        out_file,
+        points=args.points,
+        progress=args.progress,
+        command=command,
+        grid=dict(args.grid),
+        close=args.close,
+        seeds=args.seeds,
+        centres=_centres(args.methods, cfg.dataset) if args.centre == "tuned" else None,
+        resume=args.resume,
+    )
+    lines = [f"{name:>10}: lr={e['lr']:.3g}  sweep={e['sweep']}" for name, e in result["methods"].items()]
+    return Outcome(lines=lines, wrote=[str(out_file)])
+
+
+AUTOENCODER = Subcommand(
+    "autoencoder",
+    "deep autoencoder (LocoProp paper setup), methods side by side",
+    _add_autoencoder_args,
+    _run_autoencoder,
+)
+TUNE = Subcommand(
+    "tune",
+    "lr sweep on the budget given (tune on the budget you report); writes a tuned-values file",
+    _add_tune_args,
+    _run_tune,
+    unsupported={
+        "out": "a sweep writes one tuned-values file: use --out-file",
+        "overwrite": "a sweep merges its methods into --out-file, keeping the others",
+    },
+    out_required=False,
+)

@@ -1,0 +1,97 @@
+"""``layerwise bench steptime`` and ``layerwise bench telemetry``: timing runs on fixed random data."""
+
+from __future__ import annotations
+
+import argparse
+
+import layerwise_bench as bench
+
+from ._common import positive_int
+from ._subcommand import Outcome, Subcommand
+
+__all__ = ["STEPTIME", "TELEMETRY"]
+
+_TIMING = {
+    "seed": "a timing run feeds fixed random data; its numbers do not depend on a seed",
+    "resume": "a timing run is not resumable: rerun it",
+    "progress": "it shows no progress bars",
+}
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(positive_int(v) for v in text.split(","))
+
+
+def _add_steptime_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=positive_int, default=1000)
+    p.add_argument("--steps", type=_ints, default=(1, 5, 10), help="inner steps T to compare (default 1,5,10)")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per entry (default 10)")
+    p.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
+
+
+def _run_steptime(args: argparse.Namespace, command: str) -> Outcome:
+    res = bench.run_steptime_benchmark(
+        args.out,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        repeats=args.repeats,
+        device=args.device,
+        pypi=not args.no_pypi,
+        command=command,
+        overwrite=args.overwrite,
+    )
+    lines = [f"{n:>34}: {v:.4f} s  ({res['vs_adam'][n]:.2f}x Adam)" for n, v in res["median_step_s"].items()]
+    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+
+
+def _add_telemetry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--k", type=_ints, default=(2, 4, 8), help="numbers of loss terms K to compare, each <= 8 (default 2,4,8)"
+    )
+    p.add_argument(
+        "--steps",
+        type=positive_int,
+        default=100,
+        help="steps per timed block of the plain and every=N paths, a multiple of --every (default 100)",
+    )
+    p.add_argument("--every", type=positive_int, default=50, help="telemetry period of the sampled path (default 50)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed rounds after a warm-up round (default 5)")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+
+
+def _run_telemetry(args: argparse.Namespace, command: str) -> Outcome:
+    res = bench.run_telemetry_benchmark(
+        args.out,
+        k=args.k,
+        steps=args.steps,
+        every=args.every,
+        repeats=args.repeats,
+        batch_size=args.batch_size,
+        device=args.device,
+        command=command,
+        overwrite=args.overwrite,
+    )
+    lines = [
+        f"K={r['k']}: plain {1e3 * r['plain_s']:.1f} ms, K x autograd.grad {1e3 * r['kgrad_s']:.1f} ms "
+        f"(+ stats {1e3 * r['kgrad_stats_s']:.1f} ms), every=1 {1e3 * r['every1_s']:.1f} ms "
+        f"({r['every1_vs_kgrad']:.2f}x; {r['every1_vs_kgrad_stats']:.2f}x), every={args.every} "
+        f"{1e3 * r['everyN_s']:.1f} ms ({100 * r['everyN_overhead']:+.1f}% vs plain)"
+        for r in res["rows"]
+    ]
+    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+
+
+STEPTIME = Subcommand(
+    "steptime",
+    "LocoProp step time against Adam and the PyPI locoprop port (equal T)",
+    _add_steptime_args,
+    _run_steptime,
+    unsupported=_TIMING,
+)
+TELEMETRY = Subcommand(
+    "telemetry",
+    "cost of per-loss-term gradient telemetry against plain and K-autograd.grad steps",
+    _add_telemetry_args,
+    _run_telemetry,
+    unsupported=_TIMING,
+)

@@ -1,0 +1,55 @@
+"""The run record every benchmark writes: one shape, never clobbered, resumed only with the same config."""
+
+import json
+
+import pytest
+
+from layerwise_bench._record import RESULTS_FILE, Record, check_names, save_report
+
+
+def test_a_fresh_record_has_the_common_shape_and_saves_each_run(tmp_path):
+    r = Record(tmp_path / "o", "demo", {"a": 1}, command="layerwise bench demo")
+    assert set(r.results) == {"benchmark", "command", "config", "environment", "runs"}
+    assert r.results["environment"]["device"] == "cpu"
+    r.save_run("m/0", {"status": "running"})
+    saved = json.loads((tmp_path / "o" / RESULTS_FILE).read_text())
+    assert saved["runs"] == {"m/0": {"status": "running"}} and saved["benchmark"] == "demo"
+    assert not r.finished("m/0")
+    r.save_run("m/0", {"status": "complete"})
+    assert r.finished("m/0") and not r.finished("m/1")
+
+
+def test_an_existing_record_is_resumed_with_the_same_config_or_refused(tmp_path):
+    first = Record(tmp_path, "demo", {"a": 1}, command="c1")
+    first.save_run("x", {"status": "complete"})
+    before = (tmp_path / RESULTS_FILE).read_text()
+    with pytest.raises(FileExistsError, match="already holds a run.*--resume.*--overwrite"):
+        Record(tmp_path, "demo", {"a": 1}, command="c2")
+    with pytest.raises(ValueError, match=r"--resume: the run in .* used config \{'a': 1\}, not \{'a': 2\}"):
+        Record(tmp_path, "demo", {"a": 2}, command="c2", resume=True)
+    assert (tmp_path / RESULTS_FILE).read_text() == before  # refusals change nothing
+    resumed = Record(tmp_path, "demo", {"a": 1}, command="c3", resume=True)
+    assert resumed.finished("x") and resumed.results["resumed_with"] == ["c3"]
+    replaced = Record(tmp_path, "demo", {"a": 2}, command="c4", overwrite=True)
+    assert replaced.runs == {} and replaced.results["command"] == "c4"
+
+
+def test_a_record_without_a_runs_table_says_so(tmp_path):
+    r = Record(tmp_path, "timing", {}, command="c", runs_key=None)
+    assert "runs" not in r.results
+    with pytest.raises(TypeError, match="keeps no runs table"):
+        r.finished("x")
+
+
+def test_the_report_ends_with_the_hand_written_notes(tmp_path):
+    (tmp_path / "notes.md").write_text("Measured on a busy machine.\n")
+    path = save_report(tmp_path, ["# Title", "", "body"])
+    assert path.read_text() == "# Title\n\nbody\n\n## Notes\n\nMeasured on a busy machine.\n"
+
+
+def test_check_names_names_the_unknown_and_the_valid():
+    check_names("methods", ["a"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"Invalid methods \['c'\]: expected some of \['a', 'b'\]"):
+        check_names("methods", ["a", "c"], ["a", "b"])
+    with pytest.raises(ValueError, match=r"Invalid methods \[\]"):
+        check_names("methods", [], ["a"])
