@@ -19,6 +19,9 @@ def test_bench_writes_results_plots_and_report(tmp_path):
     assert results["command"].startswith("layerwise bench autoencoder --methods adam,kfac")
     report = (tmp_path / "r" / "report.md").read_text()
     assert "| adam |" in report and "| kfac |" in report
+    # the values the run used, not the None defaults of the config
+    assert "batch_size=100," in report and "schedule_epochs=2" in report and "warmup_epochs=0," in report
+    assert "None" not in report.split("Measured on")[0].replace("subset=None", "")
     for png in ("loss_vs_epoch.png", "loss_vs_time.png"):
         assert (tmp_path / "r" / png).read_bytes()[:4] == b"\x89PNG"
 
@@ -222,3 +225,18 @@ def test_keep_going_records_divergence_and_runs_the_rest(tmp_path, capsys):
     assert results["methods"]["sgd"]["status"] == "diverged"
     assert results["methods"]["adam"]["status"] == "complete"
     assert "| adam |" in (out / "report.md").read_text()
+
+
+def test_version_and_missing_files_are_clear(tmp_path, capsys):
+    import layerwise
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out.strip() == f"layerwise {layerwise.__version__}"
+    out = tmp_path / "o"
+    assert main(["bench", "autoencoder", "--out", str(out), "--tuned", str(tmp_path / "nope.json")]) == 1
+    assert "--tuned" in (err := capsys.readouterr().err) and "no such file" in err and "drop --tuned" in err
+    assert not out.exists()  # nothing trained, nothing written
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "tune", "--methods", "sgd"])  # a sweep never writes into the package unasked
+    assert exc.value.code == 2 and "--out-file" in capsys.readouterr().err

@@ -284,6 +284,24 @@ def test_state_dict_round_trip_resumes_identically(kind: str) -> None:
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
+def test_history_is_bounded_in_memory_and_in_the_state_dict() -> None:
+    w = Fixed({"main": 1.0, "aux": 0.0}, window=4, history_limit=10, warn_useless=False)
+    for _ in range(25):
+        w.weights_for({"main": torch.tensor(1.0), "aux": torch.tensor(1.0)})
+    assert w.recorded == 25 and len(w.history) == 10
+    state = w.state_dict()
+    assert len(state["_extra_state"]["history"]) == 4  # what the useless-term check needs, not the run
+    other = Fixed({"main": 1.0, "aux": 0.0}, window=4, warn_useless=False)
+    other.load_state_dict(state)
+    assert other.recorded == 25 and other.useless_terms() == w.useless_terms() == ["aux"]
+    unbounded = Fixed({"main": 1.0}, history_limit=None)
+    for _ in range(3):
+        unbounded.weights_for({"main": torch.tensor(1.0)})
+    assert len(unbounded.history) == 3
+    with pytest.raises(ValueError, match="history_limit=2.*at least window=4"):
+        Fixed({"main": 1.0}, window=4, history_limit=2)
+
+
 # --- bad input --------------------------------------------------------------------------------
 
 
@@ -399,3 +417,25 @@ def test_main_is_never_reported_when_auxiliary_weights_run_negative() -> None:
     with pytest.warns(UserWarning, match=r"'aux'.*being MAXIMISED"):
         w.weights_for({"main": torch.tensor(1.0), "aux": torch.tensor(1.0)})
     assert w.useless_terms() == ["aux"]
+
+
+def test_a_learned_weighting_left_out_of_every_optimizer_is_warned_once() -> None:
+    net = Net()
+    weighting = layerwise.Uncertainty(TERMS)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)  # the weighting's parameters are missing
+    x, y = batch(0)
+    with pytest.warns(UserWarning, match="Uncertainty: its parameters have received gradients for 20 steps"):
+        for _ in range(25):
+            opt.zero_grad()
+            layerwise.backward(net.losses(x, y), weighting, params=list(net.parameters()))
+            opt.step()
+    assert torch.equal(weighting.log_vars.detach(), torch.zeros(3))  # what the warning says
+    good = layerwise.Uncertainty(TERMS)
+    opt = torch.optim.SGD([*net.parameters(), *good.parameters()], lr=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for _ in range(25):
+            opt.zero_grad()
+            layerwise.backward(net.losses(x, y), good, params=list(net.parameters()))
+            opt.step()
+    assert good._own_state == "moved"  # watched for one step only: no further host syncs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,7 @@ def backward(
 
     checked = check_losses(losses)
     params = check_params(params)
+    _warn_once_if_left_out(checked, params, weighting)
     group = resolve_group(process_group)
     record = telemetry is not None and telemetry.due()
     if weighting is None and not record:  # plain Σ_k L_k: one backward, no weighting object to build
@@ -123,6 +125,47 @@ def backward(
             p.grad.add_(acc)
     _backward_weighting(weighting, active, w)
     return weighting.combine(weighting.stack(active), w).detach()
+
+
+_CHECKED: set[frozenset[int]] = set()  # the params= sets already checked for left-out parameters
+
+
+def _graph_leaves(roots: Iterable[Any]) -> list[Tensor]:
+    """The leaf tensors (``requires_grad``) that the autograd graphs from ``roots`` accumulate into."""
+    seen: set[int] = set()
+    stack = [r for r in roots if r is not None]
+    out = []
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        variable = getattr(node, "variable", None)
+        if isinstance(variable, Tensor):
+            out.append(variable)
+        stack.extend(n for n, _ in node.next_functions if n is not None)
+    return out
+
+
+def _warn_once_if_left_out(losses: Mapping[str, Tensor], params: list[Tensor], weighting: Weighting | None) -> None:
+    """Warn (once per ``params=`` set) when the losses depend on a trainable tensor that ``params`` leaves out:
+    unlike ``loss.backward()``, ``layerwise.backward`` fills ``.grad`` of ``params`` only."""
+    key = frozenset(id(p) for p in params)
+    if key in _CHECKED:
+        return
+    _CHECKED.add(key)
+    given = set(key) | ({id(p) for p in weighting.parameters()} if weighting is not None else set())
+    missing = [v for v in _graph_leaves(t.grad_fn for t in losses.values()) if id(v) not in given]
+    if missing:
+        shapes = ", ".join(str(tuple(v.shape)) for v in missing[:5]) + (", ..." if len(missing) > 5 else "")
+        warnings.warn(
+            f"layerwise.backward: the losses depend on {len(missing)} trainable tensor(s) that are not in "
+            f"params= (shapes {shapes}); they get NO gradient, unlike with loss.backward(). Pass every "
+            "parameter you train, e.g. params=[*model.parameters(), *heads.parameters()], or detach them / "
+            "set requires_grad=False if that is intended. (Warned once for this params= set.)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 def _plain_backward(total: Tensor, params: list[Tensor], group: Any, *, keep: bool) -> None:

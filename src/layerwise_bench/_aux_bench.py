@@ -71,7 +71,7 @@ def run_aux_benchmark(
     results.update(
         methods=every,
         seeds=sorted(set(results.get("seeds", [])) | set(seeds)),
-        descriptions={m: AUX_METHODS[m] for m in every if m in AUX_METHODS},
+        descriptions={m: AUX_METHODS[m].summary for m in every if m in AUX_METHODS},
     )
     data = _load(cfg, data_dir, device, download)
     results["train_examples"], results["test_examples"] = len(data[0]), len(data[2])

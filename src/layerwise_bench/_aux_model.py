@@ -17,26 +17,80 @@ from layerwise.losses import LocalClassifier
 from layerwise.taps import Taps
 from layerwise.weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness, Weighting, halving, linear_decay
 
-__all__ = ["AUX_METHODS", "AuxSetup", "DeepMLP", "build_setup", "tap_layers"]
+from ._entry import Entry, table
 
-#: method name -> one-line description (the report lists them).
-AUX_METHODS: dict[str, str] = {
-    "none": "main loss only (no auxiliary heads): plain backprop through the deep net",
-    "equal": "Fixed.equal: every term weight 1",
-    "halving": "Fixed(halving(terms)): nnU-Net's 1/2^i weights, main first then the deepest head, sum 1",
-    "decay": "Fixed.equal(terms, main='main', schedule=linear_decay(total steps)): "
-    "auxiliary weights fade 1 -> 0 (DSN-style)",
-    "naive": "Naive(terms, main='main'): auxiliary weights trained by the model's optimizer on the total "
-    "(ablation; collapses)",
-    "uncertainty": "Uncertainty(terms): Kendall et al. log-variances trained by the model's optimizer",
-    "gradnorm": "GradNorm(terms, W, alpha=1.5, lr=0.025): W = the last hidden layer shared by every term",
-    "usefulness-lookahead": "Usefulness(terms, trunk, main='main', mode='lookahead', lr=0.01): "
-    "one-step look-ahead (OL-AUX)",
-    "usefulness-cosine": "Usefulness(terms, trunk, main='main', mode='cosine'): "
-    "running mean of max(0, cos(g_main, g_aux))",
-    "usefulness-lookahead-sum": "Usefulness(terms, trunk, main='main', mode='lookahead', lr=0.01, total=heads): the "
-    "look-ahead redistributing a fixed auxiliary budget (sum = that of equal)",
-}
+__all__ = ["AUX_METHODS", "AuxMethod", "AuxSetup", "AuxTerms", "DeepMLP", "build_setup", "tap_layers"]
+
+
+#: the methods: each makes the weighting of the auxiliary terms (the report lists their summaries).
+@dataclass(frozen=True)
+class AuxTerms:
+    """What a weighting is built from: the term names (main first, then the deepest head first, the order
+    :func:`~layerwise.weighting.halving` expects), the trunk, the tapped hidden layers and the run's length."""
+
+    terms: list[str]
+    model: DeepMLP
+    layers: list[int]
+    trunk: list[nn.Parameter]
+    total_steps: int
+
+
+AuxMethod = Entry[Callable[[AuxTerms], Weighting]]
+
+
+def _gradnorm(t: AuxTerms) -> Weighting:
+    return GradNorm(t.terms, t.model.hidden[t.layers[0] - 1].parameters(), alpha=1.5, lr=0.025)
+
+
+AUX_METHODS: dict[str, AuxMethod] = table(
+    AuxMethod(
+        "none",
+        "main loss only (no auxiliary heads): plain backprop through the deep net",
+        lambda t: Fixed.equal(["main"]),
+    ),
+    AuxMethod("equal", "Fixed.equal: every term weight 1", lambda t: Fixed.equal(t.terms)),
+    AuxMethod(
+        "halving",
+        "Fixed(halving(terms)): nnU-Net's 1/2^i weights, main first then the deepest head, sum 1",
+        lambda t: Fixed(halving(t.terms)),
+    ),
+    AuxMethod(
+        "decay",
+        "Fixed.equal(terms, main='main', schedule=linear_decay(total steps)): auxiliary weights fade 1 -> 0 "
+        "(DSN-style)",
+        lambda t: Fixed.equal(t.terms, main="main", schedule=linear_decay(t.total_steps)),
+    ),
+    AuxMethod(
+        "naive",
+        "Naive(terms, main='main'): auxiliary weights trained by the model's optimizer on the total "
+        "(ablation; collapses)",
+        lambda t: Naive(t.terms, main="main"),
+    ),
+    AuxMethod(
+        "uncertainty",
+        "Uncertainty(terms): Kendall et al. log-variances trained by the model's optimizer",
+        lambda t: Uncertainty(t.terms),
+    ),
+    AuxMethod(
+        "gradnorm", "GradNorm(terms, W, alpha=1.5, lr=0.025): W = the last hidden layer shared by every term", _gradnorm
+    ),
+    AuxMethod(
+        "usefulness-lookahead",
+        "Usefulness(terms, trunk, main='main', mode='lookahead', lr=0.01): one-step look-ahead (OL-AUX)",
+        lambda t: Usefulness(t.terms, t.trunk, main="main", mode="lookahead", lr=0.01),
+    ),
+    AuxMethod(
+        "usefulness-cosine",
+        "Usefulness(terms, trunk, main='main', mode='cosine'): running mean of max(0, cos(g_main, g_aux))",
+        lambda t: Usefulness(t.terms, t.trunk, main="main", mode="cosine", lr=0.01),
+    ),
+    AuxMethod(
+        "usefulness-lookahead-sum",
+        "Usefulness(terms, trunk, main='main', mode='lookahead', lr=0.01, total=heads): the look-ahead "
+        "redistributing a fixed auxiliary budget (sum = that of equal)",
+        lambda t: Usefulness(t.terms, t.trunk, main="main", mode="lookahead", lr=0.01, total=float(len(t.layers))),
+    ),
+)
 
 
 class DeepMLP(nn.Module):
@@ -120,27 +174,7 @@ def build_setup(
     trunk = list(model.hidden.parameters())
     with warnings.catch_warnings(record=True) as ws:
         warnings.simplefilter("always")
-        weighting: Weighting
-        if method == "none":
-            weighting = Fixed.equal(["main"])
-        elif method == "equal":
-            weighting = Fixed.equal(terms)
-        elif method == "halving":
-            weighting = Fixed(halving(terms))
-        elif method == "decay":
-            weighting = Fixed.equal(terms, main="main", schedule=linear_decay(total_steps))
-        elif method == "naive":
-            weighting = Naive(terms, main="main")
-        elif method == "uncertainty":
-            weighting = Uncertainty(terms)
-        elif method == "gradnorm":
-            weighting = GradNorm(terms, model.hidden[layers[0] - 1].parameters(), alpha=1.5, lr=0.025)
-        elif method == "usefulness-lookahead":
-            weighting = Usefulness(terms, trunk, main="main", mode="lookahead", lr=0.01)
-        elif method == "usefulness-lookahead-sum":
-            weighting = Usefulness(terms, trunk, main="main", mode="lookahead", lr=0.01, total=float(len(layers)))
-        else:
-            weighting = Usefulness(terms, trunk, main="main", mode="cosine", lr=0.01)
+        weighting = AUX_METHODS[method].make(AuxTerms(terms, model, layers, trunk, total_steps))
     caught = [str(w.message) for w in ws]
     weighting.to(device)
     opt = optimizer(params + list(weighting.parameters()))

@@ -121,7 +121,7 @@ def train_aux(
             order = torch.randperm(n, generator=gen).to(train_x.device)
             sums: dict[str, float] = {}
             steps: list[dict[str, float]] = []  # this epoch's loss values, for the trace of a divergence
-            start_hist = len(w.history)
+            weights: list[dict[str, float]] = []  # this epoch's term weights, one row per step
             t0 = time.perf_counter()
             for b in range(steps_per_epoch):
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
@@ -139,12 +139,13 @@ def train_aux(
                                 "losses": {k: float(v.detach()) for k, v in losses.items()},
                                 "weights": w.current,
                             },
-                            trace=_trace(epoch, steps, w.history[start_hist:]),
+                            trace=_trace(epoch, steps, weights),
                         )
                         return entry
                 for warning in ws:
                     entry["useless_warnings"].append({"epoch": epoch, "step": b + 1, "message": str(warning.message)})
                 setup.optimizer.step()
+                weights.append(w.current)
                 steps.append({k: float(v.detach()) for k, v in losses.items()})
                 for k, v in steps[-1].items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -159,7 +160,7 @@ def train_aux(
                 "aux_losses": {k: v / steps_per_epoch for k, v in sums.items() if k != "main"},
             }
             entry["records"].append(record)
-            entry["weights"].append(_epoch_mean(w.history[start_hist:]))
+            entry["weights"].append(_epoch_mean(weights))
             bar.set_postfix(acc=f"{acc:.3f}", loss=f"{record['train_main_loss']:.3f}")
             if on_epoch is not None:
                 on_epoch(entry)

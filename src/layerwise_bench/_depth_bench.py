@@ -81,7 +81,7 @@ def run_depth_benchmark(
         methods=methods_all,
         depths=sorted(set(depths) | set(results.get("depths", ()))),
         activations=[a for a in ACTIVATIONS if a in activations or a in results.get("activations", ())],
-        descriptions={m: DEPTH_METHODS[m][1].format(**asdict(cfg)) for m in methods_all},
+        descriptions={m: DEPTH_METHODS[m].describe(**asdict(cfg)) for m in methods_all},
     )
     data = _load(cfg, data_dir, device, download)
     results["train_examples"], results["test_examples"] = len(data.train_x), len(data.test_x)

@@ -10,6 +10,7 @@ losses for deep supervision, and for decoupled training each block's OWN term of
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,54 +25,11 @@ from layerwise.taps import Taps
 from layerwise.weighting import Fixed
 
 from ._depth_model import blocks_of, build_mlp, linear_layers
+from ._entry import Entry, table
 
-__all__ = ["DEPTH_METHODS", "Runner", "make_runner"]
+__all__ = ["DEPTH_METHODS", "DepthMethod", "DepthRun", "Runner", "make_runner"]
 
 Batch = tuple[Tensor, Tensor, Tensor]
-
-#: method name -> (initialisation, one-line description; ``{…}`` filled from the config by the report).
-DEPTH_METHODS: dict[str, tuple[str, str]] = {
-    "bp-default-sgd": ("default", "backprop, PyTorch default init, SGD momentum {momentum} lr {sgd_lr:g}"),
-    "bp-glorot-adam": ("glorot", "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}"),
-    "bp-orthogonal-adam": (
-        "orthogonal",
-        "backprop, orthogonal init with calculate_gain(activation) (zero biases), Adam lr {adam_lr:g}",
-    ),
-    "bp-critical-adam": (
-        "critical",
-        "backprop, critical init (orthogonal / f'(0), input-centring biases after sigmoid layers), Adam lr {adam_lr:g}",
-    ),
-    "decoupled": (
-        "{decoupled_init}",
-        "DecoupledTrainer (MAC: z stored per example), {decoupled_init} init, "
-        "{decoupled_mode} mode, {z_order} z-steps, per-block Adam lr {decoupled_lr:g}, "
-        "z_lr {z_lr:g}, z_steps {z_steps}, mu = {mu_start:g} x {mu_factor:g} per epoch, "
-        "squared-error L_h, fp32 z store in memory, {consistency_epochs} consistency "
-        "epoch(s) at the end, activation slopes in the curvature bound: "
-        "{activation_slopes}",
-    ),
-    "decoupled-forward": (
-        "{decoupled_init}",
-        "DecoupledTrainer with z from a forward pass at every step (online "
-        "alternating minimisation, no store), {decoupled_init} init, z-first "
-        "mode, sweep z-steps, per-block Adam lr {decoupled_lr:g}, z_lr "
-        "{z_lr:g}, z_steps {forward_z_steps}, mu = {mu_start:g} x "
-        "{mu_factor:g} per epoch, squared-error L_h, {consistency_epochs} "
-        "consistency epoch(s) at the end, activation slopes in the curvature "
-        "bound: {activation_slopes}, delta form: {delta}",
-    ),
-    "locoprop": (
-        "{locoprop_init}",
-        "LocoProp-M, {locoprop_init} init, solver precond, steps {locoprop_steps}, "
-        "gamma {locoprop_gamma:g}, damping {locoprop_damping:g}, lr {locoprop_lr:g}",
-    ),
-    "deep-supervision": (
-        "default",
-        "deep supervision: a LocalClassifier head after every {ds_every} hidden layers, "
-        "Fixed.equal weights, layerwise.backward; default init, SGD momentum {momentum} "
-        "lr {sgd_lr:g} (as bp-default-sgd)",
-    ),
-}
 
 
 def _norms(loss: Tensor, weights: Sequence[Tensor]) -> list[float]:
@@ -241,6 +199,125 @@ class DecoupledRunner(Runner):
         return {"z_bytes": 0 if self.trainer.store is None else self.trainer.store.nbytes()}
 
 
+@dataclass(frozen=True)
+class DepthRun:
+    """What a runner is built from besides its model: the network's shape, the data's size and the config."""
+
+    depth: int
+    width: int
+    num_classes: int
+    n: int
+    steps_per_epoch: int
+    cfg: Any
+
+    def sgd(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=self.cfg.sgd_lr, momentum=self.cfg.momentum)
+
+    def adam(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(params, lr=self.cfg.adam_lr, fused=True)
+
+
+@dataclass(frozen=True)
+class DepthMethod(Entry[Callable[[nn.Sequential, DepthRun], Runner]]):
+    """A depth-benchmark method: its initialisation (``{field}``s filled from the config) and its runner."""
+
+    init: str = "default"
+
+
+def _locoprop(model: nn.Sequential, r: DepthRun) -> Runner:
+    c = r.cfg
+    opt = LocoProp(
+        model,
+        lr=c.locoprop_lr,
+        variant="m",
+        solver="precond",
+        steps=c.locoprop_steps,
+        gamma=c.locoprop_gamma,
+        damping=c.locoprop_damping,
+        process_group=None,
+    )
+    return LocoPropRunner(model, opt)
+
+
+def _deep_supervision(model: nn.Sequential, r: DepthRun) -> Runner:
+    torch.manual_seed(10_000 + r.cfg.seed)
+    return DeepSupervisionRunner(model, r.depth, r.width, r.num_classes, r.cfg.ds_every, r.sgd)
+
+
+def _decoupled(forward: bool) -> Callable[[nn.Sequential, DepthRun], Runner]:
+    def make(model: nn.Sequential, r: DepthRun) -> Runner:
+        return DecoupledRunner(model, r.n, r.depth, r.width, r.cfg, r.steps_per_epoch, forward=forward)
+
+    return make
+
+
+def _backprop(optimizer: str) -> Callable[[nn.Sequential, DepthRun], Runner]:
+    def make(model: nn.Sequential, r: DepthRun) -> Runner:
+        return Runner(model, getattr(r, optimizer)(list(model.parameters())))
+
+    return make
+
+
+#: the methods, each with its initialisation and its runner (the report lists their summaries).
+DEPTH_METHODS: dict[str, DepthMethod] = table(
+    DepthMethod(
+        "bp-default-sgd",
+        "backprop, PyTorch default init, SGD momentum {momentum} lr {sgd_lr:g}",
+        _backprop("sgd"),
+    ),
+    DepthMethod(
+        "bp-glorot-adam",
+        "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}",
+        _backprop("adam"),
+        init="glorot",
+    ),
+    DepthMethod(
+        "bp-orthogonal-adam",
+        "backprop, orthogonal init with calculate_gain(activation) (zero biases), Adam lr {adam_lr:g}",
+        _backprop("adam"),
+        init="orthogonal",
+    ),
+    DepthMethod(
+        "bp-critical-adam",
+        "backprop, critical init (orthogonal / f'(0), input-centring biases after sigmoid layers), Adam lr {adam_lr:g}",
+        _backprop("adam"),
+        init="critical",
+    ),
+    DepthMethod(
+        "decoupled",
+        "DecoupledTrainer (MAC: z stored per example), {decoupled_init} init, {decoupled_mode} mode, {z_order} "
+        "z-steps, per-block Adam lr {decoupled_lr:g}, z_lr {z_lr:g}, z_steps {z_steps}, mu = {mu_start:g} x "
+        "{mu_factor:g} per epoch, squared-error L_h, fp32 z store in memory, {consistency_epochs} consistency "
+        "epoch(s) at the end, activation slopes in the curvature bound: {activation_slopes}",
+        _decoupled(forward=False),
+        init="{decoupled_init}",
+    ),
+    DepthMethod(
+        "decoupled-forward",
+        "DecoupledTrainer with z from a forward pass at every step (online alternating minimisation, no "
+        "store), {decoupled_init} init, z-first mode, sweep z-steps, per-block Adam lr {decoupled_lr:g}, z_lr "
+        "{z_lr:g}, z_steps {forward_z_steps}, mu = {mu_start:g} x {mu_factor:g} per epoch, squared-error L_h, "
+        "{consistency_epochs} consistency epoch(s) at the end, activation slopes in the curvature bound: "
+        "{activation_slopes}, delta form: {delta}",
+        _decoupled(forward=True),
+        init="{decoupled_init}",
+    ),
+    DepthMethod(
+        "locoprop",
+        "LocoProp-M, {locoprop_init} init, solver precond, steps {locoprop_steps}, gamma {locoprop_gamma:g}, "
+        "damping {locoprop_damping:g}, lr {locoprop_lr:g}",
+        _locoprop,
+        init="{locoprop_init}",
+    ),
+    DepthMethod(
+        "deep-supervision",
+        "deep supervision: a LocalClassifier head after every {ds_every} hidden layers, Fixed.equal weights, "
+        "layerwise.backward; default init, SGD momentum {momentum} lr {sgd_lr:g} (as bp-default-sgd)",
+        _deep_supervision,
+    ),
+)
+
+
 def make_runner(
     method: str,
     *,
@@ -257,33 +334,8 @@ def make_runner(
     """The runner of ``method``; the model's initial weights depend on ``cfg.seed`` and the init only."""
     if method not in DEPTH_METHODS:
         raise ValueError(f"Invalid method {method!r}. Expected one of {list(DEPTH_METHODS)}.")
-    init = DEPTH_METHODS[method][0].format(**vars(cfg))
+    entry = DEPTH_METHODS[method]
     torch.manual_seed(cfg.seed)
-    model = build_mlp(in_features, num_classes, depth, width, activation, init)  # type: ignore[arg-type]
+    model = build_mlp(in_features, num_classes, depth, width, activation, entry.init.format(**vars(cfg)))  # type: ignore[arg-type]
     model.to(device=device, dtype=getattr(torch, cfg.dtype))
-
-    def sgd(ps: list[nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.SGD(ps, lr=cfg.sgd_lr, momentum=cfg.momentum)
-
-    if method == "bp-default-sgd":
-        return Runner(model, sgd(list(model.parameters())))
-    if method in ("bp-glorot-adam", "bp-orthogonal-adam", "bp-critical-adam"):
-        return Runner(model, torch.optim.Adam(model.parameters(), lr=cfg.adam_lr, fused=True))
-    if method == "locoprop":
-        return LocoPropRunner(
-            model,
-            LocoProp(
-                model,
-                lr=cfg.locoprop_lr,
-                variant="m",
-                solver="precond",
-                steps=cfg.locoprop_steps,
-                gamma=cfg.locoprop_gamma,
-                damping=cfg.locoprop_damping,
-                process_group=None,
-            ),
-        )
-    if method == "deep-supervision":
-        torch.manual_seed(10_000 + cfg.seed)
-        return DeepSupervisionRunner(model, depth, width, num_classes, cfg.ds_every, sgd)
-    return DecoupledRunner(model, n, depth, width, cfg, steps_per_epoch, forward=method == "decoupled-forward")
+    return entry.make(model, DepthRun(depth, width, num_classes, n, steps_per_epoch, cfg))

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from layerwise.data import load_dataset
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
-from layerwise.optim import warmup_linear_decay
+from layerwise.optim import default_warmup_epochs, warmup_linear_decay
 
 from ._io import atomic_torch_save
 from ._method import Method
@@ -88,6 +88,17 @@ class AutoencoderConfig:
     @property
     def effective_batch_size(self) -> int:
         return self.batch_size or _DEFAULT_BATCH.get(self.dataset, 1000)
+
+    def resolved(self) -> dict[str, Any]:
+        """The fields with every ``None`` default replaced by the value a run uses (for reports)."""
+        return {
+            **asdict(self),
+            "batch_size": self.effective_batch_size,
+            "schedule_epochs": self.total_epochs,
+            "warmup_epochs": default_warmup_epochs(self.total_epochs)
+            if self.warmup_epochs is None
+            else self.warmup_epochs,
+        }
 
 
 @dataclass(frozen=True)

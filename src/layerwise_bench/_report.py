@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ._harness import AutoencoderConfig
 from ._io import read_json
 from ._plotting import figure, save_png
 from ._record import save_report
@@ -82,6 +83,14 @@ def _time_to_adam(run: dict[str, Any], name: str) -> float | None:
         if rec["train_loss"] <= target:
             return float(rec["train_time"])
     return None
+
+
+def _resolved(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The record's config with the values the run used in place of its ``None`` defaults."""
+    try:
+        return AutoencoderConfig(**cfg).resolved()
+    except (TypeError, ValueError):  # a record written by another version: show it as saved
+        return cfg
 
 
 def _ratio(v: float) -> str:
@@ -159,7 +168,7 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
     out = Path(out)
     table = summarize(runs)
     first = runs[0]
-    cfg, env = first["config"], first.get("environment", {})
+    cfg, env = _resolved(first["config"]), first.get("environment", {})
     lines = [
         f"# Deep autoencoder benchmark ({cfg['dataset']})",
         "",

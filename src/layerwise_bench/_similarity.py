@@ -100,7 +100,7 @@ def run_similarity_benchmark(
 
         entry = train_depth(method, activation, depth, run_cfg, data, progress=progress, on_model=keep)
         results["descriptions"][name] = (
-            DEPTH_METHODS[method][1].format(**dataclasses.asdict(run_cfg)) + f", seed {run_cfg.seed}"
+            DEPTH_METHODS[method].describe(**dataclasses.asdict(run_cfg)) + f", seed {run_cfg.seed}"
         )
         record.save_run(name, entry)
     ref = models.get("backprop")

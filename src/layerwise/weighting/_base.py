@@ -30,6 +30,9 @@ class Weighting(nn.Module):
         window: steps a weight must stay near zero before it is reported (default 100).
         tol: "near zero" means ``w_k ≤ tol · max_j w_j`` (default 1e-3).
         warn_useless: emit a ``UserWarning`` the first time a term is reported.
+        history_limit: rows of :attr:`history` kept in memory (the latest; default 10,000; ``None``: all).
+            ``state_dict`` keeps only the last ``window`` rows, which the useless-term check needs, so a
+            checkpoint does not grow with the run; :attr:`recorded` counts every recorded step.
         process_group: ``"auto"`` (the default group when initialised), ``None``, or a group.
     """
 
@@ -42,6 +45,7 @@ class Weighting(nn.Module):
         window: int = 100,
         tol: float = 1e-3,
         warn_useless: bool = True,
+        history_limit: int | None = 10_000,
         process_group: Any = "auto",
     ) -> None:
         super().__init__()
@@ -52,13 +56,21 @@ class Weighting(nn.Module):
             raise ValueError(f"Invalid terms={terms!r}: expected at least one name, each once.")
         if window < 1 or not tol >= 0:
             raise ValueError(f"Invalid window={window} or tol={tol}: expected window >= 1 and tol >= 0.")
+        if history_limit is not None and history_limit < window:
+            raise ValueError(
+                f"Invalid history_limit={history_limit}: expected None or at least window={window} rows "
+                "(the useless-term check reads the last window rows)."
+            )
         self.terms = terms
         self.window, self.tol, self.warn_useless = window, tol, warn_useless
         self.process_group = process_group
         self.grad_params: list[Tensor] = []
         self.history: list[dict[str, float]] = []
+        self.history_limit = history_limit
+        self.recorded = 0
         self.dropped: list[str] = []
         self._warned: set[str] = set()
+        self._own_state: tuple[Tensor, int] | str | None = None  # see _watch_own_parameters
 
     # --- what subclasses implement -------------------------------------------------------------
     def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
@@ -124,6 +136,7 @@ class Weighting(nn.Module):
         return self._weights(self.check(losses), grads)
 
     def _weights(self, checked: dict[str, Tensor], grads: Mapping[str, Sequence[Tensor | None]] | None) -> Tensor:
+        self._watch_own_parameters()
         values = self.synced(self.stack(checked))
         per_term: list[list[Tensor | None]] | None = None
         if self.needs_grads:
@@ -141,9 +154,42 @@ class Weighting(nn.Module):
         checked = self.check(losses)
         return self.combine(self.stack(checked), self._weights(checked, None))
 
+    #: steps with gradients on the weighting's own parameters but no change of them before it warns
+    UNSTEPPED_STEPS: ClassVar[int] = 20
+
+    def _watch_own_parameters(self) -> None:
+        """Warn once when this weighting's own parameters (Uncertainty's, Naive's) get gradients step after
+        step but never change: they are in no optimizer, their gradients pile up and the weights stay at
+        their initial values. Stops watching (no more host syncs) once they have moved."""
+        own = [p for p in self.parameters() if p.requires_grad]
+        if not own or self._own_state == "moved":
+            return
+        snapshot = torch.cat([p.detach().reshape(-1) for p in own]).clone()
+        if isinstance(self._own_state, tuple):
+            last, still = self._own_state
+            if not torch.equal(snapshot, last):
+                self._own_state = "moved"
+                return
+            still = still + 1 if all(p.grad is not None for p in own) else 0
+            if still == self.UNSTEPPED_STEPS:
+                warnings.warn(
+                    f"{type(self).__name__}: its parameters have received gradients for {still} steps but never "
+                    "changed: they are in no optimizer, so the weights stay at their initial values while the "
+                    "gradients pile up. Add them to your optimizer, e.g. torch.optim.Adam([*model.parameters(), "
+                    "*weighting.parameters()]).",
+                    UserWarning,
+                    stacklevel=4,
+                )
+            self._own_state = (snapshot, still)
+        else:
+            self._own_state = (snapshot, 0)
+
     def _record(self, w: Tensor) -> None:
         row = dict(zip(self.terms, w.detach().double().cpu().tolist(), strict=True))
         self.history.append(row)
+        self.recorded += 1
+        if self.history_limit is not None and len(self.history) > self.history_limit:
+            del self.history[: len(self.history) - self.history_limit]
         if self.warn_useless:
             for name in self.useless_terms():
                 if name not in self._warned:
@@ -207,12 +253,14 @@ class Weighting(nn.Module):
 
     def get_extra_state(self) -> Any:
         return {
-            "history": [dict(r) for r in self.history],
+            "history": [dict(r) for r in self.history[-self.window :]],
+            "recorded": self.recorded,
             "dropped": list(self.dropped),
             "warned": sorted(self._warned),
         }
 
     def set_extra_state(self, state: Any) -> None:
         self.history = [dict(r) for r in state["history"]]
+        self.recorded = int(state.get("recorded", len(self.history)))
         self.dropped = list(state["dropped"])
         self._warned = set(state["warned"])

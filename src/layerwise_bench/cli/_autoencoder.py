@@ -126,6 +126,11 @@ def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
+    if args.tuned is not None and not args.tuned.is_file():
+        raise FileNotFoundError(
+            f"--tuned {str(args.tuned)!r}: no such file. Give an existing tuned-values file (written by "
+            "`layerwise bench tune --out-file`), or drop --tuned to use the one shipped for the data set."
+        )
     sink = bench.TensorBoardSink(args.tensorboard) if args.tensorboard else None
     cfg, data = _prepare(args)
     try:
@@ -183,14 +188,15 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--out-file",
         type=Path,
-        default=None,
-        help="where to write the tuned values (default: the file shipped for --dataset)",
+        required=True,
+        help="where to write the tuned values (pass it to `bench autoencoder --tuned`); an existing file keeps "
+        "its other methods' entries",
     )
 
 
 def _run_tune(args: argparse.Namespace, command: str) -> Outcome:
     cfg, data = _prepare(args, evaluate_test=False)
-    out_file = args.out_file or bench.tuned_path(cfg.dataset)
+    out_file = args.out_file
     result = bench.tune_learning_rates(
         args.methods,
         cfg,

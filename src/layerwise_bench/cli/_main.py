@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import layerwise
 import layerwise_bench as bench
 from layerwise.data import DataError
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="layerwise", description="Training with layer-wise losses: benchmarks and reports."
     )
+    parser.add_argument("--version", action="version", version=f"layerwise {layerwise.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bench", help="run a benchmark").add_subparsers(dest="benchmark", required=True)
     for s in SUBCOMMANDS.values():
