@@ -1,6 +1,9 @@
+import warnings
+
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from layerwise import KFAC
 
@@ -131,3 +134,49 @@ def test_a_closure_that_calls_loss_backward_instead_of_opt_backward_is_an_error(
     with pytest.raises(RuntimeError, match=r"did not call opt.backward\(loss, output\).*no parameter was changed"):
         opt.step(closure)
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+@pytest.mark.parametrize(
+    "likelihood,loss_fn,warns",
+    [
+        ("bernoulli", lambda out, y: F.cross_entropy(out, y), True),
+        ("categorical", lambda out, y: F.cross_entropy(out, y), False),
+        ("bernoulli", lambda out, y: F.mse_loss(out, F.one_hot(y, 3).float()), True),
+        ("gaussian", lambda out, y: 0.5 * F.mse_loss(out, F.one_hot(y, 3).float()), False),
+        ("bernoulli", lambda out, y: F.binary_cross_entropy_with_logits(out, F.one_hot(y, 3).float()), False),
+        ("empirical", lambda out, y: F.cross_entropy(out, y), False),
+    ],
+)
+def test_a_likelihood_that_does_not_match_the_loss_is_warned_once(likelihood, loss_fn, warns):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3))
+    opt = KFAC(model, lr=0.1, likelihood=likelihood)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    def closure():
+        opt.zero_grad()
+        out = model(x)
+        loss = loss_fn(out, y)
+        opt.backward(loss, out)
+        return loss
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            opt.step(closure)
+    messages = [str(w.message) for w in caught if "samples the Fisher" in str(w.message)]
+    assert len(messages) == (1 if warns else 0), messages
+
+
+def test_categorical_fisher_of_a_sequence_output_samples_per_position():
+    # (batch, position, class) logits, as a transformer's: one class drawn per position, summed over positions
+    from layerwise.optim._kfac import _sampled_nll
+
+    logits = torch.randn(2, 5, 3, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    nll = _sampled_nll("categorical", logits, gen)
+    target = torch.multinomial(
+        torch.softmax(logits.reshape(10, 3), -1), 1, generator=torch.Generator().manual_seed(0)
+    ).squeeze(-1)
+    expected = -torch.log_softmax(logits.reshape(10, 3), -1)[torch.arange(10), target].sum() / 2
+    torch.testing.assert_close(nll, expected)

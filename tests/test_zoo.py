@@ -310,7 +310,7 @@ def test_kfac_rejects_what_it_cannot_train_with_the_fix() -> None:
     for blk in mha.blocks:
         blk.attn.attn.out_proj.requires_grad_(True)  # an nn.Linear subclass that MHA never calls as a module
     before = copy.deepcopy(mha.state_dict())
-    opt = KFAC(mha, lr=0.1)
+    opt = KFAC(mha, lr=0.1, likelihood="categorical")
     x, y = CASES["transformer_mha"].batch()
 
     def closure() -> Tensor:

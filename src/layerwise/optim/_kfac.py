@@ -15,6 +15,7 @@ every ``inv_every`` steps.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -56,14 +57,52 @@ def _reject_shared(model: nn.Module, layers: list[nn.Linear]) -> None:
             )
 
 
+#: autograd node of a standard loss -> the likelihood whose Fisher matches it
+_LOSS_LIKELIHOOD = {
+    "NllLossBackward0": "categorical",  # F.cross_entropy, nn.CrossEntropyLoss, F.nll_loss
+    "MseLossBackward0": "gaussian",  # F.mse_loss
+    "BinaryCrossEntropyWithLogitsBackward0": "bernoulli",
+}
+
+
+def _warn_if_likelihood_mismatch(likelihood: str, loss: torch.Tensor) -> None:
+    """Warn when ``loss`` is a standard loss whose Fisher is not ``likelihood`` (looked for within a few
+    autograd nodes of the loss, e.g. under a ``.mean()`` or a sum of terms)."""
+    if likelihood == "empirical":
+        return
+    frontier, seen = [loss.grad_fn], 0
+    for _ in range(4):
+        found = {
+            _LOSS_LIKELIHOOD[type(n).__name__]
+            for n in frontier
+            if n is not None and type(n).__name__ in _LOSS_LIKELIHOOD
+        }
+        if found:
+            if likelihood not in found:
+                want = " or ".join(repr(f) for f in sorted(found))
+                warnings.warn(
+                    f"KFAC(likelihood={likelihood!r}) samples the Fisher of a {likelihood} output, but the loss "
+                    f"is the negative log-likelihood of a {want} one (cross-entropy: 'categorical', mse_loss: "
+                    "'gaussian', BCE with logits: 'bernoulli'), so the curvature does not match the loss. Pass "
+                    f"likelihood={sorted(found)[0]!r} (or 'empirical').",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            return
+        frontier = [m for n in frontier if n is not None for m, _ in n.next_functions]
+        seen += len(frontier)
+        if not frontier or seen > 64:
+            return
+
+
 def _sampled_nll(likelihood: str, logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Batch-mean NLL (summed over outputs) at a target drawn from the model's distribution."""
     with torch.no_grad():
         if likelihood == "bernoulli":
             probs = torch.sigmoid(logits)
             target = (torch.rand(probs.shape, generator=generator, device=generator.device) < probs).to(logits.dtype)
-        elif likelihood == "categorical":
-            probs = torch.softmax(logits, dim=-1)
+        elif likelihood == "categorical":  # classes on the last dimension; any leading (batch, position) dims
+            probs = torch.softmax(logits.reshape(-1, logits.shape[-1]), dim=-1)
             target = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         else:
             noise = torch.randn(logits.shape, generator=generator, device=generator.device)
@@ -71,7 +110,7 @@ def _sampled_nll(likelihood: str, logits: torch.Tensor, generator: torch.Generat
     if likelihood == "bernoulli":
         return F.binary_cross_entropy_with_logits(logits, target, reduction="sum") / logits.shape[0]
     if likelihood == "categorical":
-        return F.cross_entropy(logits, target, reduction="mean")
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target, reduction="sum") / logits.shape[0]
     return 0.5 * (logits - target).pow(2).sum() / logits.shape[0]
 
 
@@ -147,6 +186,7 @@ class KFAC(torch.optim.Optimizer):
         super().__init__(params, defaults)
         self.ema_decay, self.cov_every, self.inv_every = ema_decay, cov_every, inv_every
         self.likelihood = likelihood
+        self._likelihood_checked = False
         self.seed = seed
         self._step = 0
         self._generator: torch.Generator | None = None
@@ -185,6 +225,9 @@ class KFAC(torch.optim.Optimizer):
 
     def backward(self, loss: torch.Tensor, output: torch.Tensor) -> None:
         """Gather the curvature factors (when due) from ``output``, then ``loss.backward()``."""
+        if not self._likelihood_checked:
+            self._likelihood_checked = True
+            _warn_if_likelihood_mismatch(self.likelihood, loss)
         if self._records:
             layers = list(self._records)
             for m in layers:
