@@ -7,7 +7,18 @@ import pytest
 from layerwise_bench.cli import build_parser
 from layerwise_bench.cli._common import COMMON_FLAGS, check_common_flags
 
-SUBCOMMANDS = ["autoencoder", "tune", "steptime", "telemetry", "aux", "depth", "similarity", "layer-parallel", "zstore"]
+SUBCOMMANDS = [
+    "autoencoder",
+    "tune",
+    "equal-time",
+    "steptime",
+    "telemetry",
+    "aux",
+    "depth",
+    "similarity",
+    "layer-parallel",
+    "zstore",
+]
 VALUES = {
     "out": ["--out", "o"],
     "device": ["--device", "cpu"],

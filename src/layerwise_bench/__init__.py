@@ -3,6 +3,8 @@
 from . import _baselines, _locoprop, _today  # noqa: F401  (importing them registers the methods)
 from ._aux_bench import AuxConfig, run_aux_benchmark
 from ._depth_bench import DepthConfig, run_depth_benchmark
+from ._equal_time import run_equal_time_benchmark, within_budget
+from ._equal_time_report import write_equal_time_report
 from ._harness import (
     AutoencoderConfig,
     AutoencoderData,
@@ -10,6 +12,7 @@ from ._harness import (
     TrainingDiverged,
     evaluate,
     load_autoencoder_data,
+    mean_step_time,
     train_method,
 )
 from ._method import LossFn, Method, standard_closure
@@ -33,6 +36,9 @@ __all__ = [
     "run_aux_benchmark",
     "DepthConfig",
     "run_depth_benchmark",
+    "run_equal_time_benchmark",
+    "within_budget",
+    "write_equal_time_report",
     "run_similarity_benchmark",
     "similarity_verdict",
     "AutoencoderConfig",
@@ -49,6 +55,7 @@ __all__ = [
     "evaluate",
     "get_method",
     "load_autoencoder_data",
+    "mean_step_time",
     "load_runs",
     "load_tuned",
     "method_names",

@@ -29,6 +29,7 @@ __all__ = [
     "TrainingDiverged",
     "CheckpointMismatch",
     "load_autoencoder_data",
+    "mean_step_time",
     "train_method",
     "evaluate",
 ]
@@ -186,6 +187,47 @@ def _at_evaluation_point(optimizer: torch.optim.Optimizer) -> Iterator[None]:
         modes[1]()  # type: ignore[misc]
 
 
+def _build(
+    method: Method, lr: float, data: AutoencoderData, cfg: AutoencoderConfig
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """The seeded model, the method's optimizer and its schedule, as every run of ``cfg`` starts."""
+    generator = torch.Generator().manual_seed(cfg.seed)
+    model = deep_autoencoder(data.train.shape[1], activation=cfg.activation, generator=generator)  # type: ignore[arg-type]
+    model.to(data.train.device)
+    _seed_global_rngs(cfg.seed)
+    optimizer = method.build(model, lr, **method.hparams)
+    schedule = warmup_linear_decay(cfg.total_epochs, cfg.warmup_epochs) if method.scheduled else _constant
+    return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def mean_step_time(
+    method: Method, lr: float, data: AutoencoderData, cfg: AutoencoderConfig, *, steps: int = 60, warmup: int = 3
+) -> float:
+    """Mean seconds of one training step of ``method`` on ``cfg``'s batches, after ``warmup`` untimed steps.
+
+    The mean, not the median: periodic work (Shampoo's roots, K-FAC's inverses every 20 steps) counts, so
+    ``steps`` should span a few of its periods. Measures a fresh model; nothing is saved.
+    """
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"Invalid steps={steps} or warmup={warmup}: expected steps >= 1 and warmup >= 0.")
+    model, optimizer, _ = _build(method, lr, data, cfg)
+    device, n, bs = data.train.device, len(data.train), cfg.effective_batch_size
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
+    model.train()
+    total = 0.0
+    for step in range(warmup + steps):
+        start = (step * bs) % max(n - bs + 1, 1)
+        x = data.train[order[start : start + bs]]
+        closure = method.closure(optimizer, model, sigmoid_cross_entropy, x, x)
+        _sync(device)
+        t0 = time.perf_counter()
+        optimizer.step(closure)  # type: ignore[arg-type]
+        _sync(device)
+        if step >= warmup:
+            total += time.perf_counter() - t0
+    return total / steps
+
+
 def train_method(
     method: Method,
     lr: float,
@@ -211,13 +253,7 @@ def train_method(
         TrainingDiverged: a non-finite loss; the checkpoint of the last complete epoch is kept.
     """
     device = data.train.device
-    generator = torch.Generator().manual_seed(cfg.seed)
-    in_features = data.train.shape[1]
-    model = deep_autoencoder(in_features, activation=cfg.activation, generator=generator).to(device)  # type: ignore[arg-type]
-    _seed_global_rngs(cfg.seed)
-    optimizer = method.build(model, lr, **method.hparams)
-    schedule = warmup_linear_decay(cfg.total_epochs, cfg.warmup_epochs) if method.scheduled else _constant
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    model, optimizer, scheduler = _build(method, lr, data, cfg)
     records: list[dict[str, Any]] = []
     signature = _signature(method, lr, cfg)
     if resume and checkpoint is not None and checkpoint.is_file():

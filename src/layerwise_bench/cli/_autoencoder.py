@@ -14,7 +14,7 @@ from layerwise.data import DATASETS
 from ._common import names_from, positive_int
 from ._subcommand import Outcome, Subcommand
 
-__all__ = ["AUTOENCODER", "TUNE"]
+__all__ = ["AUTOENCODER", "EQUAL_TIME", "TUNE"]
 
 BASELINES = "sgd,momentum,adagrad,rmsprop,adam,shampoo,kfac"
 LOCOPROP = "locoprop-m,locoprop-s,locoprop-s-exact,locoprop-m-precond"
@@ -231,4 +231,75 @@ TUNE = Subcommand(
         "overwrite": "a sweep merges its methods into --out-file, keeping the others",
     },
     out_required=False,
+)
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or any(not v > 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers > 0 (e.g. 1,3), found {text!r}")
+    return values
+
+
+def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
+    _add_workload_args(p, 10)
+    p.add_argument("--multiples", type=_floats, default=(1.0, 3.0), help="budgets as multiples of B (default 1,3)")
+    p.add_argument(
+        "--reference",
+        default="rmsprop",
+        help="the method whose training time for --epochs epochs is the budget B (default rmsprop)",
+    )
+    p.add_argument(
+        "--calibration-steps",
+        type=positive_int,
+        default=60,
+        help="timed steps per method that estimate its epoch time (default 60; mean, so periodic work counts)",
+    )
+    p.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for the data)")
+
+
+def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
+    if args.schedule_epochs is not None:
+        raise ValueError("--schedule-epochs: equal-time fits each method's schedule to its budget. Drop it.")
+    if args.reference not in args.methods:
+        raise ValueError(f"--reference {args.reference!r} is not among --methods; add it to --methods.")
+    if args.tuned is not None and not args.tuned.is_file():
+        raise FileNotFoundError(f"--tuned {str(args.tuned)!r}: no such file. Give an existing file or drop --tuned.")
+    cfg, data = _prepare(args, evaluate_test=False)
+    results = bench.run_equal_time_benchmark(
+        args.methods,
+        cfg,
+        data,
+        args.out,
+        multiples=args.multiples,
+        reference=args.reference,
+        reference_epochs=args.epochs,
+        calibration_steps=args.calibration_steps,
+        tuned_file=args.tuned,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=args.progress,
+        command=command,
+    )
+    lines = []
+    for k in args.multiples:
+        scored = sorted(
+            (v for key, v in results["runs"].items() if key.startswith(f"{k:g}B/")),
+            key=lambda v: (v.get("within") or {}).get("train_loss", float("inf")),
+        )
+        lines.append(
+            f"within {k:g}B: "
+            + ", ".join(f"{v['method']} {(v.get('within') or {}).get('train_loss', float('nan')):.2f}" for v in scored)
+        )
+    return Outcome(lines=lines, wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")])
+
+
+EQUAL_TIME = Subcommand(
+    "equal-time",
+    "methods at equal training time: the budget B of --reference, each schedule fitted to k*B",
+    _add_equal_time_args,
+    _run_equal_time,
 )

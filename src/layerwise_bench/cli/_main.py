@@ -12,7 +12,7 @@ import layerwise
 import layerwise_bench as bench
 from layerwise.data import DataError
 
-from ._autoencoder import AUTOENCODER, TUNE
+from ._autoencoder import AUTOENCODER, EQUAL_TIME, TUNE
 from ._aux import AUX
 from ._common import add_common_flags, check_common_flags
 from ._depth import DEPTH
@@ -25,7 +25,7 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: every ``layerwise bench`` subcommand, in ``--help`` order.
 SUBCOMMANDS: dict[str, Subcommand] = {
-    s.name: s for s in (AUTOENCODER, TUNE, STEPTIME, TELEMETRY, AUX, DEPTH, SIMILARITY, PARALLEL, ZSTORE)
+    s.name: s for s in (AUTOENCODER, TUNE, EQUAL_TIME, STEPTIME, TELEMETRY, AUX, DEPTH, SIMILARITY, PARALLEL, ZSTORE)
 }
 
 

@@ -1,0 +1,121 @@
+"""Report of ``layerwise bench equal-time``: methods ranked by the loss reached within each budget, time to
+target losses, and the loss-against-time curves."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from ._plotting import figure, save_png
+from ._record import provenance, save_report
+
+__all__ = ["write_equal_time_report"]
+
+
+def _time_to(records: list[dict[str, Any]], target: float) -> float | None:
+    for r in records:
+        if r["train_loss"] <= target:
+            return float(r["train_time"])
+    return None
+
+
+def _fmt(v: float | None, digits: int = 2) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
+    """Write ``report.md`` (and ``loss_vs_time.png``) for an equal-time record."""
+    out = Path(out)
+    cfg, budget = results["config"], results.get("budget_s")
+    ref = cfg["reference"]
+    runs = {k: v for k, v in results["runs"].items() if not k.startswith("reference/")}
+    lines = [
+        f"# Equal wall-clock: deep autoencoder ({cfg['dataset']})",
+        "",
+        *provenance(results, f"seed {cfg['seed']}"),
+        "",
+        f"Budget B = the training time of `{ref}` for {cfg['reference_epochs']} epochs in this run: "
+        f"**{_fmt(budget, 1)} s**. Each method runs the epochs its calibrated epoch time allows within k·B, with "
+        "its warm-up/decay schedule fitted to those epochs; its score is the training loss after the last epoch "
+        "that ended within k·B (training steps only, no evaluation). 'overran' marks a run whose estimate was "
+        "short: the epochs after the budget are not credited.",
+        "",
+    ]
+    for k in cfg["multiples"]:
+        rows = [(v["method"], v) for key, v in runs.items() if key.startswith(f"{k:g}B/")]
+        scored = sorted(
+            rows,
+            key=lambda r: (r[1].get("within") or {}).get("train_loss", math.inf),
+        )
+        lines += [
+            f"## Within {k:g}·B = {_fmt(k * budget if budget else None, 1)} s",
+            "",
+            "| rank | method | lr | epochs fitted | epoch time, estimated (s) | loss within budget | "
+            "time used (s) | overran | status |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for i, (name, v) in enumerate(scored, 1):
+            within = v.get("within") or {}
+            lines.append(
+                f"| {i} | {name} | {results['lrs'][name]['lr']:.3g} | {v['epochs']} | "
+                f"{_fmt(results['epoch_time_estimate'].get(name), 2)} | {_fmt(within.get('train_loss'))} | "
+                f"{_fmt(within.get('train_time'), 1)} | {'yes' if v.get('overran') else ''} | {v['status']} |"
+            )
+        lines.append("")
+    ref_run = results["runs"].get(f"reference/{ref}")
+    if ref_run and ref_run.get("records"):
+        best = min(
+            ((v.get("within") or {}).get("train_loss", math.inf) for k, v in runs.items() if k.startswith("1B/")),
+            default=math.inf,
+        )
+        targets = {f"{ref}'s loss at B": ref_run["records"][-1]["train_loss"], "best loss within B": best}
+        names = sorted({v["method"] for v in runs.values()})
+        lines += [
+            "## Time to target losses",
+            "",
+            "Earliest training time at which any of the method's runs ended an epoch at or below the target "
+            "(epoch granularity, so an upper bound).",
+            "",
+            "| method | " + " | ".join(f"to {t} ({_fmt(v)}) (s)" for t, v in targets.items()) + " |",
+            "|---|" + "---|" * len(targets),
+        ]
+        for name in names:
+            cells = []
+            for target in targets.values():
+                times = [_time_to(v.get("records") or [], target) for v in runs.values() if v["method"] == name]
+                found = [t for t in times if t is not None]
+                cells.append(_fmt(min(found) if found else None, 1))
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if plots and budget:
+        _plot(results, runs, budget, out / "loss_vs_time.png")
+        lines += ["![loss against training time](loss_vs_time.png)", ""]
+    return save_report(out, lines)
+
+
+def _plot(results: dict[str, Any], runs: dict[str, Any], budget: float, path: Path) -> None:
+    fig, (ax,) = figure(1, width=9.0)
+    names = sorted({v["method"] for v in runs.values()})
+    styles = ["-", "--", ":", "-."]
+    for i, name in enumerate(names):
+        for j, k in enumerate(results["config"]["multiples"]):
+            v = runs.get(f"{k:g}B/{name}")
+            if not v or not v.get("records"):
+                continue
+            recs = v["records"]
+            ax.plot(
+                [r["train_time"] for r in recs],
+                [r["train_loss"] for r in recs],
+                color=f"C{i % 10}",
+                linestyle=styles[(j + i // 10) % len(styles)],
+                marker="o",
+                ms=2,
+                label=f"{name} ({k:g}B)",
+            )
+    for k in results["config"]["multiples"]:
+        ax.axvline(k * budget, color="grey", lw=0.8)
+    ax.set(xscale="log", yscale="log", xlabel="training time (s)", ylabel="training loss (nats / example)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    save_png(fig, path, dpi=110)
