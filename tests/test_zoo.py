@@ -386,3 +386,20 @@ def test_a_weighting_left_on_the_cpu_is_named_when_the_losses_are_on_cuda() -> N
     with pytest.raises(ValueError, match=r"GradNorm is on cpu but the losses are on cuda:0.*weighting.to\('cuda:0'\)"):
         layerwise.backward({"a": out.mean(), "b": out.square().mean()}, weighting, params=list(model.parameters()))
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["resnet", "mobile", "transformer"])
+def test_lower_precision_inner_products_track_the_full_precision_update(name: str) -> None:
+    # float64 parameters, float32 inner products: the delta form keeps the error relative to the weight change
+    case = CASES[name]
+    updates = []
+    for inner_dtype in (None, torch.float32):
+        model = case.build()
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        opt = _locoprop(case, model, lr=1e-3, steps=5, inner_dtype=inner_dtype)
+        opt.step(lambda model=model: _run(case, model))
+        updates.append({n: p.detach() - before[n] for n, p in model.named_parameters()})
+    exact, low = updates
+    for n, d in exact.items():
+        if float(d.norm()) > 0:
+            assert float((low[n] - d).norm() / d.norm()) < 1e-4, n

@@ -41,6 +41,8 @@ def _autoencoder_layers(model: nn.Module) -> list[tuple[nn.Module, str]]:
 
 
 def _build(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    if "inner_dtype" in kw:  # a name in the (JSON) hyper-parameters, a torch.dtype for LocoProp
+        kw["inner_dtype"] = getattr(torch, kw["inner_dtype"])
     return LocoProp(model, lr=lr, layers=_autoencoder_layers(model), **kw)
 
 
@@ -65,6 +67,14 @@ for _m in [
         _build,
         1e-5,
         dict(_OFFICIAL),
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-m-bf16",
+        "LocoProp-M, official settings, inner products in bfloat16 (delta form, float32 residuals and weights)",
+        _build,
+        1e-5,
+        {**_OFFICIAL, "inner_dtype": "bfloat16"},
         closure=_closure,
     ),
     Method(

@@ -87,6 +87,7 @@ def run_steptime_benchmark(
     entries: dict[str, Step] = {"adam": _adam_step(model(), x)}
     for t in steps:
         entries[f"layerwise locoprop-m T={t}"] = _layerwise_step(model(), x, steps=t)
+        entries[f"layerwise locoprop-m T={t} bf16"] = _layerwise_step(model(), x, steps=t, inner_dtype=torch.bfloat16)
         if pypi:
             entries[f"pypi locoprop T={t}"] = _pypi_step(model(), x, t)
     entries["layerwise locoprop-s-exact"] = _layerwise_step(
@@ -128,7 +129,7 @@ def run_steptime_benchmark(
         "|---|---|---|---|",
     ]
     for name, v in med.items():
-        inner = name.rsplit("T=", 1)[-1] if "T=" in name else None
+        inner = name.rsplit("T=", 1)[-1].split()[0] if "T=" in name else None
         ref = med.get(f"pypi locoprop T={inner}") if inner and name.startswith("layerwise locoprop-m T=") else None
         lines.append(f"| {name} | {v:.4f} | {v / med['adam']:.2f} | {f'{v / ref:.2f}' if ref else ''} |")
     record.write_report(lines)

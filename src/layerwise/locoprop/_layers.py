@@ -91,11 +91,14 @@ class LocalLayer:
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """``W x + b`` with the current parameters (no autograd), ``x`` from :meth:`prepare`."""
-        m = self.module
-        if isinstance(m, nn.Linear):
-            return F.linear(x, m.weight, m.bias)
+        return self.apply(x, self.weight, self.bias)
+
+    def apply(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        """This layer's map with weight ``w`` and bias ``b`` in place of its own (``x`` from :meth:`prepare`)."""
+        if isinstance(self.module, nn.Linear):
+            return F.linear(x, w, b)
         conv, padding = self._conv_args()
-        return F.conv2d(x, conv.weight, conv.bias, conv.stride, padding, conv.dilation, conv.groups)
+        return F.conv2d(x, w, b, conv.stride, padding, conv.dilation, conv.groups)
 
     def grads(self, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(Σ δ xᵀ, Σ δ)``: the local loss's gradients for weight and bias, summed over the batch."""

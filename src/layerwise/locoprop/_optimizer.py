@@ -63,6 +63,11 @@ class LocoProp(torch.optim.Optimizer):
         inner_lr_floor: the floor of that decay (official 0.25).
         reset_inner_state: clear the inner rule's slots at every batch (official: kept).
         refresh_every: ``exact``/``precond`` reuse the inverse covariance for this many steps.
+        inner_dtype: the dtype of the two products of every ``iterative`` inner step (``z = W ŷ`` and
+            ``Σ δ ŷᵀ``), e.g. ``torch.bfloat16`` (about twice as fast as float32 on CPUs with AVX512-BF16
+            and on GPUs). ``ŷ`` is cast once per batch and ``W`` once per inner step; the residual, the
+            update rule's state and the weights stay in the parameters' dtype (float32 accumulation,
+            master weights). ``None`` (default): the parameters' dtype.
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
         exclude: modules (or their names) LocoProp does not train even though it could find them:
@@ -97,6 +102,7 @@ class LocoProp(torch.optim.Optimizer):
         inner_lr_floor: float = 0.25,
         reset_inner_state: bool = False,
         refresh_every: int = 1,
+        inner_dtype: torch.dtype | None = None,
         layers: Sequence[LayerSpec] | None = None,
         exclude: Iterable[nn.Module | str] = (),
         other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
@@ -135,6 +141,17 @@ class LocoProp(torch.optim.Optimizer):
         self.inner, self.variant, self.solver = inner, variant, solver
         self.inner_decay, self.inner_lr_floor = inner_decay, inner_lr_floor
         self.reset_inner_state, self.refresh_every = reset_inner_state, refresh_every
+        if inner_dtype is not None and not (isinstance(inner_dtype, torch.dtype) and inner_dtype.is_floating_point):
+            raise ValueError(
+                f"Invalid inner_dtype={inner_dtype!r}: expected a floating torch.dtype such as torch.bfloat16, "
+                "or None for the parameters' dtype."
+            )
+        if inner_dtype is not None and solver != "iterative":
+            raise ValueError(
+                f"inner_dtype applies to solver='iterative' only (solver={solver!r} inverts a covariance, which "
+                "needs the parameters' precision). Drop inner_dtype or use solver='iterative'."
+            )
+        self.inner_dtype = inner_dtype
         self._layers = find_layers(model, layers, exclude)
         self._verified = False
         leftovers = leftover_parameters(model, self._layers)
@@ -308,7 +325,10 @@ class LocoProp(torch.optim.Optimizer):
         step = g.mul(group["gamma"] * scale)
         matching = self.variant == "m"
         target = (layer.activation.fn(a) if matching else a) - step
-        return Problem(layer, group, self.state, x, target, step, matching)
+        if self.inner_dtype is None or self.inner_dtype == x.dtype:
+            return Problem(layer, group, self.state, x, target, step, matching)
+        w0 = [layer.weight.detach().clone()] + ([layer.bias.detach().clone()] if layer.bias is not None else [])
+        return Problem(layer, group, self.state, x, target, step, matching, x.to(self.inner_dtype), a, w0)
 
     def _step_others(self, grads: Sequence[torch.Tensor | None], scale: float) -> None:
         if self.other_optimizer is None:

@@ -47,12 +47,37 @@ class Problem:
     target: torch.Tensor  # â − γg (S) or f(â) − γg (M)
     delta0: torch.Tensor  # γg, the residual at the current weights
     matching: bool  # True: M (apply f); False: S
+    x_low: torch.Tensor | None = None  # ŷ in LocoProp's inner_dtype, when that differs from ŷ's
+    z0: torch.Tensor | None = None  # â, the pre-activation at the batch's weights (with x_low)
+    w0: list[torch.Tensor] | None = None  # the batch's weights (and bias) (with x_low)
 
     def residual(self, k: int) -> torch.Tensor:
         if k == 0:
             return self.delta0
-        z = self.layer.pre_activation(self.x)
+        if self.x_low is None:
+            z = self.layer.pre_activation(self.x)
+        else:
+            # z = â + ΔW ŷ + Δb: the low-precision product is of the small change only, so its rounding
+            # is relative to ΔW ŷ, not to z (the residual f(z) − f(â) + γg cancels most of z).
+            assert self.z0 is not None and self.w0 is not None
+            low = self.x_low.dtype
+            dw = (self.layer.weight - self.w0[0]).to(low)
+            b = self.layer.bias
+            db = None if b is None else (b - self.w0[1]).to(low)
+            z = self.z0 + self.layer.apply(self.x_low, dw, db).to(self.z0.dtype)
         return (self.layer.activation.fn(z) if self.matching else z) - self.target
+
+    def grads(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The local loss's weight and bias gradients at residual ``delta`` (products in ``x_low``'s dtype)."""
+        if self.x_low is None:
+            return self.layer.grads(self.x, delta)
+        gw, gb = self.layer.grads(self.x_low, delta.to(self.x_low.dtype))
+        return gw.to(self.x.dtype), (None if gb is None else delta.sum(_bias_dims(delta)))
+
+
+def _bias_dims(delta: torch.Tensor) -> tuple[int, ...]:
+    """The dims a bias gradient sums over: all but the last (Linear) or all but channels (conv, NCHW)."""
+    return tuple(range(delta.dim() - 1)) if delta.dim() != 4 else (0, 2, 3)
 
 
 def _params(p: Problem) -> list[torch.Tensor]:
@@ -76,7 +101,7 @@ def solve_iterative(
         active = [(i, p) for i, p in enumerate(problems) if k < p.group["steps"]]
         grads = []
         for _, p in active:
-            gw, gb = p.layer.grads(p.x, p.residual(k))
+            gw, gb = p.grads(p.residual(k))
             grads.append([gw] + ([gb] if gb is not None else []))
         all_reduce_sum([g for gs in grads for g in gs], group)
         for (i, p), gs in zip(active, grads, strict=True):
