@@ -294,7 +294,7 @@ def test_bad_closures_give_clear_errors_and_leave_parameters_intact() -> None:
         opt.step(with_backward)
     with pytest.raises(ValueError, match="scalar loss"):
         opt.step(lambda: F.mse_loss(model(x), y, reduction="none"))
-    with pytest.raises(FloatingPointError, match="no parameter was changed"):
+    with pytest.raises(FloatingPointError, match="no parameter or buffer .BatchNorm statistics. was changed"):
         opt.step(lambda: _loss(model, x, y) * float("nan"))
 
     def twice() -> torch.Tensor:
@@ -360,3 +360,18 @@ def test_inner_dtype_is_checked():
         LocoProp(model, inner_dtype=torch.int8)
     with pytest.raises(ValueError, match="inner_dtype applies to solver='iterative' only"):
         LocoProp(model, solver="precond", damping=1.0, inner_dtype=torch.bfloat16)
+
+
+def test_a_nan_batch_leaves_parameters_and_batchnorm_statistics_untouched():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.ReLU(), nn.Linear(6, 2))
+    opt = LocoProp(model, lr=1e-3, other_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1))
+    x = torch.randn(8, 4)
+    opt.step(lambda: model(x).pow(2).mean())  # one good step: the statistics are not at their initial values
+    before = copy.deepcopy(model.state_dict())
+    bad = x.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(FloatingPointError, match="no parameter or buffer .BatchNorm statistics. was changed"):
+        opt.step(lambda: model(bad).pow(2).mean())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k  # running_mean/var and num_batches_tracked included

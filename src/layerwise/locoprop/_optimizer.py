@@ -176,6 +176,7 @@ class LocoProp(torch.optim.Optimizer):
         self._others = [p for _, p in leftovers]
         self.other_optimizer = other_optimizer(self._others) if other_optimizer is not None and leftovers else None
         self._group = resolve_group(process_group)
+        self._buffers = list(model.buffers())  # BatchNorm's running statistics: restored by a rejected step
         broadcast_module(model, self._group)
 
     @classmethod
@@ -285,23 +286,32 @@ class LocoProp(torch.optim.Optimizer):
                 "LocoProp.step needs a closure that runs the forward pass and returns the loss without "
                 "calling backward(), e.g. opt.step(lambda: loss_fn(model(x), y))."
             )
-        loss, records = self._forward(closure)
-        grads = self._backward(loss, [rec.output for rec in records])
-        n = len(records)
-        scale = self._batch_scale(records[0].inputs.shape[0], loss.device)
+        saved = [b.detach().clone() for b in self._buffers]  # the forward pass updates BatchNorm's statistics
+        try:
+            loss, records = self._forward(closure)
+            grads = self._backward(loss, [rec.output for rec in records])
+            n = len(records)
+            scale = self._batch_scale(records[0].inputs.shape[0], loss.device)
+            with torch.no_grad():
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"LocoProp: the loss is {float(loss)}; no parameter or buffer (BatchNorm statistics) "
+                        "was changed. Lower lr or gamma, or check the batch for NaN/inf."
+                    )
+                inputs = [layer.prepare(rec.inputs) for layer, rec in zip(self._layers, records, strict=True)]
+                if not self._verified:
+                    verify_layers(self._layers, inputs, [rec.output for rec in records])
+                    self._verified = True
+                problems = [
+                    self._problem(i, x, rec.output, g, scale)
+                    for i, (x, rec, g) in enumerate(zip(inputs, records, grads[:n], strict=True))
+                ]
+        except BaseException:
+            with torch.no_grad():
+                for b, s in zip(self._buffers, saved, strict=True):
+                    b.copy_(s)
+            raise
         with torch.no_grad():
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"LocoProp: the loss is {float(loss)}; no parameter was changed. Lower lr or gamma."
-                )
-            inputs = [layer.prepare(rec.inputs) for layer, rec in zip(self._layers, records, strict=True)]
-            if not self._verified:
-                verify_layers(self._layers, inputs, [rec.output for rec in records])
-                self._verified = True
-            problems = [
-                self._problem(i, x, rec.output, g, scale)
-                for i, (x, rec, g) in enumerate(zip(inputs, records, grads[:n], strict=True))
-            ]
             self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
             if self.solver == "iterative":
                 solve_iterative(
