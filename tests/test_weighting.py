@@ -439,3 +439,19 @@ def test_a_learned_weighting_left_out_of_every_optimizer_is_warned_once() -> Non
             layerwise.backward(net.losses(x, y), good, params=list(net.parameters()))
             opt.step()
     assert good._own_state == "moved"  # watched for one step only: no further host syncs
+
+
+def test_gradnorm_names_a_term_that_never_reaches_its_parameter_set() -> None:
+    net = Net()
+    shared = list(net.trunk[4].parameters())  # the output layer: the auxiliary heads never reach it
+    weighting = layerwise.GradNorm(TERMS, shared)
+    x, y = batch(0)
+    before = copy.deepcopy(weighting.state_dict())
+    with pytest.raises(ValueError, match=r"GradNorm: loss term\(s\) \[.*'h1'.*\] do not depend on its parameter set W"):
+        layerwise.backward(net.losses(x, y), weighting, params=list(net.parameters()))
+    assert all(p.grad is None for p in net.parameters())  # nothing was changed
+    for k, v in weighting.state_dict().items():
+        if isinstance(v, torch.Tensor):
+            torch.testing.assert_close(v, before[k], rtol=0, atol=0, equal_nan=True)  # `initial` is NaN until set
+        else:
+            assert v == before[k], k

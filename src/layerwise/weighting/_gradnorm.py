@@ -57,6 +57,16 @@ class GradNorm(SelfTrained):
 
     def compute(self, values: Tensor, grads: list[list[Tensor | None]] | None, active: Tensor) -> Tensor:
         assert grads is not None
+        unreached = [
+            t for t, gs, a in zip(self.terms, grads, active.tolist(), strict=True) if a and all(g is None for g in gs)
+        ]
+        if unreached:
+            raise ValueError(
+                f"GradNorm: loss term(s) {unreached} do not depend on its parameter set W, so their gradient "
+                "norm on W is undefined and GradNorm cannot balance them (it would collapse the others' weights "
+                "instead). Pass a W every term reaches, usually the last layer they share, or leave those terms "
+                "out of GradNorm's terms. Nothing was changed."
+            )
         w_now = self.w.detach().clone().to(values.dtype)
         if torch.isnan(self.initial).any():
             self.initial.copy_(torch.where(torch.isnan(self.initial), values.to(self.initial), self.initial))
