@@ -240,3 +240,25 @@ def test_version_and_missing_files_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["bench", "tune", "--methods", "sgd"])  # a sweep never writes into the package unasked
     assert exc.value.code == 2 and "--out-file" in capsys.readouterr().err
+
+
+def test_every_committed_record_s_command_still_parses():
+    """The records' commands (and their resumes) keep working under the current command line."""
+    import shlex
+    from pathlib import Path
+
+    from layerwise_bench.cli import build_parser
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    commands = []
+    for path in sorted(root.glob("*/results.json")):
+        results = json.loads(path.read_text())
+        for cmd in [results.get("command"), *results.get("resumed_with", [])]:
+            if isinstance(cmd, str) and cmd.startswith("layerwise "):
+                commands.append((path.parent.name, cmd))
+    assert len(commands) >= 8
+    for name, cmd in commands:
+        try:
+            build_parser().parse_args(shlex.split(cmd)[1:])
+        except SystemExit:
+            pytest.fail(f"{name}: `{cmd}` no longer parses")

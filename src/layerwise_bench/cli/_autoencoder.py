@@ -125,12 +125,16 @@ def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
+def _check_tuned(args: argparse.Namespace) -> None:
     if args.tuned is not None and not args.tuned.is_file():
         raise FileNotFoundError(
             f"--tuned {str(args.tuned)!r}: no such file. Give an existing tuned-values file (written by "
             "`layerwise bench tune --out-file`), or drop --tuned to use the one shipped for the data set."
         )
+
+
+def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
+    _check_tuned(args)
     sink = bench.TensorBoardSink(args.tensorboard) if args.tensorboard else None
     cfg, data = _prepare(args)
     try:
@@ -266,8 +270,7 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
         raise ValueError("--schedule-epochs: equal-time fits each method's schedule to its budget. Drop it.")
     if args.reference not in args.methods:
         raise ValueError(f"--reference {args.reference!r} is not among --methods; add it to --methods.")
-    if args.tuned is not None and not args.tuned.is_file():
-        raise FileNotFoundError(f"--tuned {str(args.tuned)!r}: no such file. Give an existing file or drop --tuned.")
+    _check_tuned(args)
     cfg, data = _prepare(args, evaluate_test=False)
     results = bench.run_equal_time_benchmark(
         args.methods,
