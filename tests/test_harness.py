@@ -5,6 +5,7 @@ import torch
 
 import layerwise_bench as bench
 from layerwise_bench import AutoencoderConfig, Method, TrainingDiverged, load_autoencoder_data, train_method
+from layerwise_bench._io import load_checkpoint
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 
@@ -159,7 +160,7 @@ def test_nan_stops_with_method_and_epoch_and_keeps_last_good_checkpoint(data, tm
             bench.run_autoencoder_benchmark(["nanny"], CFG, data, tmp_path / "run", progress=False)
     finally:
         bench.METHODS.pop("nanny")
-    state = torch.load(tmp_path / "run" / "checkpoints" / "nanny.pt", weights_only=False)
+    state = load_checkpoint(tmp_path / "run" / "checkpoints" / "nanny.pt")
     assert [r["epoch"] for r in state["records"]] == [1]
     assert all(torch.isfinite(v).all() for v in state["model"].values())
     results = json.loads((tmp_path / "run" / "results.json").read_text())

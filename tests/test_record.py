@@ -53,3 +53,20 @@ def test_check_names_names_the_unknown_and_the_valid():
         check_names("methods", ["a", "c"], ["a", "b"])
     with pytest.raises(ValueError, match=r"Invalid methods \[\]"):
         check_names("methods", [], ["a"])
+
+
+def test_an_unwritable_out_fails_before_any_work(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(PermissionError, match=r"--out '.*a-file/run' is not a writable directory.*nothing was run"):
+        Record(blocker / "run", "demo", {}, command="c")
+    assert blocker.read_text() == "not a directory"
+
+
+def test_the_cli_says_so_too(tmp_path, capsys):
+    from layerwise_bench.cli import main
+
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    assert main(["bench", "steptime", "--out", str(blocker / "o"), "--steps", "1", "--repeats", "1"]) == 1
+    assert "is not a writable directory" in capsys.readouterr().err

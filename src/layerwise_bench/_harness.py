@@ -20,7 +20,7 @@ from layerwise.data import load_dataset
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 from layerwise.optim import default_warmup_epochs, warmup_linear_decay
 
-from ._io import atomic_torch_save
+from ._io import atomic_torch_save, load_checkpoint
 from ._method import Method
 
 __all__ = [
@@ -257,7 +257,7 @@ def train_method(
     records: list[dict[str, Any]] = []
     signature = _signature(method, lr, cfg)
     if resume and checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_checkpoint(checkpoint, map_location=device)
         if state["signature"] != signature:
             raise CheckpointMismatch(
                 f"checkpoint {str(checkpoint)!r} was written by another configuration "

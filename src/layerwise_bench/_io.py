@@ -1,4 +1,5 @@
-"""Atomic writes: a file is either the old complete version or the new complete version."""
+"""Atomic writes: a file is either the old complete version or the new complete version. Checkpoints carry a
+SHA-256 digest of their contents, verified on load; a damaged JSON or checkpoint is an error naming the file."""
 
 from __future__ import annotations
 
@@ -10,7 +11,20 @@ from typing import Any
 
 import torch
 
-__all__ = ["atomic_write_bytes", "atomic_torch_save", "atomic_write_json", "read_json"]
+__all__ = [
+    "CorruptFile",
+    "atomic_torch_save",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "load_checkpoint",
+    "read_json",
+]
+
+_MAGIC = b"layerwise-checkpoint sha256 "
+
+
+class CorruptFile(ValueError):
+    """A file the project wrote does not read back as written (truncated, bit-flipped, not ours)."""
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -33,12 +47,41 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` made atomic (see :func:`atomic_write_bytes`)."""
+    """``torch.save`` made atomic (see :func:`atomic_write_bytes`), with a header holding the SHA-256 digest
+    of the payload, which :func:`load_checkpoint` verifies."""
+    import hashlib
     import io
 
     buf = io.BytesIO()
     torch.save(obj, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    payload = buf.getvalue()
+    atomic_write_bytes(path, _MAGIC + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+
+
+def load_checkpoint(path: str | Path, map_location: Any = None) -> Any:
+    """Read a checkpoint written by :func:`atomic_torch_save`, verifying its digest.
+
+    Raises:
+        CorruptFile: the digest does not match (a flipped bit, a truncated file) or the file is not a
+            layerwise checkpoint; the message names the file and what to do.
+    """
+    import hashlib
+    import io
+
+    path = Path(path)
+    data = path.read_bytes()
+    fix = (
+        "Delete it to start that run from scratch (the other runs of the record are kept), or restore it from a backup."
+    )
+    if not data.startswith(_MAGIC) or len(data) < len(_MAGIC) + 65:
+        raise CorruptFile(f"checkpoint {str(path)!r} is not a layerwise checkpoint or is truncated. {fix}")
+    digest, payload = data[len(_MAGIC) : len(_MAGIC) + 64], data[len(_MAGIC) + 65 :]
+    if hashlib.sha256(payload).hexdigest().encode() != digest:
+        raise CorruptFile(
+            f"checkpoint {str(path)!r} does not match its SHA-256 digest: it was damaged after it was written "
+            f"(truncated or a flipped bit). Resuming from it would silently change the numbers. {fix}"
+        )
+    return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
 
 
 def atomic_write_json(obj: Any, path: str | Path) -> None:
@@ -47,5 +90,12 @@ def atomic_write_json(obj: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file."""
-    return json.loads(Path(path).read_text())
+    """Read a JSON file; a damaged one is a :class:`CorruptFile` naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFile(
+            f"{str(path)!r} is not valid JSON ({exc}); it was damaged after it was written. Restore it from a "
+            "backup or version control, or start over with --overwrite (which replaces it)."
+        ) from None

@@ -49,10 +49,25 @@ def check_names(what: str, given: Sequence[str], valid: Iterable[str]) -> None:
         raise ValueError(f"Invalid {what} {bad or list(given)}: expected some of {valid}.")
 
 
+def _check_writable(out: Path) -> None:
+    """Create ``out`` and write a probe file in it, so an unwritable ``--out`` fails before any training."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".layerwise-write-probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(
+            f"--out {str(out)!r} is not a writable directory ({exc.strerror or exc}). Choose another --out, "
+            "or fix its permissions / free space; nothing was run."
+        ) from None
+
+
 class Record:
     """Open ``out`` for ``benchmark`` run with ``config``.
 
     Raises:
+        PermissionError: ``out`` cannot be created or written (checked before any work).
         FileExistsError: ``out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
         ValueError: ``resume`` with a different configuration.
     """
@@ -71,6 +86,7 @@ class Record:
     ) -> None:
         self.out = Path(out)
         self.runs_key = runs_key
+        _check_writable(self.out)
         self.path = self.out / RESULTS_FILE
         if self.path.exists() and not (resume or overwrite):
             raise FileExistsError(

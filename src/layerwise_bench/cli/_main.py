@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: the checkpoint of the last complete epoch is kept; continue with --resume", file=sys.stderr)
         return 130
-    except (bench.TrainingDiverged, DataError, ValueError, FileExistsError, FileNotFoundError, ImportError) as exc:
+    except (bench.TrainingDiverged, DataError, ValueError, OSError, ImportError) as exc:
         print(f"layerwise: error: {exc}", file=sys.stderr)
         return 1
     for line in outcome.lines:
