@@ -11,8 +11,17 @@ pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny dat
 SMALL = ["--dataset", "digits", "--subset", "300", "--epochs", "2", "--no-progress"]
 
 
-def test_bench_writes_results_plots_and_report(tmp_path):
-    assert main(["bench", "autoencoder", "--methods", "adam,kfac", "--out", str(tmp_path / "r"), *SMALL]) == 0
+def test_bench_writes_results_plots_and_report(tmp_path, capsys):
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        assert main(["bench", "autoencoder", "--methods", "adam,kfac", "--out", str(tmp_path / "r"), *SMALL]) == 0
+        assert torch.get_num_threads() == 1  # digits: tiny matrices, one thread unless --threads says otherwise
+    finally:
+        torch.set_num_threads(threads)
+    printed = capsys.readouterr().out
+    assert "final train loss" in printed and "adam" in printed and "kfac" in printed and "report.md" in printed
     results = json.loads((tmp_path / "r" / "results.json").read_text())
     assert list(results["methods"]) == ["adam", "kfac"]
     assert all(m["status"] == "complete" and len(m["records"]) == 2 for m in results["methods"].values())
@@ -262,3 +271,11 @@ def test_every_committed_record_s_command_still_parses():
             build_parser().parse_args(shlex.split(cmd)[1:])
         except SystemExit:
             pytest.fail(f"{name}: `{cmd}` no longer parses")
+
+
+def test_every_method_of_a_plot_is_drawn_differently():
+    from layerwise_bench._report import line_style
+
+    styles = [line_style(i) for i in range(120)]
+    assert len(set(styles)) == len(styles)
+    assert line_style(0)[0] == line_style(10)[0] and line_style(0)[1:] != line_style(10)[1:]  # colour cycle wraps

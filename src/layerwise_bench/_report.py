@@ -105,10 +105,21 @@ def _fmt(s: dict[str, float], digits: int = 2) -> str:
     return f"{s['mean']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
 
 
+_STYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*", "<", ">", "p", "h"]
+
+
+def line_style(i: int) -> tuple[str, str, str]:
+    """(colour, line style, marker) of the ``i``-th method: no two of the first 120 look alike."""
+    return f"C{i % 10}", _STYLES[(i // 10 + i % 2) % len(_STYLES)], _MARKERS[i % len(_MARKERS)]
+
+
 def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, xlabel: str) -> None:
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
     fig, axes = figure(2)
     for i, name in enumerate(names):
-        color = f"C{i % 10}"
+        color, style, marker = line_style(i)
         recs = [
             run["methods"][name]["records"]
             for run in runs
@@ -120,11 +131,16 @@ def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, 
         for ax, key in zip(axes, ("train_loss", "test_loss"), strict=True):
             ys = np.array([[x[key] for x in r[:n]] for r in recs], dtype=float)
             xs = np.array([[x[x_key] for x in r[:n]] for r in recs], dtype=float).mean(axis=0)
-            ax.plot(xs, ys.mean(axis=0), color=color, label=name)
+            ax.plot(xs, ys.mean(axis=0), color=color, linestyle=style, marker=marker, ms=3, label=name)
             if len(recs) > 1:
                 ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2)
     for ax, title in zip(axes, ("training loss (full set)", "test loss"), strict=True):
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))  # labelled ticks in a decade
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        if x_key == "train_time":  # a log time axis: the slowest method does not squeeze the others
+            ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("loss (nats / example)")
         ax.set_title(title)
