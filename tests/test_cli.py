@@ -279,3 +279,15 @@ def test_every_method_of_a_plot_is_drawn_differently():
     styles = [line_style(i) for i in range(120)]
     assert len(set(styles)) == len(styles)
     assert line_style(0)[0] == line_style(10)[0] and line_style(0)[1:] != line_style(10)[1:]  # colour cycle wraps
+
+
+def test_set_replaces_a_method_s_hyper_parameter_and_is_recorded(tmp_path, capsys):
+    out = tmp_path / "r"
+    args = ["bench", "autoencoder", "--methods", "locoprop-m", "--out", str(out), *SMALL]
+    assert main([*args, "--set", "locoprop-m.steps=2", "--set", "locoprop-m.gamma=3.5"]) == 0
+    entry = json.loads((out / "results.json").read_text())["methods"]["locoprop-m"]
+    assert entry["hparams"]["steps"] == 2 and entry["hparams"]["gamma"] == 3.5
+    assert main([*args[:-len(SMALL)], *SMALL, "--overwrite", "--set", "locoprop-m.stpes=2"]) == 1
+    assert "has no hyper-parameter 'stpes'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*args, "--overwrite", "--set", "steps=2"])

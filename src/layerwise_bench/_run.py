@@ -10,7 +10,7 @@ from typing import Any
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
 from ._record import Record
 from ._registry import get_method
-from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
+from ._tuned import apply_tuned_hparams, load_tuned, override_hparams, resolve_lrs, tuned_path
 
 __all__ = ["run_autoencoder_benchmark"]
 
@@ -29,6 +29,7 @@ def run_autoencoder_benchmark(
     command: str = "",
     sinks: list[Callable[[str, dict[str, Any]], None]] | None = None,
     keep_going: bool = False,
+    hparam_overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train every method in ``method_names`` on ``data`` and keep ``out/results.json`` current.
 
@@ -36,7 +37,9 @@ def run_autoencoder_benchmark(
     to ``out/checkpoints/<method>.pt``; each ``sinks`` callable also gets ``(method, record)``
     (e.g. :class:`TensorBoardSink`). A diverging method stops the run with
     :class:`TrainingDiverged` after its status is recorded; with ``keep_going`` the run records
-    it and goes on with the next method.
+    it and goes on with the next method. ``hparam_overrides`` (``--set NAME.KEY=VALUE``) replaces
+    hyper-parameters a method already has, e.g. ``{"locoprop-m": {"steps": 5}}``; they are recorded with
+    the method's entry.
     """
     methods = [get_method(name) for name in method_names]  # unknown names fail before any work
     for m in methods:
@@ -51,6 +54,10 @@ def run_autoencoder_benchmark(
     tuned_src = tuned_file if tuned_file is not None else tuned_path(cfg.dataset)
     tuned = load_tuned(tuned_src)
     methods = [apply_tuned_hparams(m, tuned) for m in methods]
+    methods = [override_hparams(m, (hparam_overrides or {}).get(m.name, {})) for m in methods]
+    unknown = sorted(set(hparam_overrides or {}) - set(method_names))
+    if unknown:
+        raise ValueError(f"--set names {unknown}, which are not among --methods {method_names}.")
     lrs = resolve_lrs(methods, lr_overrides, tuned)
     out = Path(out)
     record = Record(

@@ -9,7 +9,7 @@ from typing import Any
 from ._io import read_json
 from ._method import Method
 
-__all__ = ["tuned_path", "load_tuned", "resolve_lrs", "apply_tuned_hparams"]
+__all__ = ["tuned_path", "load_tuned", "resolve_lrs", "apply_tuned_hparams", "override_hparams"]
 
 
 def tuned_path(dataset: str, benchmark: str = "autoencoder") -> Path:
@@ -48,3 +48,14 @@ def apply_tuned_hparams(method: Method, tuned: dict[str, Any]) -> Method:
     """``method`` with the hyper-parameters a ``--grid`` sweep chose (``tuned_hparams``), if any."""
     chosen = tuned.get("methods", {}).get(method.name, {}).get("tuned_hparams")
     return replace(method, hparams={**method.hparams, **chosen}) if chosen else method
+
+
+def override_hparams(method: Method, values: dict[str, Any]) -> Method:
+    """``method`` with some of its hyper-parameters replaced; a name it does not have is an error."""
+    unknown = sorted(set(values) - set(method.hparams))
+    if unknown:
+        raise ValueError(
+            f"--set {method.name}.{unknown[0]}=...: method {method.name!r} has no hyper-parameter {unknown[0]!r}; "
+            f"its hyper-parameters are {sorted(method.hparams)}."
+        )
+    return replace(method, hparams={**method.hparams, **values}) if values else method

@@ -110,9 +110,32 @@ def _prepare(
     return cfg, data
 
 
+def _setting(text: str) -> tuple[str, str, object]:
+    target, sep, raw = text.partition("=")
+    name, dot, key = target.rpartition(".")
+    if not sep or not dot or not name or not key:
+        raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE (e.g. locoprop-m.steps=5), found {text!r}")
+    value: object = raw
+    for parse in (int, float):
+        try:
+            value = parse(raw)
+            break
+        except ValueError:
+            continue
+    return name, key, value
+
+
 def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
     _add_workload_args(p, 10)
     p.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
+    p.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="replace one of a method's hyper-parameters (repeatable), e.g. --set locoprop-m.steps=5",
+    )
     p.add_argument(
         "--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)"
     )
@@ -138,6 +161,13 @@ def _check_tuned(args: argparse.Namespace) -> None:
         )
 
 
+def _settings(items: list[tuple[str, str, object]]) -> dict[str, dict[str, object]]:
+    out: dict[str, dict[str, object]] = {}
+    for name, key, value in items:
+        out.setdefault(name, {})[key] = value
+    return out
+
+
 def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
     _check_tuned(args)
     sink = bench.TensorBoardSink(args.tensorboard) if args.tensorboard else None
@@ -156,6 +186,7 @@ def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
             command=command,
             sinks=[sink] if sink else None,
             keep_going=args.keep_going,
+            hparam_overrides=_settings(args.set),
         )
     finally:
         if sink:
