@@ -287,7 +287,7 @@ def test_set_replaces_a_method_s_hyper_parameter_and_is_recorded(tmp_path, capsy
     assert main([*args, "--set", "locoprop-m.steps=2", "--set", "locoprop-m.gamma=3.5"]) == 0
     entry = json.loads((out / "results.json").read_text())["methods"]["locoprop-m"]
     assert entry["hparams"]["steps"] == 2 and entry["hparams"]["gamma"] == 3.5
-    assert main([*args[:-len(SMALL)], *SMALL, "--overwrite", "--set", "locoprop-m.stpes=2"]) == 1
+    assert main([*args[: -len(SMALL)], *SMALL, "--overwrite", "--set", "locoprop-m.stpes=2"]) == 1
     assert "has no hyper-parameter 'stpes'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--overwrite", "--set", "steps=2"])
