@@ -31,8 +31,7 @@ from typing import Any
 from ._equal_time_report import write_equal_time_report
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, mean_step_time, train_method
 from ._record import Record
-from ._registry import get_method
-from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
+from ._tuned import prepare_methods
 
 __all__ = ["run_equal_time_benchmark", "within_budget"]
 
@@ -71,13 +70,7 @@ def run_equal_time_benchmark(
         raise ValueError(f"Invalid multiples={list(multiples)}: expected numbers > 0, e.g. 1,3.")
     if reference_epochs < 1 or calibration_steps < 1:
         raise ValueError(f"Invalid reference_epochs={reference_epochs} or calibration_steps={calibration_steps}.")
-    methods = [get_method(n) for n in method_names]
-    for m in methods:
-        m.check_available()
-    tuned_src = tuned_file if tuned_file is not None else tuned_path(cfg.dataset)
-    tuned = load_tuned(tuned_src)
-    methods = [apply_tuned_hparams(m, tuned) for m in methods]
-    lrs = resolve_lrs(methods, {}, tuned)
+    methods, lrs, tuned_src, tuned = prepare_methods(method_names, cfg.dataset, tuned_file)
     config = {
         **asdict(cfg),
         "multiples": list(multiples),

@@ -9,8 +9,7 @@ from typing import Any
 
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
 from ._record import Record
-from ._registry import get_method
-from ._tuned import apply_tuned_hparams, load_tuned, override_hparams, resolve_lrs, tuned_path
+from ._tuned import prepare_methods
 
 __all__ = ["run_autoencoder_benchmark"]
 
@@ -41,24 +40,9 @@ def run_autoencoder_benchmark(
     hyper-parameters a method already has, e.g. ``{"locoprop-m": {"steps": 5}}``; they are recorded with
     the method's entry.
     """
-    methods = [get_method(name) for name in method_names]  # unknown names fail before any work
-    for m in methods:
-        m.check_available()  # a missing optional package fails before any work
-    lr_overrides = dict(lr_overrides or {})
-    unknown = sorted(set(lr_overrides) - set(method_names))
-    if unknown:
-        raise ValueError(
-            f"--lr names {unknown}, which are not among --methods {method_names}. "
-            "Add them to --methods or drop them from --lr."
-        )
-    tuned_src = tuned_file if tuned_file is not None else tuned_path(cfg.dataset)
-    tuned = load_tuned(tuned_src)
-    methods = [apply_tuned_hparams(m, tuned) for m in methods]
-    methods = [override_hparams(m, (hparam_overrides or {}).get(m.name, {})) for m in methods]
-    unknown = sorted(set(hparam_overrides or {}) - set(method_names))
-    if unknown:
-        raise ValueError(f"--set names {unknown}, which are not among --methods {method_names}.")
-    lrs = resolve_lrs(methods, lr_overrides, tuned)
+    methods, lrs, tuned_src, tuned = prepare_methods(
+        method_names, cfg.dataset, tuned_file, lr_overrides, hparam_overrides
+    )
     out = Path(out)
     record = Record(
         out,

@@ -9,7 +9,14 @@ from typing import Any
 from ._io import read_json
 from ._method import Method
 
-__all__ = ["tuned_path", "load_tuned", "resolve_lrs", "apply_tuned_hparams", "override_hparams"]
+__all__ = [
+    "tuned_path",
+    "load_tuned",
+    "resolve_lrs",
+    "apply_tuned_hparams",
+    "override_hparams",
+    "prepare_methods",
+]
 
 
 def tuned_path(dataset: str, benchmark: str = "autoencoder") -> Path:
@@ -59,3 +66,32 @@ def override_hparams(method: Method, values: dict[str, Any]) -> Method:
             f"its hyper-parameters are {sorted(method.hparams)}."
         )
     return replace(method, hparams={**method.hparams, **values}) if values else method
+
+
+def prepare_methods(
+    names: list[str],
+    dataset: str,
+    tuned_file: str | Path | None = None,
+    lr_overrides: dict[str, float] | None = None,
+    hparam_overrides: dict[str, dict[str, Any]] | None = None,
+) -> tuple[list[Method], dict[str, tuple[float, str]], Path, dict[str, Any]]:
+    """The methods a run trains, before any work: looked up (unknown names fail), their packages checked,
+    the tuned hyper-parameters and ``hparam_overrides`` applied; with each one's lr and its source, the
+    tuned-values file and its contents."""
+    from ._registry import get_method
+
+    methods = [get_method(name) for name in names]
+    for m in methods:
+        m.check_available()  # a missing optional package fails before any work
+    for flag, given in (("--lr", lr_overrides), ("--set", hparam_overrides)):
+        unknown = sorted(set(given or {}) - set(names))
+        if unknown:
+            raise ValueError(
+                f"{flag} names {unknown}, which are not among --methods {names}. "
+                f"Add them to --methods or drop them from {flag}."
+            )
+    source = Path(tuned_file) if tuned_file is not None else tuned_path(dataset)
+    tuned = load_tuned(source)
+    methods = [apply_tuned_hparams(m, tuned) for m in methods]
+    methods = [override_hparams(m, (hparam_overrides or {}).get(m.name, {})) for m in methods]
+    return methods, resolve_lrs(methods, dict(lr_overrides or {}), tuned), source, tuned
