@@ -23,17 +23,8 @@ def test_within_budget_is_the_last_epoch_that_ended_inside():
 def test_each_method_gets_the_epochs_its_time_allows_and_is_scored_inside_the_budget(tmp_path, monkeypatch):
     data = load_autoencoder_data(CFG)
     out = tmp_path / "et"
-    res = run_equal_time_benchmark(
-        ["adam", "rmsprop", "kfac"],
-        CFG,
-        data,
-        out,
-        multiples=(1, 2),
-        reference_epochs=3,
-        calibration_steps=4,
-        progress=False,
-        command="test",
-    )
+    small = {"multiples": (1, 2), "reference_epochs": 3, "calibration_steps": 4, "progress": False, "command": "test"}
+    res = run_equal_time_benchmark(["adam", "rmsprop", "kfac"], CFG, data, out, **small)
     budget = res["budget_s"]
     assert budget == res["runs"]["reference/rmsprop"]["records"][-1]["train_time"]
     for key, run in res["runs"].items():
@@ -55,18 +46,7 @@ def test_each_method_gets_the_epochs_its_time_allows_and_is_scored_inside_the_bu
     # resuming keeps the calibration, the budget and every finished run: nothing is trained again
     monkeypatch.setattr(equal_time, "train_method", lambda *a, **k: pytest.fail("a finished run was repeated"))
     monkeypatch.setattr(equal_time, "mean_step_time", lambda *a, **k: pytest.fail("calibrated again"))
-    again = run_equal_time_benchmark(
-        ["adam", "rmsprop", "kfac"],
-        CFG,
-        data,
-        out,
-        multiples=(1, 2),
-        reference_epochs=3,
-        calibration_steps=4,
-        progress=False,
-        command="test",
-        resume=True,
-    )
+    again = run_equal_time_benchmark(["adam", "rmsprop", "kfac"], CFG, data, out, **small, resume=True)
     assert again["budget_s"] == budget and json.loads((out / "results.json").read_text())["resumed_with"] == ["test"]
 
 
