@@ -291,3 +291,23 @@ def test_set_replaces_a_method_s_hyper_parameter_and_is_recorded(tmp_path, capsy
     assert "has no hyper-parameter 'stpes'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*args, "--overwrite", "--set", "steps=2"])
+
+
+def test_completed_methods_leave_no_checkpoint_and_a_resume_skips_them(tmp_path, monkeypatch, capsys):
+    import layerwise_bench._run as run_module
+
+    out = tmp_path / "r"
+    args = ["bench", "autoencoder", "--methods", "adam,sgd", "--out", str(out), *SMALL]
+    assert main(args) == 0
+    assert not any((out / "checkpoints").glob("*.pt"))  # the record holds the runs
+    before = json.loads((out / "results.json").read_text())
+    monkeypatch.setattr(run_module, "train_method", lambda *a, **k: pytest.fail("a completed method was retrained"))
+    assert main([*args, "--resume"]) == 0
+    after = json.loads((out / "results.json").read_text())
+    assert after["methods"] == before["methods"] and after["resumed_with"]
+    assert main([*args, "--resume", "--lr", "adam=0.5"]) == 1  # another lr is another run: refused
+    assert "completed in" in capsys.readouterr().err
+    monkeypatch.undo()
+    kept = tmp_path / "k"
+    assert main(["bench", "autoencoder", "--methods", "adam", "--out", str(kept), "--keep-checkpoints", *SMALL]) == 0
+    assert (kept / "checkpoints" / "adam.pt").is_file()

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
+from ._harness import AutoencoderConfig, AutoencoderData, CheckpointMismatch, TrainingDiverged, train_method
 from ._record import Record
 from ._tuned import prepare_methods
 
@@ -29,6 +29,7 @@ def run_autoencoder_benchmark(
     sinks: list[Callable[[str, dict[str, Any]], None]] | None = None,
     keep_going: bool = False,
     hparam_overrides: dict[str, dict[str, Any]] | None = None,
+    keep_checkpoints: bool = False,
 ) -> dict[str, Any]:
     """Train every method in ``method_names`` on ``data`` and keep ``out/results.json`` current.
 
@@ -38,7 +39,8 @@ def run_autoencoder_benchmark(
     :class:`TrainingDiverged` after its status is recorded; with ``keep_going`` the run records
     it and goes on with the next method. ``hparam_overrides`` (``--set NAME.KEY=VALUE``) replaces
     hyper-parameters a method already has, e.g. ``{"locoprop-m": {"steps": 5}}``; they are recorded with
-    the method's entry.
+    the method's entry. A method's checkpoint is deleted when it completes (``keep_checkpoints`` keeps
+    them): a resumed run skips the methods the record holds as complete.
     """
     methods, lrs, tuned_src, tuned = prepare_methods(
         method_names, cfg.dataset, tuned_file, lr_overrides, hparam_overrides
@@ -59,6 +61,14 @@ def run_autoencoder_benchmark(
     for m in methods:
         lr, source = lrs[m.name]
         entry = results["methods"].setdefault(m.name, {})
+        if resume and entry.get("status") == "complete" and len(entry.get("records", [])) == cfg.epochs:
+            if (entry.get("lr"), entry.get("hparams")) != (lr, m.hparams):
+                raise CheckpointMismatch(
+                    f"--resume: method {m.name!r} completed in {str(out)!r} with lr={entry.get('lr')} and "
+                    f"hyper-parameters {entry.get('hparams')}, not lr={lr} and {m.hparams}. Resume with the same "
+                    "arguments, or start a new run in another --out."
+                )
+            continue  # finished in an earlier call: kept as recorded, not trained again
         entry.update(summary=m.summary, lr=lr, lr_source=source, hparams=m.hparams, status="running")
         entry.setdefault("records", [])
         entry.pop("error", None)
@@ -85,4 +95,7 @@ def run_autoencoder_benchmark(
             continue
         entry["status"] = "complete"
         record.save()
+        if not keep_checkpoints:
+            checkpoint.unlink(missing_ok=True)  # the record holds the run; a resume skips completed methods
+    record.save()  # a resume that had nothing left to train still records that it ran
     return results

@@ -140,6 +140,11 @@ def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
         "--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)"
     )
     p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep every method's last checkpoint after it completes (default: deleted; the record holds the run)",
+    )
+    p.add_argument(
         "--keep-going",
         action="store_true",
         help="when a method diverges, record it and go on with the next (exit status 1 at the end)",
@@ -187,6 +192,7 @@ def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
             sinks=[sink] if sink else None,
             keep_going=args.keep_going,
             hparam_overrides=_settings(args.set),
+            keep_checkpoints=args.keep_checkpoints,
         )
     finally:
         if sink:
