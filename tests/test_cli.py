@@ -179,6 +179,12 @@ def test_killed_run_resumes_to_the_same_numbers(tmp_path):
         a = [(r["epoch"], r["train_loss"], r["test_loss"]) for r in full["methods"][name]["records"]]
         b = [(r["epoch"], r["train_loss"], r["test_loss"]) for r in resumed["methods"][name]["records"]]
         assert a == b
+    # the record keeps the original command, lists the resume, and marks which invocation trained each epoch
+    assert resumed["command"] == full["command"].replace(str(tmp_path / "full"), str(run))
+    assert len(resumed["resumed_with"]) == 1
+    segments = [r["segment"] for r in resumed["methods"]["kfac"]["records"]]
+    assert segments[0] == 0 and segments[-1] == 1 and segments == sorted(segments)
+    assert "Trained across invocations" in (run / "report.md").read_text()
 
 
 def test_tensorboard_sink_logs_every_epoch(tmp_path):

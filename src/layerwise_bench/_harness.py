@@ -238,12 +238,15 @@ def train_method(
     resume: bool = False,
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    segment: int = 0,
 ) -> list[dict[str, Any]]:
     """Train ``method`` for ``cfg.epochs`` epochs and return one record per epoch.
 
     Each record: ``epoch`` (1-based), ``lr``, ``train_loss`` (full training set, after the epoch),
     ``test_loss``, ``train_time`` (cumulative seconds of training steps only), ``step_time_median``
-    (this epoch), ``steps``. After every epoch the state is saved atomically to ``checkpoint``;
+    (this epoch), ``steps``, ``segment`` (the invocation that trained the epoch: ``train_time`` adds up
+    across a resume, and the segment says where the machine may have changed). After every epoch the
+    state is saved atomically to ``checkpoint``;
     with ``resume`` a run continues from it and ends with the same numbers as an uninterrupted one
     (the global RNGs are seeded from ``cfg.seed`` and checkpointed, for optimizers that draw from
     them). An optimizer with ``eval()``/``train()`` modes (Schedule-Free) is evaluated and
@@ -327,6 +330,7 @@ def train_method(
                 "train_time": elapsed,
                 "step_time_median": statistics.median(times),
                 "steps": steps_per_epoch,
+                "segment": segment,  # which invocation trained this epoch (0: the first; n: the n-th resume)
             }
             records.append(record)
             bar.set_postfix(train=f"{train_loss:.2f}", test=f"{test_loss:.2f}")

@@ -197,6 +197,20 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
         "",
     ]
     lines += [f"    {run.get('command') or '(not recorded)'}" for run in runs]
+    for run in runs:
+        resumed = run.get("resumed_with") or []
+        if resumed:
+            lines += ["", "Resumed with:", "", *[f"    {c}" for c in resumed]]
+            split = sorted(
+                name
+                for name, m in run["methods"].items()
+                if len({r.get("segment", 0) for r in m.get("records", [])}) > 1
+            )
+            if split:
+                lines.append(
+                    f"Trained across invocations (each epoch's `segment` in results.json says which): "
+                    f"{', '.join(split)}; their times add up the segments, which may have run under other load."
+                )
     lines += [
         "",
         "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "

@@ -85,7 +85,15 @@ def run_autoencoder_benchmark(
 
         try:
             entry["records"] = train_method(
-                m, lr, data, cfg, checkpoint=checkpoint, resume=resume, progress=progress, on_epoch=on_epoch
+                m,
+                lr,
+                data,
+                cfg,
+                checkpoint=checkpoint,
+                resume=resume,
+                progress=progress,
+                on_epoch=on_epoch,
+                segment=len(results.get("resumed_with", [])),
             )
         except TrainingDiverged as exc:
             entry.update(status="diverged", error=str(exc))
