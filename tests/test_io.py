@@ -70,3 +70,30 @@ def test_the_cli_names_a_damaged_results_file(tmp_path, capsys):
     assert "results.json' is not valid JSON" in err and "--overwrite" in err
     assert (out / "results.json").read_text() == '{"benchmark": "autoenc'
     json.dumps(err)  # one line of text, no traceback object
+
+
+def test_a_full_disk_mid_run_names_the_file_and_keeps_the_previous_version(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    from layerwise_bench.cli import main
+
+    out = tmp_path / "run"
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 4:  # a few files in: an epoch's results or checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    args = ["bench", "autoencoder", "--methods", "adam", "--subset", "100", "--epochs", "3", "--no-progress"]
+    assert main([*args, "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "previous version" in err and str(out) in err
+    assert "Traceback" not in err
+    assert json.loads((out / "results.json").read_text())["benchmark"] == "autoencoder"  # still whole
+    assert not list(out.rglob(".*.tmp"))  # no half-written temporaries left behind
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert main([*args, "--out", str(out), "--resume"]) == 0  # space freed: the run continues

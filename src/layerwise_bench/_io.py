@@ -41,6 +41,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(
+            exc.errno,
+            f"could not write {str(path)!r} ({exc.strerror or exc}); its previous version, if any, is intact. "
+            "Free some space (or fix the permissions) and continue with --resume, or choose another --out",
+        ) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
