@@ -85,7 +85,7 @@ def test_schedule_free_is_evaluated_at_its_average_and_unscheduled(data):
     records = train_method(method, 2e-3, data, CFG, progress=False)
     assert [r["lr"] for r in records] == [2e-3] * 3  # no warm-up/decay: its averaging replaces the schedule
     # The reported loss is that of the averaged point x (eval mode), not of the gradient point y.
-    from layerwise.models import deep_autoencoder
+    from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
     model = deep_autoencoder(64, generator=torch.Generator().manual_seed(CFG.seed))
     opt = method.build(model, 2e-3, **method.hparams)
@@ -93,9 +93,6 @@ def test_schedule_free_is_evaluated_at_its_average_and_unscheduled(data):
     x = data.train[:100]
     for _ in range(5):
         opt.zero_grad()
-        bench.evaluate  # noqa: B018
-        from layerwise.models import sigmoid_cross_entropy
-
         sigmoid_cross_entropy(model(x), x).backward()
         opt.step()
     at_y = bench.evaluate(model, data.train)
