@@ -70,3 +70,25 @@ def test_the_cli_says_so_too(tmp_path, capsys):
     blocker.write_text("")
     assert main(["bench", "steptime", "--out", str(blocker / "o"), "--steps", "1", "--repeats", "1"]) == 1
     assert "is not a writable directory" in capsys.readouterr().err
+
+
+def test_every_committed_record_s_report_can_be_rebuilt_or_is_a_clear_error(tmp_path):
+    import json
+    from pathlib import Path
+
+    import layerwise_bench as bench
+
+    kinds = set()
+    for results in sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*/results.json")):
+        kind = json.loads(results.read_text()).get("benchmark")
+        if kind in kinds or kind in (None, "fault-injection"):
+            continue
+        kinds.add(kind)
+        out = tmp_path / results.parent.name
+        try:
+            path = bench.rebuild_report([results.parent], out)
+        except ValueError as exc:
+            assert str(results) in str(exc) and "--overwrite" in str(exc)
+            continue
+        assert path.read_text().startswith("#") and (out / "report.md") == path
+    assert {"autoencoder", "locoprop-steptime", "telemetry-overhead"} <= kinds

@@ -107,3 +107,15 @@ def test_an_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, 
     assert len(counted) == 1  # only the third lr ran
     fresh = tune_learning_rates(["sgd"], cfg, data, tmp_path / "f.json", **small)
     assert resumed["methods"]["sgd"]["sweep"] == fresh["methods"]["sgd"]["sweep"]
+
+
+def test_centre_lr_places_a_method_s_grid(tmp_path):
+    from layerwise_bench.cli import main
+
+    out = tmp_path / "t.json"
+    args = ["bench", "tune", "--methods", "adam", "--subset", "100", "--epochs", "1", "--points", "3"]
+    assert main([*args, "--no-progress", "--centre-lr", "adam=0.02", "--out-file", str(out)]) == 0
+    sweep = json.loads(out.read_text())["methods"]["adam"]["sweep"]
+    assert {"0.00632", "0.02", "0.0632"} <= set(sweep)
+    with pytest.raises(SystemExit):
+        main([*args, "--centre-lr", "nosuch=1e-3", "--out-file", str(out)])

@@ -19,6 +19,7 @@ The benchmark application and the ``layerwise`` command live in the separate pac
 
 from . import data, decoupled, locoprop, losses, metrics, models, optim, taps, telemetry, weighting
 from ._backward import backward
+from ._distributed import CollectiveFailure
 from .decoupled import DecoupledTrainer
 from .locoprop import LocoProp
 from .optim import KFAC, warmup_linear_decay
@@ -29,6 +30,7 @@ from .weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness, Weightin
 __version__ = "0.6.0"
 
 __all__ = [
+    "CollectiveFailure",
     "KFAC",
     "DecoupledTrainer",
     "Fixed",

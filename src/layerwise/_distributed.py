@@ -2,13 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["all_reduce_mean", "all_reduce_sum", "broadcast_module", "resolve_group"]
+__all__ = ["CollectiveFailure", "all_reduce_mean", "all_reduce_sum", "broadcast_module", "collective", "resolve_group"]
+
+
+class CollectiveFailure(RuntimeError):
+    """A collective over the process group failed: another process died, hung or timed out."""
+
+
+@contextmanager
+def collective(what: str) -> Iterator[None]:
+    """Turn a backend's failure inside the block (gloo's "Connection reset by peer", NCCL's timeout) into a
+    :class:`CollectiveFailure` naming ``what`` and the fix."""
+    try:
+        yield
+    except CollectiveFailure:
+        raise
+    except RuntimeError as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise CollectiveFailure(
+            f"{what}: a collective over the process group failed ({first}). Another process most likely died, "
+            "hung or timed out: check its log. Restart every process from the last checkpoint (torchrun "
+            "restarts them all with --max-restarts)."
+        ) from exc
 
 
 def resolve_group(process_group: object) -> dist.ProcessGroup | None:
@@ -33,7 +55,8 @@ def all_reduce_sum(tensors: Sequence[torch.Tensor], group: dist.ProcessGroup | N
     if group is None or not tensors:
         return
     flat = torch.cat([t.reshape(-1) for t in tensors])
-    dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+    with collective("all_reduce"):
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
     offset = 0
     for t in tensors:
         n = t.numel()
@@ -56,6 +79,6 @@ def broadcast_module(module: nn.Module, group: dist.ProcessGroup | None) -> None
     if group is None:
         return
     src = dist.get_global_rank(group, 0) if group is not dist.group.WORLD else 0
-    with torch.no_grad():
+    with torch.no_grad(), collective("broadcast of the module's parameters"):
         for t in [*module.parameters(), *module.buffers()]:
             dist.broadcast(t.data, src=src, group=group)

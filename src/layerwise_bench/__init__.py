@@ -18,6 +18,7 @@ from ._harness import (
 from ._method import LossFn, Method, standard_closure
 from ._muon import MuonAdam
 from ._parallel import run_parallel_benchmark
+from ._rebuild import rebuild_report
 from ._record import RESULTS_FILE
 from ._registry import METHODS, get_method, method_names, register_method
 from ._report import load_runs, summarize, write_report
@@ -72,4 +73,5 @@ __all__ = [
     "tune_learning_rates",
     "tuned_path",
     "write_report",
+    "rebuild_report",
 ]

@@ -1,8 +1,10 @@
-"""Atomic writes: a file is either the old complete version or the new complete version. Checkpoints carry a
-SHA-256 digest of their contents, verified on load; a damaged JSON or checkpoint is an error naming the file."""
+"""Atomic writes: a file is either the old complete version or the new complete version. Checkpoints and the
+JSON objects the application writes (records, tuned values) carry a SHA-256 digest of their contents,
+verified on load; a damaged JSON or checkpoint is an error naming the file."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import tempfile
@@ -21,6 +23,7 @@ __all__ = [
 ]
 
 _MAGIC = b"layerwise-checkpoint sha256 "
+DIGEST_KEY = "sha256"
 
 
 class CorruptFile(ValueError):
@@ -31,7 +34,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -51,6 +55,21 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporaries of ``path`` left by writers that were killed (their process no longer exists); a live
+    writer's temporary (another process writing the same file) is left alone."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".")[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except PermissionError:  # alive, another user's
+            pass
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
@@ -91,18 +110,40 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> Any:
     return torch.load(io.BytesIO(payload), map_location=map_location, weights_only=False)
 
 
+def _content_digest(obj: Any) -> str:
+    """SHA-256 of ``obj``'s canonical JSON (sorted keys, no spaces): independent of layout and key order."""
+    import hashlib
+
+    canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 def atomic_write_json(obj: Any, path: str | Path) -> None:
-    """Write ``obj`` as indented JSON, atomically."""
+    """Write ``obj`` as indented JSON, atomically; a dict gets a last key ``"sha256"``, the digest of the rest,
+    which :func:`read_json` verifies (a flipped digit keeps JSON valid but changes a number)."""
+    if isinstance(obj, dict):
+        rest = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+        obj = {**rest, DIGEST_KEY: _content_digest(rest)}
     atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; a damaged one is a :class:`CorruptFile` naming it."""
+    """Read a JSON file; a damaged one is a :class:`CorruptFile` naming it. A dict's ``"sha256"`` key, when
+    present, is verified and removed (files written by hand, without one, are read as they are)."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptFile(
             f"{str(path)!r} is not valid JSON ({exc}); it was damaged after it was written. Restore it from a "
             "backup or version control, or start over with --overwrite (which replaces it)."
         ) from None
+    if isinstance(data, dict) and DIGEST_KEY in data:
+        stored = data.pop(DIGEST_KEY)
+        if stored != _content_digest(data):
+            raise CorruptFile(
+                f"{str(path)!r} does not match the SHA-256 digest it was written with: it was changed afterwards "
+                f"(a flipped bit, or an edit by hand). If you edited it on purpose, delete its {DIGEST_KEY!r} "
+                "entry; otherwise restore it from a backup or version control, or start over with --overwrite."
+            )
+    return data

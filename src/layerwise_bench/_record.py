@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import platform
 import sys
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,18 @@ def save_report(out: str | Path, lines: Sequence[str]) -> Path:
     (notes are kept across reruns)."""
     out = Path(out)
     lines = list(lines)
-    if (out / "notes.md").is_file():
-        lines += ["", "## Notes", "", (out / "notes.md").read_text().strip()]
+    notes = out / "notes.md"
+    if notes.is_file():
+        raw = notes.read_bytes()
+        text = raw.decode("utf-8", errors="replace")
+        if "\ufffd" in text and "\ufffd".encode() not in raw:
+            warnings.warn(
+                f"{str(notes)!r} is not valid UTF-8 (damaged, or saved in another encoding); the report shows "
+                "the bytes it cannot read as U+FFFD. Save it as UTF-8 and run 'layerwise report' again.",
+                UserWarning,
+                stacklevel=2,
+            )
+        lines += ["", "## Notes", "", text.strip()]
     path = out / "report.md"
     atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
     return path

@@ -117,13 +117,22 @@ def run_steptime_benchmark(
         times=times,
     )
     out = Path(out)
+    lines = steptime_report(results)
+    record.write_report(lines)
+    _plot(med, out / "step_time.png")
+    return results
+
+
+def steptime_report(results: dict[str, Any]) -> list[str]:
+    """The report's lines for a step-time record."""
+    med = results["median_step_s"]
     lines = [
         "# LocoProp step time, deep autoencoder",
         "",
-        f"Command: `{command}`",
+        f"Command: `{results['command']}`",
         "",
-        f"Batch {batch_size}, {repeats} timed steps per entry (round-robin, after 2 warm-up rounds), "
-        f"median. Device: {results['environment']}.",
+        f"Batch {results['batch_size']}, {results['repeats']} timed steps per entry (round-robin, after 2 warm-up "
+        f"rounds), median. Device: {results['environment']}.",
         "",
         "| entry | median step (s) | × Adam | × PyPI locoprop at same T |",
         "|---|---|---|---|",
@@ -132,9 +141,7 @@ def run_steptime_benchmark(
         inner = name.rsplit("T=", 1)[-1].split()[0] if "T=" in name else None
         ref = med.get(f"pypi locoprop T={inner}") if inner and name.startswith("layerwise locoprop-m T=") else None
         lines.append(f"| {name} | {v:.4f} | {v / med['adam']:.2f} | {f'{v / ref:.2f}' if ref else ''} |")
-    record.write_report(lines)
-    _plot(med, out / "step_time.png")
-    return results
+    return lines
 
 
 def _plot(med: dict[str, float], path: Path) -> None:

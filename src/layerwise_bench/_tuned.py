@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._io import read_json
+from ._io import CorruptFile, read_json
 from ._method import Method
 
 __all__ = [
@@ -28,7 +28,15 @@ def load_tuned(path: str | Path | None) -> dict[str, Any]:
     """Read a tuned-values file (``{}`` when ``path`` is None or the shipped file does not exist)."""
     if path is None or not Path(path).is_file():
         return {}
-    data = read_json(path)
+    try:
+        data = read_json(path)
+    except CorruptFile as exc:
+        first = str(exc).split(". ")[0].split("; ")[0]
+        raise CorruptFile(
+            f"tuned-values file {first}. Restore it (from a backup, version control, or by re-running "
+            "'layerwise bench tune'), or pass another --tuned."
+            + (" If you edited it on purpose, delete its 'sha256' entry." if "digest" in first else "")
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("methods"), dict):
         raise ValueError(
             f"tuned-values file {str(path)!r} has no 'methods' table; regenerate it with 'layerwise bench tune'."

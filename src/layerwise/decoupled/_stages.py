@@ -10,12 +10,12 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .._distributed import broadcast_module
+from .._distributed import CollectiveFailure, broadcast_module
 
 __all__ = ["Boundary", "Stage", "StageFailure", "split_blocks", "stage_of"]
 
 
-class StageFailure(RuntimeError):
+class StageFailure(CollectiveFailure):
     """A collective with a neighbouring stage failed (a process died or timed out)."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -9,7 +10,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .._distributed import all_reduce_sum, broadcast_module, resolve_group
+from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, collective, resolve_group
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
 from ._record import Record, verify_layers
@@ -276,7 +277,8 @@ class LocoProp(torch.optim.Optimizer):
         if self._group is None:
             return 1.0
         total = torch.tensor([float(batch)], device=device)
-        dist.all_reduce(total, group=self._group)
+        with collective("LocoProp.step"):
+            dist.all_reduce(total, group=self._group)
         return batch / float(total)
 
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
@@ -311,15 +313,41 @@ class LocoProp(torch.optim.Optimizer):
                 for b, s in zip(self._buffers, saved, strict=True):
                     b.copy_(s)
             raise
-        with torch.no_grad():
-            self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
-            if self.solver == "iterative":
-                solve_iterative(
-                    problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor, self._group
-                )
-            else:
-                solve_preconditioned(problems, 1 if self.solver == "exact" else None, self.refresh_every, self._group)
+        # Under data parallelism every inner step all-reduces: a peer that dies mid-step would leave this
+        # process half-updated, so the step's starting state is kept until it completes.
+        before = self._snapshot(saved) if self._group is not None else None
+        try:
+            with torch.no_grad():
+                self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
+                if self.solver == "iterative":
+                    solve_iterative(
+                        problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor, self._group
+                    )
+                else:
+                    refresh = self.refresh_every
+                    solve_preconditioned(problems, 1 if self.solver == "exact" else None, refresh, self._group)
+        except CollectiveFailure as exc:
+            if before is not None:
+                self._restore(before)
+            raise CollectiveFailure(
+                f"{exc} This process's parameters, buffers and optimizer state are as they were before this step."
+            ) from exc.__cause__
         return loss.detach()
+
+    def _snapshot(self, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:
+        params = [p for g in self.param_groups for p in g["params"]] + list(self._others)
+        return [p.detach().clone() for p in params], buffers, copy.deepcopy(self.state_dict())
+
+    def _restore(self, snap: tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]) -> None:
+        values, buffers, state = snap
+        params = [p for g in self.param_groups for p in g["params"]] + list(self._others)
+        with torch.no_grad():
+            for p, v in zip(params, values, strict=True):
+                p.copy_(v)
+            for b, s in zip(self._buffers, buffers, strict=True):
+                b.copy_(s)
+        self.state.clear()
+        self.load_state_dict(state)
 
     def _problem(self, i: int, x: torch.Tensor, out: torch.Tensor, g: torch.Tensor | None, scale: float) -> Problem:
         layer, group = self._layers[i], self.param_groups[i]

@@ -48,6 +48,19 @@ def _grid_pair(text: str) -> tuple[str, list[float]]:
     return name, parsed
 
 
+def _centre_pair(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        lr = float(value)
+    except ValueError:
+        lr = float("nan")
+    if not sep or name not in bench.METHODS or not lr > 0:
+        raise argparse.ArgumentTypeError(
+            f"expected METHOD=LR with a registered method and a positive lr (e.g. locoprop-m-bf16=1e-4), found {text!r}"
+        )
+    return name, lr
+
+
 _methods = names_from(bench.METHODS, "method")
 
 
@@ -232,6 +245,14 @@ def _add_tune_args(p: argparse.ArgumentParser) -> None:
         help="centre of each lr grid: the method's default, or its lr in the shipped tuned-values file",
     )
     p.add_argument(
+        "--centre-lr",
+        type=_centre_pair,
+        action="append",
+        default=[],
+        metavar="METHOD=LR",
+        help="centre this method's lr grid here instead (repeatable), e.g. a variant not yet in the shipped file",
+    )
+    p.add_argument(
         "--close",
         type=float,
         default=0.01,
@@ -261,7 +282,11 @@ def _run_tune(args: argparse.Namespace, command: str) -> Outcome:
         grid=dict(args.grid),
         close=args.close,
         seeds=args.seeds,
-        centres=_centres(args.methods, cfg.dataset) if args.centre == "tuned" else None,
+        centres={
+            **(_centres(args.methods, cfg.dataset) if args.centre == "tuned" else {}),
+            **dict(args.centre_lr),
+        }
+        or None,
         resume=args.resume,
     )
     lines = [f"{name:>10}: lr={e['lr']:.3g}  sweep={e['sweep']}" for name, e in result["methods"].items()]

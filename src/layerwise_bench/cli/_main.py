@@ -51,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace, command: str) -> Outcome:
     if args.command == "report":
-        runs = bench.load_runs(args.dirs)
-        return Outcome(wrote=[str(bench.write_report(runs, args.out or args.dirs[0]))])
+        return Outcome(wrote=[str(bench.rebuild_report(args.dirs, args.out))])
     return SUBCOMMANDS[args.benchmark].run(args, command)
 
 

@@ -1,0 +1,72 @@
+"""``layerwise report``: rebuild a record's report (and plots) from its ``results.json``, for every benchmark
+that can; several autoencoder records make one report with mean and spread."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ._aux_report import write_aux_report
+from ._depth_report import write_depth_report
+from ._equal_time_report import write_equal_time_report
+from ._parallel import _report as parallel_report
+from ._record import save_report
+from ._report import load_runs, write_report
+from ._similarity import write_similarity_report
+from ._steptime import _plot as steptime_plot
+from ._steptime import steptime_report
+from ._telemetry_bench import _plot as telemetry_plot
+from ._telemetry_bench import _report as telemetry_report
+
+__all__ = ["rebuild_report"]
+
+
+def _steptime(results: dict[str, Any], out: Path) -> Path:
+    path = save_report(out, steptime_report(results))
+    steptime_plot(results["median_step_s"], out / "step_time.png")
+    return path
+
+
+def _telemetry(results: dict[str, Any], out: Path) -> Path:
+    path = save_report(out, telemetry_report(results))
+    telemetry_plot(results["rows"], results["config"]["every"], out / "step_time_vs_k.png")
+    return path
+
+
+_SINGLE: dict[str, Callable[[dict[str, Any], Path], Path]] = {
+    "aux": write_aux_report,
+    "depth": write_depth_report,
+    "equal-time": write_equal_time_report,
+    "similarity": write_similarity_report,
+    "locoprop-steptime": _steptime,
+    "telemetry-overhead": _telemetry,
+    "layer-parallel": lambda results, out: save_report(out, parallel_report(results)),
+}
+
+
+def rebuild_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
+    """Rewrite ``report.md`` (and plots) in ``out`` (default: the first directory) from the records in ``dirs``.
+
+    Raises:
+        ValueError: a record of a kind this cannot rebuild, or several records that are not all autoencoder
+            runs; the message names the file and what to do.
+    """
+    runs = load_runs(dirs)
+    target = Path(out if out is not None else dirs[0])
+    kinds = [r.get("benchmark", "?") for r in runs]
+    if all(k == "autoencoder" for k in kinds):
+        return write_report(runs, target)
+    first = Path(dirs[0]) / "results.json"
+    if len(runs) > 1:
+        raise ValueError(
+            f"layerwise report combines several records only for the autoencoder benchmark; these are {kinds}. "
+            "Pass one directory at a time."
+        )
+    if kinds[0] not in _SINGLE:
+        raise ValueError(
+            f"{str(first)!r} is a {kinds[0]!r} record, whose report cannot be rebuilt from its results; rerun "
+            f"'layerwise bench {kinds[0]}' with --overwrite to rewrite it. Rebuildable: autoencoder, "
+            f"{', '.join(sorted(_SINGLE))}."
+        )
+    return _SINGLE[kinds[0]](runs[0], target)
