@@ -5,8 +5,10 @@ verified on load; a damaged JSON or checkpoint is an error naming the file."""
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ __all__ = [
 
 _MAGIC = b"layerwise-checkpoint sha256 "
 DIGEST_KEY = "sha256"
+_WRITER = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]  # this host, in temporaries' names
 
 
 class CorruptFile(ValueError):
@@ -35,7 +38,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_WRITER}-{os.getpid()}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     try:
@@ -58,24 +61,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 
 def _remove_orphans(path: Path) -> None:
-    """Delete temporaries of ``path`` left by writers that were killed (their process no longer exists); a live
-    writer's temporary (another process writing the same file) is left alone."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 :].split(".")[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+    """Delete temporaries of ``path`` left by killed writers of this host (their process no longer exists); a
+    live writer's temporary, or one from another host sharing the folder, is left alone."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.{_WRITER}-*.tmp"):
+        pid = tmp.name[len(path.name) + len(_WRITER) + 3 :].split(".")[0]
+        if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)
         except ProcessLookupError:
             tmp.unlink(missing_ok=True)
-        except PermissionError:  # alive, another user's
+        except (PermissionError, OverflowError, ValueError):  # alive (another user's), or not a PID
             pass
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
     """``torch.save`` made atomic (see :func:`atomic_write_bytes`), with a header holding the SHA-256 digest
     of the payload, which :func:`load_checkpoint` verifies."""
-    import hashlib
     import io
 
     buf = io.BytesIO()
@@ -91,7 +93,6 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> Any:
         CorruptFile: the digest does not match (a flipped bit, a truncated file) or the file is not a
             layerwise checkpoint; the message names the file and what to do.
     """
-    import hashlib
     import io
 
     path = Path(path)
@@ -112,7 +113,6 @@ def load_checkpoint(path: str | Path, map_location: Any = None) -> Any:
 
 def _content_digest(obj: Any) -> str:
     """SHA-256 of ``obj``'s canonical JSON (sorted keys, no spaces): independent of layout and key order."""
-    import hashlib
 
     canonical = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -122,7 +122,8 @@ def atomic_write_json(obj: Any, path: str | Path) -> None:
     """Write ``obj`` as indented JSON, atomically; a dict gets a last key ``"sha256"``, the digest of the rest,
     which :func:`read_json` verifies (a flipped digit keeps JSON valid but changes a number)."""
     if isinstance(obj, dict):
-        rest = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+        # hash what a reader will parse (JSON turns int keys into strings, which sort differently)
+        rest = json.loads(json.dumps({k: v for k, v in obj.items() if k != DIGEST_KEY}, allow_nan=True))
         obj = {**rest, DIGEST_KEY: _content_digest(rest)}
     atomic_write_bytes(path, (json.dumps(obj, indent=1, allow_nan=True) + "\n").encode())
 

@@ -63,6 +63,11 @@ def rebuild_report(dirs: list[str | Path], out: str | Path | None = None) -> Pat
             f"layerwise report combines several records only for the autoencoder benchmark; these are {kinds}. "
             "Pass one directory at a time."
         )
+    if kinds[0] == "?":
+        raise ValueError(
+            f"{str(first)!r} has no 'benchmark' entry (it was written before records named their benchmark), so "
+            "its report cannot be rebuilt; rerun the benchmark that made it (its 'command' entry) with --overwrite."
+        )
     if kinds[0] not in _SINGLE:
         raise ValueError(
             f"{str(first)!r} is a {kinds[0]!r} record, whose report cannot be rebuilt from its results; rerun "

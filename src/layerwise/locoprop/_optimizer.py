@@ -326,12 +326,15 @@ class LocoProp(torch.optim.Optimizer):
                 else:
                     refresh = self.refresh_every
                     solve_preconditioned(problems, 1 if self.solver == "exact" else None, refresh, self._group)
-        except CollectiveFailure as exc:
-            if before is not None:
-                self._restore(before)
-            raise CollectiveFailure(
-                f"{exc} This process's parameters, buffers and optimizer state are as they were before this step."
-            ) from exc.__cause__
+        except BaseException as exc:
+            if before is None:
+                raise
+            self._restore(before)
+            if isinstance(exc, CollectiveFailure):
+                raise CollectiveFailure(
+                    f"{exc} This process's parameters, buffers and optimizer state are as they were before this step."
+                ) from exc.__cause__
+            raise
         return loss.detach()
 
     def _snapshot(self, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:
