@@ -64,9 +64,9 @@ WORKER = textwrap.dedent("""
             after = watched()
             same = all(torch.equal(a, b) for a, b in zip(before, after))
             now = slots(opt)
-            same_state = bool(state) and state.keys() == now.keys()
-            same_state = same_state and all(torch.equal(state[k], now[k]) for k in state)
-            print("FAILURE", i, "params unchanged:", same, "state unchanged:", same_state, "|", exc, flush=True)
+            same_state = state.keys() == now.keys() and all(torch.equal(state[k], now[k]) for k in state)
+            print("FAILURE", i, "params unchanged:", same, "state unchanged:", same_state, "state slots:", len(state),
+                  "|", exc, flush=True)
             os._exit(4)
     os._exit(0)
 """)
@@ -98,7 +98,7 @@ def test_a_killed_peer_is_a_collective_failure_and_this_process_is_unchanged(
     assert procs[0].returncode == 4, logs[0]
     line = next(x for x in logs[0].splitlines() if x.startswith("FAILURE"))
     assert "params unchanged: True state unchanged: True" in line, line
-    assert not line.startswith("FAILURE 0 "), line  # the state was not empty
+    assert not line.startswith("FAILURE 0 ") and "state slots: 0 " not in line, line  # the state was not empty
     assert "Another process most likely died" in line and "--max-restarts" in line
     if mode != "weighting":  # LocoProp's inner loop all-reduces: a half-done step was rolled back
         assert "as they were before this step" in line
