@@ -13,9 +13,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._record import Record
+from ._record import Record, save_report
 
-__all__ = ["PARALLEL_CONFIGS", "run_parallel_benchmark"]
+__all__ = ["PARALLEL_CONFIGS", "run_parallel_benchmark", "write_parallel_report"]
 
 # name: (method, processes, threads per process)
 PARALLEL_CONFIGS: dict[str, tuple[str, int, int]] = {
@@ -97,8 +97,14 @@ def run_parallel_benchmark(
     }
     results = record.results
     results.update(repeats=repeats, runs=runs, summary=summary, load_before=load_before)
-    record.write_report(_report(results))
+    record.save()
+    write_parallel_report(results, out)
     return results
+
+
+def write_parallel_report(results: dict[str, Any], out: str | Path) -> Path:
+    """Write ``out/report.md`` for a layer-parallel record."""
+    return save_report(out, _report(results))
 
 
 def _report(results: dict[str, Any]) -> list[str]:

@@ -10,38 +10,23 @@ from typing import Any
 from ._aux_report import write_aux_report
 from ._depth_report import write_depth_report
 from ._equal_time_report import write_equal_time_report
-from ._parallel import _report as parallel_report
-from ._record import save_report
+from ._parallel import write_parallel_report
 from ._report import load_runs, write_report
 from ._similarity import write_similarity_report
-from ._steptime import _plot as steptime_plot
-from ._steptime import steptime_report
-from ._telemetry_bench import _plot as telemetry_plot
-from ._telemetry_bench import _report as telemetry_report
+from ._steptime import write_steptime_report
+from ._telemetry_bench import write_telemetry_report
 
 __all__ = ["rebuild_report"]
 
-
-def _steptime(results: dict[str, Any], out: Path) -> Path:
-    path = save_report(out, steptime_report(results))
-    steptime_plot(results["median_step_s"], out / "step_time.png")
-    return path
-
-
-def _telemetry(results: dict[str, Any], out: Path) -> Path:
-    path = save_report(out, telemetry_report(results))
-    telemetry_plot(results["rows"], results["config"]["every"], out / "step_time_vs_k.png")
-    return path
-
-
+# a record's "benchmark" -> the function that writes its report from its results
 _SINGLE: dict[str, Callable[[dict[str, Any], Path], Path]] = {
     "aux": write_aux_report,
     "depth": write_depth_report,
     "equal-time": write_equal_time_report,
     "similarity": write_similarity_report,
-    "locoprop-steptime": _steptime,
-    "telemetry-overhead": _telemetry,
-    "layer-parallel": lambda results, out: save_report(out, parallel_report(results)),
+    "locoprop-steptime": write_steptime_report,
+    "telemetry-overhead": write_telemetry_report,
+    "layer-parallel": write_parallel_report,
 }
 
 

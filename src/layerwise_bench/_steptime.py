@@ -17,9 +17,9 @@ from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
 from ._locoprop import _autoencoder_layers
 from ._plotting import figure, save_png
-from ._record import Record
+from ._record import Record, save_report
 
-__all__ = ["run_steptime_benchmark"]
+__all__ = ["run_steptime_benchmark", "write_steptime_report"]
 
 Step = Callable[[], None]
 
@@ -116,15 +116,19 @@ def run_steptime_benchmark(
         vs_adam={n: v / med["adam"] for n, v in med.items()},
         times=times,
     )
-    out = Path(out)
-    lines = steptime_report(results)
-    record.write_report(lines)
-    _plot(med, out / "step_time.png")
+    record.save()
+    write_steptime_report(results, out)
     return results
 
 
-def steptime_report(results: dict[str, Any]) -> list[str]:
-    """The report's lines for a step-time record."""
+def write_steptime_report(results: dict[str, Any], out: str | Path) -> Path:
+    """Write ``out/report.md`` and ``out/step_time.png`` for a step-time record."""
+    path = save_report(out, _lines(results))
+    _plot(results["median_step_s"], Path(out) / "step_time.png")
+    return path
+
+
+def _lines(results: dict[str, Any]) -> list[str]:
     med = results["median_step_s"]
     lines = [
         "# LocoProp step time, deep autoencoder",

@@ -37,9 +37,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._plotting import figure, save_png
-from ._record import Record
+from ._record import Record, save_report
 
-__all__ = ["DeepSupervisionMLP", "run_telemetry_benchmark"]
+__all__ = ["DeepSupervisionMLP", "run_telemetry_benchmark", "write_telemetry_report"]
 
 PATHS = ("plain", "kgrad", "kgrad_stats", "every1", "everyN")
 Fill = Callable[[nn.Module], None]  # fills .grad of the model's parameters for one step
@@ -305,9 +305,16 @@ def run_telemetry_benchmark(
             "everyN_under_5pct": {r["k"]: r["everyN_overhead"] < 0.05 for r in rows},
         },
     )
-    record.write_report(_report(results))
-    _plot(rows, every, Path(out) / "step_time_vs_k.png")
+    record.save()
+    write_telemetry_report(results, out)
     return results
+
+
+def write_telemetry_report(results: dict[str, Any], out: str | Path) -> Path:
+    """Write ``out/report.md`` and ``out/step_time_vs_k.png`` for a telemetry-overhead record."""
+    path = save_report(out, _report(results))
+    _plot(results["rows"], results["config"]["every"], Path(out) / "step_time_vs_k.png")
+    return path
 
 
 def _report(res: dict[str, Any]) -> list[str]:
