@@ -78,6 +78,14 @@ for _m in [
         closure=_closure,
     ),
     Method(
+        "locoprop-m-bf16-t5",
+        "LocoProp-M, inner products in bfloat16, T=5 inner steps (half the inner work of T=10)",
+        _build,
+        1e-5,
+        {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5},
+        closure=_closure,
+    ),
+    Method(
         "locoprop-s",
         "LocoProp-S (squared loss on pre-activations), T=10 TF1-RMSProp inner steps, γ=10",
         _build,
