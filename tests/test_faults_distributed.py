@@ -72,14 +72,12 @@ WORKER = textwrap.dedent("""
 """)
 
 
-# die_at: in the second step (the optimizer state is not empty), between inner steps for LocoProp
-@pytest.mark.parametrize(("mode", "die_at"), [("iterative", 19), ("precond", 10), ("weighting", 7)])
-def test_a_killed_peer_is_a_collective_failure_and_this_process_is_unchanged(
-    tmp_path: Path, mode: str, die_at: int
-) -> None:
-    script = tmp_path / "worker.py"
+def run_pair(workdir: Path, mode: str, die_at: int) -> tuple[list[int], list[str]]:
+    """Run the worker on two gloo processes in ``workdir``, rank 1 dying at its ``die_at``-th all-reduce; the
+    exit codes and outputs (also used by benchmarks/fault-injection-cpu/run.py)."""
+    script = workdir / "worker.py"
     script.write_text(WORKER)
-    init = f"file://{tmp_path / 'rendezvous'}"
+    init = f"file://{workdir / 'rendezvous'}"
     procs = [
         subprocess.Popen(
             [sys.executable, str(script), mode, str(r), init, str(die_at)],
@@ -94,8 +92,17 @@ def test_a_killed_peer_is_a_collective_failure_and_this_process_is_unchanged(
     finally:
         for p in procs:
             p.kill()
-    assert procs[1].returncode == -9, logs[1]
-    assert procs[0].returncode == 4, logs[0]
+    return [p.returncode for p in procs], logs
+
+
+# die_at: in the second step (the optimizer state is not empty), between inner steps for LocoProp
+@pytest.mark.parametrize(("mode", "die_at"), [("iterative", 19), ("precond", 10), ("weighting", 7)])
+def test_a_killed_peer_is_a_collective_failure_and_this_process_is_unchanged(
+    tmp_path: Path, mode: str, die_at: int
+) -> None:
+    codes, logs = run_pair(tmp_path, mode, die_at)
+    assert codes[1] == -9, logs[1]
+    assert codes[0] == 4, logs[0]
     line = next(x for x in logs[0].splitlines() if x.startswith("FAILURE"))
     assert "params unchanged: True state unchanged: True" in line, line
     assert not line.startswith("FAILURE 0 ") and "state slots: 0 " not in line, line  # the state was not empty

@@ -179,27 +179,18 @@ def full_disks(root: Path, log: list[dict]) -> None:
 def distributed(root: Path, rng: random.Random, n: int, log: list[dict]) -> None:
     """Two gloo processes; one is killed at a random all-reduce; the other must stop with a CollectiveFailure,
     its parameters and optimizer state as before the failed step (the worker of tests/test_faults_distributed)."""
-    from test_faults_distributed import WORKER
+    from test_faults_distributed import run_pair
 
-    script = root / "dworker.py"
-    script.write_text(WORKER)
     for i in range(n):
         for mode in ("iterative", "precond", "weighting"):
-            w = fresh(root, f"dist{i}{mode}")
             die_at = rng.randint(1, 40)
-            cmd = [sys.executable, str(script), mode]
-            init = f"file://{w / 'rendezvous'}"
-            procs = [
-                subprocess.Popen([*cmd, str(r), init, str(die_at)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                for r in (0, 1)
-            ]
-            logs = [p.communicate(timeout=300)[0].decode() for p in procs]
+            codes, logs = run_pair(fresh(root, f"dist{i}{mode}"), mode, die_at)
             line = next((x for x in logs[0].splitlines() if x.startswith("FAILURE")), "")
             what = f"{mode}: rank 1 SIGKILLed at its all-reduce #{die_at}"
-            if procs[0].returncode == 4 and "params unchanged: True state unchanged: True" in line:
+            if codes[0] == 4 and "params unchanged: True state unchanged: True" in line:
                 out = faults.Outcome(what, "clear error", line[:300])
             else:
-                out = faults.Outcome(what, f"FAILED: rank 0 exit {procs[0].returncode}", logs[0][-400:])
+                out = faults.Outcome(what, f"FAILED: rank 0 exit {codes[0]}", logs[0][-400:])
             log.append({"group": "distributed: a worker killed", **vars(out)})
             print(log[-1], flush=True)
 

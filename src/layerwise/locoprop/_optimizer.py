@@ -338,14 +338,16 @@ class LocoProp(torch.optim.Optimizer):
         return loss.detach()
 
     def _snapshot(self, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:
-        params = [p for g in self.param_groups for p in g["params"]] + list(self._others)
-        return [p.detach().clone() for p in params], buffers, copy.deepcopy(self.state_dict())
+        return [p.detach().clone() for p in self._trained()], buffers, copy.deepcopy(self.state_dict())
+
+    def _trained(self) -> list[torch.Tensor]:
+        """Every parameter a step changes: the local layers' and ``other_optimizer``'s."""
+        return [p for g in self.param_groups for p in g["params"]] + list(self._others)
 
     def _restore(self, snap: tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]) -> None:
         values, buffers, state = snap
-        params = [p for g in self.param_groups for p in g["params"]] + list(self._others)
         with torch.no_grad():
-            for p, v in zip(params, values, strict=True):
+            for p, v in zip(self._trained(), values, strict=True):
                 p.copy_(v)
             for b, s in zip(self._buffers, buffers, strict=True):
                 b.copy_(s)
