@@ -2,12 +2,14 @@
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 
 import layerwise_bench as bench
 import layerwise_bench._equal_time as equal_time
 from layerwise_bench import AutoencoderConfig, load_autoencoder_data, run_equal_time_benchmark, within_budget
+from layerwise_bench._tuned import prepare_methods
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark on tiny data
 
@@ -62,3 +64,70 @@ def test_bad_arguments_are_clear_and_write_nothing(tmp_path):
     assert main(["bench", "equal-time", "--out", str(tmp_path / "c"), "--methods", "adam"]) == 1
     assert not (tmp_path / "c").exists()
     assert bench.METHODS  # the registry is untouched
+
+
+TUNED = {n: lr for n, (lr, _) in prepare_methods(["adam", "rmsprop", "kfac"], "digits", None)[1].items()}
+
+
+def _fake_training(monkeypatch, calls):
+    """Training replaced by a curve that depends on the rate: Adam's best is its tuned rate, RMSProp's 10x its
+    tuned rate (the grid's edge); epochs of 1 s."""
+
+    def train(m, lr, data, cfg, progress=True):
+        calls.append((m.name, lr, cfg.epochs, cfg.warmup_epochs))
+        best = TUNED[m.name] * (10 if m.name == "rmsprop" else 1)
+        return [
+            {"epoch": e, "train_time": float(e), "train_loss": 100 / e + 10 * abs(math.log10(lr / best))}
+            for e in range(1, cfg.epochs + 1)
+        ]
+
+    monkeypatch.setattr(equal_time, "train_method", train)
+    monkeypatch.setattr(equal_time, "mean_step_time", lambda m, *a, **k: 1.0 / 3)  # 3 steps per epoch here
+
+
+def test_each_budget_tunes_the_rate_on_a_grid_and_other_seeds_reuse_the_choice(tmp_path, monkeypatch):
+    data, calls = load_autoencoder_data(CFG), []
+    _fake_training(monkeypatch, calls)
+    lrs = TUNED
+    kw = {"multiples": (1, 2), "reference_epochs": 12, "progress": False, "command": "t"}
+    res = run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), **kw)
+    # no warm-up in any run, even at 12 and 24 epochs (5% would make one epoch at lr 0)
+    assert {c[3] for c in calls} == {0} and res["config"]["warmup_epochs"] == 0
+    assert max(c[2] for c in calls) == 24
+    for k in (1, 2):
+        for name in ("adam", "rmsprop"):
+            assert {c[1] for c in calls if c[0] == name and c[2] == 12 * k} >= {lrs[name] * f for f in (0.1, 10)}
+    for k in ("1B", "2B"):
+        assert res["chosen"][f"{k}/adam"] == {"factor": 1, "lr": lrs["adam"], "edge": False, "from": None}
+        assert res["chosen"][f"{k}/rmsprop"]["factor"] == 10 and res["chosen"][f"{k}/rmsprop"]["edge"]
+    assert bench.chosen_run(res, 2, "rmsprop") is res["runs"]["2B/rmsprop@10"]
+    report = (tmp_path / "s0" / "report.md").read_text()
+    assert "loss at each lr factor" in report and "Learning rates tuned on each budget" in report
+    # another seed takes the choices and runs only them
+    calls.clear()
+    other = run_equal_time_benchmark(
+        ["adam", "rmsprop"], replace(CFG, seed=1), data, tmp_path / "s1", lrs_from=tmp_path / "s0", **kw
+    )
+    assert {k: v["factor"] for k, v in other["chosen"].items()} == {k: v["factor"] for k, v in res["chosen"].items()}
+    ran = [(c[0], c[1], c[2]) for c in calls]
+    assert len(ran) == 1 + 4  # the reference, then one run per budget and method at its chosen rate
+    assert ("rmsprop", lrs["rmsprop"] * 10, 12) in ran and ("adam", lrs["adam"], 24) in ran
+    assert "as chosen on each budget in" in (tmp_path / "s1" / "report.md").read_text()
+
+
+def test_grid_arguments_are_checked_before_anything_is_written(tmp_path, monkeypatch):
+    data = load_autoencoder_data(CFG)
+    _fake_training(monkeypatch, [])
+    with pytest.raises(ValueError, match="lr_factors"):
+        run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "a", lr_factors=(1, 1))
+    with pytest.raises(ValueError, match="not both"):
+        run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "a", lr_factors=(0.1, 1), lrs_from=tmp_path)
+    with pytest.raises(ValueError, match="no equal-time record"):
+        run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "a", lrs_from=tmp_path / "nope")
+    small = {"multiples": (1,), "reference_epochs": 2, "progress": False}
+    run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1), **small)
+    with pytest.raises(ValueError, match="does not hold a choice for every budget"):  # kfac was not tuned there
+        run_equal_time_benchmark(
+            ["adam", "rmsprop", "kfac"], CFG, data, tmp_path / "a", lrs_from=tmp_path / "s0", **small
+        )
+    assert not (tmp_path / "a").exists()

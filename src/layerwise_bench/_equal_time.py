@@ -9,9 +9,15 @@ The protocol (one seed per run; run it for several seeds and read them together)
 2. **Budget.** ``reference`` (tuned RMSProp) trains ``reference_epochs`` (10) epochs; its measured
    training time is ``B``.
 3. **Fit and run.** For each multiple ``k`` of ``B`` and each method, the run gets
-   ``E = max(1, floor(k·B / epoch time))`` epochs with its schedule over those ``E`` epochs (warm-up and
-   decay as the harness does for any run length), and trains them.
-4. **Score.** The loss *within* ``k·B`` is the full-training-set loss after the last epoch whose
+   ``E = max(1, floor(k·B / epoch time))`` epochs with its schedule over those ``E`` epochs: a linear decay
+   to ``1/E`` of the rate and no warm-up (the rates come from a 10-epoch budget, which has none: 5% of 10
+   rounds to 0; and the harness's warm-up starts at lr 0, which would spend a whole epoch of the budget on
+   nothing once ``E`` reaches 11).
+4. **Tune on the budget.** With ``lr_factors`` (e.g. 0.316, 1, 3.16) every method runs each factor times
+   its tuned rate on every budget, and the factor with the lowest loss within the budget is chosen (the
+   record says which, and whether it lies on the grid's edge). ``lrs_from`` takes those choices from
+   another seed's record instead and runs only them: tune on one seed, evaluate on the others.
+5. **Score.** The loss *within* ``k·B`` is the full-training-set loss after the last epoch whose
    cumulative training time is at most ``k·B``; a run whose estimate was short, and that overran, is not
    credited with the epochs after the budget (it is marked). If even its first epoch overran, it has no
    loss within the budget. Methods are ranked by that loss; the report also gives each method's time to
@@ -28,12 +34,17 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from ._equal_time_report import write_equal_time_report
+from ._equal_time_report import run_key, write_equal_time_report
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, mean_step_time, train_method
 from ._record import Record
 from ._tuned import prepare_methods
 
 __all__ = ["run_equal_time_benchmark", "within_budget"]
+
+
+def _score(entry: dict[str, Any]) -> float:
+    loss = (entry.get("within") or {}).get("train_loss")
+    return float(loss) if loss is not None and math.isfinite(loss) else math.inf
 
 
 def within_budget(records: list[dict[str, Any]], budget: float) -> dict[str, Any] | None:
@@ -52,6 +63,8 @@ def run_equal_time_benchmark(
     reference: str = "rmsprop",
     reference_epochs: int = 10,
     calibration_steps: int = 60,
+    lr_factors: tuple[float, ...] = (1.0,),
+    lrs_from: str | Path | None = None,
     tuned_file: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -62,7 +75,8 @@ def run_equal_time_benchmark(
     run, and with ``resume`` the calibration, the budget and every finished run are kept.
 
     Raises:
-        ValueError: an unknown method, ``reference`` not among the methods, a multiple <= 0.
+        ValueError: an unknown method, ``reference`` not among the methods, a multiple or factor <= 0, or a
+            ``lrs_from`` record of other methods, rates or budgets.
     """
     if reference not in method_names:
         raise ValueError(f"Invalid reference={reference!r}: it must be one of the methods {method_names}.")
@@ -70,13 +84,21 @@ def run_equal_time_benchmark(
         raise ValueError(f"Invalid multiples={list(multiples)}: expected numbers > 0, e.g. 1,3.")
     if reference_epochs < 1 or calibration_steps < 1:
         raise ValueError(f"Invalid reference_epochs={reference_epochs} or calibration_steps={calibration_steps}.")
+    if not lr_factors or any(not f > 0 for f in lr_factors) or len(set(lr_factors)) < len(lr_factors):
+        raise ValueError(f"Invalid lr_factors={list(lr_factors)}: expected distinct numbers > 0, e.g. 0.316,1,3.16.")
+    if lrs_from is not None and list(lr_factors) != [1.0]:
+        raise ValueError("Pass lr_factors or lrs_from, not both: lrs_from runs the factors another record chose.")
     methods, lrs, tuned_src, tuned = prepare_methods(method_names, cfg.dataset, tuned_file)
+    cfg = replace(cfg, warmup_epochs=0)
+    given = _read_choices(lrs_from, {m.name: lrs[m.name][0] for m in methods}, multiples) if lrs_from else None
     config = {
         **asdict(cfg),
         "multiples": list(multiples),
         "reference": reference,
         "reference_epochs": reference_epochs,
         "calibration_steps": calibration_steps,
+        "lr_factors": list(lr_factors),
+        "lrs_from": str(lrs_from) if lrs_from is not None else None,
     }
     record = Record(
         out, "equal-time", config, command=command, device=data.train.device, resume=resume, overwrite=overwrite
@@ -93,13 +115,20 @@ def run_equal_time_benchmark(
             record.save()
     by_name = {m.name: m for m in methods}
 
-    def run(key: str, name: str, epochs: int, budget: float | None) -> dict[str, Any]:
+    def run(key: str, name: str, epochs: int, budget: float | None, factor: float = 1.0) -> dict[str, Any]:
         if record.finished(key):
             return record.runs[key]
-        m = by_name[name]
-        entry: dict[str, Any] = {"method": name, "epochs": epochs, "budget_s": budget, "status": "running"}
+        m, lr = by_name[name], lrs[name][0] * factor
+        entry: dict[str, Any] = {
+            "method": name,
+            "epochs": epochs,
+            "budget_s": budget,
+            "lr": lr,
+            "lr_factor": factor,
+            "status": "running",
+        }
         try:
-            recs = train_method(m, lrs[name][0], data, replace(cfg, epochs=epochs), progress=progress)
+            recs = train_method(m, lr, data, replace(cfg, epochs=epochs), progress=progress)
         except TrainingDiverged as exc:
             entry.update(status="diverged", error=str(exc), records=[])
         else:
@@ -112,20 +141,50 @@ def run_equal_time_benchmark(
         raise TrainingDiverged(f"the reference {reference!r} diverged: {ref.get('error')}; no budget can be set")
     budget = float(ref["records"][-1]["train_time"])
     results["budget_s"] = budget
+    chosen = results.setdefault("chosen", {})
     for k in multiples:
         for m in methods:
-            key = f"{k:g}B/{m.name}"
-            if m.name == reference and k == 1:
-                entry = dict(ref, budget_s=budget)
-                record.save_run(key, entry)
-            else:
-                epochs = max(1, math.floor(k * budget / epoch_time[m.name]))
-                entry = run(key, m.name, epochs, k * budget)
-            if entry["status"] == "complete":
-                inside = within_budget(entry["records"], k * budget)
-                entry["within"] = inside
-                entry["overran"] = entry["records"][-1]["train_time"] > k * budget
-                record.save_run(key, entry)
+            factors = [given[f"{k:g}B/{m.name}"]] if given else list(lr_factors)
+            for f in factors:
+                key = run_key(k, m.name, f)
+                if m.name == reference and k == 1 and f == 1:
+                    entry = dict(ref, budget_s=budget, lr=lrs[m.name][0], lr_factor=1.0)
+                    record.save_run(key, entry)
+                else:
+                    epochs = max(1, math.floor(k * budget / epoch_time[m.name]))
+                    entry = run(key, m.name, epochs, k * budget, f)
+                if entry["status"] == "complete":
+                    entry["within"] = within_budget(entry["records"], k * budget)
+                    entry["overran"] = entry["records"][-1]["train_time"] > k * budget
+                    record.save_run(key, entry)
+            best = min(factors, key=lambda f: _score(record.runs[run_key(k, m.name, f)]))
+            chosen[f"{k:g}B/{m.name}"] = {
+                "factor": best,
+                "lr": lrs[m.name][0] * best,
+                "edge": len(factors) > 1 and best in (min(factors), max(factors)),
+                "from": str(lrs_from) if given else None,
+            }
+            record.save()
     record.save()
     write_equal_time_report(results, record.out)
     return results
+
+
+def _read_choices(path: str | Path, lrs: dict[str, float], multiples: tuple[float, ...]) -> dict[str, float]:
+    """The learning-rate factor chosen per budget and method in another equal-time record (``lrs_from``)."""
+    from ._io import read_json
+
+    src = Path(path) / "results.json"
+    if not src.is_file():
+        raise ValueError(f"lrs_from: no equal-time record at {str(src)!r}; pass the directory of the seed tuned on.")
+    other = read_json(src)
+    chosen, theirs = other.get("chosen") or {}, {n: v["lr"] for n, v in (other.get("lrs") or {}).items()}
+    wanted = [f"{k:g}B/{n}" for k in multiples for n in lrs]
+    missing = [w for w in wanted if w not in chosen]
+    if other.get("benchmark") != "equal-time" or missing or any(theirs.get(n) != lr for n, lr in lrs.items()):
+        raise ValueError(
+            f"lrs_from: {str(src)!r} does not hold a choice for every budget and method of this run with the same "
+            f"tuned rates (missing: {missing[:4]}{'...' if len(missing) > 4 else ''}); run it with the same --methods, "
+            "--multiples and --tuned, and --lr-factors, to completion first."
+        )
+    return {w: float(chosen[w]["factor"]) for w in wanted}

@@ -10,7 +10,19 @@ from typing import Any
 from ._plotting import figure, save_png
 from ._record import provenance, save_report
 
-__all__ = ["write_equal_time_report"]
+__all__ = ["chosen_run", "run_key", "write_equal_time_report"]
+
+
+def run_key(k: float, name: str, factor: float) -> str:
+    """The key of ``name``'s run within ``k``·B at ``factor`` times its tuned rate (factor 1: no suffix)."""
+    return f"{k:g}B/{name}" if factor == 1 else f"{k:g}B/{name}@{factor:g}"
+
+
+def chosen_run(results: dict[str, Any], k: float, name: str) -> dict[str, Any] | None:
+    """The run of ``name`` within ``k``·B that the record scores: the chosen learning-rate factor's run (the
+    only run when the record has no grid)."""
+    choice = (results.get("chosen") or {}).get(f"{k:g}B/{name}")
+    return results["runs"].get(run_key(k, name, choice["factor"] if choice else 1.0))
 
 
 def _time_to(records: list[dict[str, Any]], target: float) -> float | None:
@@ -29,7 +41,10 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
     out = Path(out)
     cfg, budget = results["config"], results.get("budget_s")
     ref = cfg["reference"]
-    runs = {k: v for k, v in results["runs"].items() if not k.startswith("reference/")}
+    names = list(results["lrs"])
+    grid = [float(f) for f in cfg.get("lr_factors") or [1.0]]
+    chosen_from = cfg.get("lrs_from")
+    runs = {f"{k:g}B/{n}": r for k in cfg["multiples"] for n in names if (r := chosen_run(results, k, n)) is not None}
     lines = [
         f"# Equal wall-clock: deep autoencoder ({cfg['dataset']})",
         "",
@@ -37,9 +52,22 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         "",
         f"Budget B = the training time of `{ref}` for {cfg['reference_epochs']} epochs in this run: "
         f"**{_fmt(budget, 1)} s**. Each method runs the epochs its calibrated epoch time allows within k·B, with "
-        "its warm-up/decay schedule fitted to those epochs; its score is the training loss after the last epoch "
+        + (
+            "a linear decay over those epochs (no warm-up)"
+            if cfg.get("warmup_epochs") == 0
+            else "its warm-up/decay schedule fitted to those epochs"
+        )
+        + "; its score is the training loss after the last epoch "
         "that ended within k·B (training steps only, no evaluation). 'overran' marks a run whose estimate was "
-        "short: the epochs after the budget are not credited.",
+        "short: the epochs after the budget are not credited."
+        + (
+            f" Learning rates tuned on each budget: every method ran {', '.join(f'{f:g}' for f in grid)} × its "
+            "10-epoch tuned rate, and the best within the budget is scored ('edge': the best lies on the grid's "
+            "edge)."
+            if len(grid) > 1
+            else ""
+        )
+        + (f" Learning rates as chosen on each budget in `{chosen_from}`." if chosen_from else ""),
         "",
     ]
     for k in cfg["multiples"]:
@@ -52,15 +80,22 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
             f"## Within {k:g}·B = {_fmt(k * budget if budget else None, 1)} s",
             "",
             "| rank | method | lr | epochs fitted | epoch time, estimated (s) | loss within budget | "
-            "time used (s) | overran | status |",
-            "|---|---|---|---|---|---|---|---|---|",
+            "time used (s) | overran | status |" + (" loss at each lr factor |" if len(grid) > 1 else ""),
+            "|---|---|---|---|---|---|---|---|---|" + ("---|" if len(grid) > 1 else ""),
         ]
         for i, (name, v) in enumerate(scored, 1):
             within = v.get("within") or {}
+            lr = v.get("lr", results["lrs"][name]["lr"])
+            edge = " (edge)" if (results.get("chosen") or {}).get(f"{k:g}B/{name}", {}).get("edge") else ""
+            at = [(f, (results["runs"].get(run_key(k, name, f)) or {}).get("within") or {}) for f in grid]
+            grid_cell = (
+                " " + ", ".join(f"{f:g}: {_fmt(w.get('train_loss'))}" for f, w in at) + " |" if len(grid) > 1 else ""
+            )
             lines.append(
-                f"| {i} | {name} | {results['lrs'][name]['lr']:.3g} | {v['epochs']} | "
+                f"| {i} | {name} | {lr:.3g}{edge} | {v['epochs']} | "
                 f"{_fmt(results['epoch_time_estimate'].get(name), 2)} | {_fmt(within.get('train_loss'))} | "
                 f"{_fmt(within.get('train_time'), 1)} | {'yes' if v.get('overran') else ''} | {v['status']} |"
+                + grid_cell
             )
         lines.append("")
     ref_run = results["runs"].get(f"reference/{ref}")

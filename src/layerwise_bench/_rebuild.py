@@ -1,5 +1,6 @@
 """``layerwise report``: rebuild a record's report (and plots) from its ``results.json``, for every benchmark
-that can; several autoencoder records make one report with mean and spread."""
+that can; several autoencoder records make one report with mean and spread, several equal-time records (one
+per seed) one report of each method's loss within the budget across seeds."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from ._aux_report import write_aux_report
 from ._depth_report import write_depth_report
 from ._equal_time_report import write_equal_time_report
+from ._equal_time_summary import write_equal_time_summary
 from ._parallel import write_parallel_report
 from ._report import load_runs, write_report
 from ._similarity import write_similarity_report
@@ -34,18 +36,32 @@ def rebuild_report(dirs: list[str | Path], out: str | Path | None = None) -> Pat
     """Rewrite ``report.md`` (and plots) in ``out`` (default: the first directory) from the records in ``dirs``.
 
     Raises:
-        ValueError: a record of a kind this cannot rebuild, or several records that are not all autoencoder
-            runs; the message names the file and what to do.
+        ValueError: a record of a kind this cannot rebuild, several records that are not all autoencoder or all
+            equal-time runs, or several equal-time records without ``out``; the message names the file and what to
+            do.
     """
     runs = load_runs(dirs)
     target = Path(out if out is not None else dirs[0])
     kinds = [r.get("benchmark", "?") for r in runs]
     if all(k == "autoencoder" for k in kinds):
         return write_report(runs, target)
+    if len(runs) > 1 and all(k == "equal-time" for k in kinds):
+        if out is None:
+            raise ValueError(
+                f"Several equal-time records are read together into a new report: pass --out DIR (the default, "
+                f"{str(dirs[0])!r}, holds that seed's own report), e.g. the directory above the seeds."
+            )
+        if any(target.resolve() == Path(d).resolve() for d in dirs):
+            raise ValueError(
+                f"--out {str(target)!r} is one of the seeds' directories, whose own report it would replace; pass "
+                "another, e.g. the directory above the seeds."
+            )
+        return write_equal_time_summary(runs, target, sources=list(dirs))
     first = Path(dirs[0]) / "results.json"
     if len(runs) > 1:
         raise ValueError(
-            f"layerwise report combines several records only for the autoencoder benchmark; these are {kinds}. "
+            f"layerwise report combines several records only when all are autoencoder or all equal-time records; "
+            f"these are {kinds}. "
             "Pass one directory at a time."
         )
     if kinds[0] == "?":

@@ -14,7 +14,7 @@ from ._io import read_json
 from ._plotting import figure, save_png
 from ._record import save_report
 
-__all__ = ["load_runs", "summarize", "write_report"]
+__all__ = ["load_runs", "summarize", "time_to_final_loss", "write_report"]
 
 
 def load_runs(dirs: list[str | Path]) -> list[dict[str, Any]]:
@@ -75,14 +75,46 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def _time_to_adam(run: dict[str, Any], name: str) -> float | None:
     """Training seconds until ``name`` first ends an epoch at or below Adam's final training loss."""
-    adam = run["methods"]["adam"]["records"]
-    if not adam:
+    return time_to_final_loss(run, name, "adam")
+
+
+def time_to_final_loss(run: dict[str, Any], name: str, target: str) -> float | None:
+    """Training seconds until ``name`` first ends an epoch at or below ``target``'s final training loss in the
+    same run (epoch granularity, so an upper bound); None if it never does or either has no records."""
+    ref = run["methods"][target]["records"]
+    if not ref:
         return None
-    target = adam[-1]["train_loss"]
     for rec in run["methods"][name]["records"]:
-        if rec["train_loss"] <= target:
+        if rec["train_loss"] <= ref[-1]["train_loss"]:
             return float(rec["train_time"])
     return None
+
+
+def _reach_lines(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """A table: each method's training time to every other method's final training loss (mean over runs)."""
+    if len(names) < 2:
+        return []
+    lines = [
+        "",
+        "Training time (s) to reach each method's final training loss (columns), in the same run; mean over the "
+        "runs in which it is reached, '–' where it never is. The diagonal is each method's own time to its end "
+        "(or earlier, if a previous epoch was as low).",
+        "",
+        "| method | " + " | ".join(f"to {t}'s" for t in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for name in names:
+        cells = []
+        for target in names:
+            found = [
+                time_to_final_loss(run, name, target)
+                for run in runs
+                if name in run["methods"] and target in run["methods"]
+            ]
+            reached = [t for t in found if t is not None]
+            cells.append(f"{statistics.fmean(reached):.1f}" if reached else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _resolved(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +267,7 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
             f"{_fmt(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
             f"{', '.join(row['status'])} |"
         )
+    lines += _reach_lines(runs, list(table))
     lines += _sanity_lines(first)
     lines += ["", "Methods (hyper-parameters as run):", ""]
     for n, r in table.items():

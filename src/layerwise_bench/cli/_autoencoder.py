@@ -339,6 +339,20 @@ def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
         help="timed steps per method that estimate its epoch time (default 60; mean, so periodic work counts)",
     )
     p.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for the data)")
+    p.add_argument(
+        "--lr-factors",
+        type=_floats,
+        default=(1.0,),
+        help="tune on each budget: run every method at these multiples of its tuned rate and score the best "
+        "(default 1: the tuned rate only; e.g. 0.316,1,3.16)",
+    )
+    p.add_argument(
+        "--lrs-from",
+        type=Path,
+        default=None,
+        help="take each budget's chosen rate from this seed's equal-time record (run with --lr-factors) and run "
+        "only those: tune on one seed, evaluate on others",
+    )
 
 
 def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
@@ -357,6 +371,8 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
         reference=args.reference,
         reference_epochs=args.epochs,
         calibration_steps=args.calibration_steps,
+        lr_factors=args.lr_factors,
+        lrs_from=args.lrs_from,
         tuned_file=args.tuned,
         resume=args.resume,
         overwrite=args.overwrite,
@@ -366,7 +382,7 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
     lines = []
     for k in args.multiples:
         scored = sorted(
-            (v for key, v in results["runs"].items() if key.startswith(f"{k:g}B/")),
+            (r for name in results["lrs"] if (r := bench.chosen_run(results, k, name)) is not None),
             key=lambda v: (v.get("within") or {}).get("train_loss", float("inf")),
         )
         lines.append(

@@ -1,0 +1,274 @@
+"""Several seeds of ``layerwise bench equal-time`` read together (``layerwise report DIR DIR ...``): each
+method's loss within k·B as mean [min, max] over seeds, LocoProp's best configuration against the best
+baseline, and how much cheaper its epoch would have to be to win.
+
+*What stands in the way*, per budget k·B and seed: let t_L be LocoProp's calibrated epoch time and E* the first
+epoch, in any of its runs of that seed, that ends at or below the best baseline's loss within k·B. Fitting E*
+epochs into k·B needs an epoch time of k·B / E*, so LocoProp's epoch would have to be
+``t_L · E* / (k·B)`` times cheaper (epoch granularity and a schedule fitted to a longer run: an estimate, not
+a bound). Where no run of that seed reaches the loss, the per-epoch quality stands in the way as well.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ._equal_time_report import chosen_run
+from ._plotting import figure, save_png
+from ._record import provenance, save_report
+
+__all__ = ["summarize_equal_time", "write_equal_time_summary"]
+
+_SAME = (
+    "dataset",
+    "subset",
+    "batch_size",
+    "activation",
+    "warmup_epochs",
+    "multiples",
+    "reference",
+    "reference_epochs",
+)
+
+
+def _loss(run: dict[str, Any], k: float, name: str) -> float | None:
+    """``name``'s scored loss within ``k``·B in the record ``run`` (its chosen learning rate's run)."""
+    entry = chosen_run(run, k, name) or {}
+    loss = (entry.get("within") or {}).get("train_loss")
+    return float(loss) if loss is not None and math.isfinite(loss) else None
+
+
+def _stats(values: list[float | None]) -> dict[str, Any]:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return {"mean": math.inf, "min": math.inf, "max": math.inf, "n": 0, "values": values}
+    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals), "values": values}
+
+
+def _scored_runs(run: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """``name``'s scored run on every budget of the record ``run``."""
+    return [e for k in run["config"]["multiples"] if (e := chosen_run(run, k, name)) is not None]
+
+
+def _first_epoch_at(run: dict[str, Any], name: str, target: float) -> int | None:
+    """The first epoch of any of ``name``'s scored runs in ``run`` that ended at or below ``target``."""
+    found = [r["epoch"] for e in _scored_runs(run, name) for r in e.get("records") or [] if r["train_loss"] <= target]
+    return min(found) if found else None
+
+
+def summarize_equal_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per multiple k and method, the loss within k·B across the records ``runs`` (one per seed), ranked by
+    its mean; and LocoProp's best configuration (methods named ``locoprop*``) against the best other method.
+
+    Raises:
+        ValueError: fewer than two records, a record that is not equal-time, or records whose settings differ
+            in more than the seed.
+    """
+    kinds = [r.get("benchmark") for r in runs]
+    if len(runs) < 2 or any(k != "equal-time" for k in kinds):
+        raise ValueError(f"Expected two or more equal-time records (one per seed); got {kinds}.")
+    cfgs = [r["config"] for r in runs]
+    for key in _SAME:
+        if len({repr(c.get(key)) for c in cfgs}) > 1:
+            raise ValueError(
+                f"The records differ in {key!r} ({[c.get(key) for c in cfgs]}); read together only records that "
+                "differ in --seed alone."
+            )
+    settings = [{n: v["lr"] for n, v in r["lrs"].items()} for r in runs]
+    if any(x != settings[0] for x in settings):
+        raise ValueError(
+            f"The records differ in their methods or learning rates ({settings}); read together only records of "
+            "the same --methods and --tuned file that differ in --seed alone."
+        )
+    seeds = [c["seed"] for c in cfgs]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"Two records have the same seed ({seeds}): pass each seed's directory once.")
+    names, ref = list(settings[0]), cfgs[0]["reference"]
+    out: dict[str, Any] = {
+        "seeds": seeds,
+        "budgets": [r.get("budget_s") for r in runs],
+        "multiples": cfgs[0]["multiples"],
+        "reference": ref,
+        "by_multiple": {},
+    }
+    for k in out["multiples"]:
+        rows: dict[str, dict[str, Any]] = {}
+        for name in names:
+            entries = [chosen_run(r, k, name) or {} for r in runs]
+            rows[name] = {
+                "loss": _stats([_loss(r, k, name) for r in runs]),
+                "epochs": [e.get("epochs") for e in entries],
+                "overran": sum(bool(e.get("overran")) for e in entries),
+                "failed": sum(e.get("status") not in (None, "complete") for e in entries),
+                "epoch_time": statistics.fmean(r["epoch_time_estimate"][name] for r in runs),
+                "lr": sorted({e.get("lr", settings[0][name]) for e in entries}),
+            }
+        # a method scored in fewer seeds (diverged, or no epoch inside the budget) ranks after those scored in more
+        ranked = sorted(names, key=lambda n: (-rows[n]["loss"]["n"], rows[n]["loss"]["mean"]))
+        entry: dict[str, Any] = {"rows": rows, "ranked": ranked}
+        scored = [n for n in ranked if rows[n]["loss"]["n"]]
+        loco = [n for n in scored if n.startswith("locoprop")]
+        others = [n for n in scored if not n.startswith("locoprop")]
+        if loco and others:
+            entry["locoprop"] = _against(runs, rows, k, loco[0], others[0], ref)
+        out["by_multiple"][f"{k:g}"] = entry
+    return out
+
+
+def _against(
+    runs: list[dict[str, Any]], rows: dict[str, Any], k: float, lp: str, base: str, ref: str
+) -> dict[str, Any]:
+    """LocoProp's best configuration ``lp`` against the best other method ``base`` within k·B, seed by seed."""
+    gaps, speedups, bounds = [], [], []
+    for r in runs:
+        lv, bv = _loss(r, k, lp), _loss(r, k, base)
+        if lv is None or bv is None:
+            continue
+        gaps.append(lv - bv)
+        t_l, budget = r["epoch_time_estimate"][lp], k * r["budget_s"]
+        first = _first_epoch_at(r, lp, bv)
+        if first is not None:
+            speedups.append(t_l * first / budget)
+        else:  # not reached in the epochs it ran: it would need at least one more
+            ran = max(len(e.get("records") or []) for e in _scored_runs(r, lp))
+            bounds.append(t_l * (ran + 1) / budget)
+    base_mean = rows[base]["loss"]["mean"]
+    return {
+        "best": lp,
+        "baseline": base,
+        "gap": _stats(list(gaps)),
+        "gap_pct": 100 * (rows[lp]["loss"]["mean"] - base_mean) / base_mean if base_mean else math.nan,
+        "wins": sum(g < 0 for g in gaps),
+        "seeds_compared": len(gaps),
+        "epoch_time_vs_reference": rows[lp]["epoch_time"] / rows[ref]["epoch_time"],
+        "epoch_time_vs_baseline": rows[lp]["epoch_time"] / rows[base]["epoch_time"],
+        "speedup_needed": _stats(list(speedups)),
+        "unreached": len(bounds),
+        "speedup_at_least": _stats(list(bounds)),
+    }
+
+
+def _f(v: float, digits: int = 2) -> str:
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _spread(s: dict[str, Any], digits: int = 2) -> str:
+    if s["n"] == 0:
+        return "–"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return _f(s["mean"], digits)
+    return f"{_f(s['mean'], digits)} [{_f(s['min'], digits)}, {_f(s['max'], digits)}]"
+
+
+def write_equal_time_summary(
+    runs: list[dict[str, Any]], out: str | Path, sources: list[str | Path] | None = None, *, plots: bool = True
+) -> Path:
+    """Write ``out/report.md`` (and ``loss_within_budget.png``) reading the equal-time records ``runs``
+    together; ``sources``, their directories, are linked from it."""
+    out = Path(out)
+    s = summarize_equal_time(runs)
+    n = len(runs)
+    budgets = ", ".join(_f(b, 1) for b in s["budgets"])
+    lines = [
+        f"# Equal wall-clock: deep autoencoder ({runs[0]['config']['dataset']}), {n} seeds",
+        "",
+        *provenance(runs[0], f"seeds {', '.join(str(x) for x in s['seeds'])}"),
+        "",
+        "One record per seed, each with its own calibration and budget; the command above is the first seed's, the "
+        "others differ in `--seed` and `--out` only.",
+        *(
+            [
+                "Per seed: "
+                + ", ".join(
+                    f"[seed {sd}]({os.path.relpath(src, out)}/report.md)"
+                    for sd, src in zip(s["seeds"], sources, strict=True)
+                )
+            ]
+            if sources
+            else []
+        ),
+        "",
+        f"Budget B = the training time of `{s['reference']}` for {runs[0]['config']['reference_epochs']} epochs, "
+        f"measured in each seed's run: {budgets} s. Each method runs the epochs its calibrated epoch time allows "
+        "within k·B, its schedule fitted to them; its score is the training loss after the last epoch that ended "
+        "within k·B. Losses: mean [min, max] over seeds (nats per image).",
+        "",
+    ]
+    for k in s["multiples"]:
+        e = s["by_multiple"][f"{k:g}"]
+        rows, leader = e["rows"], e["rows"][e["ranked"][0]]["loss"]["mean"]
+        lines += [
+            f"## Within {k:g}·B",
+            "",
+            "| rank | method | lr | epochs fitted | epoch time, estimated (s) | loss within budget | vs the leader "
+            "| overran | diverged or failed |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for i, name in enumerate(e["ranked"], 1):
+            row = rows[name]
+            epochs = sorted({x for x in row["epochs"] if x is not None})
+            fitted = "–" if not epochs else f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+            vs = row["loss"]["mean"] / leader - 1 if row["loss"]["n"] and math.isfinite(leader) else math.inf
+            missing = n - row["loss"]["n"]
+            loss = _spread(row["loss"]) + (
+                f" ({row['loss']['n']} of {n} seeds)" if missing and row["loss"]["n"] else ""
+            )
+            lrs = ", ".join(f"{x:.3g}" for x in row["lr"])
+            lines.append(
+                f"| {i} | {name} | {lrs} | {fitted} | {_f(row['epoch_time'])} | {loss} | "
+                f"{'–' if not math.isfinite(vs) else f'{100 * vs:+.1f}%'} | {row['overran'] or ''} | "
+                f"{row['failed'] or ''} |"
+            )
+        lines.append("")
+        if e.get("locoprop"):
+            lines += [_locoprop_paragraph(e["locoprop"], rows, k, s["reference"]), ""]
+    if plots:
+        _plot(s, out / "loss_within_budget.png")
+        lines += ["![loss within each budget, every seed](loss_within_budget.png)", ""]
+    return save_report(out, lines)
+
+
+def _locoprop_paragraph(lp: dict[str, Any], rows: dict[str, Any], k: float, ref: str) -> str:
+    base, sp, low = lp["baseline"], lp["speedup_needed"], lp["speedup_at_least"]
+    pct = f"{lp['gap_pct']:+.1f}%" if math.isfinite(lp["gap_pct"]) else "–"
+    if sp["n"] and sp["mean"] > 1:
+        way = f"To reach `{base}`'s loss within {k:g}·B its epoch would have to be about {_spread(sp)}× cheaper"
+    elif sp["n"]:
+        way = f"By its estimated epoch time it reaches `{base}`'s loss after {_spread(sp)} of the budget"
+    else:
+        way = ""
+    if sp["n"]:
+        way += f" (estimated in the {sp['n']} of {lp['seeds_compared']} seeds in which one of its runs gets there)."
+    if lp["unreached"]:
+        way += (
+            f" In {lp['unreached']} seed(s) none of its runs gets there in the epochs it ran: there its epoch would "
+            f"have to be at least {_f(low['min'])}× cheaper, if more epochs got there at all."
+        )
+    return (
+        f"**LocoProp within {k:g}·B.** Its best configuration here, `{lp['best']}`, ends at "
+        f"{_spread(rows[lp['best']]['loss'])} against {_spread(rows[base]['loss'])} for the best other method, "
+        f"`{base}` ({pct} on the means); lower in {lp['wins']} of {lp['seeds_compared']} seeds. "
+        f"Its epoch costs {lp['epoch_time_vs_reference']:.2f}× `{ref}`'s and {lp['epoch_time_vs_baseline']:.2f}× "
+        f"`{base}`'s. {way}".rstrip()
+    )
+
+
+def _plot(s: dict[str, Any], path: Path) -> None:
+    fig, axes = figure(len(s["multiples"]), width=5.5)
+    for ax, k in zip(axes, s["multiples"], strict=True):
+        e = s["by_multiple"][f"{k:g}"]
+        ranked = [n for n in e["ranked"] if e["rows"][n]["loss"]["n"]]
+        for y, name in enumerate(reversed(ranked)):
+            st = e["rows"][name]["loss"]
+            color = "C3" if name.startswith("locoprop") else "C0"
+            ax.plot([st["min"], st["max"]], [y, y], color=color, lw=1.5)
+            ax.plot([v for v in st["values"] if v is not None], [y] * st["n"], "|", color=color, ms=8)
+            ax.plot([st["mean"]], [y], "o", color=color, ms=5)
+        ax.set_yticks(range(len(ranked)), list(reversed(ranked)), fontsize=7)
+        ax.set(xscale="log", xlabel="training loss within budget (nats / image)", title=f"within {k:g}·B")
+        ax.grid(True, which="both", axis="x", alpha=0.3)
+    save_png(fig, path, dpi=110)
