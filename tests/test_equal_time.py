@@ -37,7 +37,10 @@ def test_each_method_gets_the_epochs_its_time_allows_and_is_scored_inside_the_bu
         if name == "rmsprop" and k == 1:
             assert run["epochs"] == 3  # the reference itself
         else:
-            assert run["epochs"] == max(1, math.floor(k * budget / res["epoch_time_estimate"][name]))
+            assert run["epochs"] == max(1, math.floor(k * budget / bench.fitted_epoch_time(res, k, name)))
+            if k > 1:  # fitted to the epoch time measured within B, not to the 60-step estimate
+                within_b = res["runs"][f"1B/{name}"]["records"]
+                assert bench.fitted_epoch_time(res, k, name) == within_b[-1]["train_time"] / len(within_b)
         assert [r["epoch"] for r in run["records"]] == list(range(1, run["epochs"] + 1))
         # the schedule is fitted to the epochs: the last epoch runs at the decayed end of the schedule
         assert run["within"] == within_budget(run["records"], k * budget)
@@ -71,13 +74,13 @@ TUNED = {n: lr for n, (lr, _) in prepare_methods(["adam", "rmsprop", "kfac"], "d
 
 def _fake_training(monkeypatch, calls):
     """Training replaced by a curve that depends on the rate: Adam's best is its tuned rate, RMSProp's 10x its
-    tuned rate (the grid's edge); epochs of 1 s."""
+    tuned rate (the grid's edge); epochs of 1.5 s, where the calibration says 1 s."""
 
     def train(m, lr, data, cfg, progress=True):
         calls.append((m.name, lr, cfg.epochs, cfg.warmup_epochs))
         best = TUNED[m.name] * (10 if m.name == "rmsprop" else 1)
         return [
-            {"epoch": e, "train_time": float(e), "train_loss": 100 / e + 10 * abs(math.log10(lr / best))}
+            {"epoch": e, "train_time": 1.5 * e, "train_loss": 100 / e + 10 * abs(math.log10(lr / best))}
             for e in range(1, cfg.epochs + 1)
         ]
 
@@ -93,10 +96,13 @@ def test_each_budget_tunes_the_rate_on_a_grid_and_other_seeds_reuse_the_choice(t
     res = run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), **kw)
     # no warm-up in any run, even at 12 and 24 epochs (5% would make one epoch at lr 0)
     assert {c[3] for c in calls} == {0} and res["config"]["warmup_epochs"] == 0
-    assert max(c[2] for c in calls) == 24
-    for k in (1, 2):
+    # B = 12 epochs of 1.5 s = 18 s. Within B the calibration's 1 s fits 18 epochs (they overrun); within 2B the
+    # 1.5 s measured within B fits 24, which end inside the budget
+    assert res["budget_s"] == 18 and res["epoch_time_fitted"]["2B"] == {"adam": 1.5, "rmsprop": 1.5}
+    for epochs in (18, 24):  # within B, within 2B
         for name in ("adam", "rmsprop"):
-            assert {c[1] for c in calls if c[0] == name and c[2] == 12 * k} >= {lrs[name] * f for f in (0.1, 10)}
+            assert {c[1] for c in calls if c[0] == name and c[2] == epochs} >= {lrs[name] * f for f in (0.1, 10)}
+    assert res["runs"]["1B/adam"]["overran"] and not res["runs"]["2B/adam"]["overran"]
     for k in ("1B", "2B"):
         assert res["chosen"][f"{k}/adam"] == {"factor": 1, "lr": lrs["adam"], "edge": False, "from": None}
         assert res["chosen"][f"{k}/rmsprop"]["factor"] == 10 and res["chosen"][f"{k}/rmsprop"]["edge"]
@@ -111,7 +117,7 @@ def test_each_budget_tunes_the_rate_on_a_grid_and_other_seeds_reuse_the_choice(t
     assert {k: v["factor"] for k, v in other["chosen"].items()} == {k: v["factor"] for k, v in res["chosen"].items()}
     ran = [(c[0], c[1], c[2]) for c in calls]
     assert len(ran) == 1 + 4  # the reference, then one run per budget and method at its chosen rate
-    assert ("rmsprop", lrs["rmsprop"] * 10, 12) in ran and ("adam", lrs["adam"], 24) in ran
+    assert ("rmsprop", lrs["rmsprop"] * 10, 18) in ran and ("adam", lrs["adam"], 24) in ran
     assert "as chosen on each budget in" in (tmp_path / "s1" / "report.md").read_text()
 
 

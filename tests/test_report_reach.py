@@ -18,6 +18,8 @@ def test_time_to_a_final_loss_is_the_end_of_the_first_epoch_at_or_below_it():
     assert time_to_final_loss(run, "shampoo", "shampoo") == 6.0
     assert time_to_final_loss(run, "adam", "shampoo") is None
     assert time_to_final_loss(run, "adam", "empty") is None
+    run["methods"]["shampoo"]["status"] = "diverged"  # its last loss is where it stopped, not a final loss
+    assert time_to_final_loss(run, "locoprop", "shampoo") is None
 
 
 def test_the_table_averages_the_runs_that_reach_the_loss():

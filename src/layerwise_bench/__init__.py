@@ -4,7 +4,7 @@ from . import _baselines, _locoprop, _today  # noqa: F401  (importing them regis
 from ._aux_bench import AuxConfig, run_aux_benchmark
 from ._depth_bench import DepthConfig, run_depth_benchmark
 from ._equal_time import run_equal_time_benchmark, within_budget
-from ._equal_time_report import chosen_run, write_equal_time_report
+from ._equal_time_report import chosen_run, fitted_epoch_time, write_equal_time_report
 from ._equal_time_summary import summarize_equal_time, write_equal_time_summary
 from ._harness import (
     AutoencoderConfig,
@@ -42,6 +42,7 @@ __all__ = [
     "within_budget",
     "write_equal_time_report",
     "chosen_run",
+    "fitted_epoch_time",
     "summarize_equal_time",
     "write_equal_time_summary",
     "run_similarity_benchmark",

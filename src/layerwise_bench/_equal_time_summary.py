@@ -2,9 +2,9 @@
 method's loss within k·B as mean [min, max] over seeds, LocoProp's best configuration against the best
 baseline, and how much cheaper its epoch would have to be to win.
 
-*What stands in the way*, per budget k·B and seed: let t_L be LocoProp's calibrated epoch time and E* the first
-epoch, in any of its runs of that seed, that ends at or below the best baseline's loss within k·B. Fitting E*
-epochs into k·B needs an epoch time of k·B / E*, so LocoProp's epoch would have to be
+*What stands in the way*, per budget k·B and seed: let t_L be the epoch time LocoProp's run was fitted to
+and E* the first epoch, in its scored runs of that seed, that ends at or below the best baseline's loss
+within k·B. Fitting E* epochs into k·B needs an epoch time of k·B / E*, so LocoProp's epoch would have to be
 ``t_L · E* / (k·B)`` times cheaper (epoch granularity and a schedule fitted to a longer run: an estimate, not
 a bound). Where no run of that seed reaches the loss, the per-epoch quality stands in the way as well.
 """
@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ._equal_time_report import chosen_run
+from ._equal_time_report import chosen_run, fitted_epoch_time
 from ._plotting import figure, save_png
 from ._record import provenance, save_report
 
@@ -104,7 +104,7 @@ def summarize_equal_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "epochs": [e.get("epochs") for e in entries],
                 "overran": sum(bool(e.get("overran")) for e in entries),
                 "failed": sum(e.get("status") not in (None, "complete") for e in entries),
-                "epoch_time": statistics.fmean(r["epoch_time_estimate"][name] for r in runs),
+                "epoch_time": statistics.fmean(fitted_epoch_time(r, k, name) for r in runs),
                 "lr": sorted({e.get("lr", settings[0][name]) for e in entries}),
             }
         # a method scored in fewer seeds (diverged, or no epoch inside the budget) ranks after those scored in more
@@ -129,7 +129,7 @@ def _against(
         if lv is None or bv is None:
             continue
         gaps.append(lv - bv)
-        t_l, budget = r["epoch_time_estimate"][lp], k * r["budget_s"]
+        t_l, budget = fitted_epoch_time(r, k, lp), k * r["budget_s"]
         first = _first_epoch_at(r, lp, bv)
         if first is not None:
             speedups.append(t_l * first / budget)
@@ -204,7 +204,7 @@ def write_equal_time_summary(
         lines += [
             f"## Within {k:g}·B",
             "",
-            "| rank | method | lr | epochs fitted | epoch time, estimated (s) | loss within budget | vs the leader "
+            "| rank | method | lr | epochs fitted | epoch time fitted to (s) | loss within budget | vs the leader "
             "| overran | diverged or failed |",
             "|---|---|---|---|---|---|---|---|---|",
         ]

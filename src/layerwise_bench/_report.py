@@ -80,9 +80,10 @@ def _time_to_adam(run: dict[str, Any], name: str) -> float | None:
 
 def time_to_final_loss(run: dict[str, Any], name: str, target: str) -> float | None:
     """Training seconds until ``name`` first ends an epoch at or below ``target``'s final training loss in the
-    same run (epoch granularity, so an upper bound); None if it never does or either has no records."""
+    same run (epoch granularity, so an upper bound); None if it never does, if either has no records, or if
+    ``target``'s run did not complete (a diverged run's last loss is not a final loss)."""
     ref = run["methods"][target]["records"]
-    if not ref:
+    if not ref or run["methods"][target].get("status", "complete") != "complete":
         return None
     for rec in run["methods"][name]["records"]:
         if rec["train_loss"] <= ref[-1]["train_loss"]:
@@ -97,7 +98,8 @@ def _reach_lines(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
     lines = [
         "",
         "Training time (s) to reach each method's final training loss (columns), in the same run; mean over the "
-        "runs in which it is reached, '–' where it never is. The diagonal is each method's own time to its end "
+        "runs in which it is reached, '–' where it never is (or the column's run did not complete). The "
+        "diagonal is each method's own time to its end "
         "(or earlier, if a previous epoch was as low).",
         "",
         "| method | " + " | ".join(f"to {t}'s" for t in names) + " |",
