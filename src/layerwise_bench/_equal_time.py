@@ -7,8 +7,8 @@ The protocol (one seed per run; run it for several seeds and read them together)
    steps (after a few untimed ones) times the steps per epoch. The mean, not the median, so that periodic
    work (Shampoo's roots, K-FAC's inverses) counts. For every budget after the first, the estimate is
    instead the epoch time measured in the method's runs within the smaller budgets (training time over
-   epochs): the 60-step estimate ran about 6% short, so that most runs within 3·B overran and lost their
-   last, most annealed epoch.
+   epochs): in the first run the 60-step estimate ran 6.6% short for RMSProp, so that most runs within 3·B
+   overran and lost their last, most annealed epoch.
 2. **Budget.** ``reference`` (tuned RMSProp) trains ``reference_epochs`` (10) epochs; its measured
    training time is ``B``.
 3. **Fit and run.** For each multiple ``k`` of ``B`` and each method, the run gets
