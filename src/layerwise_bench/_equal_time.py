@@ -6,9 +6,9 @@ The protocol (one seed per run; run it for several seeds and read them together)
 1. **Calibrate.** Every method's epoch time is estimated as its mean step time over ``calibration_steps``
    steps (after a few untimed ones) times the steps per epoch. The mean, not the median, so that periodic
    work (Shampoo's roots, K-FAC's inverses) counts. For every budget after the first, the estimate is
-   instead the epoch time measured in the method's runs within the smaller budgets (training time over
-   epochs): in the first run the 60-step estimate ran 6.6% short for RMSProp, so that most runs within 3·B
-   overran and lost their last, most annealed epoch.
+   instead the epoch time measured in the method's runs within the smaller budgets (the median over those
+   runs of training time over epochs): in the first run the 60-step estimate ran 6.6% short for RMSProp,
+   so that most runs within 3·B overran and lost their last, most annealed epoch.
 2. **Budget.** ``reference`` (tuned RMSProp) trains ``reference_epochs`` (10) epochs; its measured
    training time is ``B``.
 3. **Fit and run.** For each multiple ``k`` of ``B`` and each method, the run gets
@@ -33,6 +33,7 @@ Training time counts optimizer steps only (no evaluation), as everywhere in the 
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -159,8 +160,8 @@ def run_equal_time_benchmark(
                     and e.get("records")
                     and key.split("B/")[0] in smaller
                 ]
-                if done:
-                    fitted[m.name] = sum(r[-1]["train_time"] for r in done) / sum(len(r) for r in done)
+                if done:  # the median over runs: one run slowed by other load does not move it
+                    fitted[m.name] = statistics.median(r[-1]["train_time"] / len(r) for r in done)
         fitted_times[f"{k:g}B"] = fitted
         for m in methods:
             factors = [given[f"{k:g}B/{m.name}"]] if given else list(lr_factors)
