@@ -65,17 +65,14 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             row[key] = row[ref]["mean"] / base if base else float("nan")
     for name in names:
         row = table[name]
-        found = [_time_to_adam(run, name) for run in runs if name in run["methods"] and "adam" in run["methods"]]
+        found = [
+            time_to_final_loss(run, name, "adam") for run in runs if name in run["methods"] and "adam" in run["methods"]
+        ]
         reach = [r for r in found if r is not None]
         row["time_to_adam_loss"] = _stats(reach) if reach else _stats([])
         base = adam.get("train_time", {}).get("mean")
         row["reach_vs_adam"] = row["time_to_adam_loss"]["mean"] / base if reach and base else float("nan")
     return table
-
-
-def _time_to_adam(run: dict[str, Any], name: str) -> float | None:
-    """Training seconds until ``name`` first ends an epoch at or below Adam's final training loss."""
-    return time_to_final_loss(run, name, "adam")
 
 
 def time_to_final_loss(run: dict[str, Any], name: str, target: str) -> float | None:
