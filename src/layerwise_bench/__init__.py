@@ -3,8 +3,8 @@
 from . import _baselines, _locoprop, _today  # noqa: F401  (importing them registers the methods)
 from ._aux_bench import AuxConfig, run_aux_benchmark
 from ._depth_bench import DepthConfig, run_depth_benchmark
-from ._equal_time import run_equal_time_benchmark, within_budget
-from ._equal_time_report import chosen_run, fitted_epoch_time, write_equal_time_report
+from ._equal_time import run_equal_time_benchmark
+from ._equal_time_report import chosen_run, measured_epoch_time, write_equal_time_report
 from ._equal_time_summary import summarize_equal_time, write_equal_time_summary
 from ._harness import (
     AutoencoderConfig,
@@ -13,7 +13,6 @@ from ._harness import (
     TrainingDiverged,
     evaluate,
     load_autoencoder_data,
-    mean_step_time,
     train_method,
 )
 from ._method import LossFn, Method, standard_closure
@@ -39,10 +38,9 @@ __all__ = [
     "DepthConfig",
     "run_depth_benchmark",
     "run_equal_time_benchmark",
-    "within_budget",
     "write_equal_time_report",
     "chosen_run",
-    "fitted_epoch_time",
+    "measured_epoch_time",
     "summarize_equal_time",
     "write_equal_time_summary",
     "run_similarity_benchmark",
@@ -61,7 +59,6 @@ __all__ = [
     "evaluate",
     "get_method",
     "load_autoencoder_data",
-    "mean_step_time",
     "load_runs",
     "load_tuned",
     "method_names",

@@ -10,7 +10,7 @@ from typing import Any
 from ._plotting import figure, save_png
 from ._record import provenance, save_report
 
-__all__ = ["chosen_run", "fitted_epoch_time", "run_key", "write_equal_time_report"]
+__all__ = ["chosen_run", "measured_epoch_time", "run_key", "write_equal_time_report"]
 
 
 def run_key(k: float, name: str, factor: float) -> str:
@@ -25,11 +25,24 @@ def chosen_run(results: dict[str, Any], k: float, name: str) -> dict[str, Any] |
     return results["runs"].get(run_key(k, name, choice["factor"] if choice else 1.0))
 
 
-def fitted_epoch_time(results: dict[str, Any], k: float, name: str) -> float:
-    """The epoch time ``name``'s epochs within ``k``·B were fitted to: the calibration's estimate, or, on a
-    budget after the first, the epoch time measured within the smaller budgets."""
-    fitted = (results.get("epoch_time_fitted") or {}).get(f"{k:g}B") or {}
-    return float(fitted.get(name, results["epoch_time_estimate"][name]))
+def measured_epoch_time(entry: dict[str, Any]) -> float | None:
+    """Training seconds per epoch of a run, as it trained: its training time over the epochs it ran (the last
+    one possibly partial). None for a run without records."""
+    recs = entry.get("records") or []
+    return float(recs[-1]["train_time"] / recs[-1]["epoch"]) if recs else None
+
+
+_ON_THE_CLOCK = (
+    "Each method trains on the clock within k·B: before each step its rate is lr·(1 − t/(k·B)), t its training "
+    "time so far (Schedule-Free keeps its constant rate), and it stops when its next step would no longer fit. Its "
+    "score is the training loss where it stopped (training steps only, no evaluation); 'over by' is how far its "
+    "training time passed k·B (at most about one step)."
+)
+_FITTED_EPOCHS = (  # records made before the runs went on the clock
+    "Each method ran the epochs its estimated epoch time allowed within k·B, with a schedule fitted to those "
+    "epochs; its score is the training loss after the last epoch that ended within k·B (training steps only, no "
+    "evaluation)."
+)
 
 
 def _time_to(records: list[dict[str, Any]], target: float) -> float | None:
@@ -58,16 +71,8 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         *provenance(results, f"seed {cfg['seed']}"),
         "",
         f"Budget B = the training time of `{ref}` for {cfg['reference_epochs']} epochs in this run: "
-        f"**{_fmt(budget, 1)} s**. Each method runs the epochs its estimated epoch time allows within k·B (the "
-        "60-step calibration within B; on larger budgets the epoch time measured within the smaller ones), with "
-        + (
-            "a linear decay over those epochs (no warm-up)"
-            if cfg.get("warmup_epochs") == 0
-            else "its warm-up/decay schedule fitted to those epochs"
-        )
-        + "; its score is the training loss after the last epoch "
-        "that ended within k·B (training steps only, no evaluation). 'overran' marks a run whose estimate was "
-        "short: the epochs after the budget are not credited."
+        f"**{_fmt(budget, 1)} s**. "
+        + (_ON_THE_CLOCK if cfg.get("schedule") == "time" else _FITTED_EPOCHS)
         + (
             f" Learning rates tuned on each budget: every method ran {', '.join(f'{f:g}' for f in grid)} × its "
             "10-epoch tuned rate, and the best within the budget is scored ('edge': the best lies on the grid's "
@@ -87,8 +92,8 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         lines += [
             f"## Within {k:g}·B = {_fmt(k * budget if budget else None, 1)} s",
             "",
-            "| rank | method | lr | epochs fitted | epoch time fitted to (s) | loss within budget | "
-            "time used (s) | overran | status |" + (" loss at each lr factor |" if len(grid) > 1 else ""),
+            "| rank | method | lr | epochs run | epoch time (s) | loss within budget | "
+            "time used (s) | over by (s) | status |" + (" loss at each lr factor |" if len(grid) > 1 else ""),
             "|---|---|---|---|---|---|---|---|---|" + ("---|" if len(grid) > 1 else ""),
         ]
         for i, (name, v) in enumerate(scored, 1):
@@ -100,10 +105,9 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
                 " " + ", ".join(f"{f:g}: {_fmt(w.get('train_loss'))}" for f, w in at) + " |" if len(grid) > 1 else ""
             )
             lines.append(
-                f"| {i} | {name} | {lr:.3g}{edge} | {v['epochs']} | "
-                f"{_fmt(fitted_epoch_time(results, k, name), 2)} | {_fmt(within.get('train_loss'))} | "
-                f"{_fmt(within.get('train_time'), 1)} | {'yes' if v.get('overran') else ''} | {v['status']} |"
-                + grid_cell
+                f"| {i} | {name} | {lr:.3g}{edge} | {_fmt(v.get('epochs'))} | "
+                f"{_fmt(measured_epoch_time(v), 2)} | {_fmt(within.get('train_loss'))} | "
+                f"{_fmt(within.get('train_time'), 1)} | {_fmt(v.get('over_s'), 2)} | {v['status']} |" + grid_cell
             )
         lines.append("")
     ref_run = results["runs"].get(f"reference/{ref}")

@@ -1,12 +1,13 @@
 """Several seeds of ``layerwise bench equal-time`` read together (``layerwise report DIR DIR ...``): each
 method's loss within k·B as mean [min, max] over seeds, LocoProp's best configuration against the best
-baseline, and how much cheaper its epoch would have to be to win.
+baseline, and how much faster its step would have to be to win.
 
-*What stands in the way*, per budget k·B and seed: let t_L be the epoch time LocoProp's run was fitted to
-and E* the first epoch, in its scored runs of that seed, that ends at or below the best baseline's loss
-within k·B. Fitting E* epochs into k·B needs an epoch time of k·B / E*, so LocoProp's epoch would have to be
-``t_L · E* / (k·B)`` times cheaper (epoch granularity and a schedule fitted to a longer run: an estimate, not
-a bound). Where no run of that seed reaches the loss, the per-epoch quality stands in the way as well.
+*What stands in the way*, per budget k·B and seed: let t* be the earliest training time at which one of
+LocoProp's scored runs of that seed (on any budget) ended an epoch at or below the best baseline's loss within
+k·B. Its step would have to be ``t* / (k·B)`` times faster to get there within k·B (epoch granularity and a
+schedule that decays over a longer budget: an estimate, not a bound). Where no run of that seed gets there,
+``T / (k·B)``, T its longest run's training time, is a lower bound, and the per-step quality stands in the way
+as well.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ._equal_time_report import chosen_run, fitted_epoch_time
+from ._equal_time_report import chosen_run, measured_epoch_time
 from ._plotting import figure, save_png
 from ._record import provenance, save_report
 
@@ -32,6 +33,7 @@ _SAME = (
     "multiples",
     "reference",
     "reference_epochs",
+    "schedule",
 )
 
 
@@ -54,10 +56,13 @@ def _scored_runs(run: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return [e for k in run["config"]["multiples"] if (e := chosen_run(run, k, name)) is not None]
 
 
-def _first_epoch_at(run: dict[str, Any], name: str, target: float) -> int | None:
-    """The first epoch of any of ``name``'s scored runs in ``run`` that ended at or below ``target``."""
-    found = [r["epoch"] for e in _scored_runs(run, name) for r in e.get("records") or [] if r["train_loss"] <= target]
-    return min(found) if found else None
+def _first_time_at(run: dict[str, Any], name: str, target: float) -> float | None:
+    """The earliest training time at which one of ``name``'s scored runs in ``run`` ended an epoch at or below
+    ``target``."""
+    found = [
+        r["train_time"] for e in _scored_runs(run, name) for r in e.get("records") or [] if r["train_loss"] <= target
+    ]
+    return float(min(found)) if found else None
 
 
 def summarize_equal_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -102,9 +107,9 @@ def summarize_equal_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
             rows[name] = {
                 "loss": _stats([_loss(r, k, name) for r in runs]),
                 "epochs": [e.get("epochs") for e in entries],
-                "overran": sum(bool(e.get("overran")) for e in entries),
+                "over_s": max((float(e.get("over_s") or 0.0) for e in entries), default=0.0),
                 "failed": sum(e.get("status") not in (None, "complete") for e in entries),
-                "epoch_time": statistics.fmean(fitted_epoch_time(r, k, name) for r in runs),
+                "epoch_time": _mean([measured_epoch_time(e) for e in entries]),
                 "lr": sorted({e.get("lr", settings[0][name]) for e in entries}),
             }
         # a method scored in fewer seeds (diverged, or no epoch inside the budget) ranks after those scored in more
@@ -129,13 +134,13 @@ def _against(
         if lv is None or bv is None:
             continue
         gaps.append(lv - bv)
-        t_l, budget = fitted_epoch_time(r, k, lp), k * r["budget_s"]
-        first = _first_epoch_at(r, lp, bv)
+        budget = k * r["budget_s"]
+        first = _first_time_at(r, lp, bv)
         if first is not None:
-            speedups.append(t_l * first / budget)
-        else:  # not reached in the epochs it ran: it would need at least one more
-            ran = max(len(e.get("records") or []) for e in _scored_runs(r, lp))
-            bounds.append(t_l * (ran + 1) / budget)
+            speedups.append(first / budget)
+        else:  # not reached in the time it ran: it would need more than its longest run
+            ran = max((e["records"][-1]["train_time"] for e in _scored_runs(r, lp) if e.get("records")), default=0.0)
+            bounds.append(ran / budget)
     base_mean = rows[base]["loss"]["mean"]
     return {
         "best": lp,
@@ -150,6 +155,11 @@ def _against(
         "unreached": len(bounds),
         "speedup_at_least": _stats(list(bounds)),
     }
+
+
+def _mean(values: list[float | None]) -> float:
+    vals = [v for v in values if v is not None]
+    return statistics.fmean(vals) if vals else math.nan
 
 
 def _f(v: float, digits: int = 2) -> str:
@@ -178,7 +188,7 @@ def write_equal_time_summary(
         "",
         *provenance(runs[0], f"seeds {', '.join(str(x) for x in s['seeds'])}"),
         "",
-        "One record per seed, each with its own calibration and budget; the command above is the first seed's, the "
+        "One record per seed, each with its own budget; the command above is the first seed's, the "
         "others differ in `--seed` and `--out` only.",
         *(
             [
@@ -193,9 +203,9 @@ def write_equal_time_summary(
         ),
         "",
         f"Budget B = the training time of `{s['reference']}` for {runs[0]['config']['reference_epochs']} epochs, "
-        f"measured in each seed's run: {budgets} s. Each method runs the epochs its calibrated epoch time allows "
-        "within k·B, its schedule fitted to them; its score is the training loss after the last epoch that ended "
-        "within k·B. Losses: mean [min, max] over seeds (nats per image).",
+        f"measured in each seed's run: {budgets} s. Each method trains on the clock within k·B, its rate decaying "
+        "linearly with the training time used, and stops when its next step would no longer fit; its score is the "
+        "training loss where it stopped. Losses: mean [min, max] over seeds (nats per image).",
         "",
     ]
     for k in s["multiples"]:
@@ -204,14 +214,16 @@ def write_equal_time_summary(
         lines += [
             f"## Within {k:g}·B",
             "",
-            "| rank | method | lr | epochs fitted | epoch time fitted to (s) | loss within budget | vs the leader "
-            "| overran | diverged or failed |",
+            "| rank | method | lr | epochs run | epoch time (s) | loss within budget | vs the leader "
+            "| most over the budget (s) | diverged or failed |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for i, name in enumerate(e["ranked"], 1):
             row = rows[name]
-            epochs = sorted({x for x in row["epochs"] if x is not None})
-            fitted = "–" if not epochs else f"{epochs[0]}" if len(epochs) == 1 else f"{epochs[0]}–{epochs[-1]}"
+            epochs = sorted(x for x in row["epochs"] if x is not None)
+            ran = (
+                "–" if not epochs else _f(epochs[0]) if epochs[0] == epochs[-1] else f"{_f(epochs[0])}–{_f(epochs[-1])}"
+            )
             vs = row["loss"]["mean"] / leader - 1 if row["loss"]["n"] and math.isfinite(leader) else math.inf
             missing = n - row["loss"]["n"]
             loss = _spread(row["loss"]) + (
@@ -219,8 +231,8 @@ def write_equal_time_summary(
             )
             lrs = ", ".join(f"{x:.3g}" for x in row["lr"])
             lines.append(
-                f"| {i} | {name} | {lrs} | {fitted} | {_f(row['epoch_time'])} | {loss} | "
-                f"{'–' if not math.isfinite(vs) else f'{100 * vs:+.1f}%'} | {row['overran'] or ''} | "
+                f"| {i} | {name} | {lrs} | {ran} | {_f(row['epoch_time'])} | {loss} | "
+                f"{'–' if not math.isfinite(vs) else f'{100 * vs:+.1f}%'} | {_f(row['over_s'])} | "
                 f"{row['failed'] or ''} |"
             )
         lines.append("")
@@ -236,17 +248,17 @@ def _locoprop_paragraph(lp: dict[str, Any], rows: dict[str, Any], k: float, ref:
     base, sp, low = lp["baseline"], lp["speedup_needed"], lp["speedup_at_least"]
     pct = f"{lp['gap_pct']:+.1f}%" if math.isfinite(lp["gap_pct"]) else "–"
     if sp["n"] and sp["mean"] > 1:
-        way = f"To reach `{base}`'s loss within {k:g}·B its epoch would have to be about {_spread(sp)}× cheaper"
+        way = f"To reach `{base}`'s loss within {k:g}·B its step would have to be about {_spread(sp)}× faster"
     elif sp["n"]:
-        way = f"By its estimated epoch time it reaches `{base}`'s loss after {_spread(sp)} of the budget"
+        way = f"One of its runs reaches `{base}`'s loss after {_spread(sp)} of the budget"
     else:
         way = ""
     if sp["n"]:
         way += f" (estimated in the {sp['n']} of {lp['seeds_compared']} seeds in which one of its runs gets there)."
     if lp["unreached"]:
         way += (
-            f" In {lp['unreached']} seed(s) none of its runs gets there in the epochs it ran: there its epoch would "
-            f"have to be at least {_f(low['min'])}× cheaper, if more epochs got there at all."
+            f" In {lp['unreached']} seed(s) none of its runs gets there in the time it ran: there its step would "
+            f"have to be more than {_f(low['min'])}× faster, if more steps got there at all."
         )
     return (
         f"**LocoProp within {k:g}·B.** Its best configuration here, `{lp['best']}`, ends at "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import math
 import random
 import statistics
@@ -29,7 +31,6 @@ __all__ = [
     "TrainingDiverged",
     "CheckpointMismatch",
     "load_autoencoder_data",
-    "mean_step_time",
     "train_method",
     "evaluate",
 ]
@@ -200,34 +201,6 @@ def _build(
     return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
-def mean_step_time(
-    method: Method, lr: float, data: AutoencoderData, cfg: AutoencoderConfig, *, steps: int = 60, warmup: int = 3
-) -> float:
-    """Mean seconds of one training step of ``method`` on ``cfg``'s batches, after ``warmup`` untimed steps.
-
-    The mean, not the median: periodic work (Shampoo's roots, K-FAC's inverses every 20 steps) counts, so
-    ``steps`` should span a few of its periods. Measures a fresh model; nothing is saved.
-    """
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"Invalid steps={steps} or warmup={warmup}: expected steps >= 1 and warmup >= 0.")
-    model, optimizer, _ = _build(method, lr, data, cfg)
-    device, n, bs = data.train.device, len(data.train), cfg.effective_batch_size
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed)).to(device)
-    model.train()
-    total = 0.0
-    for step in range(warmup + steps):
-        start = (step * bs) % max(n - bs + 1, 1)
-        x = data.train[order[start : start + bs]]
-        closure = method.closure(optimizer, model, sigmoid_cross_entropy, x, x)
-        _sync(device)
-        t0 = time.perf_counter()
-        optimizer.step(closure)  # type: ignore[arg-type]
-        _sync(device)
-        if step >= warmup:
-            total += time.perf_counter() - t0
-    return total / steps
-
-
 def train_method(
     method: Method,
     lr: float,
@@ -239,8 +212,10 @@ def train_method(
     progress: bool = True,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     segment: int = 0,
+    budget_s: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``method`` for ``cfg.epochs`` epochs and return one record per epoch.
+    """Train ``method`` for ``cfg.epochs`` epochs, or for ``budget_s`` seconds of training, and return one
+    record per epoch.
 
     Each record: ``epoch`` (1-based), ``lr``, ``train_loss`` (full training set, after the epoch),
     ``test_loss``, ``train_time`` (cumulative seconds of training steps only), ``step_time_median``
@@ -252,13 +227,25 @@ def train_method(
     them). An optimizer with ``eval()``/``train()`` modes (Schedule-Free) is evaluated and
     checkpointed in ``eval()`` mode, at its averaged point.
 
+    With ``budget_s`` the run is time-based (``cfg.epochs`` and the epoch schedule are ignored): before each
+    step the rate is ``lr · (1 - t / budget_s)``, ``t`` the training time so far (a scheduled method's linear
+    decay over the budget), and the run stops after the step past which the median of the last 16 step
+    times would no longer fit in the budget; the last record is then a partial epoch (``epoch`` fractional,
+    ``stopped`` true) and its ``train_time`` ends within about one step of ``budget_s``. Its ``lr`` is the
+    rate of the epoch's first step. The rates follow the measured times, so two runs differ slightly.
+
     Raises:
         TrainingDiverged: a non-finite loss; the checkpoint of the last complete epoch is kept.
+        ValueError: ``budget_s`` not > 0.
     """
+    if budget_s is not None and not budget_s > 0:
+        raise ValueError(f"Invalid budget_s={budget_s!r}: expected seconds > 0, or None to train cfg.epochs epochs.")
     device = data.train.device
     model, optimizer, scheduler = _build(method, lr, data, cfg)
     records: list[dict[str, Any]] = []
     signature = _signature(method, lr, cfg)
+    if budget_s is not None:
+        signature["budget_s"] = budget_s
     if resume and checkpoint is not None and checkpoint.is_file():
         state = load_checkpoint(checkpoint, map_location=device)
         if state["signature"] != signature:
@@ -275,11 +262,15 @@ def train_method(
         optimizer_train = getattr(optimizer, "train", None)
         if callable(optimizer_train):
             optimizer_train()  # saved at the evaluation point; training resumes from the training point
+        if records and records[-1].get("stopped"):
+            return records  # a time-based run that already used its budget
     n, bs = len(data.train), cfg.effective_batch_size
     steps_per_epoch = math.ceil(n / bs)
     elapsed = records[-1]["train_time"] if records else 0.0
+    recent: collections.deque[float] = collections.deque(maxlen=16)
+    epochs = range(len(records), cfg.epochs) if budget_s is None else itertools.count(len(records))
     bar = tqdm(
-        total=cfg.epochs * steps_per_epoch,
+        total=cfg.epochs * steps_per_epoch if budget_s is None else None,
         initial=len(records) * steps_per_epoch,
         desc=f"{method.name:>10}",
         disable=not progress,
@@ -287,12 +278,16 @@ def train_method(
         leave=True,
     )
     try:
-        for epoch in range(len(records), cfg.epochs):
+        for epoch in epochs:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).to(device)
-            epoch_lr = optimizer.param_groups[0]["lr"]
-            times = []
+            times: list[float] = []
+            stopped = False
             model.train()
             for step in range(steps_per_epoch):
+                if budget_s is not None and method.scheduled:
+                    _set_time_decay(optimizer, scheduler.base_lrs, (elapsed + sum(times)) / budget_s)
+                if step == 0:
+                    epoch_lr = optimizer.param_groups[0]["lr"]
                 x = data.train[order[step * bs : (step + 1) * bs]]
                 closure = method.closure(optimizer, model, sigmoid_cross_entropy, x, x)
                 _sync(device)
@@ -307,8 +302,13 @@ def train_method(
                 if not math.isfinite(loss_value):
                     raise _diverged(method, epoch, step, checkpoint, f"loss={loss_value}")
                 bar.update(1)
+                recent.append(times[-1])
+                if budget_s is not None and elapsed + sum(times) + statistics.median(recent) > budget_s:
+                    stopped = True
+                    break
             elapsed += sum(times)
-            scheduler.step()
+            if budget_s is None:
+                scheduler.step()
             model.eval()
             with _at_evaluation_point(optimizer):
                 train_loss = evaluate(model, data.train)
@@ -323,21 +323,25 @@ def train_method(
             if not math.isfinite(train_loss):
                 raise _diverged(method, epoch, steps_per_epoch - 1, checkpoint, f"train loss={train_loss}")
             record = {
-                "epoch": epoch + 1,
+                "epoch": epoch + len(times) / steps_per_epoch if stopped else epoch + 1,
                 "lr": epoch_lr,
                 "train_loss": train_loss,
                 "test_loss": test_loss,
                 "train_time": elapsed,
                 "step_time_median": statistics.median(times),
-                "steps": steps_per_epoch,
+                "steps": len(times),
                 "segment": segment,  # which invocation trained this epoch (0: the first; n: the n-th resume)
             }
+            if budget_s is not None:
+                record["stopped"] = stopped
             records.append(record)
             bar.set_postfix(train=f"{train_loss:.2f}", test=f"{test_loss:.2f}")
             if checkpoint is not None:
                 atomic_torch_save({**state, "records": records}, checkpoint)
             if on_epoch is not None:
                 on_epoch(record)
+            if stopped:
+                break
     finally:
         bar.close()
     return records
@@ -345,6 +349,12 @@ def train_method(
 
 def _constant(epoch: int) -> float:
     return 1.0
+
+
+def _set_time_decay(optimizer: torch.optim.Optimizer, base_lrs: list[float | torch.Tensor], used: float) -> None:
+    """Each group's rate at the fraction ``used`` of a time budget: a linear decay from its base rate to 0."""
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+        group["lr"] = base * max(0.0, 1.0 - used)
 
 
 def _diverged(method: Method, epoch: int, step: int, checkpoint: Path | None, what: str) -> TrainingDiverged:

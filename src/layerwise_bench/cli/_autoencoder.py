@@ -332,12 +332,6 @@ def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
         default="rmsprop",
         help="the method whose training time for --epochs epochs is the budget B (default rmsprop)",
     )
-    p.add_argument(
-        "--calibration-steps",
-        type=positive_int,
-        default=60,
-        help="timed steps per method that estimate its epoch time (default 60; mean, so periodic work counts)",
-    )
     p.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for the data)")
     p.add_argument(
         "--lr-factors",
@@ -370,7 +364,6 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
         multiples=args.multiples,
         reference=args.reference,
         reference_epochs=args.epochs,
-        calibration_steps=args.calibration_steps,
         lr_factors=args.lr_factors,
         lrs_from=args.lrs_from,
         tuned_file=args.tuned,
@@ -394,7 +387,7 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
 
 EQUAL_TIME = Subcommand(
     "equal-time",
-    "methods at equal training time: the budget B of --reference, each schedule fitted to k*B",
+    "methods at equal training time: B from --reference; each run decays its rate with time, stops at k*B",
     _add_equal_time_args,
     _run_equal_time,
     threads_help=_THREADS,
