@@ -69,6 +69,8 @@ def _fake_training(monkeypatch, calls):
         calls.append((m.name, lr, budget_s, cfg.warmup_epochs))
         best = TUNED[m.name] * (10 if m.name == "rmsprop" else 1)
         ends = [1.5 * e for e in range(1, cfg.epochs + 1)] if budget_s is None else [1.5, budget_s]
+        if budget_s is not None and m.name == "adam":
+            ends[-1] += 0.25  # its last step passed the budget (a periodic expensive step, say)
         return [
             {"epoch": t / 1.5, "train_time": t, "train_loss": 100 / t + 10 * abs(math.log10(lr / best))} for t in ends
         ]
@@ -91,13 +93,15 @@ def test_each_budget_tunes_the_rate_on_a_grid_and_other_seeds_reuse_the_choice(t
             assert sorted(c[1] for c in calls if c[0] == name and c[2] == budget) == pytest.approx(
                 [lrs[name] * f for f in (0.1, 1, 10)]
             )
-    assert res["runs"]["2B/adam"]["within"]["train_time"] == 36 and res["runs"]["2B/adam"]["over_s"] == 0
+    assert res["runs"]["2B/rmsprop"]["within"]["train_time"] == 36 and res["runs"]["2B/rmsprop"]["over_s"] == 0
+    assert res["runs"]["2B/adam"]["within"]["train_time"] == 36.25 and res["runs"]["2B/adam"]["over_s"] == 0.25
     for k in ("1B", "2B"):
         assert res["chosen"][f"{k}/adam"] == {"factor": 1, "lr": lrs["adam"], "edge": False, "from": None}
         assert res["chosen"][f"{k}/rmsprop"]["factor"] == 10 and res["chosen"][f"{k}/rmsprop"]["edge"]
     assert bench.chosen_run(res, 2, "rmsprop") is res["runs"]["2B/rmsprop@10"]
     report = (tmp_path / "s0" / "report.md").read_text()
     assert "loss at each lr factor" in report and "Learning rates tuned on each budget" in report
+    assert "| 36.2 | 0.25 | complete |" in report  # Adam within 2B: time used, over by
     # another seed takes the choices and runs only them
     calls.clear()
     other = run_equal_time_benchmark(
@@ -121,6 +125,14 @@ def test_grid_arguments_are_checked_before_anything_is_written(tmp_path, monkeyp
         run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "a", lrs_from=tmp_path / "nope")
     small = {"multiples": (1,), "reference_epochs": 2, "progress": False}
     run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1), **small)
+    old = json.loads((tmp_path / "s0" / "results.json").read_text())
+    for change, match in [({"schedule": None}, "epoch-count fit"), ({"reference_epochs": 3}, "other settings")]:
+        (tmp_path / "old").mkdir(exist_ok=True)
+        edited = {**old, "config": {**old["config"], **change}}
+        edited.pop("sha256", None)  # an edit by hand, on purpose
+        (tmp_path / "old" / "results.json").write_text(json.dumps(edited))
+        with pytest.raises(ValueError, match=match):
+            run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "a", lrs_from=tmp_path / "old", **small)
     with pytest.raises(ValueError, match="does not hold a choice for every budget"):  # kfac was not tuned there
         run_equal_time_benchmark(
             ["adam", "rmsprop", "kfac"], CFG, data, tmp_path / "a", lrs_from=tmp_path / "s0", **small

@@ -47,6 +47,7 @@ def _record(seed: int, shift: float, budget: float = 10.0) -> dict:
             "multiples": [1, 3],
             "reference": "rmsprop",
             "reference_epochs": 10,
+            "schedule": "time",
         },
         "budget_s": budget,
         "lrs": {n: {"lr": 1e-3, "source": "test", "hparams": {}} for n in EPOCH_TIME},

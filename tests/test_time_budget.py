@@ -67,6 +67,17 @@ def test_the_rate_decays_with_the_time_used_and_the_run_stops_before_the_budget(
     assert recs[-1]["train_loss"] < recs[-2]["train_loss"]  # evaluated where it stopped, after the partial epoch
 
 
+def test_every_group_decays_from_its_own_rate(data, monkeypatch):
+    _fake_clock(monkeypatch, [])
+    lrs = _lrs_per_step(monkeypatch, [])
+    muon = bench.get_method("muon")  # Muon's group at lr, Adam's (biases) at its own adam_lr
+    train_method(muon, 0.05, data, CFG, progress=False, budget_s=4.5)
+    adam_lr = lrs[0][1]
+    assert adam_lr != 0.05 and len(lrs) == 4
+    for i, groups in enumerate(lrs):
+        assert groups == pytest.approx([0.05 * (1 - i / 4.5), adam_lr * (1 - i / 4.5)])
+
+
 def test_the_stop_reads_the_median_of_recent_steps_so_one_slow_step_does_not_end_the_run(data, monkeypatch):
     _fake_clock(monkeypatch, [1.0, 1.0, 5.0, 1.0, 1.0])  # one slow step (a periodic root, or load)
     recs = train_method(bench.get_method("adam"), 1e-3, data, CFG, progress=False, budget_s=12.0)

@@ -80,7 +80,8 @@ def run_equal_time_benchmark(
         raise ValueError("Pass lr_factors or lrs_from, not both: lrs_from runs the factors another record chose.")
     methods, lrs, tuned_src, tuned = prepare_methods(method_names, cfg.dataset, tuned_file)
     cfg = replace(cfg, warmup_epochs=0)
-    given = _read_choices(lrs_from, {m.name: lrs[m.name][0] for m in methods}, multiples) if lrs_from else None
+    same = {"dataset": cfg.dataset, "subset": cfg.subset, "reference": reference, "reference_epochs": reference_epochs}
+    given = _read_choices(lrs_from, {m.name: lrs[m.name][0] for m in methods}, multiples, same) if lrs_from else None
     config = {
         **asdict(cfg),
         "multiples": list(multiples),
@@ -142,7 +143,9 @@ def run_equal_time_benchmark(
     return results
 
 
-def _read_choices(path: str | Path, lrs: dict[str, float], multiples: tuple[float, ...]) -> dict[str, float]:
+def _read_choices(
+    path: str | Path, lrs: dict[str, float], multiples: tuple[float, ...], same: dict[str, Any]
+) -> dict[str, float]:
     """The learning-rate factor chosen per budget and method in another equal-time record (``lrs_from``)."""
     from ._io import read_json
 
@@ -153,6 +156,18 @@ def _read_choices(path: str | Path, lrs: dict[str, float], multiples: tuple[floa
     chosen, theirs = other.get("chosen") or {}, {n: v["lr"] for n, v in (other.get("lrs") or {}).items()}
     wanted = [f"{k:g}B/{n}" for k in multiples for n in lrs]
     missing = [w for w in wanted if w not in chosen]
+    cfg = other.get("config") or {}
+    if cfg.get("schedule") != "time":
+        raise ValueError(
+            f"lrs_from: {str(src)!r} was made with the epoch-count fit, not on the clock: its rates were chosen under "
+            "another schedule. Tune a seed with this version (--lr-factors) and pass its directory."
+        )
+    differ = {k: (cfg.get(k), v) for k, v in same.items() if cfg.get(k) != v}
+    if differ:
+        raise ValueError(
+            f"lrs_from: {str(src)!r} was tuned on other settings (theirs, ours: {differ}); pass a seed of this "
+            "benchmark's --dataset, --subset, --reference and --epochs."
+        )
     if other.get("benchmark") != "equal-time" or missing or any(theirs.get(n) != lr for n, lr in lrs.items()):
         raise ValueError(
             f"lrs_from: {str(src)!r} does not hold a choice for every budget and method of this run with the same "

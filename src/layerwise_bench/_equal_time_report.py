@@ -36,7 +36,8 @@ _ON_THE_CLOCK = (
     "Each method trains on the clock within k·B: before each step its rate is lr·(1 − t/(k·B)), t its training "
     "time so far (Schedule-Free keeps its constant rate), and it stops when its next step would no longer fit. Its "
     "score is the training loss where it stopped (training steps only, no evaluation); 'over by' is how far its "
-    "training time passed k·B (at most about one step)."
+    "training time passed k·B (at most about one step: one of Shampoo's, SOAP's or K-FAC's periodic expensive "
+    "steps, if that came last; the rate is then about 0)."
 )
 _FITTED_EPOCHS = (  # records made before the runs went on the clock
     "Each method ran the epochs its estimated epoch time allowed within k·B, with a schedule fitted to those "

@@ -230,9 +230,10 @@ def train_method(
     With ``budget_s`` the run is time-based (``cfg.epochs`` and the epoch schedule are ignored): before each
     step the rate is ``lr · (1 - t / budget_s)``, ``t`` the training time so far (a scheduled method's linear
     decay over the budget), and the run stops after the step past which the median of the last 16 step
-    times would no longer fit in the budget; the last record is then a partial epoch (``epoch`` fractional,
-    ``stopped`` true) and its ``train_time`` ends within about one step of ``budget_s``. Its ``lr`` is the
-    rate of the epoch's first step. The rates follow the measured times, so two runs differ slightly.
+    times would no longer fit in the budget; the last record then has ``stopped`` true (``epoch`` fractional
+    unless it stopped on an epoch's last step), and its ``train_time`` ends within about one step of
+    ``budget_s`` (one of Shampoo's, SOAP's or K-FAC's periodic expensive steps, if that came last). Its
+    ``lr`` is the rate of the epoch's first step. The rates follow the measured times, so two runs differ slightly.
 
     Raises:
         TrainingDiverged: a non-finite loss; the checkpoint of the last complete epoch is kept.
@@ -244,8 +245,8 @@ def train_method(
     model, optimizer, scheduler = _build(method, lr, data, cfg)
     records: list[dict[str, Any]] = []
     signature = _signature(method, lr, cfg)
-    if budget_s is not None:
-        signature["budget_s"] = budget_s
+    if budget_s is not None:  # cfg.epochs does not bound a run on the clock
+        signature.update(budget_s=budget_s, config={**signature["config"], "epochs": None})
     if resume and checkpoint is not None and checkpoint.is_file():
         state = load_checkpoint(checkpoint, map_location=device)
         if state["signature"] != signature:

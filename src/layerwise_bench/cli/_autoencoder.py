@@ -351,7 +351,7 @@ def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
 
 def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
     if args.schedule_epochs is not None:
-        raise ValueError("--schedule-epochs: equal-time fits each method's schedule to its budget. Drop it.")
+        raise ValueError("--schedule-epochs: equal-time decays each run's rate over its time budget. Drop it.")
     if args.reference not in args.methods:
         raise ValueError(f"--reference {args.reference!r} is not among --methods; add it to --methods.")
     _check_tuned(args)
