@@ -61,13 +61,15 @@ def test_bad_arguments_are_clear_and_write_nothing(tmp_path):
 TUNED = {n: lr for n, (lr, _) in prepare_methods(["adam", "rmsprop", "kfac"], "digits", None)[1].items()}
 
 
-def _fake_training(monkeypatch, calls):
+def _fake_training(monkeypatch, calls, bests=None):
     """Training replaced by a curve that depends on the rate: Adam's best is its tuned rate, RMSProp's 10x its
-    tuned rate (the grid's edge); epochs of 1.5 s, and a run on the clock stops at its budget."""
+    tuned rate (the grid's edge; ``bests`` sets other multiples); epochs of 1.5 s, and a run on the clock stops
+    at its budget."""
+    bests = bests or {"adam": 1, "rmsprop": 10}
 
     def train(m, lr, data, cfg, progress=True, budget_s=None):
         calls.append((m.name, lr, budget_s, cfg.warmup_epochs))
-        best = TUNED[m.name] * (10 if m.name == "rmsprop" else 1)
+        best = TUNED[m.name] * bests[m.name]
         ends = [1.5 * e for e in range(1, cfg.epochs + 1)] if budget_s is None else [1.5, budget_s]
         if budget_s is not None and m.name == "adam":
             ends[-1] += 0.25  # its last step passed the budget (a periodic expensive step, say)
@@ -86,22 +88,31 @@ def test_each_budget_tunes_the_rate_on_a_grid_and_other_seeds_reuse_the_choice(t
     res = run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), **kw)
     # no warm-up in any run (5% of 12 epochs would make one epoch at lr 0)
     assert {c[3] for c in calls} == {0} and res["config"]["warmup_epochs"] == 0
-    # B = 12 epochs of 1.5 s = 18 s; every method runs every factor on the clock within B and within 2B
+    # B = 12 epochs of 1.5 s = 18 s; every method runs every factor on the clock within B and within 2B, and
+    # RMSProp's best on the edge (10x) extends its grid to 100x, which is worse: 10x is chosen, inside
     assert res["budget_s"] == 18 and calls[0] == ("rmsprop", lrs["rmsprop"], None, 0)
     for budget in (18, 36):
-        for name in ("adam", "rmsprop"):
+        for name, grid in (("adam", (0.1, 1, 10)), ("rmsprop", (0.1, 1, 10, 100))):
             assert sorted(c[1] for c in calls if c[0] == name and c[2] == budget) == pytest.approx(
-                [lrs[name] * f for f in (0.1, 1, 10)]
+                [lrs[name] * f for f in grid]
             )
     assert res["runs"]["2B/rmsprop"]["within"]["train_time"] == 36 and res["runs"]["2B/rmsprop"]["over_s"] == 0
     assert res["runs"]["2B/adam"]["within"]["train_time"] == 36.25 and res["runs"]["2B/adam"]["over_s"] == 0.25
     for k in ("1B", "2B"):
-        assert res["chosen"][f"{k}/adam"] == {"factor": 1, "lr": lrs["adam"], "edge": False, "from": None}
-        assert res["chosen"][f"{k}/rmsprop"]["factor"] == 10 and res["chosen"][f"{k}/rmsprop"]["edge"]
+        assert res["chosen"][f"{k}/adam"] == {
+            "factor": 1,
+            "lr": lrs["adam"],
+            "edge": False,
+            "factors": [0.1, 1, 10],
+            "from": None,
+        }
+        rms = res["chosen"][f"{k}/rmsprop"]
+        assert (rms["factor"], rms["edge"], rms["factors"]) == (10, False, [0.1, 1, 10, 100])
     assert bench.chosen_run(res, 2, "rmsprop") is res["runs"]["2B/rmsprop@10"]
     report = (tmp_path / "s0" / "report.md").read_text()
     assert "loss at each lr factor" in report and "Learning rates tuned on each budget" in report
     assert "| 36.2 | 0.25 | complete |" in report  # Adam within 2B: time used, over by
+    assert "10: 5.56, 100: 15.56 |" in report  # RMSProp's extended grid is listed
     # another seed takes the choices and runs only them
     calls.clear()
     other = run_equal_time_benchmark(
@@ -112,6 +123,20 @@ def test_each_budget_tunes_the_rate_on_a_grid_and_other_seeds_reuse_the_choice(t
     assert len(ran) == 1 + 4  # the reference, then one run per budget and method at its chosen rate
     assert ("rmsprop", lrs["rmsprop"] * 10, 18) in ran and ("adam", lrs["adam"], 36) in ran
     assert "as chosen on each budget in" in (tmp_path / "s1" / "report.md").read_text()
+
+
+def test_a_best_rate_on_the_edge_extends_the_grid_at_most_twice_each_way(tmp_path, monkeypatch):
+    data, calls = load_autoencoder_data(CFG), []
+    _fake_training(monkeypatch, calls, bests={"adam": 0.001, "rmsprop": 1, "kfac": 1e4})
+    kw = {"multiples": (1,), "reference_epochs": 4, "progress": False}
+    res = run_equal_time_benchmark(
+        ["adam", "rmsprop", "kfac"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), **kw
+    )
+    adam, rms, kfac = (res["chosen"][f"1B/{n}"] for n in ("adam", "rmsprop", "kfac"))
+    assert (adam["factor"], adam["edge"], adam["factors"]) == (0.001, True, [0.001, 0.01, 0.1, 1, 10])
+    assert (rms["factor"], rms["edge"], rms["factors"]) == (1, False, [0.1, 1, 10])
+    assert (kfac["factor"], kfac["edge"], kfac["factors"]) == (1000, True, [0.1, 1, 10, 100, 1000])
+    assert "1B/adam@0.001" in res["runs"] and "(edge)" in (tmp_path / "s0" / "report.md").read_text()
 
 
 def test_grid_arguments_are_checked_before_anything_is_written(tmp_path, monkeypatch):

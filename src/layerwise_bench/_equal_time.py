@@ -13,8 +13,10 @@ The protocol (one seed per run; run it for several seeds and read them together)
    calibration, which erred by 7–15% both ways, moving whole epochs in and out of the budget
    (``benchmarks/equal-time-v1-mnist-cpu``, ``benchmarks/equal-time-mnist-cpu/README.md``).
 3. **Tune on the budget.** With ``lr_factors`` (e.g. 0.316, 1, 3.16) every method runs each factor times
-   its tuned rate on every budget, and the factor with the lowest loss at the budget is chosen (the record
-   says which, and whether it lies on the grid's edge). ``lrs_from`` takes those choices from another
+   its tuned rate on every budget, and the factor with the lowest loss at the budget is chosen. A best
+   factor on the grid's edge extends the grid one step further out (the edge factor's ratio to its
+   neighbour), up to ``EDGE_STEPS`` times, until the best lies inside; the record says which factors ran,
+   which was chosen and whether it is still on the edge. ``lrs_from`` takes those choices from another
    seed's record instead and runs only them: tune on one seed, evaluate on the others.
 4. **Score.** A run's score is the full-training-set loss where it stopped (``within``: its last record,
    and ``over_s``, by how much its training time passed ``k·B``). Methods are ranked by that loss; the
@@ -36,7 +38,10 @@ from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, trai
 from ._record import Record
 from ._tuned import prepare_methods
 
-__all__ = ["run_equal_time_benchmark"]
+__all__ = ["EDGE_STEPS", "run_equal_time_benchmark"]
+
+EDGE_STEPS = 2
+"""How many times a learning-rate grid is extended past an edge that holds the best loss."""
 
 
 def _score(entry: dict[str, Any]) -> float:
@@ -130,17 +135,38 @@ def run_equal_time_benchmark(
             factors = [given[f"{k:g}B/{m.name}"]] if given else list(lr_factors)
             for f in factors:
                 run(run_key(k, m.name, f), m.name, k * budget, f)
-            best = min(factors, key=lambda f: _score(record.runs[run_key(k, m.name, f)]))
+
+            def best_of(fs: list[float], k: float = k, name: str = m.name) -> float:
+                return min(fs, key=lambda f: _score(record.runs[run_key(k, name, f)]))
+
+            for _ in range(EDGE_STEPS if len(factors) > 1 else 0):
+                further = _beyond_edge(sorted(factors), best_of(factors))
+                if further is None:
+                    break
+                run(run_key(k, m.name, further), m.name, k * budget, further)
+                factors.append(further)
+            best = best_of(factors)
             chosen[f"{k:g}B/{m.name}"] = {
                 "factor": best,
                 "lr": lrs[m.name][0] * best,
                 "edge": len(factors) > 1 and best in (min(factors), max(factors)),
+                "factors": sorted(factors),
                 "from": str(lrs_from) if given else None,
             }
             record.save()
     record.save()
     write_equal_time_report(results, record.out)
     return results
+
+
+def _beyond_edge(factors: list[float], best: float) -> float | None:
+    """The next factor past the edge of the sorted grid ``factors`` that holds ``best`` (the edge's ratio to its
+    neighbour once more, to 3 significant digits), or None when ``best`` lies inside."""
+    if best == factors[0]:
+        return float(f"{factors[0] ** 2 / factors[1]:.3g}")
+    if best == factors[-1]:
+        return float(f"{factors[-1] ** 2 / factors[-2]:.3g}")
+    return None
 
 
 def _read_choices(

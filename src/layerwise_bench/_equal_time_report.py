@@ -76,8 +76,8 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         + (_ON_THE_CLOCK if cfg.get("schedule") == "time" else _FITTED_EPOCHS)
         + (
             f" Learning rates tuned on each budget: every method ran {', '.join(f'{f:g}' for f in grid)} × its "
-            "10-epoch tuned rate, and the best within the budget is scored ('edge': the best lies on the grid's "
-            "edge)."
+            "10-epoch tuned rate, and the best within the budget is scored; a best on the grid's edge extended the "
+            "grid one step further out, up to twice ('edge': the best is still on the edge of the factors run)."
             if len(grid) > 1
             else ""
         )
@@ -101,7 +101,14 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
             within = v.get("within") or {}
             lr = v.get("lr", results["lrs"][name]["lr"])
             edge = " (edge)" if (results.get("chosen") or {}).get(f"{k:g}B/{name}", {}).get("edge") else ""
-            at = [(f, (results["runs"].get(run_key(k, name, f)) or {}).get("within") or {}) for f in grid]
+            at = sorted(  # the grid and any factor it was extended by past an edge
+                (
+                    (float(e.get("lr_factor", 1.0)), e.get("within") or {})
+                    for key, e in results["runs"].items()
+                    if key.startswith(f"{k:g}B/") and e.get("method") == name
+                ),
+                key=lambda t: t[0],
+            )
             grid_cell = (
                 " " + ", ".join(f"{f:g}: {_fmt(w.get('train_loss'))}" for f, w in at) + " |" if len(grid) > 1 else ""
             )
