@@ -282,11 +282,12 @@ def train_method(
         for epoch in epochs:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).to(device)
             times: list[float] = []
+            used = 0.0  # this epoch's training time so far (sum(times), kept as it grows)
             stopped = False
             model.train()
             for step in range(steps_per_epoch):
                 if budget_s is not None and method.scheduled:
-                    _set_time_decay(optimizer, scheduler.base_lrs, (elapsed + sum(times)) / budget_s)
+                    _set_time_decay(optimizer, scheduler.base_lrs, (elapsed + used) / budget_s)
                 if step == 0:
                     epoch_lr = optimizer.param_groups[0]["lr"]
                 x = data.train[order[step * bs : (step + 1) * bs]]
@@ -299,15 +300,16 @@ def train_method(
                     raise _diverged(method, epoch, step, checkpoint, str(exc)) from exc
                 _sync(device)
                 times.append(time.perf_counter() - t0)
+                used += times[-1]
                 loss_value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
                 if not math.isfinite(loss_value):
                     raise _diverged(method, epoch, step, checkpoint, f"loss={loss_value}")
                 bar.update(1)
                 recent.append(times[-1])
-                if budget_s is not None and elapsed + sum(times) + statistics.median(recent) > budget_s:
+                if budget_s is not None and elapsed + used + statistics.median(recent) > budget_s:
                     stopped = True
                     break
-            elapsed += sum(times)
+            elapsed += used
             if budget_s is None:
                 scheduler.step()
             model.eval()
