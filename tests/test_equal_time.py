@@ -9,6 +9,7 @@ import pytest
 import layerwise_bench as bench
 import layerwise_bench._equal_time as equal_time
 from layerwise_bench import AutoencoderConfig, load_autoencoder_data, run_equal_time_benchmark
+from layerwise_bench._slow_runs import run_step_time
 from layerwise_bench._tuned import prepare_methods
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark on tiny data
@@ -163,3 +164,70 @@ def test_grid_arguments_are_checked_before_anything_is_written(tmp_path, monkeyp
             ["adam", "rmsprop", "kfac"], CFG, data, tmp_path / "a", lrs_from=tmp_path / "s0", **small
         )
     assert not (tmp_path / "a").exists()
+
+
+def test_a_slowed_run_runs_once_more_and_its_budget_is_chosen_again(tmp_path, monkeypatch):
+    """Step 5: a run whose median step is >10% above its method's median ran on a slowed machine; it is run once
+    more, the first run kept, and its budget's rate chosen again from the runs as they now stand."""
+    data, calls = load_autoencoder_data(CFG), []
+    slow = {  # (method, factor, budget or None for the reference, call number) -> median step time (s)
+        ("adam", 1, 18, 1): 0.13,  # slowed: the chosen rate's run, which then loses to the grid's edge
+        ("adam", 10, 36, 1): 0.109,  # 9% above: within the tolerance, not run again
+        ("rmsprop", 10, 36, 1): 0.15,  # slowed twice: run again once, then listed as still slowed
+        ("rmsprop", 10, 36, 2): 0.15,
+        ("rmsprop", 1, None, 1): 0.2,  # the reference: never run again (B is what it measured)
+    }
+    seen: dict = {}
+
+    def train(m, lr, data, cfg, progress=True, budget_s=None):
+        factor = float(f"{lr / TUNED[m.name]:.3g}")
+        n = seen[m.name, factor, budget_s] = seen.get((m.name, factor, budget_s), 0) + 1
+        calls.append((m.name, factor, budget_s, n))
+        step = slow.get((m.name, factor, budget_s, n), 0.1)
+        best = TUNED[m.name] * {"adam": 1.1, "rmsprop": 10}[m.name]  # Adam: 10x beats 0.1x
+        penalty = 20 if step > 0.12 else 0  # fewer steps in the budget: a worse loss
+        ends = [1.5 * e for e in range(1, cfg.epochs + 1)] if budget_s is None else [1.5, budget_s]
+        return [
+            {
+                "epoch": t / 1.5,
+                "train_time": t,
+                "step_time_median": step,
+                "train_loss": 100 / t + 10 * abs(math.log10(lr / best)) + penalty,
+            }
+            for t in ends
+        ]
+
+    monkeypatch.setattr(equal_time, "train_method", train)
+    kw = {"multiples": (1, 2), "reference_epochs": 12, "progress": False, "command": "t"}
+    res = run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), **kw)
+    twice = sorted((c[0], c[1], c[2]) for c in calls if c[3] == 2)
+    assert twice == [("adam", 1, 18), ("rmsprop", 10, 36)]
+    again = res["runs"]["1B/adam"]
+    first = again["first_run"]
+    assert first["step_time_s"] == 0.13 and first["method_median_s"] == 0.1 and first["within"]["train_loss"] > 20
+    assert run_step_time(again) == 0.1 and "first_run" not in first
+    # the first run had lost to the edge (10x), which extended the grid to 100x; run again, 1x is chosen
+    assert res["chosen"]["1B/adam"]["factor"] == 1 and res["chosen"]["1B/adam"]["factors"] == [0.1, 1, 10, 100]
+    assert "first_run" not in res["runs"]["2B/adam@10"] and "first_run" not in res["runs"]["reference/rmsprop"]
+    assert res["slow_tolerance"] == 1.1 and sorted(res["slowed"]) == ["2B/rmsprop@10", "reference/rmsprop"]
+    assert res["chosen"]["2B/rmsprop"]["factor"] == 1  # its slowed 10x run loses, now for good, and is listed
+    report = (tmp_path / "s0" / "report.md").read_text()
+    assert "## Slowed runs" in report and "| 1B/adam | 130 | 100 | 100 |" in report
+    assert "Still slowed" in report and "2B/rmsprop@10 150 ms against 100 ms" in report
+    # resuming runs nothing again: a run already repeated is not repeated twice, the reference never
+    monkeypatch.setattr(equal_time, "train_method", lambda *a, **k: pytest.fail("a finished run was repeated"))
+    assert (
+        run_equal_time_benchmark(
+            ["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), resume=True, **kw
+        )["slowed"]
+        == res["slowed"]
+    )
+    # another seed runs one rate per budget: 2 runs of Adam, judged with the tuned seed's runs pooled in
+    monkeypatch.setattr(equal_time, "train_method", train)
+    calls.clear(), seen.clear(), slow.clear()
+    slow[("adam", 1, 36, 1)] = 0.2
+    other = run_equal_time_benchmark(
+        ["adam", "rmsprop"], replace(CFG, seed=1), data, tmp_path / "s1", lrs_from=tmp_path / "s0", **kw
+    )
+    assert [c for c in calls if c[3] == 2] == [("adam", 1, 36, 2)] and other["slowed"] == {}
+    assert other["runs"]["2B/adam"]["first_run"]["method_median_s"] == 0.1

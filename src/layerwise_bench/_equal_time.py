@@ -22,6 +22,11 @@ The protocol (one seed per run; run it for several seeds and read them together)
    and ``over_s``, by how much its training time passed ``k·B``). Methods are ranked by that loss; the
    report also gives each method's time to target losses (the reference's loss at ``B`` and the best loss
    within ``B``), read from its curves at epoch granularity (an upper bound).
+5. **Slowed runs.** A run whose median step time is more than ``SLOW_TOLERANCE`` (10%) above its method's
+   median over the record (``_slow_runs``; with ``lrs_from``, pooled with that record's runs) was slowed by the
+   machine, not by its method: it is run once more, the first run kept in its entry (``first_run``), and its
+   budget's choice is made again. The reference is not repeated (B is what it measured); the record lists the
+   runs still slowed after that (``slowed``) and the report names them.
 
 Training time counts optimizer steps only (no evaluation), as everywhere in the harness.
 """
@@ -36,6 +41,7 @@ from typing import Any
 from ._equal_time_report import run_key, write_equal_time_report
 from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
 from ._record import Record
+from ._slow_runs import SLOW_TOLERANCE, method_step_times, slowed_runs
 from ._tuned import prepare_methods
 
 __all__ = ["EDGE_STEPS", "run_equal_time_benchmark"]
@@ -105,11 +111,15 @@ def run_equal_time_benchmark(
     results["lrs"] = {m.name: {"lr": lrs[m.name][0], "source": lrs[m.name][1], "hparams": m.hparams} for m in methods}
     by_name = {m.name: m for m in methods}
 
-    def run(key: str, name: str, budget: float | None, factor: float = 1.0) -> dict[str, Any]:
-        if record.finished(key):
+    def run(
+        key: str, name: str, budget: float | None, factor: float = 1.0, first: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        if record.finished(key) and first is None:
             return record.runs[key]
         m, lr = by_name[name], lrs[name][0] * factor
         entry: dict[str, Any] = {"method": name, "budget_s": budget, "lr": lr, "lr_factor": factor, "status": "running"}
+        if first is not None:  # a run again of a slowed run: the first one is kept beside it
+            entry["first_run"] = first
         try:
             if budget is None:
                 recs = train_method(m, lr, data, replace(cfg, epochs=reference_epochs), progress=progress)
@@ -130,30 +140,57 @@ def run_equal_time_benchmark(
     budget = float(ref["records"][-1]["train_time"])
     results["budget_s"] = budget
     chosen = results.setdefault("chosen", {})
+
+    def choose(k: float, name: str, grid: list[float]) -> None:
+        """Score ``name``'s runs within k·B, extending ``grid`` past an edge that holds the best (see step 3)."""
+        factors = sorted(
+            {
+                *grid,
+                *(
+                    e["lr_factor"]
+                    for key, e in record.runs.items()
+                    if key.startswith(f"{k:g}B/") and e["method"] == name
+                ),
+            }
+        )
+
+        def best_of(fs: list[float]) -> float:
+            return min(fs, key=lambda f: _score(record.runs[run_key(k, name, f)]))
+
+        while len(grid) > 1 and len(factors) - len(grid) < EDGE_STEPS:
+            further = _beyond_edge(factors, best_of(factors))
+            if further is None:
+                break
+            run(run_key(k, name, further), name, k * budget, further)
+            factors = sorted([*factors, further])
+        best = best_of(factors)
+        chosen[f"{k:g}B/{name}"] = {
+            "factor": best,
+            "lr": lrs[name][0] * best,
+            "edge": len(factors) > 1 and best in (min(factors), max(factors)),
+            "factors": factors,
+            "from": str(lrs_from) if given else None,
+        }
+        record.save()
+
+    grids: dict[tuple[float, str], list[float]] = {}
     for k in multiples:
         for m in methods:
-            factors = [given[f"{k:g}B/{m.name}"]] if given else list(lr_factors)
-            for f in factors:
+            grids[k, m.name] = [given[f"{k:g}B/{m.name}"]] if given else list(lr_factors)
+            for f in grids[k, m.name]:
                 run(run_key(k, m.name, f), m.name, k * budget, f)
-
-            def best_of(fs: list[float], k: float = k, name: str = m.name) -> float:
-                return min(fs, key=lambda f: _score(record.runs[run_key(k, name, f)]))
-
-            for _ in range(EDGE_STEPS if len(factors) > 1 else 0):
-                further = _beyond_edge(sorted(factors), best_of(factors))
-                if further is None:
-                    break
-                run(run_key(k, m.name, further), m.name, k * budget, further)
-                factors.append(further)
-            best = best_of(factors)
-            chosen[f"{k:g}B/{m.name}"] = {
-                "factor": best,
-                "lr": lrs[m.name][0] * best,
-                "edge": len(factors) > 1 and best in (min(factors), max(factors)),
-                "factors": sorted(factors),
-                "from": str(lrs_from) if given else None,
-            }
-            record.save()
+            choose(k, m.name, grids[k, m.name])
+    # step 5: a slowed run is run once more, and its budget's choice made again
+    pooled = method_step_times(_read_runs(lrs_from)) if lrs_from else None
+    results["slow_tolerance"] = SLOW_TOLERANCE
+    for key, slow in slowed_runs(record.runs, pooled=pooled).items():
+        entry = record.runs[key]
+        if key.startswith("reference/") or "first_run" in entry:
+            continue  # B stays what it measured (the report names a slowed reference); a run is repeated once
+        run(key, entry["method"], entry["budget_s"], entry["lr_factor"], first={**entry, **slow})
+        k = next(k for k in multiples if key.startswith(f"{k:g}B/"))
+        choose(k, entry["method"], grids[k, entry["method"]])
+    results["slowed"] = slowed_runs(record.runs, pooled=pooled)
     record.save()
     write_equal_time_report(results, record.out)
     return results
@@ -167,6 +204,12 @@ def _beyond_edge(factors: list[float], best: float) -> float | None:
     if best == factors[-1]:
         return float(f"{factors[-1] ** 2 / factors[-2]:.3g}")
     return None
+
+
+def _read_runs(path: str | Path) -> dict[str, Any]:
+    from ._io import read_json
+
+    return dict(read_json(Path(path) / "results.json").get("runs") or {})
 
 
 def _read_choices(

@@ -9,6 +9,7 @@ from typing import Any
 
 from ._plotting import figure, save_png
 from ._record import provenance, save_report
+from ._slow_runs import run_step_time
 
 __all__ = ["chosen_run", "measured_epoch_time", "run_key", "write_equal_time_report"]
 
@@ -118,6 +119,7 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
                 f"{_fmt(within.get('train_time'), 1)} | {_fmt(v.get('over_s'), 2)} | {v['status']} |" + grid_cell
             )
         lines.append("")
+    lines += _slowed_lines(results)
     ref_run = results["runs"].get(f"reference/{ref}")
     if ref_run and ref_run.get("records"):
         best = min(
@@ -147,6 +149,50 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         _plot(results, runs, budget, out / "loss_vs_time.png")
         lines += ["![loss against training time](loss_vs_time.png)", ""]
     return save_report(out, lines)
+
+
+def _slowed_lines(results: dict[str, Any]) -> list[str]:
+    """The runs run again because the machine slowed them, and those still slowed (step 5 of the protocol)."""
+    again = {key: e for key, e in results["runs"].items() if "first_run" in e}
+    still = results.get("slowed") or {}
+    if "slow_tolerance" not in results or not (again or still):
+        return []
+    pct = f"{(results['slow_tolerance'] - 1) * 100:.0f}%"
+    lines = [
+        "## Slowed runs",
+        "",
+        f"A run whose median step time was more than {pct} above its method's median over the record was slowed by "
+        "the machine, not by its method: it ran once more, and that run is scored.",
+        "",
+    ]
+    if again:
+        lines += [
+            "| run | step first (ms) | method's median (ms) | step again (ms) | loss first | loss again |",
+            "|---|---|---|---|---|---|",
+        ]
+        for key, e in again.items():
+            first = e["first_run"]
+            lines.append(
+                f"| {key} | {first['step_time_s'] * 1e3:.0f} | {first['method_median_s'] * 1e3:.0f} | "
+                f"{_fmt(_ms(run_step_time(e)), 0)} | {_fmt((first.get('within') or {}).get('train_loss'))} | "
+                f"{_fmt((e.get('within') or {}).get('train_loss'))} |"
+            )
+        lines.append("")
+    if still:
+        lines += [
+            "Still slowed (the reference is not run again: B is what it measured; a run is repeated once): "
+            + "; ".join(
+                f"{key} {v['step_time_s'] * 1e3:.0f} ms against {v['method_median_s'] * 1e3:.0f} ms"
+                for key, v in still.items()
+            )
+            + ".",
+            "",
+        ]
+    return lines
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1e3
 
 
 def _plot(results: dict[str, Any], runs: dict[str, Any], budget: float, path: Path) -> None:
