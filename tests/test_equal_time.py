@@ -176,6 +176,10 @@ def test_a_slowed_run_runs_once_more_and_its_budget_is_chosen_again(tmp_path, mo
         ("rmsprop", 10, 36, 1): 0.15,  # slowed twice: run again once, then listed as still slowed
         ("rmsprop", 10, 36, 2): 0.15,
         ("rmsprop", 1, None, 1): 0.2,  # the reference: never run again (B is what it measured)
+        # RMSProp's best (10x, the edge) was slowed and lost to 1x; run again it wins and extends the grid to
+        # 100x, a run that is itself slowed: judged in the next round and run again too
+        ("rmsprop", 10, 18, 1): 0.13,
+        ("rmsprop", 100, 18, 1): 0.13,
     }
     seen: dict = {}
 
@@ -201,7 +205,10 @@ def test_a_slowed_run_runs_once_more_and_its_budget_is_chosen_again(tmp_path, mo
     kw = {"multiples": (1, 2), "reference_epochs": 12, "progress": False, "command": "t"}
     res = run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), **kw)
     twice = sorted((c[0], c[1], c[2]) for c in calls if c[3] == 2)
-    assert twice == [("adam", 1, 18), ("rmsprop", 10, 36)]
+    assert twice == [("adam", 1, 18), ("rmsprop", 10, 18), ("rmsprop", 10, 36), ("rmsprop", 100, 18)]
+    rms = res["chosen"]["1B/rmsprop"]
+    assert (rms["factor"], rms["edge"], rms["factors"]) == (10, False, [0.1, 1, 10, 100])
+    assert [c[:3] for c in calls].index(("rmsprop", 100, 18)) > [c[:3] for c in calls].index(("rmsprop", 10, 36))
     again = res["runs"]["1B/adam"]
     first = again["first_run"]
     assert first["step_time_s"] == 0.13 and first["method_median_s"] == 0.1 and first["within"]["train_loss"] > 20
@@ -214,6 +221,7 @@ def test_a_slowed_run_runs_once_more_and_its_budget_is_chosen_again(tmp_path, mo
     report = (tmp_path / "s0" / "report.md").read_text()
     assert "## Slowed runs" in report and "| 1B/adam | 130 | 100 | 100 |" in report
     assert "Still slowed" in report and "2B/rmsprop@10 150 ms against 100 ms" in report
+    assert "| complete (run again) |" in report and res["slow_pooled"] is False
     # resuming runs nothing again: a run already repeated is not repeated twice, the reference never
     monkeypatch.setattr(equal_time, "train_method", lambda *a, **k: pytest.fail("a finished run was repeated"))
     assert (
@@ -230,4 +238,37 @@ def test_a_slowed_run_runs_once_more_and_its_budget_is_chosen_again(tmp_path, mo
         ["adam", "rmsprop"], replace(CFG, seed=1), data, tmp_path / "s1", lrs_from=tmp_path / "s0", **kw
     )
     assert [c for c in calls if c[3] == 2] == [("adam", 1, 36, 2)] and other["slowed"] == {}
-    assert other["runs"]["2B/adam"]["first_run"]["method_median_s"] == 0.1
+    assert other["runs"]["2B/adam"]["first_run"]["method_median_s"] == 0.1 and other["slow_pooled"] is True
+    # ... but not with a record measured on another machine or thread count: two runs cannot be judged
+    theirs = json.loads((tmp_path / "s0" / "results.json").read_text())
+    theirs["environment"]["torch_threads"] += 1
+    theirs.pop("sha256", None)  # an edit by hand, on purpose
+    (tmp_path / "s0x").mkdir()
+    (tmp_path / "s0x" / "results.json").write_text(json.dumps(theirs))
+    calls.clear(), seen.clear()
+    lone = run_equal_time_benchmark(
+        ["adam", "rmsprop"], replace(CFG, seed=2), data, tmp_path / "s2", lrs_from=tmp_path / "s0x", **kw
+    )
+    assert [c for c in calls if c[3] == 2] == [] and lone["slow_pooled"] is False and lone["slowed"] == {}
+
+
+def test_when_every_rate_diverges_the_first_factor_is_kept_and_the_grid_extended_once(tmp_path, monkeypatch):
+    """All losses tie (inf): the first factor run wins, as it always did; the one extension past it is worse
+    (also inf), so the grid stops there."""
+    data, calls, tried = load_autoencoder_data(CFG), [], []
+    _fake_training(monkeypatch, calls)
+    fake = equal_time.train_method
+
+    def train(m, lr, data, cfg, progress=True, budget_s=None):
+        if m.name == "adam" and budget_s is not None:
+            tried.append(float(f"{lr / TUNED['adam']:.3g}"))
+            raise equal_time.TrainingDiverged("loss=nan")
+        return fake(m, lr, data, cfg, progress, budget_s)
+
+    monkeypatch.setattr(equal_time, "train_method", train)
+    kw = {"multiples": (1,), "reference_epochs": 4, "progress": False}
+    res = run_equal_time_benchmark(["adam", "rmsprop"], CFG, data, tmp_path / "s0", lr_factors=(0.1, 1, 10), **kw)
+    assert tried == [0.1, 1, 10, 0.01]
+    adam = res["chosen"]["1B/adam"]
+    assert (adam["factor"], adam["edge"], adam["factors"]) == (0.1, False, [0.01, 0.1, 1, 10])
+    assert res["runs"]["1B/adam@0.1"]["status"] == "diverged" and res["slowed"] == {}

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from layerwise_bench import rebuild_report, summarize_equal_time
+from layerwise_bench import rebuild_report, summarize_equal_time, write_equal_time_summary
 from layerwise_bench.cli import main
 
 EPOCH_TIME = {"rmsprop": 1.0, "kron": 2.0, "locoprop-x": 5.0}
@@ -94,6 +94,18 @@ def test_a_method_that_diverged_in_a_seed_ranks_after_those_scored_in_every_seed
     assert one["rows"]["kron"]["loss"]["n"] == 1 and one["rows"]["kron"]["failed"] == 1
     assert one["ranked"] == ["rmsprop", "locoprop-x", "kron"]  # kron's 60 in one seed does not outrank the rest
     assert one["locoprop"]["baseline"] == "rmsprop"
+
+
+def test_a_scored_run_still_slowed_is_counted_and_marked(tmp_path):
+    slowed = _record(1, 0.0)
+    slowed["slowed"] = {"1B/kron": {"step_time_s": 0.6, "method_median_s": 0.5}, "3B/kron@3.16": {}}
+    runs = [_record(0, 0.0), slowed]
+    s = summarize_equal_time(runs)
+    assert s["by_multiple"]["1"]["rows"]["kron"]["slowed"] == 1  # its scored run (factor 1) within B
+    assert s["by_multiple"]["3"]["rows"]["kron"]["slowed"] == 0  # a run not scored is not counted
+    write_equal_time_summary(runs, tmp_path, plots=False)
+    assert "diverged or failed; slowed |" in (tmp_path / "report.md").read_text()
+    assert "| 1 slowed |" in (tmp_path / "report.md").read_text()
 
 
 def test_no_locoprop_comparison_without_a_scored_locoprop_method():

@@ -23,10 +23,13 @@ The protocol (one seed per run; run it for several seeds and read them together)
    report also gives each method's time to target losses (the reference's loss at ``B`` and the best loss
    within ``B``), read from its curves at epoch granularity (an upper bound).
 5. **Slowed runs.** A run whose median step time is more than ``SLOW_TOLERANCE`` (10%) above its method's
-   median over the record (``_slow_runs``; with ``lrs_from``, pooled with that record's runs) was slowed by the
-   machine, not by its method: it is run once more, the first run kept in its entry (``first_run``), and its
-   budget's choice is made again. The reference is not repeated (B is what it measured); the record lists the
-   runs still slowed after that (``slowed``) and the report names them.
+   median over the record (``_slow_runs``) was slowed by the machine, not by its method: it is run once more,
+   the first run kept in its entry (``first_run``), and its budget's choice is made again (an extension of the
+   grid made because of the slowed run stays and counts towards ``EDGE_STEPS``). A method with fewer than
+   ``MIN_RUNS`` (3) runs here (one rate per budget, with ``lrs_from``) is judged with the ``lrs_from`` record's
+   runs pooled in if that was measured on the same processor, thread count and device, else not at all. The
+   reference is not repeated (B is what it measured); the record lists the runs still slowed (``slowed``) and
+   the report marks them. Resuming a record made before this step repeats its slowed runs.
 
 Training time counts optimizer steps only (no evaluation), as everywhere in the harness.
 """
@@ -142,33 +145,28 @@ def run_equal_time_benchmark(
     chosen = results.setdefault("chosen", {})
 
     def choose(k: float, name: str, grid: list[float]) -> None:
-        """Score ``name``'s runs within k·B, extending ``grid`` past an edge that holds the best (see step 3)."""
-        factors = sorted(
-            {
-                *grid,
-                *(
-                    e["lr_factor"]
-                    for key, e in record.runs.items()
-                    if key.startswith(f"{k:g}B/") and e["method"] == name
-                ),
-            }
-        )
+        """Score ``name``'s runs within k·B, extending ``grid`` past an edge that holds the best (see step 3).
+        The factors are taken in the order they ran (the grid, then its extensions), so a tie (e.g. every run
+        diverged) goes to the first, as it did before the choice could be made again."""
+        prefix = f"{k:g}B/"
+        ran = [e["lr_factor"] for key, e in record.runs.items() if key.startswith(prefix) and e["method"] == name]
+        factors = [*grid, *(f for f in ran if f not in grid)]
 
         def best_of(fs: list[float]) -> float:
             return min(fs, key=lambda f: _score(record.runs[run_key(k, name, f)]))
 
         while len(grid) > 1 and len(factors) - len(grid) < EDGE_STEPS:
-            further = _beyond_edge(factors, best_of(factors))
+            further = _beyond_edge(sorted(factors), best_of(factors))
             if further is None:
                 break
             run(run_key(k, name, further), name, k * budget, further)
-            factors = sorted([*factors, further])
+            factors.append(further)
         best = best_of(factors)
         chosen[f"{k:g}B/{name}"] = {
             "factor": best,
             "lr": lrs[name][0] * best,
             "edge": len(factors) > 1 and best in (min(factors), max(factors)),
-            "factors": factors,
+            "factors": sorted(factors),
             "from": str(lrs_from) if given else None,
         }
         record.save()
@@ -180,17 +178,21 @@ def run_equal_time_benchmark(
             for f in grids[k, m.name]:
                 run(run_key(k, m.name, f), m.name, k * budget, f)
             choose(k, m.name, grids[k, m.name])
-    # step 5: a slowed run is run once more, and its budget's choice made again
-    pooled = method_step_times(_read_runs(lrs_from)) if lrs_from else None
-    results["slow_tolerance"] = SLOW_TOLERANCE
-    for key, slow in slowed_runs(record.runs, pooled=pooled).items():
-        entry = record.runs[key]
-        if key.startswith("reference/") or "first_run" in entry:
-            continue  # B stays what it measured (the report names a slowed reference); a run is repeated once
-        run(key, entry["method"], entry["budget_s"], entry["lr_factor"], first={**entry, **slow})
-        k = next(k for k in multiples if key.startswith(f"{k:g}B/"))
-        choose(k, entry["method"], grids[k, entry["method"]])
-    results["slowed"] = slowed_runs(record.runs, pooled=pooled)
+    # step 5: a slowed run is run once more and its budget's choice made again, until none is left to repeat
+    # (a repeat moves its method's median, and a choice made again can extend the grid)
+    pooled = _pool(lrs_from, results["environment"]) if lrs_from else None
+    results["slow_tolerance"], results["slow_pooled"] = SLOW_TOLERANCE, pooled is not None
+    while todo := [
+        (key, slow)
+        for key, slow in slowed_runs(record.runs, pooled=pooled).items()
+        if not key.startswith("reference/") and "first_run" not in record.runs[key]
+    ]:  # ends: every run is repeated at most once, and the grids' extensions are capped
+        for key, slow in todo:
+            entry = record.runs[key]
+            run(key, entry["method"], entry["budget_s"], entry["lr_factor"], first={**entry, **slow})
+            k = next(k for k in multiples if key.startswith(f"{k:g}B/"))
+            choose(k, entry["method"], grids[k, entry["method"]])
+    results["slowed"] = slowed_runs(record.runs, pooled=pooled)  # the reference, and runs slowed twice
     record.save()
     write_equal_time_report(results, record.out)
     return results
@@ -206,10 +208,19 @@ def _beyond_edge(factors: list[float], best: float) -> float | None:
     return None
 
 
-def _read_runs(path: str | Path) -> dict[str, Any]:
+_SAME_MACHINE = ("processor", "torch_threads", "device")
+
+
+def _pool(path: str | Path, environment: dict[str, Any]) -> dict[str, list[float]] | None:
+    """The step times of the record at ``path`` by method, to judge slowed runs with; None when it was measured
+    on another machine or thread count (its step times would say nothing about this run's)."""
     from ._io import read_json
 
-    return dict(read_json(Path(path) / "results.json").get("runs") or {})
+    other = read_json(Path(path) / "results.json")
+    theirs = other.get("environment") or {}
+    if any(theirs.get(k) != environment.get(k) for k in _SAME_MACHINE):
+        return None
+    return method_step_times(other.get("runs") or {})
 
 
 def _read_choices(

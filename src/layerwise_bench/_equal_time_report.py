@@ -116,7 +116,8 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
             lines.append(
                 f"| {i} | {name} | {lr:.3g}{edge} | {_fmt(v.get('epochs'))} | "
                 f"{_fmt(measured_epoch_time(v), 2)} | {_fmt(within.get('train_loss'))} | "
-                f"{_fmt(within.get('train_time'), 1)} | {_fmt(v.get('over_s'), 2)} | {v['status']} |" + grid_cell
+                f"{_fmt(within.get('train_time'), 1)} | {_fmt(v.get('over_s'), 2)} | {_status(results, k, name, v)} |"
+                + grid_cell
             )
         lines.append("")
     lines += _slowed_lines(results)
@@ -151,6 +152,15 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
     return save_report(out, lines)
 
 
+def _status(results: dict[str, Any], k: float, name: str, entry: dict[str, Any]) -> str:
+    """A run's status, marked when it ran again because it was slowed or is still slowed."""
+    key = run_key(k, name, float(entry.get("lr_factor", 1.0)))
+    marks = (["run again"] if "first_run" in entry else []) + (
+        ["slowed"] if key in (results.get("slowed") or {}) else []
+    )
+    return entry["status"] + (f" ({', '.join(marks)})" if marks else "")
+
+
 def _slowed_lines(results: dict[str, Any]) -> list[str]:
     """The runs run again because the machine slowed them, and those still slowed (step 5 of the protocol)."""
     again = {key: e for key, e in results["runs"].items() if "first_run" in e}
@@ -158,11 +168,13 @@ def _slowed_lines(results: dict[str, Any]) -> list[str]:
     if "slow_tolerance" not in results or not (again or still):
         return []
     pct = f"{(results['slow_tolerance'] - 1) * 100:.0f}%"
+    pooled = " (pooled with the record its rates came from)" if results.get("slow_pooled") else ""
     lines = [
         "## Slowed runs",
         "",
-        f"A run whose median step time was more than {pct} above its method's median over the record was slowed by "
-        "the machine, not by its method: it ran once more, and that run is scored.",
+        f"A run whose median step time is more than {pct} above its method's median over the record{pooled} was "
+        "slowed by the machine, not by its method: it runs once more, and that run is scored. The reference is not "
+        "run again (B is what it measured), nor a run already repeated.",
         "",
     ]
     if again:
@@ -180,7 +192,7 @@ def _slowed_lines(results: dict[str, Any]) -> list[str]:
         lines.append("")
     if still:
         lines += [
-            "Still slowed (the reference is not run again: B is what it measured; a run is repeated once): "
+            "Still slowed: "
             + "; ".join(
                 f"{key} {v['step_time_s'] * 1e3:.0f} ms against {v['method_median_s'] * 1e3:.0f} ms"
                 for key, v in still.items()

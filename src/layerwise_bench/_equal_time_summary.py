@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ._equal_time_report import chosen_run, measured_epoch_time
+from ._equal_time_report import chosen_run, measured_epoch_time, run_key
 from ._plotting import figure, save_png
 from ._record import provenance, save_report
 
@@ -111,6 +111,7 @@ def summarize_equal_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
                     (_over(e, k * (r.get("budget_s") or 0.0)) for e, r in zip(entries, runs, strict=True)), default=0.0
                 ),
                 "failed": sum(e.get("status") not in (None, "complete") for e in entries),
+                "slowed": sum(_still_slowed(r, k, name) for r in runs),
                 "epoch_time": _mean([measured_epoch_time(e) for e in entries]),
                 "lr": sorted({e.get("lr", settings[0][name]) for e in entries}),
             }
@@ -157,6 +158,12 @@ def _against(
         "unreached": len(bounds),
         "speedup_at_least": _stats(list(bounds)),
     }
+
+
+def _still_slowed(run: dict[str, Any], k: float, name: str) -> bool:
+    """Whether ``name``'s scored run within k·B is listed as still slowed in the record ``run``."""
+    choice = (run.get("chosen") or {}).get(f"{k:g}B/{name}")
+    return run_key(k, name, choice["factor"] if choice else 1.0) in (run.get("slowed") or {})
 
 
 def _over(entry: dict[str, Any], budget: float) -> float:
@@ -232,7 +239,7 @@ def write_equal_time_summary(
             f"## Within {k:g}·B",
             "",
             "| rank | method | lr | epochs run | epoch time (s) | loss within budget | vs the leader "
-            "| most over the budget (s) | diverged or failed |",
+            "| most over the budget (s) | diverged or failed; slowed |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for i, name in enumerate(e["ranked"], 1):
@@ -247,10 +254,13 @@ def write_equal_time_summary(
                 f" ({row['loss']['n']} of {n} seeds)" if missing and row["loss"]["n"] else ""
             )
             lrs = ", ".join(f"{x:.3g}" for x in row["lr"])
+            marks = ([str(row["failed"])] if row["failed"] else []) + (
+                [f"{row['slowed']} slowed"] if row["slowed"] else []
+            )
             lines.append(
                 f"| {i} | {name} | {lrs} | {ran} | {_f(row['epoch_time'])} | {loss} | "
                 f"{'–' if not math.isfinite(vs) else f'{100 * vs:+.1f}%'} | {_f(row['over_s'])} | "
-                f"{row['failed'] or ''} |"
+                f"{'; '.join(marks)} |"
             )
         lines.append("")
         if e.get("locoprop"):
