@@ -86,6 +86,23 @@ def test_a_loss_locoprop_never_reaches_is_counted_not_guessed():
     assert lp["speedup_at_least"]["values"] == [pytest.approx(3.0)]
 
 
+def test_a_loss_not_reached_even_in_the_longest_run_bounds_no_speed_up(tmp_path):
+    """Within the largest budget LocoProp's longest run is that budget's own: 'more than 1x faster' would say
+    nothing, so the report says the per-step loss stands in the way too."""
+    recs = [_record(0, 0.0), _record(1, 0.0)]
+    for rec in recs:
+        e = rec["runs"]["3B/kron"]
+        for r in e["records"]:
+            r["train_loss"] -= 20  # Kron ends at 30 within 3B; LocoProp's 3B run ends at 45
+        e["within"] = e["records"][-1]
+    lp = summarize_equal_time(recs)["by_multiple"]["3"]["locoprop"]
+    assert lp["unreached"] == 2 and lp["speedup_at_least"]["values"] == [1.0, 1.0]
+    write_equal_time_summary(recs, tmp_path, plots=False)
+    text = (tmp_path / "report.md").read_text()
+    assert "In 2 seed(s) none of its runs gets there, this budget's being its longest" in text
+    assert "more than 1.00× faster" not in text and ".  " not in text
+
+
 def test_a_method_that_diverged_in_a_seed_ranks_after_those_scored_in_every_seed():
     bad = _record(1, 0.0)
     bad["runs"]["1B/kron"].update(status="diverged", records=[], within=None)

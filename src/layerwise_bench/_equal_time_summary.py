@@ -282,17 +282,22 @@ def _locoprop_paragraph(lp: dict[str, Any], rows: dict[str, Any], k: float, ref:
         way = ""
     if sp["n"]:
         way += f" (estimated in the {sp['n']} of {lp['seeds_compared']} seeds in which one of its runs gets there)."
-    if lp["unreached"]:
+    if lp["unreached"] and low["min"] > 1:
         way += (
             f" In {lp['unreached']} seed(s) none of its runs gets there in the time it ran: there its step would "
             f"have to be more than {_f(low['min'])}× faster, if more steps got there at all."
+        )
+    elif lp["unreached"]:  # its longest run is this budget's own: no bound on a speed-up, only that none reached it
+        way += (
+            f" In {lp['unreached']} seed(s) none of its runs gets there, this budget's being its longest: a faster "
+            "step alone is not shown to be enough, the loss it reaches per step stands in the way as well."
         )
     return (
         f"**LocoProp within {k:g}·B.** Its best configuration here, `{lp['best']}`, ends at "
         f"{_spread(rows[lp['best']]['loss'])} against {_spread(rows[base]['loss'])} for the best other method, "
         f"`{base}` ({pct} on the means); lower in {lp['wins']} of {lp['seeds_compared']} seeds. "
         f"Its epoch costs {lp['epoch_time_vs_reference']:.2f}× `{ref}`'s and {lp['epoch_time_vs_baseline']:.2f}× "
-        f"`{base}`'s. {way}".rstrip()
+        f"`{base}`'s. {way.strip()}".rstrip()
     )
 
 
