@@ -21,7 +21,15 @@ def _lr(name):
     return bench.resolve_lrs([bench.get_method(name)], {}, bench.load_tuned(bench.tuned_path("digits")))[name][0]
 
 
-TODAY = ["muon", "kron", "soap", "schedule-free-adamw", "locoprop-m-bf16", "locoprop-m-bf16-t5"]
+TODAY = [
+    "muon",
+    "kron",
+    "soap",
+    "schedule-free-adamw",
+    "locoprop-m-bf16",
+    "locoprop-m-bf16-t5",
+    "locoprop-m-bf16-t5-c2",
+]
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adagrad", "rmsprop", "adam", "shampoo", "kfac", *TODAY])

@@ -207,7 +207,12 @@ def test_zero_lr_moves_nothing_with_tf1_semantics_and_scheduler_drives_lr() -> N
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{}, {"inner": "adam", "variant": "s"}, {"solver": "precond", "damping": 1.0, "refresh_every": 2, "steps": 2}],
+    [
+        {},
+        {"inner": "adam", "variant": "s"},
+        {"inner_chunks": 3, "inner_dtype": torch.bfloat16},
+        {"solver": "precond", "damping": 1.0, "refresh_every": 2, "steps": 2},
+    ],
 )
 def test_state_dict_round_trip_resumes_bit_identically(kwargs: dict) -> None:  # type: ignore[type-arg]
     torch.manual_seed(0)
@@ -329,27 +334,85 @@ def test_parameters_iterator_instead_of_model_is_explained() -> None:
         LocoProp(_mlp().parameters())  # type: ignore[arg-type]
 
 
-def _autoencoder_step(inner_dtype, steps=10):
+@pytest.mark.parametrize("variant", ["s", "m"])
+@pytest.mark.parametrize("make", [_mlp, _conv])
+def test_inner_chunks_step_k_follows_slice_k_mod_n_scaled_to_the_batch(variant: str, make) -> None:  # type: ignore[no-untyped-def]
+    """Slow reference: every layer's local loss on slice k mod n by autograd, times batch/slice rows, as SGD."""
+    model = make()
+    ref = copy.deepcopy(model)
+    x, y = _data(model)  # 9 or 7 examples: slices of 3 (n=3), or 3, 2, 2 (n=3 on 7), so uneven slices too
+    eta, gamma, steps, n = 0.02, 3.0, 4, 3
+    recs = _local_grads(ref, x, y)
+    opt = LocoProp(
+        model, lr=eta, variant=variant, gamma=gamma, steps=steps, inner="sgd", inner_decay=False, inner_chunks=n
+    )
+    opt.step(lambda: _loss(model, x, y))
+    rows = len(x)
+    bounds = [0]
+    for j in range(n):
+        bounds.append(bounds[-1] + rows // n + (1 if j < rows % n else 0))
+    act = {nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.ReLU: "relu"}
+    mods = list(ref)
+    layers = [(i, m) for i, m in enumerate(mods) if isinstance(m, (nn.Linear, nn.Conv2d))]
+    news = [m for m in model if isinstance(m, (nn.Linear, nn.Conv2d))]
+    for (i, old), new, (inp, pre, g) in zip(layers, news, recs, strict=True):
+        name = act.get(type(mods[i + 1]), "identity") if i + 1 < len(mods) and variant == "m" else "identity"
+        f = get_activation(name)
+        target = (f.fn(pre) if variant == "m" else pre) - gamma * g
+        for k in range(steps):
+            s = slice(bounds[k % n], bounds[k % n + 1])
+            obj = _local_objective(old, [p.detach() for p in old.parameters()], inp[s], target[s], name, 0.0)
+            grads = torch.autograd.grad(obj, list(old.parameters()))
+            with torch.no_grad():
+                for p, gr in zip(old.parameters(), grads, strict=True):
+                    p.sub_(gr, alpha=eta * rows / (s.stop - s.start))
+        for p, q in zip(new.parameters(), old.parameters(), strict=True):
+            torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
+    # and the slices matter: the whole batch at every step gives another update
+    whole = make()
+    LocoProp(whole, lr=eta, variant=variant, gamma=gamma, steps=steps, inner="sgd", inner_decay=False).step(
+        lambda: _loss(whole, x, y)
+    )
+    assert not all(torch.allclose(p, q) for p, q in zip(whole.parameters(), model.parameters(), strict=True))
+
+
+def test_inner_chunks_is_checked_and_a_too_small_batch_changes_nothing() -> None:
+    with pytest.raises(ValueError, match="Invalid inner_chunks=0"):
+        LocoProp(_mlp(), inner_chunks=0)
+    with pytest.raises(ValueError, match="inner_chunks applies to solver='iterative' only"):
+        LocoProp(_mlp(), solver="precond", damping=1.0, inner_chunks=2)
+    model = _mlp()
+    before = copy.deepcopy(model.state_dict())
+    opt = LocoProp(model, inner_chunks=4)
+    x, y = _data(model)
+    with pytest.raises(ValueError, match="inner_chunks=4 splits every batch into 4 slices.*this batch has 3 examples"):
+        opt.step(lambda: _loss(model, x[:3], y[:3]))
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert not opt.state
+
+
+def _autoencoder_step(inner_dtype, steps=10, inner_chunks=1):
     from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
     model = deep_autoencoder(64, generator=torch.Generator().manual_seed(0))
     x = torch.rand(200, 64, generator=torch.Generator().manual_seed(1))
     before = [p.detach().clone() for p in model.parameters()]
-    opt = LocoProp(model, lr=1e-4, steps=steps, inner_dtype=inner_dtype)
+    opt = LocoProp(model, lr=1e-4, steps=steps, inner_dtype=inner_dtype, inner_chunks=inner_chunks)
     opt.step(lambda: sigmoid_cross_entropy(model(x), x))
     return [p.detach() - b for p, b in zip(model.parameters(), before, strict=True)]
 
 
-def test_bfloat16_inner_products_give_the_float32_update_within_a_bounded_error():
-    exact = _autoencoder_step(None)
-    low = _autoencoder_step(torch.bfloat16)
+@pytest.mark.parametrize("chunks", [1, 2])
+def test_bfloat16_inner_products_give_the_float32_update_within_a_bounded_error(chunks):
+    exact = _autoencoder_step(None, inner_chunks=chunks)
+    low = _autoencoder_step(torch.bfloat16, inner_chunks=chunks)
     for e, lo in zip(exact, low, strict=True):
         assert lo.dtype == torch.float32  # master weights stay float32
         rel = float((lo - e).norm() / e.norm())
         assert rel < 0.02, rel  # bf16 products of the weight CHANGE only: well under 1% in practice
     # and the bound is not vacuous: the updates are far from zero and the path really is low precision
     assert any(float((lo - e).norm()) > 0 for e, lo in zip(exact, low, strict=True))
-    same = _autoencoder_step(torch.float32)  # the parameters' own dtype: the plain path, bit for bit
+    same = _autoencoder_step(torch.float32, inner_chunks=chunks)  # the parameters' own dtype: the plain path
     for e, s in zip(exact, same, strict=True):
         assert torch.equal(e, s)
 

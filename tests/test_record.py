@@ -92,3 +92,10 @@ def test_every_committed_record_s_report_can_be_rebuilt_or_is_a_clear_error(tmp_
             continue
         assert path.read_text().startswith("#") and (out / "report.md") == path
     assert {"autoencoder", "locoprop-steptime", "telemetry-overhead"} <= kinds
+
+
+def test_provenance_lists_each_resume_command_once_with_its_count():
+    from layerwise_bench._record import provenance
+
+    lines = provenance({"command": "run", "resumed_with": ["a", "b", "a", "a"]}, "seed 0")
+    assert [x for x in lines if x.startswith("Resumed")] == ["Resumed 3 times with: `a`", "Resumed with: `b`"]

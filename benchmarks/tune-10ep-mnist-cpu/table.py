@@ -7,7 +7,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 merged: dict = {"methods": {}}
 rows = ["| method | hyper-parameters swept | lr | seed | final loss | decided |", "|---|---|---|---|---|---|"]
-for f in sorted(HERE.glob("tuned-[a-z].json")):  # the sweeps (not the merged tuned-10ep.json)
+for f in sorted(HERE.glob("tuned-[a-z]*.json")):  # the sweeps (not the merged tuned-10ep.json)
     data = json.loads(f.read_text())
     decided = set(data.get("methods", {}))
     merged.update({k: data[k] for k in ("benchmark", "criterion", "protocol") if k in data})

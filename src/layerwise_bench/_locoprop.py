@@ -86,6 +86,22 @@ for _m in [
         closure=_closure,
     ),
     Method(
+        "locoprop-m-bf16-t5-c2",
+        "LocoProp-M, bfloat16 inner products, T=5 inner steps each on half the batch (inner_chunks=2)",
+        _build,
+        1e-5,
+        {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5, "inner_chunks": 2},
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-m-bf16-t5-c4",
+        "LocoProp-M, bfloat16 inner products, T=5 inner steps each on a quarter of the batch (inner_chunks=4)",
+        _build,
+        1e-5,
+        {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5, "inner_chunks": 4},
+        closure=_closure,
+    ),
+    Method(
         "locoprop-s",
         "LocoProp-S (squared loss on pre-activations), T=10 TF1-RMSProp inner steps, γ=10",
         _build,

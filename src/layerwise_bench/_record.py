@@ -156,6 +156,10 @@ def save_report(out: str | Path, lines: Sequence[str]) -> Path:
     return path
 
 
+def _times(n: int) -> str:
+    return f" {n} times" if n > 1 else ""
+
+
 def provenance(results: dict[str, Any], seeds: str) -> list[str]:
     """The report lines that say how a record was made: its command, the resumes, the machine and data."""
     env = results.get("environment", {})
@@ -165,7 +169,7 @@ def provenance(results: dict[str, Any], seeds: str) -> list[str]:
         "",
         f"    {results.get('command') or '(not recorded)'}",
         "",
-        *([f"Resumed with: `{c}`" for c in resumed] + [""] if resumed else []),
+        *([f"Resumed{_times(resumed.count(c))} with: `{c}`" for c in dict.fromkeys(resumed)] + [""] if resumed else []),
         f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
         f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
         f"{results.get('test_examples', '?')} test examples; {seeds}.",

@@ -69,6 +69,10 @@ class LocoProp(torch.optim.Optimizer):
             and on GPUs). ``ŷ`` is cast once per batch and ``W`` once per inner step; the residual, the
             update rule's state and the weights stay in the parameters' dtype (float32 accumulation,
             master weights). ``None`` (default): the parameters' dtype.
+        inner_chunks: n. Inner step ``k`` of ``iterative`` uses only slice ``k mod n`` of ``n``
+            contiguous, near-equal slices of the batch, its local gradient scaled by
+            ``batch / slice`` (an unbiased estimate of the whole batch's): each inner step costs about
+            ``1/n`` of a full one, and the slices take turns. 1 (default): every step sees the batch.
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
         exclude: modules (or their names) LocoProp does not train even though it could find them:
@@ -104,6 +108,7 @@ class LocoProp(torch.optim.Optimizer):
         reset_inner_state: bool = False,
         refresh_every: int = 1,
         inner_dtype: torch.dtype | None = None,
+        inner_chunks: int = 1,
         layers: Sequence[LayerSpec] | None = None,
         exclude: Iterable[nn.Module | str] = (),
         other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
@@ -153,6 +158,13 @@ class LocoProp(torch.optim.Optimizer):
                 "needs the parameters' precision). Drop inner_dtype or use solver='iterative'."
             )
         self.inner_dtype = inner_dtype
+        _check("inner_chunks", inner_chunks, isinstance(inner_chunks, int) and inner_chunks >= 1, "an integer >= 1")
+        if inner_chunks > 1 and solver != "iterative":
+            raise ValueError(
+                f"inner_chunks applies to solver='iterative' only (solver={solver!r} keeps its majorise-minimise "
+                "guarantee on the whole batch). Drop inner_chunks or use solver='iterative'."
+            )
+        self.inner_chunks = inner_chunks
         self._layers = find_layers(model, layers, exclude)
         self._verified = False
         leftovers = leftover_parameters(model, self._layers)
@@ -301,6 +313,7 @@ class LocoProp(torch.optim.Optimizer):
                         "was changed. Lower lr or gamma, or check the batch for NaN/inf."
                     )
                 inputs = [layer.prepare(rec.inputs) for layer, rec in zip(self._layers, records, strict=True)]
+                self._check_chunks(inputs)
                 if not self._verified:
                     verify_layers(self._layers, inputs, [rec.output for rec in records])
                     self._verified = True
@@ -321,7 +334,13 @@ class LocoProp(torch.optim.Optimizer):
                 self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
                 if self.solver == "iterative":
                     solve_iterative(
-                        problems, self.inner, self.inner_options, self.inner_decay, self.inner_lr_floor, self._group
+                        problems,
+                        self.inner,
+                        self.inner_options,
+                        self.inner_decay,
+                        self.inner_lr_floor,
+                        self._group,
+                        self.inner_chunks,
                     )
                 else:
                     refresh = self.refresh_every
@@ -336,6 +355,15 @@ class LocoProp(torch.optim.Optimizer):
                 ) from exc.__cause__
             raise
         return loss.detach()
+
+    def _check_chunks(self, inputs: list[torch.Tensor]) -> None:
+        rows = min(x.shape[0] for x in inputs)
+        if rows < self.inner_chunks:
+            raise ValueError(
+                f"inner_chunks={self.inner_chunks} splits every batch into {self.inner_chunks} slices for the inner "
+                f"steps, but this batch has {rows} examples; no parameter was changed. Use batches of at least "
+                f"{self.inner_chunks} examples, or a smaller inner_chunks."
+            )
 
     def _snapshot(self, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:
         return [p.detach().clone() for p in self._trained()], buffers, copy.deepcopy(self.state_dict())

@@ -10,6 +10,8 @@ At ``W = W_m`` the residual is ``δ = γg`` for both variants, so the first grad
 
 - ``iterative``: T steps of an inner update rule (official: TF1 RMSProp with the learning rate
   decayed as ``lr · max(1 − k/T, floor)``); the proximal term is implicit unless ``damping > 0``.
+  With ``inner_chunks = n`` step k sees only slice ``k mod n`` of the batch (gradient scaled by
+  batch/slice): a stochastic solve of the same problem at about 1/n of the cost per step.
 - ``exact`` (S): the closed form ``ΔW = −γ ∇_W L (λI + Σ ŷŷᵀ)⁻¹`` (with a ones column for the bias),
   the FOOF / exact ProxProp update, scaled by ``lr``.
 - ``precond`` (S or M): T majorise-minimise steps ``W ← W − lr·∇ (λI + c Σ ŷŷᵀ)⁻¹`` with ``c ≥ f'``
@@ -23,7 +25,7 @@ bound above still holds group by group (the local Hessian is below ``c·blockdia
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -67,6 +69,26 @@ class Problem:
             z = self.z0 + self.layer.apply(self.x_low, dw, db).to(self.z0.dtype)
         return (self.layer.activation.fn(z) if self.matching else z) - self.target
 
+    def split(self, n: int) -> list[tuple[Problem, float]]:
+        """The problem on each of ``n`` contiguous, near-equal slices of the batch (views), with the factor
+        ``batch / slice rows`` that makes a slice's gradient an unbiased estimate of the whole batch's."""
+        if n == 1:
+            return [(self, 1.0)]
+        rows, parts, start = self.x.shape[0], [], 0
+        for j in range(n):
+            s = slice(start, start + rows // n + (1 if j < rows % n else 0))
+            start = s.stop
+            part = replace(
+                self,
+                x=self.x[s],
+                target=self.target[s],
+                delta0=self.delta0[s],
+                x_low=None if self.x_low is None else self.x_low[s],
+                z0=None if self.z0 is None else self.z0[s],
+            )
+            parts.append((part, rows / (s.stop - s.start)))
+        return parts
+
     def grads(self, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The local loss's weight and bias gradients at residual ``delta`` (products in ``x_low``'s dtype)."""
         if self.x_low is None:
@@ -91,18 +113,22 @@ def solve_iterative(
     decay: bool,
     floor: float,
     group: dist.ProcessGroup | None,
+    chunks: int = 1,
 ) -> None:
-    """T inner steps of ``rule`` on every layer; gradients of all layers summed across processes in one call."""
+    """T inner steps of ``rule`` on every layer; gradients of all layers summed across processes in one call.
+    With ``chunks > 1`` step k uses slice ``k mod chunks`` of the batch, its gradient scaled to the batch."""
     update = INNER_RULES[rule]
+    parts = [p.split(chunks) for p in problems]
     anchors: list[list[torch.Tensor] | None] = [
         [t.detach().clone() for t in _params(p)] if p.group["damping"] > 0 else None for p in problems
     ]
     for k in range(max(p.group["steps"] for p in problems)):
         active = [(i, p) for i, p in enumerate(problems) if k < p.group["steps"]]
         grads = []
-        for _, p in active:
-            gw, gb = p.grads(p.residual(k))
-            grads.append([gw] + ([gb] if gb is not None else []))
+        for i, _ in active:
+            part, factor = parts[i][k % chunks]
+            gs = [g for g in part.grads(part.residual(k)) if g is not None]
+            grads.append([g.mul_(factor) for g in gs] if factor != 1.0 else gs)
         all_reduce_sum([g for gs in grads for g in gs], group)
         for (i, p), gs in zip(active, grads, strict=True):
             steps, lam = p.group["steps"], p.group["damping"]
