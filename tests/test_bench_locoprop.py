@@ -98,3 +98,13 @@ def test_steptime_benchmark_writes_records_and_compares_with_the_pypi_port(tmp_p
     assert all(v > 0 for v in res["median_step_s"].values())
     assert (tmp_path / "report.md").read_text().count("| layerwise locoprop-m T=1 |") == 1
     assert (tmp_path / "step_time.png").stat().st_size > 1000
+
+
+def test_steptime_times_the_chunked_entries_it_is_asked_for(tmp_path: Path) -> None:
+    res = bench.run_steptime_benchmark(tmp_path, batch_size=8, steps=(4,), repeats=1, pypi=False, chunks=(2, 4))
+    chunked = sorted(n for n in res["median_step_s"] if "chunks" in n)
+    assert chunked == ["layerwise locoprop-m T=4 bf16 chunks=2", "layerwise locoprop-m T=4 bf16 chunks=4"]
+    assert res["config"]["chunks"] == [2, 4]
+    with pytest.raises(ValueError, match="Invalid chunks=\\[4\\].*<= every T in steps=\\[2\\]"):
+        bench.run_steptime_benchmark(tmp_path / "x", batch_size=8, steps=(2,), repeats=1, pypi=False, chunks=(4,))
+    assert not (tmp_path / "x").exists()

@@ -334,17 +334,34 @@ def test_parameters_iterator_instead_of_model_is_explained() -> None:
         LocoProp(_mlp().parameters())  # type: ignore[arg-type]
 
 
+def _tokens(seed: int = 0) -> nn.Sequential:
+    """An MLP applied to every token of a (batch, length, features) input, as in a transformer."""
+    return _mlp(seed)
+
+
+@pytest.mark.parametrize("damping", [0.0, 0.5])
 @pytest.mark.parametrize("variant", ["s", "m"])
-@pytest.mark.parametrize("make", [_mlp, _conv])
-def test_inner_chunks_step_k_follows_slice_k_mod_n_scaled_to_the_batch(variant: str, make) -> None:  # type: ignore[no-untyped-def]
-    """Slow reference: every layer's local loss on slice k mod n by autograd, times batch/slice rows, as SGD."""
+@pytest.mark.parametrize("make", [_mlp, _conv, _tokens])
+def test_inner_chunks_step_k_follows_slice_k_mod_n_scaled_to_the_batch(variant: str, make, damping: float) -> None:  # type: ignore[no-untyped-def]
+    """Slow reference: every layer's local loss on slice k mod n by autograd, times batch/slice rows, plus the
+    proximal term's gradient (not scaled: it is not a sum over examples), as SGD steps."""
     model = make()
     ref = copy.deepcopy(model)
     x, y = _data(model)  # 9 or 7 examples: slices of 3 (n=3), or 3, 2, 2 (n=3 on 7), so uneven slices too
+    if make is _tokens:
+        x, y = x[:8].reshape(4, 2, 6), y[:8].reshape(4, 2, 6)  # slices of 2, 1, 1 sequences
     eta, gamma, steps, n = 0.02, 3.0, 4, 3
     recs = _local_grads(ref, x, y)
     opt = LocoProp(
-        model, lr=eta, variant=variant, gamma=gamma, steps=steps, inner="sgd", inner_decay=False, inner_chunks=n
+        model,
+        lr=eta,
+        variant=variant,
+        gamma=gamma,
+        steps=steps,
+        inner="sgd",
+        inner_decay=False,
+        inner_chunks=n,
+        damping=damping,
     )
     opt.step(lambda: _loss(model, x, y))
     rows = len(x)
@@ -359,13 +376,14 @@ def test_inner_chunks_step_k_follows_slice_k_mod_n_scaled_to_the_batch(variant: 
         name = act.get(type(mods[i + 1]), "identity") if i + 1 < len(mods) and variant == "m" else "identity"
         f = get_activation(name)
         target = (f.fn(pre) if variant == "m" else pre) - gamma * g
+        anchor = [p.detach().clone() for p in old.parameters()]
         for k in range(steps):
             s = slice(bounds[k % n], bounds[k % n + 1])
-            obj = _local_objective(old, [p.detach() for p in old.parameters()], inp[s], target[s], name, 0.0)
+            obj = _local_objective(old, anchor, inp[s], target[s], name, 0.0)
             grads = torch.autograd.grad(obj, list(old.parameters()))
             with torch.no_grad():
-                for p, gr in zip(old.parameters(), grads, strict=True):
-                    p.sub_(gr, alpha=eta * rows / (s.stop - s.start))
+                for p, gr, a in zip(old.parameters(), grads, anchor, strict=True):
+                    p.sub_(gr * (rows / (s.stop - s.start)) + damping * (p - a), alpha=eta)
         for p, q in zip(new.parameters(), old.parameters(), strict=True):
             torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12)
     # and the slices matter: the whole batch at every step gives another update
@@ -376,16 +394,32 @@ def test_inner_chunks_step_k_follows_slice_k_mod_n_scaled_to_the_batch(variant: 
     assert not all(torch.allclose(p, q) for p, q in zip(whole.parameters(), model.parameters(), strict=True))
 
 
+def test_bfloat16_bias_gradient_of_a_linear_layer_on_4d_input_sums_over_all_but_the_features() -> None:
+    def step(dtype):  # type: ignore[no-untyped-def]
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3))
+        x = torch.randn(6, 2, 3, 5)  # (batch, height, width, features): channels-last, not NCHW
+        before = [p.detach().clone() for p in model.parameters()]
+        LocoProp(model, lr=1e-2, steps=2, inner="sgd", inner_dtype=dtype).step(lambda: (model(x) ** 2).mean())
+        return [p.detach() - b for p, b in zip(model.parameters(), before, strict=True)]
+
+    for e, lo in zip(step(None), step(torch.bfloat16), strict=True):
+        assert e.shape == lo.shape
+        assert float((lo - e).norm() / e.norm()) < 0.02
+
+
 def test_inner_chunks_is_checked_and_a_too_small_batch_changes_nothing() -> None:
     with pytest.raises(ValueError, match="Invalid inner_chunks=0"):
         LocoProp(_mlp(), inner_chunks=0)
     with pytest.raises(ValueError, match="inner_chunks applies to solver='iterative' only"):
         LocoProp(_mlp(), solver="precond", damping=1.0, inner_chunks=2)
+    with pytest.raises(ValueError, match="Invalid inner_chunks=4 with steps=3.*1 slice\\(s\\).*never be used"):
+        LocoProp(_mlp(), steps=3, inner_chunks=4)
     model = _mlp()
     before = copy.deepcopy(model.state_dict())
     opt = LocoProp(model, inner_chunks=4)
     x, y = _data(model)
-    with pytest.raises(ValueError, match="inner_chunks=4 splits every batch into 4 slices.*this batch has 3 examples"):
+    with pytest.raises(ValueError, match="inner_chunks=4 splits every batch into 4 slices.*this batch has 3 rows"):
         opt.step(lambda: _loss(model, x[:3], y[:3]))
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     assert not opt.state

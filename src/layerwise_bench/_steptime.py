@@ -70,12 +70,22 @@ def run_steptime_benchmark(
     repeats: int = 10,
     device: str | torch.device = "cpu",
     pypi: bool = True,
+    chunks: tuple[int, ...] = (),
     command: str = "",
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Median seconds per step of each entry; writes ``results.json``, ``report.md`` and a bar plot."""
+    """Median seconds per step of each entry; writes ``results.json``, ``report.md`` and a bar plot.
+    ``chunks`` adds, for every T, the bfloat16 entry with its inner steps on slices of the batch
+    (``LocoProp(inner_chunks=c)``)."""
+    if any(c < 2 or c > batch_size or any(c > t for t in steps) for c in chunks):
+        raise ValueError(
+            f"Invalid chunks={list(chunks)}: each must be >= 2 (1 is the plain bf16 entry), <= batch_size="
+            f"{batch_size} and <= every T in steps={list(steps)}."
+        )
     device = torch.device(device)
-    config = {"batch_size": batch_size, "steps": list(steps), "repeats": repeats, "pypi": pypi}
+    config: dict[str, Any] = {"batch_size": batch_size, "steps": list(steps), "repeats": repeats, "pypi": pypi}
+    if chunks:
+        config["chunks"] = list(chunks)
     record = Record(
         out, "locoprop-steptime", config, command=command, device=device, overwrite=overwrite, runs_key=None
     )
@@ -88,6 +98,10 @@ def run_steptime_benchmark(
     for t in steps:
         entries[f"layerwise locoprop-m T={t}"] = _layerwise_step(model(), x, steps=t)
         entries[f"layerwise locoprop-m T={t} bf16"] = _layerwise_step(model(), x, steps=t, inner_dtype=torch.bfloat16)
+        for c in chunks:
+            entries[f"layerwise locoprop-m T={t} bf16 chunks={c}"] = _layerwise_step(
+                model(), x, steps=t, inner_dtype=torch.bfloat16, inner_chunks=c
+            )
         if pypi:
             entries[f"pypi locoprop T={t}"] = _pypi_step(model(), x, t)
     entries["layerwise locoprop-s-exact"] = _layerwise_step(

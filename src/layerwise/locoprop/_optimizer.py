@@ -70,9 +70,11 @@ class LocoProp(torch.optim.Optimizer):
             update rule's state and the weights stay in the parameters' dtype (float32 accumulation,
             master weights). ``None`` (default): the parameters' dtype.
         inner_chunks: n. Inner step ``k`` of ``iterative`` uses only slice ``k mod n`` of ``n``
-            contiguous, near-equal slices of the batch, its local gradient scaled by
-            ``batch / slice`` (an unbiased estimate of the whole batch's): each inner step costs about
-            ``1/n`` of a full one, and the slices take turns. 1 (default): every step sees the batch.
+            contiguous, near-equal slices of the batch (along its first dimension), its local gradient
+            scaled by ``batch / slice`` (unbiased when the batches are shuffled): each inner step costs
+            about ``1/n`` of a full one. Needs ``steps >= n`` (every slice used) and batches of at least
+            ``n``; when ``n`` does not divide ``steps`` the first slices get one step more.
+            1 (default): every step sees the whole batch.
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
         exclude: modules (or their names) LocoProp does not train even though it could find them:
@@ -161,8 +163,14 @@ class LocoProp(torch.optim.Optimizer):
         _check("inner_chunks", inner_chunks, isinstance(inner_chunks, int) and inner_chunks >= 1, "an integer >= 1")
         if inner_chunks > 1 and solver != "iterative":
             raise ValueError(
-                f"inner_chunks applies to solver='iterative' only (solver={solver!r} keeps its majorise-minimise "
-                "guarantee on the whole batch). Drop inner_chunks or use solver='iterative'."
+                f"inner_chunks applies to solver='iterative' only (solver={solver!r} solves with the whole batch's "
+                "input covariance). Drop inner_chunks or use solver='iterative'."
+            )
+        if inner_chunks > steps:
+            raise ValueError(
+                f"Invalid inner_chunks={inner_chunks} with steps={steps}: inner step k uses slice k mod "
+                f"{inner_chunks}, so {inner_chunks - steps} slice(s) of every batch would never be used. "
+                f"Use inner_chunks <= steps."
             )
         self.inner_chunks = inner_chunks
         self._layers = find_layers(model, layers, exclude)
@@ -357,12 +365,18 @@ class LocoProp(torch.optim.Optimizer):
         return loss.detach()
 
     def _check_chunks(self, inputs: list[torch.Tensor]) -> None:
+        n = self.inner_chunks
+        if n == 1:
+            return
         rows = min(x.shape[0] for x in inputs)
-        if rows < self.inner_chunks:
+        steps = min(g["steps"] for g in self.param_groups)
+        if rows < n or steps < n:
+            found = (
+                f"this batch has {rows} rows along its first dimension" if rows < n else f"a group has steps={steps}"
+            )
             raise ValueError(
-                f"inner_chunks={self.inner_chunks} splits every batch into {self.inner_chunks} slices for the inner "
-                f"steps, but this batch has {rows} examples; no parameter was changed. Use batches of at least "
-                f"{self.inner_chunks} examples, or a smaller inner_chunks."
+                f"inner_chunks={n} splits every batch into {n} slices, one per inner step in turn, but {found}; "
+                f"no parameter was changed. Use batches of at least {n} and steps >= {n}, or a smaller inner_chunks."
             )
 
     def _snapshot(self, buffers: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:

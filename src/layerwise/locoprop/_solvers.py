@@ -11,7 +11,8 @@ At ``W = W_m`` the residual is ``δ = γg`` for both variants, so the first grad
 - ``iterative``: T steps of an inner update rule (official: TF1 RMSProp with the learning rate
   decayed as ``lr · max(1 − k/T, floor)``); the proximal term is implicit unless ``damping > 0``.
   With ``inner_chunks = n`` step k sees only slice ``k mod n`` of the batch (gradient scaled by
-  batch/slice): a stochastic solve of the same problem at about 1/n of the cost per step.
+  batch/slice; the proximal term is not): a stochastic solve of the same problem at about 1/n of the
+  cost per step, each step's gradient unbiased when the batches are shuffled.
 - ``exact`` (S): the closed form ``ΔW = −γ ∇_W L (λI + Σ ŷŷᵀ)⁻¹`` (with a ones column for the bias),
   the FOOF / exact ProxProp update, scaled by ``lr``.
 - ``precond`` (S or M): T majorise-minimise steps ``W ← W − lr·∇ (λI + c Σ ŷŷᵀ)⁻¹`` with ``c ≥ f'``
@@ -94,12 +95,11 @@ class Problem:
         if self.x_low is None:
             return self.layer.grads(self.x, delta)
         gw, gb = self.layer.grads(self.x_low, delta.to(self.x_low.dtype))
-        return gw.to(self.x.dtype), (None if gb is None else delta.sum(_bias_dims(delta)))
+        return gw.to(self.x.dtype), (None if gb is None else delta.sum(self._bias_dims(delta)))
 
-
-def _bias_dims(delta: torch.Tensor) -> tuple[int, ...]:
-    """The dims a bias gradient sums over: all but the last (Linear) or all but channels (conv, NCHW)."""
-    return tuple(range(delta.dim() - 1)) if delta.dim() != 4 else (0, 2, 3)
+    def _bias_dims(self, delta: torch.Tensor) -> tuple[int, ...]:
+        """The dims a bias gradient sums over: channels stay (conv, NCHW), else the features (last dim)."""
+        return (0, 2, 3) if isinstance(self.layer.module, torch.nn.Conv2d) else tuple(range(delta.dim() - 1))
 
 
 def _params(p: Problem) -> list[torch.Tensor]:

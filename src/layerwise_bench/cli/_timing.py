@@ -27,6 +27,12 @@ def _add_steptime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_ints, default=(1, 5, 10), help="inner steps T to compare (default 1,5,10)")
     p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per entry (default 10)")
     p.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
+    p.add_argument(
+        "--chunks",
+        type=_ints,
+        default=(),
+        help="also time bf16 LocoProp with its inner steps on 1/c of the batch, for each c (e.g. 2,4)",
+    )
 
 
 def _run_steptime(args: argparse.Namespace, command: str) -> Outcome:
@@ -37,6 +43,7 @@ def _run_steptime(args: argparse.Namespace, command: str) -> Outcome:
         repeats=args.repeats,
         device=args.device,
         pypi=not args.no_pypi,
+        chunks=args.chunks,
         command=command,
         overwrite=args.overwrite,
     )
