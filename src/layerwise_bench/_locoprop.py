@@ -85,21 +85,16 @@ for _m in [
         {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5},
         closure=_closure,
     ),
-    Method(
-        "locoprop-m-bf16-t5-c2",
-        "LocoProp-M, bfloat16 inner products, T=5 inner steps each on half the batch (inner_chunks=2)",
-        _build,
-        1e-5,
-        {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5, "inner_chunks": 2},
-        closure=_closure,
-    ),
-    Method(
-        "locoprop-m-bf16-t5-c4",
-        "LocoProp-M, bfloat16 inner products, T=5 inner steps each on a quarter of the batch (inner_chunks=4)",
-        _build,
-        1e-5,
-        {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5, "inner_chunks": 4},
-        closure=_closure,
+    *(
+        Method(
+            f"locoprop-m-bf16-t5-c{n}",
+            f"LocoProp-M, bfloat16 inner products, T=5 inner steps each on {part} of the batch (inner_chunks={n})",
+            _build,
+            1e-5,
+            {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5, "inner_chunks": n},
+            closure=_closure,
+        )
+        for n, part in ((2, "half"), (4, "a quarter"))
     ),
     Method(
         "locoprop-s",
