@@ -5,7 +5,8 @@
 #           2. LocoProp's reference tests on real-model patterns (tests/test_locoprop_models.py, CPU-built) as a
 #              smoke run, and tests/test_cuda_syncs.py: LocoProp's inner loop makes no host synchronisation;
 #   bench (needs DATA_DIR, the folder holding mnist/): records under $OUT/ —
-#           3. LocoProp's step time against Adam's at T = 5, 10 (layerwise bench steptime);
+#           3. LocoProp's step time against Adam's at T = 5, 10, bf16 on the whole batch and on slices of it
+#              (layerwise bench steptime --chunks 2,4);
 #           4. the deep autoencoder for EPOCHS (100, the official schedule) epochs with the leading methods at
 #              their 10-epoch tuned rates: step time against Adam, time to every method's final loss. Kron and
 #              SOAP join when pytorch_optimizer and opt_einsum import.
@@ -40,13 +41,13 @@ fi
 if [ "$stage" != checks ] && [ -z "$data" ]; then
   echo "== bench stage skipped: DATA_DIR is not set" | tee -a "$log"
 elif [ "$stage" != checks ]; then
-  methods="adam,rmsprop,muon,shampoo,kfac,locoprop-m,locoprop-m-bf16,locoprop-m-bf16-t5"
+  methods="adam,rmsprop,muon,shampoo,kfac,locoprop-m,locoprop-m-bf16,locoprop-m-bf16-t5,locoprop-m-bf16-t5-c2,locoprop-m-bf16-t5-c4"
   if python3 -c "import pytorch_optimizer, opt_einsum" 2>/dev/null; then methods="$methods,kron,soap"; fi
   extra=()
   if [ -n "${SUBSET:-}" ]; then extra+=(--subset "$SUBSET"); fi
   batch=()
   if [ -n "${BATCH:-}" ]; then batch+=(--batch-size "$BATCH"); fi
-  step python3 -m layerwise_bench bench steptime --device "$device" --steps 5,10 --repeats "${REPEATS:-50}" \
+  step python3 -m layerwise_bench bench steptime --device "$device" --steps 5,10 --chunks 2,4 --repeats "${REPEATS:-50}" \
     --no-pypi --overwrite ${batch[@]+"${batch[@]}"} --out "$out/locoprop-steptime-gpu"
   step python3 -m layerwise_bench bench autoencoder --device "$device" --dataset mnist --data-dir "$data" \
     --epochs "${EPOCHS:-100}" ${extra[@]+"${extra[@]}"} --methods "$methods" --keep-going --no-progress --resume \
