@@ -103,13 +103,16 @@ class LocalLayer:
     def grads(self, x: torch.Tensor, delta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """``(Σ δ xᵀ, Σ δ)``: the local loss's gradients for weight and bias, summed over the batch."""
         m = self.module
+        gb = self.bias_grad(delta) if m.bias is not None else None
         if isinstance(m, nn.Linear):
-            d = delta.reshape(-1, delta.shape[-1])
-            gw = d.t() @ x.reshape(-1, x.shape[-1])
-            return gw, (d.sum(0) if m.bias is not None else None)
+            return delta.reshape(-1, delta.shape[-1]).t() @ x.reshape(-1, x.shape[-1]), gb
         conv, padding = self._conv_args()
-        gw = conv2d_weight(x, conv.weight.shape, delta, conv.stride, padding, conv.dilation, conv.groups)
-        return gw, (delta.sum((0, 2, 3)) if conv.bias is not None else None)
+        return conv2d_weight(x, conv.weight.shape, delta, conv.stride, padding, conv.dilation, conv.groups), gb
+
+    def bias_grad(self, delta: torch.Tensor) -> torch.Tensor:
+        """``Σ δ`` over every dim but the output features (the last for Linear, channels for a conv)."""
+        dims = tuple(range(delta.dim() - 1)) if isinstance(self.module, nn.Linear) else (0, 2, 3)
+        return delta.sum(dims)
 
     @property
     def groups(self) -> int:

@@ -95,11 +95,7 @@ class Problem:
         if self.x_low is None:
             return self.layer.grads(self.x, delta)
         gw, gb = self.layer.grads(self.x_low, delta.to(self.x_low.dtype))
-        return gw.to(self.x.dtype), (None if gb is None else delta.sum(self._bias_dims(delta)))
-
-    def _bias_dims(self, delta: torch.Tensor) -> tuple[int, ...]:
-        """The dims a bias gradient sums over: channels stay (conv, NCHW), else the features (last dim)."""
-        return (0, 2, 3) if isinstance(self.layer.module, torch.nn.Conv2d) else tuple(range(delta.dim() - 1))
+        return gw.to(self.x.dtype), (None if gb is None else self.layer.bias_grad(delta))
 
 
 def _params(p: Problem) -> list[torch.Tensor]:
