@@ -208,17 +208,15 @@ def _beyond_edge(factors: list[float], best: float) -> float | None:
     return None
 
 
-_SAME_MACHINE = ("processor", "torch_threads", "device")
-
-
 def _pool(path: str | Path, environment: dict[str, Any]) -> dict[str, list[float]] | None:
     """The step times of the record at ``path`` by method, to judge slowed runs with; None when it was measured
-    on another machine or thread count (its step times would say nothing about this run's)."""
+    on another machine or thread count (``same_machine``: its step times would say nothing about this run's)."""
     from ._io import read_json
+    from ._machine import same_machine
 
     other = read_json(Path(path) / "results.json")
     theirs = other.get("environment") or {}
-    if any(theirs.get(k) != environment.get(k) for k in _SAME_MACHINE):
+    if not same_machine(theirs, environment) or other.get("resumed_on"):
         return None
     return method_step_times(other.get("runs") or {})
 

@@ -8,6 +8,11 @@ k·B. Its step would have to be ``t* / (k·B)`` times faster to get there within
 schedule that decays over a longer budget: an estimate, not a bound). Where no run of that seed gets there,
 ``T / (k·B)``, T its longest run's training time, is a lower bound, and the per-step quality stands in the way
 as well.
+
+The seeds' records must have been measured on one machine (``same_machine``: CPU model, ISA flags, torch threads,
+device; a resume on another machine counts): a budget and an epoch time measured on another CPU say nothing about
+this one's. Records from several machines are read together only with ``allow_mixed_machines``, and the report
+then names each seed's machine and marks every table.
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from ._equal_time_report import chosen_run, measured_epoch_time, run_key
+from ._machine import describe_machine, same_machine
 from ._plotting import figure, save_png
-from ._record import provenance, save_report
+from ._record import machine_lines, machines_of, provenance, save_report
 
 __all__ = ["summarize_equal_time", "write_equal_time_summary"]
 
@@ -65,13 +71,29 @@ def _first_time_at(run: dict[str, Any], name: str, target: float) -> float | Non
     return float(min(found)) if found else None
 
 
-def summarize_equal_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
+def _seed_machines(runs: list[dict[str, Any]], machines: list[dict[str, Any]]) -> list[list[int]]:
+    """Per record, the (1-based) numbers in ``machines`` of the machines it was measured on (first, then those it
+    was resumed on)."""
+    return [
+        sorted(
+            {
+                next(i for i, m in enumerate(machines, 1) if same_machine(env, m))
+                for env in [r.get("environment") or {}, *(r.get("resumed_on") or [])]
+            }
+        )
+        for r in runs
+    ]
+
+
+def summarize_equal_time(runs: list[dict[str, Any]], *, allow_mixed_machines: bool = False) -> dict[str, Any]:
     """Per multiple k and method, the loss within k·B across the records ``runs`` (one per seed), ranked by
     its mean; and LocoProp's best configuration (methods named ``locoprop*``) against the best other method.
+    ``machines`` lists the machines the records were measured on, ``seed_machines`` each record's (numbers into
+    ``machines``, from 1).
 
     Raises:
-        ValueError: fewer than two records, a record that is not equal-time, or records whose settings differ
-            in more than the seed.
+        ValueError: fewer than two records, a record that is not equal-time, records whose settings differ
+            in more than the seed, or records measured on more than one machine without ``allow_mixed_machines``.
     """
     kinds = [r.get("benchmark") for r in runs]
     if len(runs) < 2 or any(k != "equal-time" for k in kinds):
@@ -92,8 +114,22 @@ def summarize_equal_time(runs: list[dict[str, Any]]) -> dict[str, Any]:
     seeds = [c["seed"] for c in cfgs]
     if len(set(seeds)) < len(seeds):
         raise ValueError(f"Two records have the same seed ({seeds}): pass each seed's directory once.")
+    machines = machines_of(runs)
+    seed_machines = _seed_machines(runs, machines)
+    if len(machines) > 1 and not allow_mixed_machines:
+        where = "; ".join(
+            f"seed {sd}: " + " and ".join(describe_machine(machines[i - 1]) for i in ms)
+            for sd, ms in zip(seeds, seed_machines, strict=True)
+        )
+        raise ValueError(
+            f"The records were measured on {len(machines)} different machines ({where}): their budgets and times "
+            "are not comparable, so they are not put into one table. Rerun the seeds on one machine, or pass "
+            "--allow-mixed-machines to read them together anyway (the report marks them)."
+        )
     names, ref = list(settings[0]), cfgs[0]["reference"]
     out: dict[str, Any] = {
+        "machines": machines,
+        "seed_machines": seed_machines,
         "seeds": seeds,
         "budgets": [r.get("budget_s") for r in runs],
         "multiples": cfgs[0]["multiples"],
@@ -193,19 +229,42 @@ def _spread(s: dict[str, Any], digits: int = 2) -> str:
 
 
 def write_equal_time_summary(
-    runs: list[dict[str, Any]], out: str | Path, sources: list[str | Path] | None = None, *, plots: bool = True
+    runs: list[dict[str, Any]],
+    out: str | Path,
+    sources: list[str | Path] | None = None,
+    *,
+    plots: bool = True,
+    allow_mixed_machines: bool = False,
 ) -> Path:
     """Write ``out/report.md`` (and ``loss_within_budget.png``) reading the equal-time records ``runs``
-    together; ``sources``, their directories, are linked from it."""
+    together; ``sources``, their directories, are linked from it. Records measured on different machines are
+    refused (ValueError) unless ``allow_mixed_machines``, which marks every table."""
     out = Path(out)
-    s = summarize_equal_time(runs)
+    s = summarize_equal_time(runs, allow_mixed_machines=allow_mixed_machines)
     n = len(runs)
+    mixed = len(s["machines"]) > 1
+    mark = " (mixed machines)" if mixed else ""
     budgets = ", ".join(_f(b, 1) for b in s["budgets"])
     lines = [
         f"# Equal wall-clock: deep autoencoder ({runs[0]['config']['dataset']}), {n} seeds",
         "",
         *provenance(runs[0], f"seeds {', '.join(str(x) for x in s['seeds'])}"),
         "",
+        *(
+            [
+                *machine_lines(runs),
+                "",
+                "Each seed's machine: "
+                + ", ".join(
+                    f"seed {sd} on machine {' and '.join(map(str, ms))}"
+                    for sd, ms in zip(s["seeds"], s["seed_machines"], strict=True)
+                )
+                + ". Read together with --allow-mixed-machines: every table below mixes them.",
+                "",
+            ]
+            if mixed
+            else []
+        ),
         "One record per seed, each with its own budget; the command above is the first seed's, the "
         "others differ in `--seed` and `--out` only.",
         *(
@@ -236,7 +295,7 @@ def write_equal_time_summary(
         e = s["by_multiple"][f"{k:g}"]
         rows, leader = e["rows"], e["rows"][e["ranked"][0]]["loss"]["mean"]
         lines += [
-            f"## Within {k:g}·B",
+            f"## Within {k:g}·B{mark}",
             "",
             "| rank | method | lr | epochs run | epoch time (s) | loss within budget | vs the leader "
             "| most over the budget (s) | diverged or failed; slowed |",

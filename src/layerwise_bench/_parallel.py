@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ._record import Record, save_report
+from ._record import Record, machine_lines, save_report
 
 __all__ = ["PARALLEL_CONFIGS", "run_parallel_benchmark", "write_parallel_report"]
 
@@ -120,6 +120,8 @@ def _report(results: dict[str, Any]) -> list[str]:
         f"({c['subset'] or 'all'} training examples), batch {c['batch_size']}, one epoch per run, "
         f"{results['repeats']} repeats interleaved round-robin, medians. Environment: "
         f"{json.dumps(results['environment'])}.",
+        "",
+        *machine_lines(results),
         "",
         "| configuration | median epoch (s) | ÷ 1 process × 1 thread | train loss after the epoch | train acc |",
         "|---|---|---|---|---|",

@@ -32,13 +32,20 @@ _SINGLE: dict[str, Callable[[dict[str, Any], Path], Path]] = {
 }
 
 
-def rebuild_report(dirs: list[str | Path], out: str | Path | None = None) -> Path:
+def rebuild_report(
+    dirs: list[str | Path], out: str | Path | None = None, *, allow_mixed_machines: bool = False
+) -> Path:
     """Rewrite ``report.md`` (and plots) in ``out`` (default: the first directory) from the records in ``dirs``.
+
+    Every report names the machine its record was measured on, and warns, naming them, when its runs were made
+    on several (a resume on another machine, ``resumed_on``; several records read together). Several
+    equal-time records measured on different machines are refused unless ``allow_mixed_machines``, which marks
+    their tables instead.
 
     Raises:
         ValueError: a record of a kind this cannot rebuild, several records that are not all autoencoder or all
-            equal-time runs, or several equal-time records without ``out``; the message names the file and what to
-            do.
+            equal-time runs, several equal-time records without ``out`` or measured on different machines (without
+            ``allow_mixed_machines``); the message names the file and what to do.
     """
     runs = load_runs(dirs)
     target = Path(out if out is not None else dirs[0])
@@ -56,7 +63,7 @@ def rebuild_report(dirs: list[str | Path], out: str | Path | None = None) -> Pat
                 f"--out {str(target)!r} is one of the seeds' directories, whose own report it would replace; pass "
                 "another, e.g. the directory above the seeds."
             )
-        return write_equal_time_summary(runs, target, sources=list(dirs))
+        return write_equal_time_summary(runs, target, sources=list(dirs), allow_mixed_machines=allow_mixed_machines)
     first = Path(dirs[0]) / "results.json"
     if len(runs) > 1:
         raise ValueError(

@@ -1,7 +1,8 @@
 """A benchmark's run record: the directory every benchmark writes, with one shape and one set of rules.
 
 ``out/results.json`` holds ``benchmark``, ``command``, ``config`` (what decides the numbers, compared on
-``--resume``), ``environment`` (where they were measured), ``runs`` (one entry per method, seed or
+``--resume``), ``environment`` (where they were measured: :func:`layerwise_bench._machine.machine`; a resume on
+another machine is appended to ``resumed_on``), ``runs`` (one entry per method, seed or
 configuration, each saved as soon as it changes) and whatever the benchmark adds; ``out/report.md``
 and the plots are rebuilt from it. An existing record is never clobbered: ``resume`` continues it
 (same ``config`` required), ``overwrite`` replaces it.
@@ -9,7 +10,9 @@ and the plots are rebuilt from it. An existing record is never clobbered: ``resu
 
 from __future__ import annotations
 
+import os
 import platform
+import shlex
 import sys
 import warnings
 from collections.abc import Iterable, Sequence
@@ -19,15 +22,27 @@ from typing import Any
 import torch
 
 from ._io import atomic_write_bytes, atomic_write_json, read_json
+from ._machine import describe_machine, distinct_machines, machine, same_machine
 
-__all__ = ["RESULTS_FILE", "Record", "check_names", "environment", "provenance", "save_report"]
+__all__ = [
+    "RESULTS_FILE",
+    "Record",
+    "check_names",
+    "command_line",
+    "environment",
+    "machine_lines",
+    "machines_of",
+    "provenance",
+    "save_report",
+]
 
 RESULTS_FILE = "results.json"
 FINAL = ("complete", "diverged")
 
 
 def environment(device: torch.device | str) -> dict[str, Any]:
-    """Where the numbers were measured."""
+    """Where the numbers were measured: :func:`~layerwise_bench._machine.machine` and the keys records kept
+    before it (python, torch, platform, processor, torch_threads, device; gpu on CUDA)."""
     device = torch.device(device)
     env = {
         "python": sys.version.split()[0],
@@ -39,7 +54,29 @@ def environment(device: torch.device | str) -> dict[str, Any]:
     }
     if device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-    return env
+    return {**machine(device), **env}
+
+
+def command_line(argv: Sequence[str], prog: str = "layerwise", cwd: str | Path | None = None) -> str:
+    """The command a record keeps: ``prog`` and ``argv`` quoted for a shell, with every absolute path under
+    ``cwd`` (default: the working directory), alone or as ``--flag=PATH``, written relative to it, so that
+    the command reads the same from any checkout."""
+    root = Path(cwd if cwd is not None else os.getcwd()).resolve()
+
+    def rel(arg: str) -> str:
+        flag, eq, value = arg.partition("=") if arg.startswith("-") else ("", "", arg)
+        if not value.startswith("/"):
+            return arg
+        try:
+            inside = Path(os.path.normpath(value)).relative_to(root)
+        except ValueError:
+            try:  # the working directory reached through a link: compare resolved paths too
+                inside = Path(value).resolve().relative_to(root)
+            except (ValueError, OSError):
+                return arg
+        return f"{flag}{eq}{inside.as_posix()}"
+
+    return " ".join([prog, *(shlex.quote(rel(a)) for a in argv)])
 
 
 def check_names(what: str, given: Sequence[str], valid: Iterable[str]) -> None:
@@ -102,9 +139,19 @@ class Record:
                     f"{config}. Resume with the same arguments or choose another --out."
                 )
             self.results.setdefault("resumed_with", []).append(command)
+            here = environment(device)
+            known = [self.results.get("environment") or {}, *(self.results.get("resumed_on") or [])]
+            if "environment" not in self.results:
+                self.results["environment"] = here
+            elif not any(same_machine(here, env) for env in known):
+                self.results.setdefault("resumed_on", []).append(here)
         else:
-            self.results = {"benchmark": benchmark, "command": command, "config": config}
-        self.results["environment"] = environment(device)
+            self.results = {
+                "benchmark": benchmark,
+                "command": command,
+                "config": config,
+                "environment": environment(device),
+            }
         if runs_key is not None:
             self.results.setdefault(runs_key, {})
 
@@ -160,6 +207,27 @@ def _times(n: int) -> str:
     return f" {n} times" if n > 1 else ""
 
 
+def machines_of(records: dict[str, Any] | Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The distinct machines one record, or several read together, were measured on: each record's
+    ``environment`` and the ``resumed_on`` machines it was continued on, each machine once, in order."""
+    recs = [records] if isinstance(records, dict) else list(records)
+    return distinct_machines([env for r in recs for env in [r.get("environment") or {}, *(r.get("resumed_on") or [])]])
+
+
+def machine_lines(records: dict[str, Any] | Sequence[dict[str, Any]]) -> list[str]:
+    """The report lines naming the machine of one record, or of several read together: "Machine: ...", and
+    a warning naming every machine when the runs were made on more than one."""
+    found = machines_of(records)
+    if len(found) <= 1:
+        return [f"Machine: {describe_machine(found[0] if found else {})}."]
+    return [
+        f"**Warning: these runs were made on {len(found)} different machines; their times are not comparable "
+        "with each other:**",
+        "",
+        *[f"- machine {i}: {describe_machine(env)}" for i, env in enumerate(found, 1)],
+    ]
+
+
 def provenance(results: dict[str, Any], seeds: str) -> list[str]:
     """The report lines that say how a record was made: its command, the resumes, the machine and data."""
     env = results.get("environment", {})
@@ -170,6 +238,8 @@ def provenance(results: dict[str, Any], seeds: str) -> list[str]:
         f"    {results.get('command') or '(not recorded)'}",
         "",
         *([f"Resumed{_times(resumed.count(c))} with: `{c}`" for c in dict.fromkeys(resumed)] + [""] if resumed else []),
+        *machine_lines(results),
+        "",
         f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
         f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
         f"{results.get('test_examples', '?')} test examples; {seeds}.",

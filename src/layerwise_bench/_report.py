@@ -12,7 +12,7 @@ import numpy as np
 from ._harness import AutoencoderConfig
 from ._io import read_json
 from ._plotting import figure, save_png
-from ._record import save_report
+from ._record import machine_lines, save_report
 
 __all__ = ["load_runs", "summarize", "time_to_final_loss", "write_report"]
 
@@ -223,6 +223,8 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
         f"Measured on: {env.get('device', '?')}"
         + (f" ({env['gpu']})" if env.get("gpu") else "")
         + f", {env.get('processor', '?')}, torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} threads.",
+        "",
+        *machine_lines(runs),
         "",
         "Commands:",
         "",

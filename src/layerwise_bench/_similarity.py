@@ -27,7 +27,7 @@ from ._depth_methods import DEPTH_METHODS
 from ._depth_model import linear_layers
 from ._depth_train import DepthConfig, train_depth
 from ._plotting import figure, save_png
-from ._record import Record, save_report
+from ._record import Record, machine_lines, save_report
 
 __all__ = ["SIMILARITY_RUNS", "hidden_activations", "run_similarity_benchmark"]
 
@@ -147,6 +147,8 @@ def write_similarity_report(results: dict[str, Any], out: str | Path, *, plots: 
         "Command:",
         "",
         f"    {results.get('command') or '(not recorded)'}",
+        "",
+        *machine_lines(results),
         "",
         f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
         f"{env.get('torch_threads', '?')} thread(s). {results['train_examples']} training examples, "

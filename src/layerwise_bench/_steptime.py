@@ -17,7 +17,7 @@ from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
 from ._locoprop import _autoencoder_layers
 from ._plotting import figure, save_png
-from ._record import Record, save_report
+from ._record import Record, machine_lines, save_report
 
 __all__ = ["run_steptime_benchmark", "write_steptime_report"]
 
@@ -151,6 +151,8 @@ def _lines(results: dict[str, Any]) -> list[str]:
         "",
         f"Batch {results['batch_size']}, {results['repeats']} timed steps per entry (round-robin, after 2 warm-up "
         f"rounds), median. Device: {results['environment']}.",
+        "",
+        *machine_lines(results),
         "",
         "| entry | median step (s) | × Adam | × PyPI locoprop at same T |",
         "|---|---|---|---|",

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ._plotting import figure, save_png
-from ._record import Record, save_report
+from ._record import Record, machine_lines, save_report
 
 __all__ = ["DeepSupervisionMLP", "run_telemetry_benchmark", "write_telemetry_report"]
 
@@ -169,15 +169,9 @@ def _sync(device: torch.device) -> None:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
+    from ._machine import cpu_model
 
-    return platform.processor() or platform.machine()
+    return cpu_model()
 
 
 def _time_k(
@@ -325,9 +319,10 @@ def _report(res: dict[str, Any]) -> list[str]:
         "",
         f"Command: `{res['command']}`",
         "",
-        f"Machine: {env['cpu']} ({env['cpu_count']} logical CPUs), torch {env['torch']}, "
-        f"torch threads: {env['torch_threads']}, device {env['device']}{', ' + env['gpu'] if 'gpu' in env else ''}, "
-        f"Python {env['python']}, {env['platform']}. Load average (1, 5, 15 min) before: "
+        *machine_lines(res),
+        "",
+        f"Python {env['python']}, {env['platform']}, {env['cpu_count']} logical CPUs, torch threads: "
+        f"{env['torch_threads']}. Load average (1, 5, 15 min) before: "
         f"{', '.join(f'{v:.2f}' for v in env['load_before'])}; after: "
         f"{', '.join(f'{v:.2f}' for v in env['load_after'])}."
         + (

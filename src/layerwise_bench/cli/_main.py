@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ import layerwise
 import layerwise_bench as bench
 from layerwise.data import DataError
 
+from .._record import command_line
 from ._autoencoder import AUTOENCODER, EQUAL_TIME, TUNE
 from ._aux import AUX
 from ._common import add_common_flags, check_common_flags
@@ -46,12 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="rebuild report and plots from saved results (several runs: mean and spread)")
     rp.add_argument("dirs", nargs="+", type=Path, help="run directories holding results.json")
     rp.add_argument("--out", type=Path, default=None, help="where to write (default: the first directory)")
+    rp.add_argument(
+        "--allow-mixed-machines",
+        action="store_true",
+        help="let several equal-time records measured on different machines share one table of times (each is "
+        "marked with its machine); refused without this flag",
+    )
     return parser
 
 
 def _run(args: argparse.Namespace, command: str) -> Outcome:
     if args.command == "report":
-        return Outcome(wrote=[str(bench.rebuild_report(args.dirs, args.out))])
+        path = bench.rebuild_report(args.dirs, args.out, allow_mixed_machines=args.allow_mixed_machines)
+        return Outcome(wrote=[str(path)])
     return SUBCOMMANDS[args.benchmark].run(args, command)
 
 
@@ -61,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "bench":
         check_common_flags(args, args.benchmark)
-    command = "layerwise " + " ".join(shlex.quote(a) for a in argv)
+    command = command_line(argv)  # absolute paths under the working directory written relative to it
     try:
         outcome = _run(args, command)
     except KeyboardInterrupt:
