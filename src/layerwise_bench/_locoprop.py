@@ -76,6 +76,7 @@ for _m in [
         1e-5,
         {**_OFFICIAL, "inner_dtype": "bfloat16"},
         closure=_closure,
+        hardware_fallback={"inner_dtype": "float32"},
     ),
     Method(
         "locoprop-m-bf16-t5",
@@ -84,6 +85,7 @@ for _m in [
         1e-5,
         {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5},
         closure=_closure,
+        hardware_fallback={"inner_dtype": "float32"},
     ),
     *(
         Method(
@@ -93,6 +95,7 @@ for _m in [
             1e-5,
             {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5, "inner_chunks": n},
             closure=_closure,
+            hardware_fallback={"inner_dtype": "float32"},
         )
         for n, part in ((2, "half"), (4, "a quarter"))
     ),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -46,6 +46,11 @@ class Method:
         extra: the pip extra it needs, named in the error when its package is missing.
         requires: the modules it imports, checked by :meth:`check_available` before any work starts.
         scheduled: whether the harness' warm-up/decay schedule applies (Schedule-Free: no).
+        hardware_fallback: hyper-parameters that replace ``hparams`` where the CPU has no native bfloat16
+            products (:meth:`for_machine`), e.g. ``{"ns_dtype": "float32"}``.
+        path: empty for the registry's form; set by :meth:`for_machine` when it applied the fallback, saying
+            which form runs and why (it is also appended to ``summary``, so records that keep the summary
+            say it).
     """
 
     name: str
@@ -57,6 +62,15 @@ class Method:
     extra: str | None = None
     requires: tuple[str, ...] = ()
     scheduled: bool = True
+    hardware_fallback: dict[str, Any] = field(default_factory=dict)
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        # A copy whose hparams no longer hold the fallback (``--set ns_dtype=bfloat16`` after for_machine) no
+        # longer runs the fallback path: drop its text, so that the record does not claim it.
+        if self.path and any(self.hparams.get(k) != v for k, v in self.hardware_fallback.items()):
+            object.__setattr__(self, "summary", self.summary.removesuffix(f"; {self.path}"))
+            object.__setattr__(self, "path", "")
 
     def check_available(self) -> None:
         """Raise ImportError naming the missing module and the extra to install, before any training."""
@@ -66,3 +80,23 @@ class Method:
                     f"method {self.name!r} needs the package {module!r}, which is not installed: "
                     f"pip install 'layerwise[{self.extra or 'bench'}]'"
                 )
+
+    def for_machine(self, device: torch.device | str = "cpu") -> Method:
+        """This method as it runs on ``device``: itself where ``device`` multiplies bfloat16 natively (every
+        GPU; a CPU with AVX512-BF16 or AMX) or it has no ``hardware_fallback``; else a copy with the fallback
+        merged into ``hparams`` and ``path`` saying so (e.g. Muon's Newton–Schulz in float32: emulated
+        bfloat16 products take tens of times longer)."""
+        if not self.hardware_fallback or self.path:
+            return self
+        from ._machine import native_bf16
+
+        if native_bf16(device):
+            return self
+        changed = ", ".join(f"{k}={v} (not {self.hparams.get(k)})" for k, v in self.hardware_fallback.items())
+        path = f"{changed}: this CPU has no native bfloat16"
+        return replace(
+            self,
+            hparams={**self.hparams, **self.hardware_fallback},
+            path=path,
+            summary=f"{self.summary}; {path}",
+        )

@@ -161,6 +161,12 @@ def _lines(results: dict[str, Any]) -> list[str]:
         inner = name.rsplit("T=", 1)[-1].split()[0] if "T=" in name else None
         ref = med.get(f"pypi locoprop T={inner}") if inner and name.startswith("layerwise locoprop-m T=") else None
         lines.append(f"| {name} | {v:.4f} | {v / med['adam']:.2f} | {f'{v / ref:.2f}' if ref else ''} |")
+    if (results.get("environment") or {}).get("native_bf16") is False:
+        lines += [
+            "",
+            "This CPU has no native bfloat16 products (no AVX512-BF16 or AMX): the bf16 entries time emulated "
+            "products; the benchmark registry runs their float32 form on such a CPU (`Method.for_machine`).",
+        ]
     return lines
 
 

@@ -1,6 +1,8 @@
 """The optimizers people reach for today, as benchmark methods: Muon, PSGD-Kron, SOAP, Schedule-Free AdamW.
 
-- ``muon``: ``torch.optim.Muon`` on the weight matrices, Adam on the biases (:class:`MuonAdam`).
+- ``muon``: Muon (``torch.optim.Muon``'s update, bit for bit) on the weight matrices, Adam on the biases
+  (:class:`MuonAdam`); its Newton-Schulz runs in bfloat16, in float32 where the CPU has no native bfloat16
+  (``Method.for_machine``).
 - ``kron``: PSGD-Kron (Li 2018, "Preconditioner on matrix Lie group for SGD"; the Kron form of
   Evan Walters' ``kron_torch``), from ``pytorch-optimizer``. Its einsums need ``opt-einsum``
   installed, or torch contracts them in an order that asks for terabytes. It draws the
@@ -60,10 +62,12 @@ def _schedule_free(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimi
 for _m in [
     Method(
         "muon",
-        "Muon (torch.optim.Muon, Nesterov 0.95, 5 Newton-Schulz steps) on weight matrices, Adam on biases",
+        "Muon (torch.optim.Muon's update, Nesterov 0.95, 5 Newton-Schulz steps in bfloat16) on weight matrices, "
+        "Adam on biases",
         _muon,
         0.0632,
-        {"adam_lr": 1e-3, "momentum": 0.95},
+        {"adam_lr": 1e-3, "momentum": 0.95, "ns_dtype": "bfloat16"},
+        hardware_fallback={"ns_dtype": "float32"},
     ),
     Method(
         "kron",

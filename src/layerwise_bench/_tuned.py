@@ -88,7 +88,7 @@ def prepare_methods(
     tuned-values file and its contents."""
     from ._registry import get_method
 
-    methods = [get_method(name) for name in names]
+    methods = [get_method(name).for_machine() for name in names]  # the float32 form where bf16 is emulated
     for m in methods:
         m.check_available()  # a missing optional package fails before any work
     for flag, given in (("--lr", lr_overrides), ("--set", hparam_overrides)):
