@@ -177,8 +177,8 @@ def test_nan_stops_with_method_and_epoch_and_keeps_last_good_checkpoint(data, tm
 def test_registry_rejects_duplicates_and_unknown_names():
     with pytest.raises(ValueError, match="'adam' is already registered"):
         bench.register_method(bench.get_method("adam"))
-    with pytest.raises(ValueError, match="Unknown method 'adamw'. Expected one of: sgd, momentum"):
-        bench.get_method("adamw")
+    with pytest.raises(ValueError, match="Unknown method 'adamx'. Expected one of: sgd, momentum"):
+        bench.get_method("adamx")
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Benchmarks: the registry of methods, the deep-autoencoder harness, tuning and reports."""
 
-from . import _baselines, _locoprop, _today  # noqa: F401  (importing them registers the methods)
+from . import _baselines, _locoprop, _locoprop_recipes, _today  # noqa: F401  (importing them registers the methods)
 from ._aux_bench import AuxConfig, run_aux_benchmark
 from ._depth_bench import DepthConfig, run_depth_benchmark
 from ._equal_time import run_equal_time_benchmark
@@ -10,6 +10,7 @@ from ._harness import (
     AutoencoderConfig,
     AutoencoderData,
     CheckpointMismatch,
+    RunConfig,
     TrainingDiverged,
     evaluate,
     load_autoencoder_data,
@@ -31,6 +32,7 @@ from ._tensorboard import TensorBoardSink
 from ._tune import tune_learning_rates
 from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
 from ._zstore_bench import run_zstore_benchmark
+from .workloads import WORKLOADS, Workload, get_workload
 
 __all__ = [
     "AuxConfig",
@@ -48,6 +50,10 @@ __all__ = [
     "AutoencoderConfig",
     "AutoencoderData",
     "CheckpointMismatch",
+    "RunConfig",
+    "WORKLOADS",
+    "Workload",
+    "get_workload",
     "apply_tuned_hparams",
     "LossFn",
     "METHODS",

@@ -38,6 +38,10 @@ def _adam(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=lr, **kw)
 
 
+def _adamw(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=lr, **kw)
+
+
 def _shampoo(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
     try:
         from pytorch_optimizer import ScalableShampoo
@@ -71,6 +75,8 @@ for _m in [
     Method("adagrad", "AdaGrad", _adagrad, 1e-2),
     Method("rmsprop", "RMSProp (decay 0.9, eps 1e-8)", _rmsprop, 1e-4, {"alpha": 0.9, "eps": 1e-8}),
     Method("adam", "Adam (0.9, 0.999, eps 1e-8)", _adam, 1e-3),
+    Method("adamw", "AdamW (0.9, 0.999), decoupled weight decay 0.01 (torch's default)", _adamw, 1e-3),
+    Method("nesterov", "SGD with Nesterov momentum 0.9", _sgd, 1e-2, {"momentum": 0.9, "nesterov": True}),
     Method(
         "shampoo",
         "Scalable Shampoo (pytorch-optimizer), RMSProp grafting, roots every 20 steps",

@@ -37,12 +37,12 @@ Training time counts optimizer steps only (no evaluation), as everywhere in the 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ._equal_time_report import run_key, write_equal_time_report
-from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
+from ._harness import AutoencoderConfig, TrainingDiverged, train_method
 from ._record import Record
 from ._slow_runs import SLOW_TOLERANCE, method_step_times, slowed_runs
 from ._tuned import prepare_methods
@@ -53,15 +53,15 @@ EDGE_STEPS = 2
 """How many times a learning-rate grid is extended past an edge that holds the best loss."""
 
 
-def _score(entry: dict[str, Any]) -> float:
-    loss = (entry.get("within") or {}).get("train_loss")
+def _score(entry: dict[str, Any], metric: str = "train_loss") -> float:
+    loss = (entry.get("within") or {}).get(metric)
     return float(loss) if loss is not None and math.isfinite(loss) else math.inf
 
 
 def run_equal_time_benchmark(
     method_names: list[str],
     cfg: AutoencoderConfig,
-    data: AutoencoderData,
+    data: Any,
     out: str | Path,
     *,
     multiples: tuple[float, ...] = (1.0, 3.0),
@@ -92,12 +92,15 @@ def run_equal_time_benchmark(
         raise ValueError(f"Invalid lr_factors={list(lr_factors)}: expected distinct numbers > 0, e.g. 0.316,1,3.16.")
     if lrs_from is not None and list(lr_factors) != [1.0]:
         raise ValueError("Pass lr_factors or lrs_from, not both: lrs_from runs the factors another record chose.")
-    methods, lrs, tuned_src, tuned = prepare_methods(method_names, cfg.dataset, tuned_file)
+    methods, lrs, tuned_src, tuned = prepare_methods(method_names, cfg.dataset, tuned_file, workload=cfg.workload)
     cfg = replace(cfg, warmup_epochs=0)
+    metric = cfg.task.score
     same = {"dataset": cfg.dataset, "subset": cfg.subset, "reference": reference, "reference_epochs": reference_epochs}
+    if cfg.workload != "autoencoder":
+        same.update(workload=cfg.workload, size=cfg.size)
     given = _read_choices(lrs_from, {m.name: lrs[m.name][0] for m in methods}, multiples, same) if lrs_from else None
     config = {
-        **asdict(cfg),
+        **cfg.as_dict(),
         "multiples": list(multiples),
         "reference": reference,
         "reference_epochs": reference_epochs,
@@ -111,7 +114,18 @@ def run_equal_time_benchmark(
     results = record.results
     results["tuned_file"] = str(tuned_src) if tuned else None
     results["train_examples"], results["test_examples"] = len(data.train), len(data.test)
-    results["lrs"] = {m.name: {"lr": lrs[m.name][0], "source": lrs[m.name][1], "hparams": m.hparams} for m in methods}
+    if cfg.workload != "autoencoder":  # the autoencoder's records predate workloads: they rank by train_loss
+        results["score"], results["metrics"] = metric, cfg.task.metrics
+        results["data"] = getattr(data, "info", {})
+    results["lrs"] = {
+        m.name: {
+            "lr": lrs[m.name][0],
+            "source": lrs[m.name][1],
+            "hparams": m.hparams,
+            **({"path": m.path} if m.path else {}),
+        }
+        for m in methods
+    }
     by_name = {m.name: m for m in methods}
 
     def run(
@@ -153,7 +167,7 @@ def run_equal_time_benchmark(
         factors = [*grid, *(f for f in ran if f not in grid)]
 
         def best_of(fs: list[float]) -> float:
-            return min(fs, key=lambda f: _score(record.runs[run_key(k, name, f)]))
+            return min(fs, key=lambda f: _score(record.runs[run_key(k, name, f)], metric))
 
         while len(grid) > 1 and len(factors) - len(grid) < EDGE_STEPS:
             further = _beyond_edge(sorted(factors), best_of(factors))

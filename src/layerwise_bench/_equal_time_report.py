@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ._plotting import figure, save_png
+from ._plotting import figure, method_colors, save_png
 from ._record import provenance, save_report
 from ._slow_runs import run_step_time
 
@@ -47,9 +47,9 @@ _FITTED_EPOCHS = (  # records made before the runs went on the clock
 )
 
 
-def _time_to(records: list[dict[str, Any]], target: float) -> float | None:
+def _time_to(records: list[dict[str, Any]], target: float, metric: str = "train_loss") -> float | None:
     for r in records:
-        if r["train_loss"] <= target:
+        if r.get(metric, math.inf) <= target:
             return float(r["train_time"])
     return None
 
@@ -67,17 +67,35 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
     grid = [float(f) for f in cfg.get("lr_factors") or [1.0]]
     chosen_from = cfg.get("lrs_from")
     runs = {f"{k:g}B/{n}": r for k in cfg["multiples"] for n in names if (r := chosen_run(results, k, n)) is not None}
+    metric = results.get("score", "train_loss")  # records before workloads: the autoencoder's training loss
+    shown = [m for m in results.get("metrics", {}) if m != metric and m != "train_loss"]
+    task = cfg.get("workload", "autoencoder")
     lines = [
-        f"# Equal wall-clock: deep autoencoder ({cfg['dataset']})",
+        f"# Equal wall-clock: {'deep autoencoder' if task == 'autoencoder' else task} ({cfg['dataset']})",
         "",
         *provenance(results, f"seed {cfg['seed']}"),
         "",
+        *(
+            [
+                f"Score: `{metric}`, {results['metrics'][metric]} (lower is better). Also shown: "
+                + "; ".join(f"`{m}`, {results['metrics'][m]}" for m in shown)
+                + ".",
+                "",
+            ]
+            if "metrics" in results
+            else []
+        ),
         f"Budget B = the training time of `{ref}` for {cfg['reference_epochs']} epochs in this run: "
         f"**{_fmt(budget, 1)} s**. "
         + (_ON_THE_CLOCK if cfg.get("schedule") == "time" else _FITTED_EPOCHS)
         + (
             f" Learning rates tuned on each budget: every method ran {', '.join(f'{f:g}' for f in grid)} × its "
-            "10-epoch tuned rate, and the best within the budget is scored; a best on the grid's edge extended the "
+            + (
+                "10-epoch tuned rate"
+                if task == "autoencoder"
+                else "centre rate (its tuned rate, else the workload's default)"
+            )
+            + ", and the best within the budget is scored; a best on the grid's edge extended the "
             "grid one step further out, up to twice ('edge': the best is still on the edge of the factors run)."
             if len(grid) > 1
             else ""
@@ -89,15 +107,20 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         rows = [(v["method"], v) for key, v in runs.items() if key.startswith(f"{k:g}B/")]
         scored = sorted(
             rows,
-            key=lambda r: (r[1].get("within") or {}).get("train_loss", math.inf),
+            key=lambda r: (r[1].get("within") or {}).get(metric, math.inf),
         )
+        extra_head = "".join(f" {m} |" for m in shown)
         lines += [
             f"## Within {k:g}·B = {_fmt(k * budget if budget else None, 1)} s",
             "",
-            "| rank | method | lr | epochs run | epoch time (s) | loss within budget | "
-            "time used (s) | over by (s) | status |" + (" loss at each lr factor |" if len(grid) > 1 else ""),
-            "|---|---|---|---|---|---|---|---|---|" + ("---|" if len(grid) > 1 else ""),
+            f"| rank | method | lr | epochs run | epoch time (s) | {'loss' if metric == 'train_loss' else metric} "
+            "within budget |"
+            + extra_head
+            + " time used (s) | over by (s) | status |"
+            + (" loss at each lr factor |" if len(grid) > 1 else ""),
+            "|---|---|---|---|---|---|" + "---|" * len(shown) + "---|---|---|" + ("---|" if len(grid) > 1 else ""),
         ]
+        digits = 2 if metric == "train_loss" else 3
         for i, (name, v) in enumerate(scored, 1):
             within = v.get("within") or {}
             lr = v.get("lr", results["lrs"][name]["lr"])
@@ -111,12 +134,14 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
                 key=lambda t: t[0],
             )
             grid_cell = (
-                " " + ", ".join(f"{f:g}: {_fmt(w.get('train_loss'))}" for f, w in at) + " |" if len(grid) > 1 else ""
+                " " + ", ".join(f"{f:g}: {_fmt(w.get(metric), digits)}" for f, w in at) + " |" if len(grid) > 1 else ""
             )
             lines.append(
                 f"| {i} | {name} | {lr:.3g}{edge} | {_fmt(v.get('epochs'))} | "
-                f"{_fmt(measured_epoch_time(v), 2)} | {_fmt(within.get('train_loss'))} | "
-                f"{_fmt(within.get('train_time'), 1)} | {_fmt(v.get('over_s'), 2)} | {_status(results, k, name, v)} |"
+                f"{_fmt(measured_epoch_time(v), 2)} | {_fmt(within.get(metric), 2 if metric == 'train_loss' else 3)} |"
+                + "".join(f" {_fmt(within.get(m), 4)} |" for m in shown)
+                + f" {_fmt(within.get('train_time'), 1)} | {_fmt(v.get('over_s'), 2)} |"
+                + f" {_status(results, k, name, v)} |"
                 + grid_cell
             )
         lines.append("")
@@ -124,10 +149,10 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
     ref_run = results["runs"].get(f"reference/{ref}")
     if ref_run and ref_run.get("records"):
         best = min(
-            ((v.get("within") or {}).get("train_loss", math.inf) for k, v in runs.items() if k.startswith("1B/")),
+            ((v.get("within") or {}).get(metric, math.inf) for k, v in runs.items() if k.startswith("1B/")),
             default=math.inf,
         )
-        targets = {f"{ref}'s loss at B": ref_run["records"][-1]["train_loss"], "best loss within B": best}
+        targets = {f"{ref}'s loss at B": ref_run["records"][-1].get(metric, math.inf), "best loss within B": best}
         names = sorted({v["method"] for v in runs.values()})
         lines += [
             "## Time to target losses",
@@ -135,13 +160,15 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
             "Earliest training time at which any of the method's runs ended an epoch at or below the target "
             "(epoch granularity, so an upper bound).",
             "",
-            "| method | " + " | ".join(f"to {t} ({_fmt(v)}) (s)" for t, v in targets.items()) + " |",
+            "| method | "
+            + " | ".join(f"to {t} ({_fmt(v, 2 if metric == 'train_loss' else 3)}) (s)" for t, v in targets.items())
+            + " |",
             "|---|" + "---|" * len(targets),
         ]
         for name in names:
             cells = []
             for target in targets.values():
-                times = [_time_to(v.get("records") or [], target) for v in runs.values() if v["method"] == name]
+                times = [_time_to(v.get("records") or [], target, metric) for v in runs.values() if v["method"] == name]
                 found = [t for t in times if t is not None]
                 cells.append(_fmt(min(found) if found else None, 1))
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -163,6 +190,7 @@ def _status(results: dict[str, Any], k: float, name: str, entry: dict[str, Any])
 
 def _slowed_lines(results: dict[str, Any]) -> list[str]:
     """The runs run again because the machine slowed them, and those still slowed (step 5 of the protocol)."""
+    metric = results.get("score", "train_loss")
     again = {key: e for key, e in results["runs"].items() if "first_run" in e}
     still = results.get("slowed") or {}
     if "slow_tolerance" not in results or not (again or still):
@@ -186,8 +214,8 @@ def _slowed_lines(results: dict[str, Any]) -> list[str]:
             first = e["first_run"]
             lines.append(
                 f"| {key} | {first['step_time_s'] * 1e3:.0f} | {first['method_median_s'] * 1e3:.0f} | "
-                f"{_fmt(_ms(run_step_time(e)), 0)} | {_fmt((first.get('within') or {}).get('train_loss'))} | "
-                f"{_fmt((e.get('within') or {}).get('train_loss'))} |"
+                f"{_fmt(_ms(run_step_time(e)), 0)} | {_fmt((first.get('within') or {}).get(metric))} | "
+                f"{_fmt((e.get('within') or {}).get(metric))} |"
             )
         lines.append("")
     if still:
@@ -208,8 +236,10 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _plot(results: dict[str, Any], runs: dict[str, Any], budget: float, path: Path) -> None:
+    metric = results.get("score", "train_loss")
     fig, (ax,) = figure(1, width=9.0)
     names = sorted({v["method"] for v in runs.values()})
+    colors = method_colors(names)
     styles = ["-", "--", ":", "-."]
     for i, name in enumerate(names):
         for j, k in enumerate(results["config"]["multiples"]):
@@ -219,8 +249,8 @@ def _plot(results: dict[str, Any], runs: dict[str, Any], budget: float, path: Pa
             recs = v["records"]
             ax.plot(
                 [r["train_time"] for r in recs],
-                [r["train_loss"] for r in recs],
-                color=f"C{i % 10}",
+                [r.get(metric, math.nan) for r in recs],
+                color=colors[name],
                 linestyle=styles[(j + i // 10) % len(styles)],
                 marker="o",
                 ms=2,
@@ -228,7 +258,8 @@ def _plot(results: dict[str, Any], runs: dict[str, Any], budget: float, path: Pa
             )
     for k in results["config"]["multiples"]:
         ax.axvline(k * budget, color="grey", lw=0.8)
-    ax.set(xscale="log", yscale="log", xlabel="training time (s)", ylabel="training loss (nats / example)")
+    label = "training loss (nats / example)" if metric == "train_loss" else f"{metric}"
+    ax.set(xscale="log", yscale="log", xlabel="training time (s)", ylabel=label)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=6, ncol=2)
     save_png(fig, path, dpi=110)

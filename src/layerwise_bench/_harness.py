@@ -18,15 +18,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from layerwise.data import load_dataset
-from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 from layerwise.optim import default_warmup_epochs, warmup_linear_decay
 
 from ._io import atomic_torch_save, load_checkpoint
 from ._method import Method
+from .workloads import AutoencoderData, Workload, evaluate, get_workload, load_autoencoder_data
 
 __all__ = [
     "AutoencoderConfig",
+    "RunConfig",
     "AutoencoderData",
     "TrainingDiverged",
     "CheckpointMismatch",
@@ -50,7 +50,10 @@ class CheckpointMismatch(ValueError):
 class AutoencoderConfig:
     """What a benchmark run trains on and for how long (the same for every method of the run).
 
-    ``batch_size=None`` takes the data set's default (MNIST: 1000, the official value; digits: 100).
+    ``workload`` names the task (:data:`~layerwise_bench.workloads.WORKLOADS`; the deep autoencoder by
+    default) and ``size`` its model preset (``cpu``: minutes on a 2-core CPU; ``gpu``: larger).
+    ``batch_size=None`` takes the workload's default (autoencoder on MNIST: 1000, the official value; on
+    digits: 100).
     ``warmup_epochs=None`` takes 5% of the schedule, rounded (official: 5 of 100).
     ``schedule_epochs`` is the length of the warm-up/decay schedule (default ``epochs``); a longer
     schedule stops early, e.g. the official 100-epoch schedule checked at epoch 14.
@@ -65,8 +68,11 @@ class AutoencoderConfig:
     warmup_epochs: int | None = None
     evaluate_test: bool = True
     schedule_epochs: int | None = None
+    workload: str = "autoencoder"
+    size: str = "cpu"
 
     def __post_init__(self) -> None:
+        get_workload(self.workload).size_options(self.size)  # validates both names
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ValueError(f"Invalid epochs={self.epochs!r}. Must be an integer >= 1 (e.g. --epochs 20).")
         if self.subset is not None and (not isinstance(self.subset, int) or self.subset < 1):
@@ -89,12 +95,29 @@ class AutoencoderConfig:
 
     @property
     def effective_batch_size(self) -> int:
-        return self.batch_size or _DEFAULT_BATCH.get(self.dataset, 1000)
+        if self.batch_size:
+            return self.batch_size
+        if self.workload == "autoencoder":
+            return _DEFAULT_BATCH.get(self.dataset, 1000)
+        return get_workload(self.workload).batch_size
+
+    @property
+    def task(self) -> Workload:
+        """The workload this configuration trains."""
+        return get_workload(self.workload)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The fields, as records and checkpoints store them: the autoencoder's omit ``workload`` and ``size``
+        (its records predate workloads, and their configurations must still match on ``--resume``)."""
+        out = asdict(self)
+        if self.workload == "autoencoder" and self.size == "cpu":
+            del out["workload"], out["size"]
+        return out
 
     def resolved(self) -> dict[str, Any]:
         """The fields with every ``None`` default replaced by the value a run uses (for reports)."""
         return {
-            **asdict(self),
+            **self.as_dict(),
             "batch_size": self.effective_batch_size,
             "schedule_epochs": self.total_epochs,
             "warmup_epochs": default_warmup_epochs(self.total_epochs)
@@ -103,46 +126,12 @@ class AutoencoderConfig:
         }
 
 
-@dataclass(frozen=True)
-class AutoencoderData:
-    """Training and test inputs (the targets are the inputs)."""
-
-    train: torch.Tensor
-    test: torch.Tensor
-
-
-def load_autoencoder_data(
-    cfg: AutoencoderConfig,
-    data_dir: str | Path | None = None,
-    *,
-    download: bool = False,
-    device: torch.device | str = "cpu",
-) -> AutoencoderData:
-    """Load the data set of ``cfg``, keep the first ``subset`` training examples, move to ``device``."""
-    splits = load_dataset(cfg.dataset, data_dir, download=download)
-    train = torch.from_numpy(splits.train_x)
-    if cfg.subset is not None:
-        if cfg.subset > len(train):
-            raise ValueError(
-                f"Invalid subset={cfg.subset}: the {cfg.dataset} training set has only "
-                f"{len(train)} examples. Use a smaller --subset or omit it."
-            )
-        train = train[: cfg.subset]
-    return AutoencoderData(train.to(device), torch.from_numpy(splits.test_x).to(device))
-
-
-@torch.inference_mode()
-def evaluate(model: torch.nn.Module, x: torch.Tensor, batch_size: int = 10000) -> float:
-    """Mean per-example loss of ``model`` on ``x`` (inference mode, batched)."""
-    total = 0.0
-    for i in range(0, len(x), batch_size):
-        chunk = x[i : i + batch_size]
-        total += float(sigmoid_cross_entropy(model(chunk), chunk)) * len(chunk)
-    return total / len(x)
+RunConfig = AutoencoderConfig
+"""What a benchmark run trains on and for how long, on any workload (the autoencoder's name is the older one)."""
 
 
 def _signature(method: Method, lr: float, cfg: AutoencoderConfig) -> dict[str, Any]:
-    return {"method": method.name, "lr": lr, "hparams": dict(method.hparams), "config": asdict(cfg)}
+    return {"method": method.name, "lr": lr, "hparams": dict(method.hparams), "config": cfg.as_dict()}
 
 
 def _sync(device: torch.device) -> None:
@@ -189,22 +178,48 @@ def _at_evaluation_point(optimizer: torch.optim.Optimizer) -> Iterator[None]:
 
 
 def _build(
-    method: Method, lr: float, data: AutoencoderData, cfg: AutoencoderConfig
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    method: Method, lr: float, data: Any, cfg: AutoencoderConfig
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, _Schedules]:
     """The seeded model, the method's optimizer and its schedule, as every run of ``cfg`` starts."""
     generator = torch.Generator().manual_seed(cfg.seed)
-    model = deep_autoencoder(data.train.shape[1], activation=cfg.activation, generator=generator)  # type: ignore[arg-type]
-    model.to(data.train.device)
+    model = cfg.task.build_model(data, cfg, generator)
     _seed_global_rngs(cfg.seed)
     optimizer = method.build(model, lr, **method.hparams)
     schedule = warmup_linear_decay(cfg.total_epochs, cfg.warmup_epochs) if method.scheduled else _constant
-    return model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return model, optimizer, _Schedules(optimizer, schedule)
+
+
+class _Schedules:
+    """One ``LambdaLR`` for the optimizer and one for the first-order optimizer it holds for the parameters it
+    does not train itself (LocoProp's ``other_optimizer``), so the schedule drives every rate of a step."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule: Callable[[int], float]) -> None:
+        other = getattr(optimizer, "other_optimizer", None)
+        self.all = [torch.optim.lr_scheduler.LambdaLR(o, schedule) for o in (optimizer, other) if o is not None]
+
+    @property
+    def groups(self) -> list[tuple[dict[str, Any], float]]:
+        """Every scheduled parameter group with its base rate."""
+        return [(g, float(b)) for s in self.all for g, b in zip(s.optimizer.param_groups, s.base_lrs, strict=True)]
+
+    def step(self) -> None:
+        for s in self.all:
+            s.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        # one scheduler (every record before LocoProp's other_optimizer was scheduled): its own state, as it was
+        return self.all[0].state_dict() if len(self.all) == 1 else {"schedules": [s.state_dict() for s in self.all]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        states = state["schedules"] if "schedules" in state else [state]
+        for s, st in zip(self.all, states, strict=True):
+            s.load_state_dict(st)
 
 
 def train_method(
     method: Method,
     lr: float,
-    data: AutoencoderData,
+    data: Any,
     cfg: AutoencoderConfig,
     *,
     checkpoint: Path | None = None,
@@ -214,11 +229,12 @@ def train_method(
     segment: int = 0,
     budget_s: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``method`` for ``cfg.epochs`` epochs, or for ``budget_s`` seconds of training, and return one
-    record per epoch.
+    """Train ``method`` on the workload of ``cfg`` (``data`` loaded by it) for ``cfg.epochs`` epochs, or for
+    ``budget_s`` seconds of training, and return one record per epoch.
 
-    Each record: ``epoch`` (1-based), ``lr``, ``train_loss`` (full training set, after the epoch),
-    ``test_loss``, ``train_time`` (cumulative seconds of training steps only), ``step_time_median``
+    Each record: ``epoch`` (1-based), ``lr``, the workload's metrics after the epoch (``train_loss``,
+    ``test_loss`` and its others, e.g. ``test_accuracy``), ``train_time`` (cumulative seconds of training steps
+    only), ``step_time_median``
     (this epoch), ``steps``, ``segment`` (the invocation that trained the epoch: ``train_time`` adds up
     across a resume, and the segment says where the machine may have changed). After every epoch the
     state is saved atomically to ``checkpoint``;
@@ -242,6 +258,7 @@ def train_method(
     if budget_s is not None and not budget_s > 0:
         raise ValueError(f"Invalid budget_s={budget_s!r}: expected seconds > 0, or None to train cfg.epochs epochs.")
     device = data.train.device
+    task = cfg.task
     model, optimizer, scheduler = _build(method, lr, data, cfg)
     records: list[dict[str, Any]] = []
     signature = _signature(method, lr, cfg)
@@ -287,11 +304,11 @@ def train_method(
             model.train()
             for step in range(steps_per_epoch):
                 if budget_s is not None and method.scheduled:
-                    _set_time_decay(optimizer, scheduler.base_lrs, (elapsed + used) / budget_s)
+                    _set_time_decay(scheduler.groups, (elapsed + used) / budget_s)
                 if step == 0:
                     epoch_lr = optimizer.param_groups[0]["lr"]
-                x = data.train[order[step * bs : (step + 1) * bs]]
-                closure = method.closure(optimizer, model, sigmoid_cross_entropy, x, x)
+                x, target = task.batch(data, order[step * bs : (step + 1) * bs])
+                closure = method.closure(optimizer, model, task.loss_fn, x, target)
                 _sync(device)
                 t0 = time.perf_counter()
                 try:
@@ -314,8 +331,8 @@ def train_method(
                 scheduler.step()
             model.eval()
             with _at_evaluation_point(optimizer):
-                train_loss = evaluate(model, data.train)
-                test_loss = evaluate(model, data.test) if cfg.evaluate_test else float("nan")
+                metrics = task.evaluate(model, data, cfg)
+                train_loss, test_loss = metrics["train_loss"], metrics["test_loss"]
                 state = {
                     "signature": signature,
                     "model": {k: v.clone() for k, v in model.state_dict().items()},  # train() moves them
@@ -328,8 +345,7 @@ def train_method(
             record = {
                 "epoch": epoch + len(times) / steps_per_epoch if stopped else epoch + 1,
                 "lr": epoch_lr,
-                "train_loss": train_loss,
-                "test_loss": test_loss,
+                **metrics,
                 "train_time": elapsed,
                 "step_time_median": statistics.median(times),
                 "steps": len(times),
@@ -354,9 +370,9 @@ def _constant(epoch: int) -> float:
     return 1.0
 
 
-def _set_time_decay(optimizer: torch.optim.Optimizer, base_lrs: list[float | torch.Tensor], used: float) -> None:
+def _set_time_decay(groups: list[tuple[dict[str, Any], float]], used: float) -> None:
     """Each group's rate at the fraction ``used`` of a time budget: a linear decay from its base rate to 0."""
-    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+    for group, base in groups:
         group["lr"] = base * max(0.0, 1.0 - used)
 
 

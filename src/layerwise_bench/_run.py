@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +42,13 @@ def run_autoencoder_benchmark(
     them): a resumed run skips the methods the record holds as complete.
     """
     methods, lrs, tuned_src, tuned = prepare_methods(
-        method_names, cfg.dataset, tuned_file, lr_overrides, hparam_overrides
+        method_names, cfg.dataset, tuned_file, lr_overrides, hparam_overrides, workload=cfg.workload
     )
     out = Path(out)
     record = Record(
         out,
         "autoencoder",
-        asdict(cfg),
+        cfg.as_dict(),
         command=command,
         device=data.train.device,
         resume=resume,

@@ -7,11 +7,11 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ._harness import AutoencoderConfig, AutoencoderData, TrainingDiverged, train_method
+from ._harness import AutoencoderConfig, TrainingDiverged, train_method
 from ._io import atomic_write_json, read_json
 from ._method import Method
 from ._registry import get_method
@@ -22,7 +22,7 @@ __all__ = ["tune_learning_rates"]
 def tune_learning_rates(
     method_names: list[str],
     cfg: AutoencoderConfig,
-    data: AutoencoderData,
+    data: Any,
     out_file: str | Path,
     *,
     points: int = 5,
@@ -54,7 +54,8 @@ def tune_learning_rates(
         raise ValueError(f"Invalid points={points}. Must be >= 3 so that the best value can be interior.")
     if not 0 <= close < 1 or seeds < 1:
         raise ValueError(f"Invalid close={close} or seeds={seeds}: expected 0 <= close < 1 and seeds >= 1.")
-    methods = [get_method(n) for n in method_names]
+    cfg.task.check_methods(method_names)
+    methods = [get_method(n).for_machine() for n in method_names]  # the float32 form where bf16 is emulated
     for m in methods:
         m.check_available()  # a missing optional package fails before any work
     out_file = Path(out_file)
@@ -71,7 +72,7 @@ def tune_learning_rates(
         scores: dict[str, tuple[float, float, dict[str, Any]]] = {}  # key -> (loss, lr, combo)
         for values in itertools.product(*grid.values()):
             combo = {k: type(m.hparams[k])(v) for k, v in zip(grid, values, strict=True)}
-            centre = (centres or {}).get(m.name, m.default_lr)
+            centre = (centres or {}).get(m.name, cfg.task.default_lrs.get(m.name, m.default_lr))
             variant = replace(m, hparams={**m.hparams, **combo}, default_lr=centre)
             sweep = _sweep(variant, cfg, run, points, max_extensions)
             prefix = "".join(f"{k}={v:g} " for k, v in combo.items())
@@ -82,7 +83,7 @@ def tune_learning_rates(
         result["methods"][m.name] = {
             "lr": scores[key][1],
             "hparams": {**m.hparams, **scores[key][2]},
-            "config": asdict(cfg),
+            "config": cfg.as_dict(),
             "command": command,
             "sweep": {k: v[0] for k, v in scores.items()},
             "seeds": per_seed,
@@ -92,7 +93,7 @@ def tune_learning_rates(
             result["methods"][m.name]["tuned_hparams"] = best[2]
         merged = read_json(out_file) if out_file.is_file() else {}  # re-read: others may have written
         merged.update(
-            benchmark="autoencoder",
+            benchmark=cfg.workload,
             criterion="final full training-set loss on the run's budget (see each method's config)",
             protocol=(
                 f"lr on a half-decade grid of {points} points around the method's centre, extended at an "
@@ -109,11 +110,11 @@ class _Runs:
     """Final training loss of one (method, lr, config) run, saved to ``out_file["points"]`` when it ends and,
     with ``resume``, read back instead of run again."""
 
-    def __init__(self, out_file: Path, data: AutoencoderData, progress: bool, resume: bool) -> None:
+    def __init__(self, out_file: Path, data: Any, progress: bool, resume: bool) -> None:
         self.out_file, self.data, self.progress, self.resume = out_file, data, progress, resume
 
     def __call__(self, m: Method, lr: float, cfg: AutoencoderConfig) -> float:
-        key = json.dumps([m.name, m.hparams, lr, asdict(cfg)], sort_keys=True, default=str)
+        key = json.dumps([m.name, m.hparams, lr, cfg.as_dict()], sort_keys=True, default=str)
         saved = read_json(self.out_file) if self.out_file.is_file() else {}
         if self.resume and key in saved.get("points", {}):
             return float(saved["points"][key])

@@ -82,11 +82,17 @@ def prepare_methods(
     tuned_file: str | Path | None = None,
     lr_overrides: dict[str, float] | None = None,
     hparam_overrides: dict[str, dict[str, Any]] | None = None,
+    workload: str = "autoencoder",
 ) -> tuple[list[Method], dict[str, tuple[float, str]], Path, dict[str, Any]]:
     """The methods a run trains, before any work: looked up (unknown names fail), their packages checked,
     the tuned hyper-parameters and ``hparam_overrides`` applied; with each one's lr and its source, the
-    tuned-values file and its contents."""
+    tuned-values file and its contents. A workload other than the autoencoder refuses the methods it cannot
+    run (with the reason), reads its own tuned-values file and centres untuned rates on its ``default_lrs``."""
     from ._registry import get_method
+    from .workloads import get_workload
+
+    task = get_workload(workload)
+    task.check_methods(names)
 
     methods = [get_method(name).for_machine() for name in names]  # the float32 form where bf16 is emulated
     for m in methods:
@@ -98,8 +104,10 @@ def prepare_methods(
                 f"{flag} names {unknown}, which are not among --methods {names}. "
                 f"Add them to --methods or drop them from {flag}."
             )
-    source = Path(tuned_file) if tuned_file is not None else tuned_path(dataset)
+    default = tuned_path(dataset) if workload == "autoencoder" else task.tuned_file()
+    source = Path(tuned_file) if tuned_file is not None else default
     tuned = load_tuned(source)
+    methods = [replace(m, default_lr=task.default_lrs.get(m.name, m.default_lr)) for m in methods]
     methods = [apply_tuned_hparams(m, tuned) for m in methods]
     methods = [override_hparams(m, (hparam_overrides or {}).get(m.name, {})) for m in methods]
     return methods, resolve_lrs(methods, dict(lr_overrides or {}), tuned), source, tuned

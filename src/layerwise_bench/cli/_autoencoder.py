@@ -10,6 +10,7 @@ import torch
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
+from layerwise_bench.workloads import WORKLOADS
 
 from ._common import names_from, positive_int
 from ._subcommand import Outcome, Subcommand
@@ -19,6 +20,9 @@ __all__ = ["AUTOENCODER", "EQUAL_TIME", "TUNE"]
 _THREADS = "torch CPU threads (default: 1 on digits, whose matrices are too small to gain from more; torch's on mnist)"
 BASELINES = "sgd,momentum,adagrad,rmsprop,adam,shampoo,kfac"
 LOCOPROP = "locoprop-m,locoprop-s,locoprop-s-exact,locoprop-m-precond"
+# `bench autoencoder`'s default (the README's quickstart): also the README headline's LocoProp configuration and Muon
+HEADLINE = "locoprop-m-bf16-t5-c4,muon"
+QUICKSTART = f"{BASELINES},{LOCOPROP},{HEADLINE}"
 
 
 def _lr_pairs(text: str) -> dict[str, float]:
@@ -64,19 +68,35 @@ def _centre_pair(text: str) -> tuple[str, float]:
 _methods = names_from(bench.METHODS, "method")
 
 
-def _add_workload_args(p: argparse.ArgumentParser, default_epochs: int) -> None:
+def _add_workload_args(p: argparse.ArgumentParser, default_epochs: int, headline: bool = False) -> None:
     p.add_argument(
         "--methods",
         type=_methods,
-        default=_methods(f"{BASELINES},{LOCOPROP}"),
+        default=_methods(QUICKSTART if headline else f"{BASELINES},{LOCOPROP}"),
         help=f"comma-separated method names (default: the baselines {BASELINES} and LocoProp's "
-        f"{LOCOPROP}); registered: {', '.join(bench.METHODS)}",
+        f"{LOCOPROP}"
+        + (f", and the README headline's {HEADLINE}" if headline else "")
+        + f"); registered: {', '.join(bench.METHODS)}",
+    )
+    p.add_argument(
+        "--workload",
+        choices=list(WORKLOADS),
+        default="autoencoder",
+        help="what to train: "
+        + "; ".join(f"{w.name}: {w.summary}" for w in WORKLOADS.values())
+        + " (default autoencoder; the others default to their own methods, reference and budget)",
+    )
+    p.add_argument(
+        "--size",
+        default="cpu",
+        help="the workload's model preset: cpu (minutes on a 2-core CPU, default) or gpu (larger)",
     )
     p.add_argument(
         "--dataset",
         choices=DATASETS,
-        default="digits",
-        help="digits: offline, ships with scikit-learn (default); mnist: the official benchmark",
+        default=None,
+        help="the autoencoder's data: digits: offline, ships with scikit-learn (default); mnist: the official "
+        "benchmark. The other workloads read their own (resnet-mnist: mnist; lm-bytes: the stdlib sources)",
     )
     p.add_argument("--epochs", type=positive_int, default=default_epochs, help=f"epochs (default {default_epochs})")
     p.add_argument(
@@ -105,6 +125,7 @@ def _prepare(
         raise ValueError(f"Invalid --device {args.device!r}: {exc}. Use cpu, cuda or cuda:N.") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device!r} asked for CUDA, but torch sees no CUDA device. Use --device cpu.")
+    _resolve_workload(args)
     if args.threads is None and args.dataset == "digits" and device.type == "cpu":
         # digits' 64-pixel images make matrices too small to gain from threads; on a busy machine two
         # threads per process even lose badly (a 1001x1001 Cholesky went from 0.05 s to 4 s)
@@ -118,9 +139,29 @@ def _prepare(
         activation=args.activation,
         evaluate_test=evaluate_test,
         schedule_epochs=args.schedule_epochs,
+        workload=args.workload,
+        size=args.size,
     )
-    data = bench.load_autoencoder_data(cfg, args.data_dir, download=args.download, device=device)
+    data = cfg.task.load(cfg, args.data_dir, args.download, device)
     return cfg, data
+
+
+def _resolve_workload(args: argparse.Namespace) -> None:
+    """Fill the defaults that depend on ``--workload``: its data set, and its methods where ``--methods`` was left
+    at the autoencoder's default; refuse a ``--dataset`` it does not read."""
+    task = WORKLOADS[args.workload]
+    if args.workload == "autoencoder":
+        args.dataset = args.dataset or "digits"
+        return
+    if args.dataset not in (None, task.dataset):
+        raise ValueError(
+            f"--dataset {args.dataset}: workload {task.name!r} reads {task.dataset!r}. Drop --dataset (it chooses the "
+            "autoencoder's data)."
+        )
+    args.dataset = task.dataset
+    if set(args.methods) == set(_methods(f"{BASELINES},{LOCOPROP}")) or set(args.methods) == set(_methods(QUICKSTART)):
+        args.methods = list(task.methods)
+    task.check_methods(args.methods)
 
 
 def _setting(text: str) -> tuple[str, str, object]:
@@ -139,7 +180,7 @@ def _setting(text: str) -> tuple[str, str, object]:
 
 
 def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
-    _add_workload_args(p, 10)
+    _add_workload_args(p, 10, headline=True)
     p.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
     p.add_argument(
         "--set",
@@ -326,11 +367,13 @@ def _floats(text: str) -> tuple[float, ...]:
 
 def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
     _add_workload_args(p, 10)
+    p.set_defaults(epochs=None)  # the workload's reference_epochs (the autoencoder's: 10)
     p.add_argument("--multiples", type=_floats, default=(1.0, 3.0), help="budgets as multiples of B (default 1,3)")
     p.add_argument(
         "--reference",
-        default="rmsprop",
-        help="the method whose training time for --epochs epochs is the budget B (default rmsprop)",
+        default=None,
+        help="the method whose training time for --epochs epochs is the budget B (default: the workload's; "
+        "autoencoder: rmsprop for 10 epochs, resnet-mnist: adamw for 5, lm-bytes: adamw for 4)",
     )
     p.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for the data)")
     p.add_argument(
@@ -352,10 +395,14 @@ def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
 def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
     if args.schedule_epochs is not None:
         raise ValueError("--schedule-epochs: equal-time decays each run's rate over its time budget. Drop it.")
+    _resolve_workload(args)
+    task = WORKLOADS[args.workload]
+    args.reference = args.reference or task.reference
+    args.epochs = args.epochs or task.reference_epochs
     if args.reference not in args.methods:
         raise ValueError(f"--reference {args.reference!r} is not among --methods; add it to --methods.")
     _check_tuned(args)
-    cfg, data = _prepare(args, evaluate_test=False)
+    cfg, data = _prepare(args, evaluate_test=task.evaluate_in_equal_time)
     results = bench.run_equal_time_benchmark(
         args.methods,
         cfg,
@@ -376,11 +423,11 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
     for k in args.multiples:
         scored = sorted(
             (r for name in results["lrs"] if (r := bench.chosen_run(results, k, name)) is not None),
-            key=lambda v: (v.get("within") or {}).get("train_loss", float("inf")),
+            key=lambda v: (v.get("within") or {}).get(task.score, float("inf")),
         )
         lines.append(
-            f"within {k:g}B: "
-            + ", ".join(f"{v['method']} {(v.get('within') or {}).get('train_loss', float('nan')):.2f}" for v in scored)
+            f"within {k:g}B ({task.score}): "
+            + ", ".join(f"{v['method']} {(v.get('within') or {}).get(task.score, float('nan')):.3g}" for v in scored)
         )
     return Outcome(lines=lines, wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")])
 
