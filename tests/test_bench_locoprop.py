@@ -10,7 +10,7 @@ import torch
 
 import layerwise_bench as bench
 from layerwise.models import deep_autoencoder
-from layerwise_bench._locoprop import _autoencoder_layers
+from layerwise_bench.methods._locoprop import _autoencoder_layers
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 

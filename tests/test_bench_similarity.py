@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from layerwise_bench._depth_model import build_mlp
-from layerwise_bench._similarity import hidden_activations, verdict
 from layerwise_bench.cli import main
+from layerwise_bench.deep_mlp._depth_model import build_mlp
+from layerwise_bench.deep_mlp._similarity import hidden_activations, verdict
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 

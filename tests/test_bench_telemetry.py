@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from layerwise_bench import run_telemetry_benchmark
-from layerwise_bench._telemetry_bench import DeepSupervisionMLP, tap_depths
 from layerwise_bench.cli import main
+from layerwise_bench.timing._telemetry import DeepSupervisionMLP, tap_depths
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 

@@ -280,7 +280,7 @@ def test_every_committed_record_s_command_still_parses():
 
 
 def test_every_method_of_a_plot_is_drawn_differently():
-    from layerwise_bench._report import line_style
+    from layerwise_bench.autoencoder._report import line_style
 
     styles = [line_style(i) for i in range(120)]
     assert len(set(styles)) == len(styles)
@@ -300,7 +300,7 @@ def test_set_replaces_a_method_s_hyper_parameter_and_is_recorded(tmp_path, capsy
 
 
 def test_completed_methods_leave_no_checkpoint_and_a_resume_skips_them(tmp_path, monkeypatch, capsys):
-    import layerwise_bench._run as run_module
+    import layerwise_bench.autoencoder._run as run_module
 
     out = tmp_path / "r"
     args = ["bench", "autoencoder", "--methods", "adam,sgd", "--out", str(out), *SMALL]

@@ -7,10 +7,10 @@ from dataclasses import replace
 import pytest
 
 import layerwise_bench as bench
-import layerwise_bench._equal_time as equal_time
+import layerwise_bench.autoencoder._equal_time as equal_time
 from layerwise_bench import AutoencoderConfig, load_autoencoder_data, run_equal_time_benchmark
-from layerwise_bench._slow_runs import run_step_time
-from layerwise_bench._tuned import prepare_methods
+from layerwise_bench.core._slow_runs import run_step_time
+from layerwise_bench.core._tuned import prepare_methods
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark on tiny data
 

@@ -38,7 +38,7 @@ def test_a_kill_during_a_write_resumes_to_the_same_numbers(tmp_path: Path, refer
 
 
 def test_a_killed_writer_s_temporary_is_removed_by_the_next_write(tmp_path: Path) -> None:
-    from layerwise_bench._io import _WRITER, atomic_write_json
+    from layerwise_bench.core._io import _WRITER, atomic_write_json
 
     dead = tmp_path / f".results.json.{_WRITER}-999999999.abc.tmp"  # no such process on this host
     live = tmp_path / f".results.json.{_WRITER}-{os.getppid()}.abc.tmp"  # a live process may still be writing it
@@ -53,7 +53,7 @@ def test_a_killed_writer_s_temporary_is_removed_by_the_next_write(tmp_path: Path
 def test_a_record_keyed_by_integers_verifies() -> None:
     import tempfile
 
-    from layerwise_bench._io import atomic_write_json, read_json
+    from layerwise_bench.core._io import atomic_write_json, read_json
 
     with tempfile.TemporaryDirectory() as d:
         atomic_write_json({"acceptance": {2: True, 10: False}}, Path(d) / "r.json")
@@ -97,7 +97,7 @@ def test_a_file_size_limit_is_a_clear_error_and_resume_finishes(tmp_path: Path, 
 
 
 def test_notes_that_are_not_utf8_still_make_a_report_with_a_warning(tmp_path: Path) -> None:
-    from layerwise_bench._record import save_report
+    from layerwise_bench.core._record import save_report
 
     (tmp_path / "notes.md").write_bytes(b"Measured on \xff the 2-core machine.")
     with pytest.warns(UserWarning, match=r"notes\.md' is not valid UTF-8"):

@@ -24,7 +24,7 @@ def data():
 
 @pytest.mark.parametrize("name", list(GOLDEN["runs"]))
 def test_autoencoder_runs_reproduce_the_numbers_from_before_the_move(name, data):
-    if name == "muon" and not __import__("layerwise_bench._machine", fromlist=["x"]).native_bf16():
+    if name == "muon" and not __import__("layerwise_bench.core._machine", fromlist=["x"]).native_bf16():
         pytest.skip("the golden Muon ran its Newton-Schulz in bfloat16; this CPU runs the float32 form")
     torch.set_num_threads(1)
     method = bench.get_method(name).for_machine()

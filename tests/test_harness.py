@@ -5,7 +5,7 @@ import torch
 
 import layerwise_bench as bench
 from layerwise_bench import AutoencoderConfig, Method, TrainingDiverged, load_autoencoder_data, train_method
-from layerwise_bench._io import load_checkpoint
+from layerwise_bench.core._io import load_checkpoint
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from layerwise_bench._io import CorruptFile, atomic_torch_save, atomic_write_json, load_checkpoint, read_json
+from layerwise_bench.core._io import CorruptFile, atomic_torch_save, atomic_write_json, load_checkpoint, read_json
 
 
 def test_a_checkpoint_round_trips_and_any_damage_is_named(tmp_path):

@@ -100,3 +100,31 @@ def _cycles(package: str) -> list[list[str]]:
 
 def test_no_import_circle_in_the_library() -> None:
     assert _cycles("layerwise") == []
+
+
+def test_no_import_circle_in_the_application() -> None:
+    assert _cycles("layerwise_bench") == []
+
+
+# What each part of the application may import: core and workloads are the protocol (no family, no method);
+# methods build on core; a benchmark family uses core, methods and workloads, never another family.
+_BENCH_ALLOWED = {
+    "core": {"core", "workloads"},
+    "workloads": {"workloads"},
+    "methods": {"core", "methods"},
+    **{f: {"core", "methods", "workloads", f} for f in ("autoencoder", "deep_mlp", "timing", "systems")},
+}
+
+
+def test_benchmark_families_import_only_core_methods_and_workloads() -> None:
+    bench = SRC / "layerwise_bench"
+    assert {p.name for p in bench.iterdir() if p.is_dir() and (p / "__init__.py").exists()} == {*_BENCH_ALLOWED, "cli"}
+    offenders = {}
+    for part, allowed in _BENCH_ALLOWED.items():
+        for p in (bench / part).rglob("*.py"):
+            bad = sorted(
+                i for i in _imports(p) if i.startswith("layerwise_bench") and (i.split(".") + [""])[1] not in allowed
+            )
+            if bad:
+                offenders[str(p.relative_to(SRC))] = bad
+    assert not offenders

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-import layerwise_bench._record as record_mod
+import layerwise_bench.core._record as record_mod
 from layerwise_bench import rebuild_report
-from layerwise_bench._io import atomic_write_json, read_json
-from layerwise_bench._machine import ISA_FLAGS, describe_machine, machine, same_machine
-from layerwise_bench._record import Record, command_line, environment, provenance
 from layerwise_bench.cli import main
+from layerwise_bench.core._io import atomic_write_json, read_json
+from layerwise_bench.core._machine import ISA_FLAGS, describe_machine, machine, same_machine
+from layerwise_bench.core._record import Record, command_line, environment, provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 

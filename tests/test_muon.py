@@ -10,8 +10,8 @@ from torch import nn
 import layerwise_bench as bench
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 from layerwise_bench import MuonAdam
-from layerwise_bench._muon import Muon, muon_adam_split, newton_schulz, resolve_ns_dtype
-from layerwise_bench._tuned import prepare_methods
+from layerwise_bench.core._tuned import prepare_methods
+from layerwise_bench.methods._muon import Muon, muon_adam_split, newton_schulz, resolve_ns_dtype
 
 
 def _model():
@@ -280,10 +280,10 @@ def test_ns_dtype_names_and_auto(monkeypatch):
     assert resolve_ns_dtype("bfloat16") == torch.bfloat16
     assert resolve_ns_dtype("float32") == torch.float32
     assert resolve_ns_dtype(torch.float64) == torch.float64
-    monkeypatch.setattr("layerwise_bench._machine.native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr("layerwise_bench.core._machine.native_bf16", lambda device="cpu": False)
     assert resolve_ns_dtype("auto") == torch.float32
     assert MuonAdam(_model(), 0.05).muon.param_groups[0]["ns_dtype"] == torch.float32
-    monkeypatch.setattr("layerwise_bench._machine.native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr("layerwise_bench.core._machine.native_bf16", lambda device="cpu": True)
     assert resolve_ns_dtype("auto") == torch.bfloat16
     for bad in ("bf16", "int8", "Tensor", 3):
         with pytest.raises(ValueError, match="Invalid ns_dtype"):
@@ -294,16 +294,16 @@ def test_ns_dtype_names_and_auto(monkeypatch):
 
 
 def test_for_machine_is_the_registry_entry_where_bfloat16_is_native(monkeypatch):
-    monkeypatch.setattr("layerwise_bench._machine.native_bf16", lambda device="cpu": True)
+    monkeypatch.setattr("layerwise_bench.core._machine.native_bf16", lambda device="cpu": True)
     muon = bench.get_method("muon")
     assert muon.hparams["ns_dtype"] == "bfloat16" and muon.for_machine("cpu") is muon
     adam = bench.get_method("adam")
-    monkeypatch.setattr("layerwise_bench._machine.native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr("layerwise_bench.core._machine.native_bf16", lambda device="cpu": False)
     assert adam.for_machine("cpu") is adam  # no fallback: nothing to change
 
 
 def test_without_native_bfloat16_muon_runs_a_float32_newton_schulz_and_says_so(monkeypatch):
-    monkeypatch.setattr("layerwise_bench._machine.native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr("layerwise_bench.core._machine.native_bf16", lambda device="cpu": False)
     registry = bench.get_method("muon")
     m = registry.for_machine("cpu")
     assert m.hparams["ns_dtype"] == "float32" and registry.hparams["ns_dtype"] == "bfloat16"
@@ -321,7 +321,7 @@ def test_without_native_bfloat16_muon_runs_a_float32_newton_schulz_and_says_so(m
 
 @pytest.mark.parametrize("name", ["locoprop-m-bf16", "locoprop-m-bf16-t5", "locoprop-m-bf16-t5-c2"])
 def test_without_native_bfloat16_the_bf16_locoprop_entries_run_float32(monkeypatch, name):
-    monkeypatch.setattr("layerwise_bench._machine.native_bf16", lambda device="cpu": False)
+    monkeypatch.setattr("layerwise_bench.core._machine.native_bf16", lambda device="cpu": False)
     m = bench.get_method(name).for_machine("cpu")
     assert m.hparams["inner_dtype"] == "float32" and "this CPU has no native bfloat16" in m.path
     model = deep_autoencoder(generator=torch.Generator().manual_seed(0))

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from layerwise_bench._record import RESULTS_FILE, Record, check_names, save_report
+from layerwise_bench.core._record import RESULTS_FILE, Record, check_names, save_report
 
 
 def test_a_fresh_record_has_the_common_shape_and_saves_each_run(tmp_path):
@@ -95,7 +95,7 @@ def test_every_committed_record_s_report_can_be_rebuilt_or_is_a_clear_error(tmp_
 
 
 def test_provenance_lists_each_resume_command_once_with_its_count():
-    from layerwise_bench._record import provenance
+    from layerwise_bench.core._record import provenance
 
     lines = provenance({"command": "run", "resumed_with": ["a", "b", "a", "a"]}, "seed 0")
     assert [x for x in lines if x.startswith("Resumed")] == ["Resumed 3 times with: `a`", "Resumed with: `b`"]

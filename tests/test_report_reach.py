@@ -1,6 +1,6 @@
 """The autoencoder report's time to each method's final loss (LocoProp's time to Shampoo's final loss, etc.)."""
 
-from layerwise_bench._report import _reach_lines, time_to_final_loss
+from layerwise_bench.autoencoder._report import _reach_lines, time_to_final_loss
 
 
 def _run(curves: dict[str, list[float]]) -> dict:

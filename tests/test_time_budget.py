@@ -7,7 +7,7 @@ import types
 import pytest
 
 import layerwise_bench as bench
-import layerwise_bench._harness as harness
+import layerwise_bench.core._harness as harness
 from layerwise_bench import AutoencoderConfig, load_autoencoder_data, train_method
 
 pytestmark = pytest.mark.bench  # end-to-end on tiny data

@@ -80,7 +80,7 @@ def test_tuned_files_ship_in_the_wheel():
 
 
 def test_an_interrupted_sweep_resumes_without_repeating_finished_runs(tmp_path, monkeypatch):
-    import layerwise_bench._tune as tune_module
+    import layerwise_bench.autoencoder._tune as tune_module
 
     cfg = AutoencoderConfig(dataset="digits", epochs=1, subset=200, batch_size=50, evaluate_test=False)
     data = load_autoencoder_data(cfg)

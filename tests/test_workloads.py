@@ -12,7 +12,7 @@ from torch import nn
 
 import layerwise_bench as bench
 from layerwise_bench import RunConfig, train_method
-from layerwise_bench._tuned import prepare_methods
+from layerwise_bench.core._tuned import prepare_methods
 from layerwise_bench.workloads import WORKLOADS, ByteLM, SmallResNet, get_workload, stdlib_corpus
 
 pytestmark = pytest.mark.bench
@@ -97,7 +97,7 @@ def test_locoprop_recipe_schedules_its_other_optimizer_too(shared_data_dir):
     cfg, data = _cfg("resnet-mnist"), _data("resnet-mnist", shared_data_dir)
     model = cfg.task.build_model(data, cfg, torch.Generator().manual_seed(0))
     opt = method.build(model, lr, **method.hparams)
-    from layerwise_bench._harness import _Schedules, _set_time_decay
+    from layerwise_bench.core._harness import _Schedules, _set_time_decay
 
     schedules = _Schedules(opt, lambda epoch: 1.0)
     _set_time_decay(schedules.groups, 0.75)

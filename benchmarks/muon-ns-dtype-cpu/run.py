@@ -20,8 +20,8 @@ import time
 def measure(threads: int, repeats: int) -> dict[str, float]:
     import torch
 
-    from layerwise_bench._machine import bf16_matmul_ratio, native_bf16
-    from layerwise_bench._muon import Muon
+    from layerwise_bench.core._machine import bf16_matmul_ratio, native_bf16
+    from layerwise_bench.methods._muon import Muon
 
     torch.set_num_threads(threads)
     out: dict[str, float] = {}

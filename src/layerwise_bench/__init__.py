@@ -1,12 +1,14 @@
 """Benchmarks: the registry of methods, the deep-autoencoder harness, tuning and reports."""
 
-from . import _baselines, _locoprop, _locoprop_recipes, _today  # noqa: F401  (importing them registers the methods)
-from ._aux_bench import AuxConfig, run_aux_benchmark
-from ._depth_bench import DepthConfig, run_depth_benchmark
-from ._equal_time import run_equal_time_benchmark
-from ._equal_time_report import chosen_run, measured_epoch_time, write_equal_time_report
-from ._equal_time_summary import summarize_equal_time, write_equal_time_summary
-from ._harness import (
+from . import methods  # noqa: F401  (importing it registers the methods)
+from ._rebuild import rebuild_report
+from .autoencoder._equal_time import run_equal_time_benchmark
+from .autoencoder._equal_time_report import chosen_run, measured_epoch_time, write_equal_time_report
+from .autoencoder._equal_time_summary import summarize_equal_time, write_equal_time_summary
+from .autoencoder._report import load_runs, summarize, write_report
+from .autoencoder._run import run_autoencoder_benchmark
+from .autoencoder._tune import tune_learning_rates
+from .core._harness import (
     AutoencoderConfig,
     AutoencoderData,
     CheckpointMismatch,
@@ -16,22 +18,20 @@ from ._harness import (
     load_autoencoder_data,
     train_method,
 )
-from ._method import LossFn, Method, standard_closure
-from ._muon import MuonAdam
-from ._parallel import run_parallel_benchmark
-from ._rebuild import rebuild_report
-from ._record import RESULTS_FILE
-from ._registry import METHODS, get_method, method_names, register_method
-from ._report import load_runs, summarize, write_report
-from ._run import run_autoencoder_benchmark
-from ._similarity import run_similarity_benchmark
-from ._similarity import verdict as similarity_verdict
-from ._steptime import run_steptime_benchmark
-from ._telemetry_bench import run_telemetry_benchmark
-from ._tensorboard import TensorBoardSink
-from ._tune import tune_learning_rates
-from ._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
-from ._zstore_bench import run_zstore_benchmark
+from .core._method import LossFn, Method, standard_closure
+from .core._record import RESULTS_FILE
+from .core._registry import METHODS, get_method, method_names, register_method
+from .core._tensorboard import TensorBoardSink
+from .core._tuned import apply_tuned_hparams, load_tuned, resolve_lrs, tuned_path
+from .deep_mlp._aux_bench import AuxConfig, run_aux_benchmark
+from .deep_mlp._depth_bench import DepthConfig, run_depth_benchmark
+from .deep_mlp._similarity import run_similarity_benchmark
+from .deep_mlp._similarity import verdict as similarity_verdict
+from .methods._muon import MuonAdam
+from .systems._parallel import run_parallel_benchmark
+from .systems._zstore import run_zstore_benchmark
+from .timing._steptime import run_steptime_benchmark
+from .timing._telemetry import run_telemetry_benchmark
 from .workloads import WORKLOADS, Workload, get_workload
 
 __all__ = [

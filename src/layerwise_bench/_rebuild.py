@@ -8,15 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ._aux_report import write_aux_report
-from ._depth_report import write_depth_report
-from ._equal_time_report import write_equal_time_report
-from ._equal_time_summary import write_equal_time_summary
-from ._parallel import write_parallel_report
-from ._report import load_runs, write_report
-from ._similarity import write_similarity_report
-from ._steptime import write_steptime_report
-from ._telemetry_bench import write_telemetry_report
+from .autoencoder._equal_time_report import write_equal_time_report
+from .autoencoder._equal_time_summary import write_equal_time_summary
+from .autoencoder._report import load_runs, write_report
+from .deep_mlp._aux_report import write_aux_report
+from .deep_mlp._depth_report import write_depth_report
+from .deep_mlp._similarity import write_similarity_report
+from .systems._parallel import write_parallel_report
+from .timing._steptime import write_steptime_report
+from .timing._telemetry import write_telemetry_report
 
 __all__ = ["rebuild_report"]
 

@@ -28,7 +28,11 @@ def main(out: str) -> None:
         recs = bench.train_method(method, method.default_lr, data, CFG, progress=False)
         golden[name] = [[r["epoch"], r["lr"], r["train_loss"], r["test_loss"], r["steps"]] for r in recs]
     with open(out, "w") as f:
-        json.dump({"config": {"dataset": "digits", "epochs": 2, "subset": 300, "batch_size": 100}, "runs": golden}, f, indent=1)
+        json.dump(
+            {"config": {"dataset": "digits", "epochs": 2, "subset": 300, "batch_size": 100}, "runs": golden},
+            f,
+            indent=1,
+        )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import argparse
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
-from .._aux_model import AUX_METHODS
+from ..deep_mlp._aux_model import AUX_METHODS
 from ._common import config_from_args, names_from, positive_int, run_options
 from ._subcommand import Outcome, Subcommand
 

@@ -8,8 +8,8 @@ import argparse
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
-from .._depth_methods import DEPTH_METHODS
-from .._depth_model import ACTIVATIONS, INITS
+from ..deep_mlp._depth_methods import DEPTH_METHODS
+from ..deep_mlp._depth_model import ACTIVATIONS, INITS
 from ._common import config_from_args, names_from, positive_float, positive_int, run_options
 from ._subcommand import Outcome, Subcommand
 

@@ -11,7 +11,7 @@ import layerwise
 import layerwise_bench as bench
 from layerwise.data import DataError
 
-from .._record import command_line
+from ..core._record import command_line
 from ._autoencoder import AUTOENCODER, EQUAL_TIME, TUNE
 from ._aux import AUX
 from ._common import add_common_flags, check_common_flags

@@ -8,7 +8,7 @@ import argparse
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
-from .._parallel import PARALLEL_CONFIGS
+from ..systems._parallel import PARALLEL_CONFIGS
 from ._common import positive_int
 from ._subcommand import Outcome, Subcommand
 

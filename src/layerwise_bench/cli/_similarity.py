@@ -8,7 +8,7 @@ import dataclasses
 
 import layerwise_bench as bench
 
-from .._depth_model import ACTIVATIONS
+from ..deep_mlp._depth_model import ACTIVATIONS
 from ._common import config_from_args, positive_float, positive_int, run_options
 from ._depth import add_decoupled_args, add_mlp_data_args
 from ._subcommand import Outcome, Subcommand

@@ -1,0 +1,281 @@
+"""Report of one or several benchmark runs: a Markdown table and PNG plots (mean and spread)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core._harness import AutoencoderConfig
+from ..core._io import read_json
+from ..core._plotting import figure, save_png
+from ..core._record import machine_lines, save_report
+
+__all__ = ["load_runs", "summarize", "time_to_final_loss", "write_report"]
+
+
+def load_runs(dirs: list[str | Path]) -> list[dict[str, Any]]:
+    """Read ``results.json`` from each directory, with a clear error for a missing one."""
+    runs = []
+    for d in dirs:
+        path = Path(d) / "results.json"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no results file at {str(path)!r}: pass directories written by "
+                "'layerwise bench autoencoder --out DIR'."
+            )
+        runs.append(read_json(path))
+    return runs
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
+    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method, across runs: final and best train loss, final test loss, time, step time."""
+    names: list[str] = []
+    for run in runs:
+        names += [n for n in run["methods"] if n not in names]
+    table: dict[str, dict[str, Any]] = {}
+    for name in names:
+        entries = [run["methods"][name] for run in runs if name in run["methods"]]
+        recs = [e["records"] for e in entries if e["records"]]
+        table[name] = {
+            "summary": entries[0].get("summary", ""),
+            "lr": sorted({e["lr"] for e in entries}),
+            "status": sorted({e["status"] for e in entries}),
+            "epochs": _stats([float(r[-1]["epoch"]) for r in recs]),
+            "final_train": _stats([r[-1]["train_loss"] for r in recs]),
+            "best_train": _stats([min(x["train_loss"] for x in r) for r in recs]),
+            "final_test": _stats([r[-1]["test_loss"] for r in recs]),
+            "train_time": _stats([r[-1]["train_time"] for r in recs]),
+            "step_time": _stats([statistics.median(x["step_time_median"] for x in r) for r in recs]),
+        }
+    adam = table.get("adam", {})
+    for row in table.values():
+        for key, ref in (("step_vs_adam", "step_time"), ("time_vs_adam", "train_time")):
+            base = adam.get(ref, {}).get("mean")
+            row[key] = row[ref]["mean"] / base if base else float("nan")
+    for name in names:
+        row = table[name]
+        found = [
+            time_to_final_loss(run, name, "adam") for run in runs if name in run["methods"] and "adam" in run["methods"]
+        ]
+        reach = [r for r in found if r is not None]
+        row["time_to_adam_loss"] = _stats(reach) if reach else _stats([])
+        base = adam.get("train_time", {}).get("mean")
+        row["reach_vs_adam"] = row["time_to_adam_loss"]["mean"] / base if reach and base else float("nan")
+    return table
+
+
+def time_to_final_loss(run: dict[str, Any], name: str, target: str) -> float | None:
+    """Training seconds until ``name`` first ends an epoch at or below ``target``'s final training loss in the
+    same run (epoch granularity, so an upper bound); None if it never does, if either has no records, or if
+    ``target``'s run did not complete (a diverged run's last loss is not a final loss)."""
+    ref = run["methods"][target]["records"]
+    if not ref or run["methods"][target].get("status", "complete") != "complete":
+        return None
+    for rec in run["methods"][name]["records"]:
+        if rec["train_loss"] <= ref[-1]["train_loss"]:
+            return float(rec["train_time"])
+    return None
+
+
+def _reach_lines(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
+    """A table: each method's training time to every other method's final training loss (mean over runs)."""
+    if len(names) < 2:
+        return []
+    lines = [
+        "",
+        "Training time (s) to reach each method's final training loss (columns), in the same run; mean over the "
+        "runs in which it is reached, '–' where it never is (or the column's run did not complete). The "
+        "diagonal is each method's own time to its end "
+        "(or earlier, if a previous epoch was as low).",
+        "",
+        "| method | " + " | ".join(f"to {t}'s" for t in names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for name in names:
+        cells = []
+        for target in names:
+            found = [
+                time_to_final_loss(run, name, target)
+                for run in runs
+                if name in run["methods"] and target in run["methods"]
+            ]
+            reached = [t for t in found if t is not None]
+            cells.append(f"{statistics.fmean(reached):.1f}" if reached else "–")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _resolved(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The record's config with the values the run used in place of its ``None`` defaults."""
+    try:
+        return AutoencoderConfig(**cfg).resolved()
+    except (TypeError, ValueError):  # a record written by another version: show it as saved
+        return cfg
+
+
+def _ratio(v: float) -> str:
+    return "n/a" if v != v else f"{v:.2f}"
+
+
+def _fmt(s: dict[str, float], digits: int = 2) -> str:
+    if s["n"] == 0:
+        return "–"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return f"{s['mean']:.{digits}f}"
+    return f"{s['mean']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
+
+
+_STYLES = ["-", "--", ":", "-."]
+_MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*", "<", ">", "p", "h"]
+
+
+def line_style(i: int) -> tuple[str, str, str]:
+    """(colour, line style, marker) of the ``i``-th method: no two of the first 120 look alike."""
+    return f"C{i % 10}", _STYLES[(i // 10 + i % 2) % len(_STYLES)], _MARKERS[i % len(_MARKERS)]
+
+
+def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, xlabel: str) -> None:
+    from matplotlib.ticker import LogLocator, ScalarFormatter
+
+    fig, axes = figure(2)
+    for i, name in enumerate(names):
+        color, style, marker = line_style(i)
+        recs = [
+            run["methods"][name]["records"]
+            for run in runs
+            if name in run["methods"] and run["methods"][name]["records"]
+        ]
+        if not recs:
+            continue
+        n = min(len(r) for r in recs)
+        for ax, key in zip(axes, ("train_loss", "test_loss"), strict=True):
+            ys = np.array([[x[key] for x in r[:n]] for r in recs], dtype=float)
+            xs = np.array([[x[x_key] for x in r[:n]] for r in recs], dtype=float).mean(axis=0)
+            ax.plot(xs, ys.mean(axis=0), color=color, linestyle=style, marker=marker, ms=3, label=name)
+            if len(recs) > 1:
+                ax.fill_between(xs, ys.min(axis=0), ys.max(axis=0), color=color, alpha=0.2)
+    for ax, title in zip(axes, ("training loss (full set)", "test loss"), strict=True):
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))  # labelled ticks in a decade
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(ScalarFormatter())
+        if x_key == "train_time":  # a log time axis: the slowest method does not squeeze the others
+            ax.set_xscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("loss (nats / example)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    save_png(fig, path, dpi=110)
+
+
+def _sanity_lines(run: dict[str, Any]) -> list[str]:
+    """For an official-settings LocoProp-M run on MNIST: its curve next to the official notebook's."""
+    from ..methods._locoprop import OFFICIAL_SANITY_CURVE
+
+    cfg, entry = run["config"], run["methods"].get("locoprop-m")
+    if (
+        not entry
+        or cfg["dataset"] != "mnist"
+        or cfg.get("subset")
+        or cfg["activation"] != "tanh"
+        or (cfg.get("schedule_epochs") or cfg["epochs"]) != 100
+        or entry.get("lr") != 1e-5
+    ):
+        return []
+    ours = {r["epoch"]: r["train_loss"] for r in entry["records"]}
+    rows = [
+        f"| {e} | {ref:.1f} | {ours[e]:.1f} | {100 * (ours[e] - ref) / ref:+.1f}% |"
+        for e, ref in OFFICIAL_SANITY_CURVE.items()
+        if e in ours
+    ]
+    return [
+        "",
+        "LocoProp-M with the official settings against the official notebook's training-loss curve:",
+        "",
+        "| epoch | official | layerwise | difference |",
+        "|---|---|---|---|",
+        *rows,
+    ]
+
+
+def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = True) -> Path:
+    """Write ``report.md`` (and ``loss_vs_epoch.png``, ``loss_vs_time.png``) into ``out``."""
+    out = Path(out)
+    table = summarize(runs)
+    first = runs[0]
+    cfg, env = _resolved(first["config"]), first.get("environment", {})
+    lines = [
+        f"# Deep autoencoder benchmark ({cfg['dataset']})",
+        "",
+        f"{len(runs)} run(s); config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".",
+        f"Measured on: {env.get('device', '?')}"
+        + (f" ({env['gpu']})" if env.get("gpu") else "")
+        + f", {env.get('processor', '?')}, torch {env.get('torch', '?')}, {env.get('torch_threads', '?')} threads.",
+        "",
+        *machine_lines(runs),
+        "",
+        "Commands:",
+        "",
+    ]
+    lines += [f"    {run.get('command') or '(not recorded)'}" for run in runs]
+    for run in runs:
+        resumed = run.get("resumed_with") or []
+        if resumed:
+            lines += ["", "Resumed with:", "", *[f"    {c}" for c in resumed]]
+            split = sorted(
+                name
+                for name, m in run["methods"].items()
+                if len({r.get("segment", 0) for r in m.get("records", [])}) > 1
+            )
+            if split:
+                lines.append(
+                    f"Trained across invocations (each epoch's `segment` in results.json says which): "
+                    f"{', '.join(split)}; their times add up the segments, which may have run under other load."
+                )
+    lines += [
+        "",
+        "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
+        "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
+        "'median step' is the median over epochs of each epoch's median step time, so periodic "
+        "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median. "
+        "'to Adam's loss' is the training time at the end of the first epoch whose training loss is at or "
+        "below Adam's final one (epoch granularity, so an upper bound), and its ratio to Adam's total time; "
+        "'–' where it is never reached.",
+        "",
+        "| method | lr | epochs | final train loss | best train loss | final test loss | "
+        "train time (s) | time / Adam | median step (s) | step / Adam | to Adam's loss (s) | "
+        "÷ Adam's time | status |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in table.items():
+        lr = ", ".join(f"{v:.3g}" for v in row["lr"])
+        lines.append(
+            f"| {name} | {lr} | {_fmt(row['epochs'], 0)} | {_fmt(row['final_train'])} | "
+            f"{_fmt(row['best_train'])} | {_fmt(row['final_test'])} | {_fmt(row['train_time'], 1)} | "
+            f"{_ratio(row['time_vs_adam'])} | {_fmt(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
+            f"{_fmt(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
+            f"{', '.join(row['status'])} |"
+        )
+    lines += _reach_lines(runs, list(table))
+    lines += _sanity_lines(first)
+    lines += ["", "Methods (hyper-parameters as run):", ""]
+    for n, r in table.items():
+        hp = first["methods"].get(n, {}).get("hparams")
+        lines.append(f"- `{n}`: {r['summary']}" + (f"; `{hp}`" if hp else ""))
+    if plots:
+        _plot(runs, list(table), "epoch", out / "loss_vs_epoch.png", "epoch")
+        _plot(runs, list(table), "train_time", out / "loss_vs_time.png", "training wall-clock (s)")
+        lines += ["", "![loss against epoch](loss_vs_epoch.png)", "", "![loss against time](loss_vs_time.png)"]
+    return save_report(out, lines)

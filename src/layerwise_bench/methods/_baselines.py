@@ -1,0 +1,98 @@
+"""The baselines of the LocoProp deep-autoencoder benchmark: five first-order, two second-order.
+
+Shampoo comes from ``pytorch-optimizer`` (kozistr; maintained, depends on torch and numpy only),
+its ``ScalableShampoo``: the Anil et al. (2020) "Scalable second order optimization" variant the
+LocoProp paper compares against, with layer-wise RMSProp grafting. K-FAC is layerwise's own
+:class:`~layerwise.optim.KFAC` with the Bernoulli (sigmoid cross-entropy) Fisher; see its docstring
+and the README for why no PyPI K-FAC is used.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from layerwise.optim import KFAC
+
+from ..core._method import LossFn, Method
+from ..core._registry import register_method
+
+__all__: list[str] = []
+
+
+def _sgd(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=lr, **kw)
+
+
+def _adagrad(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adagrad(model.parameters(), lr=lr, **kw)
+
+
+def _rmsprop(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(model.parameters(), lr=lr, **kw)
+
+
+def _adam(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=lr, **kw)
+
+
+def _adamw(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(model.parameters(), lr=lr, **kw)
+
+
+def _shampoo(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    try:
+        from pytorch_optimizer import ScalableShampoo
+        from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
+    except ImportError as exc:
+        raise ImportError("method 'shampoo' needs pytorch-optimizer: pip install 'layerwise[second-order]'") from exc
+    return ScalableShampoo(model.parameters(), lr=lr, graft_type=LayerWiseGrafting.RMSPROP, **kw)
+
+
+def _kfac(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return KFAC(model, lr=lr, **kw)
+
+
+def _kfac_closure(opt: torch.optim.Optimizer, model: nn.Module, loss_fn: LossFn, x: torch.Tensor, target: torch.Tensor):
+    if not isinstance(opt, KFAC):
+        raise TypeError(f"the K-FAC closure needs a KFAC optimizer, found {type(opt).__name__}.")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        out = model(x)
+        loss = loss_fn(out, target)
+        opt.backward(loss, out)
+        return loss
+
+    return closure
+
+
+for _m in [
+    Method("sgd", "SGD", _sgd, 1e-3),
+    Method("momentum", "SGD with heavy-ball momentum 0.9", _sgd, 1e-4, {"momentum": 0.9}),
+    Method("adagrad", "AdaGrad", _adagrad, 1e-2),
+    Method("rmsprop", "RMSProp (decay 0.9, eps 1e-8)", _rmsprop, 1e-4, {"alpha": 0.9, "eps": 1e-8}),
+    Method("adam", "Adam (0.9, 0.999, eps 1e-8)", _adam, 1e-3),
+    Method("adamw", "AdamW (0.9, 0.999), decoupled weight decay 0.01 (torch's default)", _adamw, 1e-3),
+    Method("nesterov", "SGD with Nesterov momentum 0.9", _sgd, 1e-2, {"momentum": 0.9, "nesterov": True}),
+    Method(
+        "shampoo",
+        "Scalable Shampoo (pytorch-optimizer), RMSProp grafting, roots every 20 steps",
+        _shampoo,
+        1e-3,
+        {"preconditioning_compute_steps": 20, "start_preconditioning_step": 20, "block_size": 1024},
+        extra="second-order",
+        requires=("pytorch_optimizer",),
+    ),
+    Method(
+        "kfac",
+        "K-FAC, Bernoulli (sigmoid cross-entropy) MC Fisher, damping 10, inverses every 20 steps",
+        _kfac,
+        0.1,
+        {"damping": 10.0, "inv_every": 20, "likelihood": "bernoulli"},
+        closure=_kfac_closure,
+    ),
+]:
+    register_method(_m)

@@ -1,0 +1,46 @@
+"""LocoProp's documented starting recipes (``docs/locoprop-models.md``) as registry methods for any model.
+
+``layerwise.LocoProp`` finds the layers it trains by tracing the model; what it cannot train (BatchNorm,
+LayerNorm, embeddings, positional parameters) goes to ``other_optimizer``, here AdamW at ``other_lr`` (the rate
+you would give AdamW). The harness' schedule drives both optimizers' rates.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from layerwise.locoprop import LocoProp
+
+from ..core._method import Method
+from ..core._registry import register_method
+from ._locoprop import _closure
+
+__all__: list[str] = []
+
+
+def _recipe(model: nn.Module, lr: float, *, other_lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return LocoProp(model, lr=lr, other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=other_lr), **kw)
+
+
+for _m in [
+    Method(
+        "locoprop-cnn",
+        "LocoProp-M, the CNN recipe: preconditioned solver, T=1, γ=100, λ=10; AdamW (other_lr) for the rest",
+        _recipe,
+        1.0,
+        {"variant": "m", "solver": "precond", "steps": 1, "gamma": 100.0, "damping": 10.0, "other_lr": 3e-3},
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-transformer",
+        "LocoProp-M, the transformer recipe: T=3 inner Adam steps, γ=100; AdamW (other_lr) for the rest",
+        _recipe,
+        1e-3,
+        {"variant": "m", "solver": "iterative", "inner": "adam", "steps": 3, "gamma": 100.0, "other_lr": 3e-3},
+        closure=_closure,
+    ),
+]:
+    register_method(_m)

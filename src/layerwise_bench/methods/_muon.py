@@ -1,0 +1,301 @@
+"""Muon for any model, and Muon on the matrices with AdamW on the rest as one ``torch.optim.Optimizer``.
+
+:class:`Muon` is ``torch.optim.Muon`` (Jordan et al. 2024, "Muon: MomentUm Orthogonalized by
+Newton-schulz") with two additions:
+
+- ``ns_dtype``: the dtype of the Newton–Schulz iteration. ``torch.bfloat16`` is torch's (the update is
+  bit for bit ``torch.optim.Muon``'s); ``torch.float32`` is for CPUs without native bfloat16 products
+  (AVX2 only: no AVX512-BF16 or AMX), where a bfloat16 matmul is emulated and tens of times slower.
+- parameters of more than 2 dims (conv filters ``(out, in, kh, kw)``) are orthogonalised as their
+  ``(out, in*kh*kw)`` flattening, as in Keller Jordan's CIFAR-10 speedrun; ``adjust_lr_fn`` reads the
+  flattened shape.
+
+:class:`MuonAdam` holds Muon and AdamW, so that one LR scheduler scales both groups (the AdamW rate
+keeps its ratio to Muon's) and one ``state_dict`` checkpoints both.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["Muon", "MuonAdam", "muon_adam_split", "resolve_ns_dtype"]
+
+# torch.optim.Muon's defaults (Keller Jordan's constants)
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+EPS = 1e-7
+NS_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
+
+
+def newton_schulz(
+    grad: torch.Tensor,
+    ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+    ns_steps: int = 5,
+    eps: float = EPS,
+    dtype: torch.dtype = torch.bfloat16,
+) -> torch.Tensor:
+    """The quintic Newton–Schulz iteration of ``torch.optim.Muon`` on a 2-D ``grad``, computed in ``dtype``
+    (the result is in ``dtype``). With ``torch.bfloat16`` it is torch's ``_zeropower_via_newtonschulz``
+    operation for operation."""
+    a, b, c = ns_coefficients
+    x = grad.to(dtype, copy=True)  # a copy even in the same dtype: the in-place norm below must not touch grad
+    if grad.size(0) > grad.size(1):
+        x = x.T
+    x.div_(x.norm().clamp(min=eps))  # spectral norm at most 1
+    for _ in range(ns_steps):
+        gram = x @ x.T
+        gram_update = torch.addmm(gram, gram, gram, beta=b, alpha=c)
+        x = torch.addmm(x, gram_update, x, beta=a)
+    if grad.size(0) > grad.size(1):
+        x = x.T
+    return x
+
+
+def _lr_ratio(adjust_lr_fn: str | None, rows: int, cols: int) -> float:
+    if adjust_lr_fn is None or adjust_lr_fn == "original":
+        return math.sqrt(max(1, rows / cols))
+    return 0.2 * math.sqrt(max(rows, cols))  # "match_rms_adamw"
+
+
+def _name(group: dict[str, Any], i: int, p: torch.Tensor) -> str:
+    names = group.get("param_names")
+    label = repr(names[i]) if names else f"{i} of its group"
+    return f"parameter {label} (shape {tuple(p.shape)})"
+
+
+class Muon(torch.optim.Optimizer):
+    """``torch.optim.Muon`` with a choice of Newton–Schulz dtype and conv filters as matrices.
+
+    Per parameter: ``buf = μ·buf + (1-μ)·g`` (``lerp``), the update ``g + μ·(buf - g)`` with ``nesterov``
+    (else ``buf``), flattened to ``(rows, numel/rows)``, orthogonalised by ``ns_steps`` quintic
+    Newton–Schulz steps in ``ns_dtype``, then ``p ← p·(1 - lr·weight_decay) - lr·ratio·O`` with
+    ``ratio = sqrt(max(1, rows/cols))`` (``adjust_lr_fn`` ``None``/``"original"``) or
+    ``0.2·sqrt(max(rows, cols))`` (``"match_rms_adamw"``).
+
+    Args:
+        params: parameters of 2 or more dims (or groups of them; named parameters are named in errors).
+        lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn: as in
+            ``torch.optim.Muon``, with its defaults.
+        ns_dtype: dtype of the Newton–Schulz iteration: ``torch.bfloat16`` (torch's, bit for bit), or
+            ``torch.float32`` on a CPU without native bfloat16; also ``float16`` or ``float64``.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Any],
+        lr: float = 1e-3,
+        weight_decay: float = 0.1,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
+        eps: float = EPS,
+        ns_steps: int = 5,
+        adjust_lr_fn: str | None = None,
+        ns_dtype: torch.dtype = torch.bfloat16,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "nesterov": nesterov,
+            "ns_coefficients": tuple(ns_coefficients),
+            "eps": eps,
+            "ns_steps": ns_steps,
+            "adjust_lr_fn": adjust_lr_fn,
+            "ns_dtype": ns_dtype,
+        }
+        self._check(defaults, "")
+        super().__init__(params, defaults)
+        for gi, group in enumerate(self.param_groups):
+            self._check(group, f" (parameter group {gi})")
+            for i, p in enumerate(group["params"]):
+                if p.ndim < 2:
+                    raise ValueError(
+                        f"Muon: {_name(group, i, p)} has {p.ndim} dims; Muon orthogonalises matrices and conv "
+                        "filters (2 or more dims). Give biases, norms and scalars to AdamW (MuonAdam does)."
+                    )
+                if torch.is_complex(p):
+                    raise ValueError(f"Muon: {_name(group, i, p)} is complex; Muon takes real parameters.")
+
+    @staticmethod
+    def _check(g: dict[str, Any], where: str) -> None:
+        lr = g["lr"]
+        if isinstance(lr, torch.Tensor) and lr.numel() != 1:
+            raise ValueError(f"Muon: invalid lr{where}: a tensor lr must have 1 element, found {lr.numel()}.")
+        for key in ("lr", "weight_decay", "momentum"):
+            if not float(g[key]) >= 0.0:
+                raise ValueError(f"Muon: invalid {key}={g[key]}{where}; expected a number >= 0.")
+        if not float(g["eps"]) > 0.0:
+            raise ValueError(f"Muon: invalid eps={g['eps']}{where}; expected a number > 0.")
+        steps = g["ns_steps"]
+        if isinstance(steps, bool) or not isinstance(steps, int) or not 0 <= steps < 100:
+            raise ValueError(f"Muon: invalid ns_steps={steps!r}{where}; expected an integer in [0, 100).")
+        if len(g["ns_coefficients"]) != 3:
+            raise ValueError(
+                f"Muon: invalid ns_coefficients={g['ns_coefficients']!r}{where}; expected three numbers (a, b, c)."
+            )
+        if g["adjust_lr_fn"] not in (None, "original", "match_rms_adamw"):
+            raise ValueError(
+                f"Muon: invalid adjust_lr_fn={g['adjust_lr_fn']!r}{where}; expected None, 'original' or "
+                "'match_rms_adamw'."
+            )
+        if g["ns_dtype"] not in NS_DTYPES:
+            raise ValueError(
+                f"Muon: invalid ns_dtype={g['ns_dtype']!r}{where}; expected one of "
+                f"{', '.join(map(str, NS_DTYPES))} (torch.float32 where the CPU has no native bfloat16)."
+            )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # a state_dict of torch.optim.Muon has no ns_dtype: it ran bfloat16
+            group.setdefault("ns_dtype", torch.bfloat16)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
+        """One Muon step on every parameter with a gradient; ``closure`` re-evaluates the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            lr = float(group["lr"])
+            momentum, wd = group["momentum"], group["weight_decay"]
+            for i, p in enumerate(group["params"]):
+                grad = p.grad
+                if grad is None:
+                    continue
+                if grad.is_sparse:
+                    raise RuntimeError(f"Muon: {_name(group, i, p)} has a sparse gradient; Muon needs dense ones.")
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(grad, memory_format=torch.preserve_format)
+                buf = state["momentum_buffer"]
+                buf.lerp_(grad, 1 - momentum)
+                update = grad.lerp(buf, momentum) if group["nesterov"] else buf
+                rows = update.size(0)
+                matrix = update if update.ndim == 2 else update.reshape(rows, -1)
+                ortho = newton_schulz(
+                    matrix, group["ns_coefficients"], group["ns_steps"], group["eps"], group["ns_dtype"]
+                )
+                ratio = _lr_ratio(group["adjust_lr_fn"], rows, matrix.size(1))
+                p.mul_(1 - lr * wd)
+                p.add_(ortho if p.ndim == 2 else ortho.reshape(p.shape), alpha=-(lr * ratio))
+        return loss
+
+
+def muon_adam_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """The trainable parameters of ``model`` that Muon takes, and the others (for AdamW), in
+    ``model.parameters()`` order.
+
+    Muon takes every parameter of 2 or more dims except those of ``nn.Embedding`` modules and of a
+    module named ``head`` (the output layer, by the convention of the benchmark's workload models):
+    Muon's authors recommend AdamW for embeddings and output layers, and for biases, norms and scalars.
+    """
+    to_adam: set[int] = set()
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) or name.rsplit(".", 1)[-1] == "head":
+            to_adam.update(id(p) for p in module.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]
+    muon = [p for p in params if p.ndim >= 2 and id(p) not in to_adam]
+    muon_ids = {id(p) for p in muon}
+    return muon, [p for p in params if id(p) not in muon_ids]
+
+
+def resolve_ns_dtype(ns_dtype: torch.dtype | str, device: torch.device | str = "cpu") -> torch.dtype:
+    """``ns_dtype`` as a ``torch.dtype``: a dtype, ``"bfloat16"``/``"float32"`` (names of torch dtypes), or
+    ``"auto"``: bfloat16 where ``device`` multiplies it natively (:func:`native_bf16`), else float32."""
+    if isinstance(ns_dtype, torch.dtype):
+        return ns_dtype
+    if ns_dtype == "auto":
+        from ..core._machine import native_bf16
+
+        return torch.bfloat16 if native_bf16(device) else torch.float32
+    dtype = getattr(torch, ns_dtype, None) if isinstance(ns_dtype, str) else None
+    if not isinstance(dtype, torch.dtype) or dtype not in NS_DTYPES:
+        raise ValueError(
+            f"Invalid ns_dtype={ns_dtype!r}: expected a torch dtype, 'bfloat16', 'float32' or 'auto' "
+            "(bfloat16 where the device multiplies it natively, else float32)."
+        )
+    return dtype
+
+
+class MuonAdam(torch.optim.Optimizer):
+    """:class:`Muon` on the hidden weights (matrices and conv filters) with ``torch.optim.AdamW`` on the rest.
+
+    Args:
+        model: its parameters are split by :func:`muon_adam_split`: 2 or more dims, outside ``nn.Embedding``
+            modules and a module named ``head``, to Muon; all others to AdamW.
+        lr: Muon's learning rate.
+        adam_lr: AdamW's learning rate.
+        momentum, nesterov, ns_steps, weight_decay, adjust_lr_fn: Muon's options (``weight_decay`` also
+            AdamW's).
+        ns_dtype: dtype of the Newton–Schulz iteration: a ``torch.dtype``, ``"bfloat16"``, ``"float32"``,
+            or ``"auto"`` (bfloat16 where the device of the parameters multiplies it natively, else float32).
+            With ``torch.bfloat16`` the step is bit for bit ``torch.optim.Muon`` + ``torch.optim.AdamW``
+            on a model whose Muon parameters are all 2-D.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        lr: float,
+        *,
+        adam_lr: float = 1e-3,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        ns_steps: int = 5,
+        weight_decay: float = 0.0,
+        adjust_lr_fn: str | None = None,
+        ns_dtype: torch.dtype | str = "auto",
+    ) -> None:
+        matrices, others = muon_adam_split(model)
+        if not matrices:
+            raise ValueError(
+                "MuonAdam: the model has no parameter for Muon (2 or more dims, outside embeddings and the "
+                "'head' module); use AdamW instead."
+            )
+        dtype = resolve_ns_dtype(ns_dtype, matrices[0].device)
+        self.muon = Muon(
+            matrices,
+            lr=lr,
+            momentum=momentum,
+            nesterov=nesterov,
+            ns_steps=ns_steps,
+            weight_decay=weight_decay,
+            adjust_lr_fn=adjust_lr_fn,
+            ns_dtype=dtype,
+        )
+        self.adam = torch.optim.AdamW(others, lr=adam_lr, weight_decay=weight_decay) if others else None
+        super().__init__(matrices + others, {"lr": lr})
+        # The groups ARE the inner optimizers' group dicts: a scheduler writing group["lr"] drives both.
+        self.param_groups = self.muon.param_groups + (self.adam.param_groups if self.adam else [])
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
+        """One step of both; ``closure`` is evaluated once."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.muon.step()
+        if self.adam is not None:
+            self.adam.step()
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"muon": self.muon.state_dict(), "adam": self.adam.state_dict() if self.adam else None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if set(state_dict) != {"muon", "adam"}:
+            raise ValueError(
+                f"MuonAdam.load_state_dict expects the keys 'muon' and 'adam' of MuonAdam.state_dict(), "
+                f"found {sorted(state_dict)}."
+            )
+        self.muon.load_state_dict(state_dict["muon"])
+        if self.adam is not None:
+            self.adam.load_state_dict(state_dict["adam"])
+        self.param_groups = self.muon.param_groups + (self.adam.param_groups if self.adam else [])

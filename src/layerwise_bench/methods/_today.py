@@ -1,0 +1,101 @@
+"""The optimizers people reach for today, as benchmark methods: Muon, PSGD-Kron, SOAP, Schedule-Free AdamW.
+
+- ``muon``: Muon (``torch.optim.Muon``'s update, bit for bit) on the weight matrices, Adam on the biases
+  (:class:`MuonAdam`); its Newton-Schulz runs in bfloat16, in float32 where the CPU has no native bfloat16
+  (``Method.for_machine``).
+- ``kron``: PSGD-Kron (Li 2018, "Preconditioner on matrix Lie group for SGD"; the Kron form of
+  Evan Walters' ``kron_torch``), from ``pytorch-optimizer``. Its einsums need ``opt-einsum``
+  installed, or torch contracts them in an order that asks for terabytes. It draws the
+  preconditioner-update coin from the global RNGs, which the harness seeds and checkpoints.
+- ``soap``: SOAP (Vyas et al. 2024, "SOAP: Improving and Stabilizing Shampoo using Adam"),
+  from ``pytorch-optimizer``.
+- ``schedule-free-adamw``: Schedule-Free AdamW (Defazio et al. 2024, "The Road Less Scheduled"),
+  from ``pytorch-optimizer``: no decay schedule (its averaging replaces it), evaluated and
+  checkpointed at the averaged point (``optimizer.eval()``).
+
+Weight decay is 0 for all, as for the paper's baselines.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..core._method import Method
+from ..core._registry import register_method
+from ._muon import MuonAdam
+
+__all__: list[str] = []
+
+
+def _muon(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return MuonAdam(model, lr, **kw)
+
+
+def _pytorch_optimizer(name: str, method: str) -> Any:
+    try:
+        import pytorch_optimizer
+    except ImportError as exc:
+        raise ImportError(f"method {method!r} needs pytorch-optimizer: pip install 'layerwise[second-order]'") from exc
+    return getattr(pytorch_optimizer, name)
+
+
+def _kron(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    if not torch.backends.opt_einsum.is_available():
+        raise ImportError(
+            "method 'kron' needs opt-einsum (without it PSGD-Kron's einsums ask for terabytes): "
+            "pip install 'layerwise[second-order]'"
+        )
+    return _pytorch_optimizer("Kron", "kron")(model.parameters(), lr=lr, **kw)
+
+
+def _soap(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return _pytorch_optimizer("SOAP", "soap")(model.parameters(), lr=lr, **kw)
+
+
+def _schedule_free(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    return _pytorch_optimizer("ScheduleFreeAdamW", "schedule-free-adamw")(model.parameters(), lr=lr, **kw)
+
+
+for _m in [
+    Method(
+        "muon",
+        "Muon (torch.optim.Muon's update, Nesterov 0.95, 5 Newton-Schulz steps in bfloat16) on weight matrices, "
+        "Adam on biases",
+        _muon,
+        0.0632,
+        {"adam_lr": 1e-3, "momentum": 0.95, "ns_dtype": "bfloat16"},
+        hardware_fallback={"ns_dtype": "float32"},
+    ),
+    Method(
+        "kron",
+        "PSGD-Kron (pytorch-optimizer), momentum 0.9, default preconditioner-update schedule",
+        _kron,
+        3.16e-3,
+        {"momentum": 0.9, "weight_decay": 0.0},
+        extra="second-order",
+        requires=("pytorch_optimizer", "opt_einsum"),
+    ),
+    Method(
+        "soap",
+        "SOAP (pytorch-optimizer), betas (0.95, 0.95), eigenbases every 10 steps",
+        _soap,
+        3e-3,
+        {"precondition_frequency": 10, "weight_decay": 0.0},
+        extra="second-order",
+        requires=("pytorch_optimizer",),
+    ),
+    Method(
+        "schedule-free-adamw",
+        "Schedule-Free AdamW (pytorch-optimizer), betas (0.9, 0.999), no decay schedule, evaluated at the average",
+        _schedule_free,
+        3.16e-3,
+        {"weight_decay": 0.0},
+        extra="second-order",
+        requires=("pytorch_optimizer",),
+        scheduled=False,
+    ),
+]:
+    register_method(_m)

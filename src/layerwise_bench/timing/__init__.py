@@ -1,0 +1,1 @@
+"""Timing benchmarks: the step time of every registered method, the telemetry overhead."""

@@ -1,0 +1,178 @@
+"""Step-time benchmark of LocoProp on the deep autoencoder: against an Adam step and against the
+PyPI ``locoprop`` 0.1.0 port at equal inner steps T (its ``correction=0``), all in one process,
+interleaved round-robin so that machine noise hits every entry alike; medians reported."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
+
+from ..core._plotting import figure, save_png
+from ..core._record import Record, machine_lines, save_report
+from ..methods._locoprop import _autoencoder_layers
+
+__all__ = ["run_steptime_benchmark", "write_steptime_report"]
+
+Step = Callable[[], None]
+
+
+def _layerwise_step(model: nn.Module, x: torch.Tensor, **kw: Any) -> Step:
+    from layerwise.locoprop import LocoProp
+
+    opt = LocoProp(model, layers=_autoencoder_layers(model), **kw)
+
+    def step() -> None:
+        opt.step(lambda: sigmoid_cross_entropy(model(x), x))
+
+    return step
+
+
+def _adam_step(model: nn.Module, x: torch.Tensor) -> Step:
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        sigmoid_cross_entropy(model(x), x).backward()
+        opt.step()
+
+    return step
+
+
+def _pypi_step(model: nn.Sequential, x: torch.Tensor, steps: int) -> Step:
+    try:
+        from locoprop import LocoLayer, LocopropTrainer
+    except ImportError as exc:
+        raise ImportError("the step-time comparison needs the PyPI port: pip install 'layerwise[compare]'") from exc
+    pairs = _autoencoder_layers(model)
+    acts = {"tanh": nn.Tanh(), "relu": nn.ReLU(), "identity": nn.Identity(), "sigmoid": nn.Sigmoid()}
+    wrapped = nn.Sequential(*[LocoLayer(m, acts[a], implicit=(i == len(pairs) - 1)) for i, (m, a) in enumerate(pairs)])
+    trainer = LocopropTrainer(wrapped, sigmoid_cross_entropy, local_iterations=steps, correction=0.0)
+
+    def step() -> None:
+        trainer.step(x, x)
+
+    return step
+
+
+def run_steptime_benchmark(
+    out: str | Path,
+    *,
+    batch_size: int = 1000,
+    steps: tuple[int, ...] = (1, 5, 10),
+    repeats: int = 10,
+    device: str | torch.device = "cpu",
+    pypi: bool = True,
+    chunks: tuple[int, ...] = (),
+    command: str = "",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Median seconds per step of each entry; writes ``results.json``, ``report.md`` and a bar plot.
+    ``chunks`` adds, for every T, the bfloat16 entry with its inner steps on slices of the batch
+    (``LocoProp(inner_chunks=c)``)."""
+    if any(c < 2 or c > batch_size or any(c > t for t in steps) for c in chunks):
+        raise ValueError(
+            f"Invalid chunks={list(chunks)}: each must be >= 2 (1 is the plain bf16 entry), <= batch_size="
+            f"{batch_size} and <= every T in steps={list(steps)}."
+        )
+    device = torch.device(device)
+    config: dict[str, Any] = {"batch_size": batch_size, "steps": list(steps), "repeats": repeats, "pypi": pypi}
+    if chunks:
+        config["chunks"] = list(chunks)
+    record = Record(
+        out, "locoprop-steptime", config, command=command, device=device, overwrite=overwrite, runs_key=None
+    )
+    x = torch.rand(batch_size, 784, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def model() -> nn.Sequential:
+        return deep_autoencoder(generator=torch.Generator().manual_seed(0)).to(device)
+
+    entries: dict[str, Step] = {"adam": _adam_step(model(), x)}
+    for t in steps:
+        entries[f"layerwise locoprop-m T={t}"] = _layerwise_step(model(), x, steps=t)
+        entries[f"layerwise locoprop-m T={t} bf16"] = _layerwise_step(model(), x, steps=t, inner_dtype=torch.bfloat16)
+        for c in chunks:
+            entries[f"layerwise locoprop-m T={t} bf16 chunks={c}"] = _layerwise_step(
+                model(), x, steps=t, inner_dtype=torch.bfloat16, inner_chunks=c
+            )
+        if pypi:
+            entries[f"pypi locoprop T={t}"] = _pypi_step(model(), x, t)
+    entries["layerwise locoprop-s-exact"] = _layerwise_step(
+        model(), x, variant="s", solver="exact", damping=1e3, gamma=1e3, lr=1.0
+    )
+    entries["layerwise locoprop-m-precond T=3"] = _layerwise_step(
+        model(), x, solver="precond", steps=3, damping=1e3, gamma=1e3, lr=1.0
+    )
+    times: dict[str, list[float]] = {name: [] for name in entries}
+    for r in range(repeats + 2):
+        for name, step in entries.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t0 = time.perf_counter()
+            step()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            if r >= 2:  # two warm-up rounds
+                times[name].append(time.perf_counter() - t0)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    results = record.results
+    results.update(
+        batch_size=batch_size,
+        repeats=repeats,
+        median_step_s=med,
+        vs_adam={n: v / med["adam"] for n, v in med.items()},
+        times=times,
+    )
+    record.save()
+    write_steptime_report(results, out)
+    return results
+
+
+def write_steptime_report(results: dict[str, Any], out: str | Path) -> Path:
+    """Write ``out/report.md`` and ``out/step_time.png`` for a step-time record."""
+    path = save_report(out, _lines(results))
+    _plot(results["median_step_s"], Path(out) / "step_time.png")
+    return path
+
+
+def _lines(results: dict[str, Any]) -> list[str]:
+    med = results["median_step_s"]
+    lines = [
+        "# LocoProp step time, deep autoencoder",
+        "",
+        f"Command: `{results['command']}`",
+        "",
+        f"Batch {results['batch_size']}, {results['repeats']} timed steps per entry (round-robin, after 2 warm-up "
+        f"rounds), median. Device: {results['environment']}.",
+        "",
+        *machine_lines(results),
+        "",
+        "| entry | median step (s) | × Adam | × PyPI locoprop at same T |",
+        "|---|---|---|---|",
+    ]
+    for name, v in med.items():
+        inner = name.rsplit("T=", 1)[-1].split()[0] if "T=" in name else None
+        ref = med.get(f"pypi locoprop T={inner}") if inner and name.startswith("layerwise locoprop-m T=") else None
+        lines.append(f"| {name} | {v:.4f} | {v / med['adam']:.2f} | {f'{v / ref:.2f}' if ref else ''} |")
+    if (results.get("environment") or {}).get("native_bf16") is False:
+        lines += [
+            "",
+            "This CPU has no native bfloat16 products (no AVX512-BF16 or AMX): the bf16 entries time emulated "
+            "products; the benchmark registry runs their float32 form on such a CPU (`Method.for_machine`).",
+        ]
+    return lines
+
+
+def _plot(med: dict[str, float], path: Path) -> None:
+    fig, (ax,) = figure(1, width=7.0)
+    fig.set_figheight(0.4 * len(med) + 1.2)
+    ax.barh(list(med)[::-1], list(med.values())[::-1])
+    ax.set_xlabel("median seconds per step")
+    save_png(fig, path, dpi=110)
