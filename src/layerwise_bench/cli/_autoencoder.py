@@ -12,7 +12,7 @@ import layerwise_bench as bench
 from layerwise.data import DATASETS
 from layerwise_bench.workloads import WORKLOADS
 
-from ._common import names_from, positive_int
+from ._common import add_data_args, names_from, numbers, positive_int, record_files
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["AUTOENCODER", "EQUAL_TIME", "TUNE"]
@@ -108,12 +108,7 @@ def _add_workload_args(p: argparse.ArgumentParser, default_epochs: int, headline
     p.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
     p.add_argument("--batch-size", type=positive_int, default=None, help="default: mnist 1000, digits 100")
     p.add_argument("--activation", choices=("tanh", "relu"), default="tanh")
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
-    )
-    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
+    add_data_args(p)
 
 
 def _prepare(
@@ -251,16 +246,14 @@ def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
     finally:
         if sink:
             sink.close()
-    path = bench.write_report([results], args.out)
+    bench.write_report([results], args.out)
     diverged = [m["error"] for m in results["methods"].values() if m["status"] == "diverged"]
     lines = [f"{'method':>20}  {'final train loss':>16}  {'train time (s)':>14}  status"]
     for name, m in results["methods"].items():
         last = m["records"][-1] if m["records"] else {}
         loss, seconds = last.get("train_loss", float("nan")), last.get("train_time", float("nan"))
         lines.append(f"{name:>20}  {loss:>16.2f}  {seconds:>14.1f}  {m['status']}")
-    return Outcome(
-        lines=lines, wrote=[str(args.out / bench.RESULTS_FILE), str(path)], errors=diverged, status=1 if diverged else 0
-    )
+    return Outcome(lines=lines, wrote=record_files(args.out), errors=diverged, status=1 if diverged else 0)
 
 
 def _centres(names: list[str], dataset: str) -> dict[str, float]:
@@ -355,14 +348,11 @@ TUNE = Subcommand(
 )
 
 
+_positive_floats = numbers(float, lambda vs: all(v > 0 for v in vs), "comma-separated numbers > 0 (e.g. 1,3)")
+
+
 def _floats(text: str) -> tuple[float, ...]:
-    try:
-        values = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        values = ()
-    if not values or any(not v > 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers > 0 (e.g. 1,3), found {text!r}")
-    return values
+    return tuple(_positive_floats(text))
 
 
 def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
@@ -429,7 +419,7 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
             f"within {k:g}B ({task.score}): "
             + ", ".join(f"{v['method']} {(v.get('within') or {}).get(task.score, float('nan')):.3g}" for v in scored)
         )
-    return Outcome(lines=lines, wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")])
+    return Outcome(lines=lines, wrote=record_files(args.out))
 
 
 EQUAL_TIME = Subcommand(

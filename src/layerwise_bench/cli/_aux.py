@@ -9,22 +9,13 @@ import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from ..deep_mlp._aux_model import AUX_METHODS
-from ._common import config_from_args, names_from, positive_int, run_options
+from ._common import add_data_args, config_from_args, names_from, numbers, positive_int, record_files, run_options
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["AUX"]
 
 
-def _seeds(text: str) -> list[int]:
-    try:
-        seeds = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        seeds = []
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(
-            f"expected distinct comma-separated whole numbers (e.g. 0,1,2), found {text!r}"
-        )
-    return seeds
+_seeds = numbers(int, lambda vs: len(set(vs)) == len(vs), "distinct comma-separated whole numbers (e.g. 0,1,2)")
 
 
 def _fraction(text: str) -> float:
@@ -46,12 +37,7 @@ def _add_aux_args(ax: argparse.ArgumentParser) -> None:
     )
     ax.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
     ax.add_argument("--dataset", choices=DATASETS, default="mnist", help="mnist (default) or digits (offline)")
-    ax.add_argument(
-        "--data-dir",
-        default=None,
-        help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
-    )
-    ax.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
+    add_data_args(ax)
     ax.add_argument("--depth", type=positive_int, default=20, help="hidden layers (default 20)")
     ax.add_argument("--width", type=positive_int, default=256, help="hidden units (default 256)")
     ax.add_argument("--heads", type=positive_int, default=3, help="auxiliary heads, evenly spaced (default 3)")
@@ -74,7 +60,7 @@ def _run_aux(args: argparse.Namespace, command: str) -> Outcome:
         resume=args.resume,
         **run_options(args, command),
     )
-    return Outcome(wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")])
+    return Outcome(wrote=record_files(args.out))
 
 
 AUX = Subcommand(

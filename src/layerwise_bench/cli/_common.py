@@ -15,14 +15,19 @@ from typing import Any, TypeVar
 
 import torch
 
+from ..core._record import RESULTS_FILE
+
 __all__ = [
     "COMMON_FLAGS",
     "add_common_flags",
+    "add_data_args",
     "check_common_flags",
     "config_from_args",
     "names_from",
+    "numbers",
     "positive_float",
     "positive_int",
+    "record_files",
     "run_options",
 ]
 
@@ -53,6 +58,22 @@ def positive_float(text: str) -> float:
     return value
 
 
+def numbers(cast: Callable[[str], T], ok: Callable[[list[T]], bool], expected: str) -> Callable[[str], list[T]]:
+    """An ``argparse`` type: comma-separated values, each read by ``cast``, the list non-empty and ``ok``;
+    else the error says ``expected {expected}`` and what was found."""
+
+    def parse(text: str) -> list[T]:
+        try:
+            values = [cast(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            values = []
+        if not values or not ok(values):
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
+        return values
+
+    return parse
+
+
 def names_from(allowed: Iterable[str], what: str) -> Callable[[str], list[str]]:
     """An ``argparse`` type: a comma-separated, non-empty list of names out of ``allowed`` (read when parsing,
     so that methods registered later count)."""
@@ -69,6 +90,16 @@ def names_from(allowed: Iterable[str], what: str) -> Callable[[str], list[str]]:
         return names
 
     return parse
+
+
+def add_data_args(p: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``--download``, for a benchmark that reads MNIST (``run_options`` passes them on)."""
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
+    )
+    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
 
 
 def add_common_flags(
@@ -151,3 +182,8 @@ def run_options(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "progress": args.progress,
         "command": command,
     }
+
+
+def record_files(out: Path) -> list[str]:
+    """What a benchmark writing a record says it wrote: ``results.json`` and ``report.md`` in ``out``."""
+    return [str(out / RESULTS_FILE), str(out / "report.md")]

@@ -10,34 +10,29 @@ from layerwise.data import DATASETS
 
 from ..deep_mlp._depth_methods import DEPTH_METHODS
 from ..deep_mlp._depth_model import ACTIVATIONS, INITS
-from ._common import config_from_args, names_from, positive_float, positive_int, run_options
+from ._common import (
+    add_data_args,
+    config_from_args,
+    names_from,
+    numbers,
+    positive_float,
+    positive_int,
+    record_files,
+    run_options,
+)
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["DEPTH", "add_decoupled_args", "add_mlp_data_args"]
 
 
-def _depths(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated hidden-layer counts >= 1 (e.g. 10,20,50), found {text!r}"
-        )
-    return values
+_depths = numbers(int, lambda vs: min(vs) >= 1, "comma-separated hidden-layer counts >= 1 (e.g. 10,20,50)")
 
 
 def add_mlp_data_args(p: argparse.ArgumentParser, d: bench.DepthConfig) -> None:
     """The plain-MLP and data arguments shared by ``bench depth`` and ``bench similarity`` (defaults from ``d``)."""
     p.add_argument("--width", type=positive_int, default=d.width, help=f"hidden units (default {d.width})")
     p.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="mnist (default) or digits (offline)")
-    p.add_argument(
-        "--data-dir",
-        default=None,
-        help="data directory (MNIST in DIR/mnist); else $LAYERWISE_DATA_DIR, else ~/.cache/layerwise",
-    )
-    p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
+    add_data_args(p)
     p.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
     p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"epochs (default {d.epochs})")
     p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
@@ -159,7 +154,7 @@ def _run_depth(args: argparse.Namespace, command: str) -> Outcome:
         **run_options(args, command),
     )
     diverged = [f"layerwise: diverged: {k}: {e['error']}" for k, e in res["runs"].items() if e["status"] == "diverged"]
-    return Outcome(lines=diverged, wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")])
+    return Outcome(lines=diverged, wrote=record_files(args.out))
 
 
 DEPTH = Subcommand(

@@ -9,7 +9,7 @@ import dataclasses
 import layerwise_bench as bench
 
 from ..deep_mlp._depth_model import ACTIVATIONS
-from ._common import config_from_args, positive_float, positive_int, run_options
+from ._common import config_from_args, positive_float, positive_int, record_files, run_options
 from ._depth import add_decoupled_args, add_mlp_data_args
 from ._subcommand import Outcome, Subcommand
 
@@ -33,9 +33,7 @@ def _run_similarity(args: argparse.Namespace, command: str) -> Outcome:
         cfg=config_from_args(bench.DepthConfig, args),
         **run_options(args, command),
     )
-    return Outcome(
-        lines=bench.similarity_verdict(res), wrote=[str(args.out / bench.RESULTS_FILE), str(args.out / "report.md")]
-    )
+    return Outcome(lines=bench.similarity_verdict(res), wrote=record_files(args.out))
 
 
 SIMILARITY = Subcommand(

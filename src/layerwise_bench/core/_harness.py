@@ -33,9 +33,15 @@ __all__ = [
     "load_autoencoder_data",
     "train_method",
     "evaluate",
+    "progress_bar",
 ]
 
 _DEFAULT_BATCH = {"mnist": 1000, "digits": 100}
+
+
+def progress_bar(total: int | None, desc: str, progress: bool, initial: int = 0) -> Any:
+    """The training progress bar every benchmark shows (``progress=False``: none); ``total`` in steps."""
+    return tqdm(total=total, initial=initial, desc=desc, disable=not progress, dynamic_ncols=True, leave=True)
 
 
 class TrainingDiverged(RuntimeError):
@@ -287,14 +293,8 @@ def train_method(
     elapsed = records[-1]["train_time"] if records else 0.0
     recent: collections.deque[float] = collections.deque(maxlen=16)
     epochs = range(len(records), cfg.epochs) if budget_s is None else itertools.count(len(records))
-    bar = tqdm(
-        total=cfg.epochs * steps_per_epoch if budget_s is None else None,
-        initial=len(records) * steps_per_epoch,
-        desc=f"{method.name:>10}",
-        disable=not progress,
-        dynamic_ncols=True,
-        leave=True,
-    )
+    total = cfg.epochs * steps_per_epoch if budget_s is None else None
+    bar = progress_bar(total, f"{method.name:>10}", progress, initial=len(records) * steps_per_epoch)
     try:
         for epoch in epochs:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch)).to(device)

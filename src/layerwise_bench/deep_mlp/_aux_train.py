@@ -12,11 +12,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from layerwise import backward
 from layerwise.telemetry import NonFiniteLoss
 
+from ..core._harness import progress_bar
 from ._aux_model import build_setup
 
 __all__ = ["AuxConfig", "accuracy", "train_aux"]
@@ -109,13 +109,7 @@ def train_aux(
     }
     gen = torch.Generator().manual_seed(seed)
     train_time = 0.0
-    bar = tqdm(
-        total=cfg.epochs * steps_per_epoch,
-        desc=f"{method}/{seed}",
-        disable=not progress,
-        dynamic_ncols=True,
-        leave=True,
-    )
+    bar = progress_bar(cfg.epochs * steps_per_epoch, f"{method}/{seed}", progress)
     try:
         for epoch in range(1, cfg.epochs + 1):
             order = torch.randperm(n, generator=gen).to(train_x.device)

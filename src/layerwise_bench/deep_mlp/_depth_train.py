@@ -11,8 +11,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
 
+from ..core._harness import progress_bar
 from ._depth_methods import make_runner
 
 __all__ = ["DepthConfig", "DepthData", "grad_ratio", "train_depth"]
@@ -142,13 +142,7 @@ def train_depth(
         **runner.extras(),
     }
     gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(
-        total=cfg.epochs * steps,
-        desc=f"d{depth}/{activation}/{method}",
-        disable=not progress,
-        dynamic_ncols=True,
-        leave=True,
-    )
+    bar = progress_bar(cfg.epochs * steps, f"d{depth}/{activation}/{method}", progress)
     train_time = 0.0
     try:
         t0 = time.perf_counter()

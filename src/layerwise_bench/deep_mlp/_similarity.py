@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from layerwise.metrics import linear_cka, parameter_distance
 
 from ..core._plotting import figure, save_png
-from ..core._record import Record, machine_lines, save_report
+from ..core._record import Record, provenance, save_report
 from ._depth_bench import _load
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import linear_layers
@@ -138,22 +138,17 @@ def verdict(results: dict[str, Any]) -> list[str]:
 def write_similarity_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
     """``report.md`` (and ``cka.png``, ``test_acc.png``) for a :func:`run_similarity_benchmark` record."""
     out = Path(out)
-    cfg, env, runs = results["config"], results.get("environment", {}), results["runs"]
+    cfg, runs = results["config"], results["runs"]
     depth = results["depth"]
     layers = [f"h{i}" for i in range(1, depth + 1)] + ["out"]
     lines = [
         f"# Is decoupled training similar to backprop? Depth-{depth} {results['activation']} MLP ({cfg['dataset']})",
         "",
-        "Command:",
-        "",
-        f"    {results.get('command') or '(not recorded)'}",
-        "",
-        *machine_lines(results),
-        "",
-        f"Measured on: {env.get('device', '?')}, {env.get('processor', '?')}, torch {env.get('torch', '?')}, "
-        f"{env.get('torch_threads', '?')} thread(s). {results['train_examples']} training examples, "
-        f"{results['test_examples']} test examples (every measure below is on the test set); "
-        f"{cfg['epochs']} epochs of batch {cfg['batch_size']}, width {cfg['width']}.",
+        *provenance(
+            results,
+            f"every measure below is on the test set; {cfg['epochs']} epochs of batch {cfg['batch_size']}, "
+            f"width {cfg['width']}",
+        ),
         "",
         "Runs:",
         "",

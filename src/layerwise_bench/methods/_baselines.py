@@ -9,6 +9,7 @@ and the README for why no PyPI K-FAC is used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -22,24 +23,14 @@ from ..core._registry import register_method
 __all__: list[str] = []
 
 
-def _sgd(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=lr, **kw)
+def _torch(cls: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
+    """The build of a ``torch.optim`` optimizer over every parameter of the model."""
+    return lambda model, lr, **kw: cls(model.parameters(), lr=lr, **kw)
 
 
-def _adagrad(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
-    return torch.optim.Adagrad(model.parameters(), lr=lr, **kw)
-
-
-def _rmsprop(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
-    return torch.optim.RMSprop(model.parameters(), lr=lr, **kw)
-
-
-def _adam(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=lr, **kw)
-
-
-def _adamw(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
-    return torch.optim.AdamW(model.parameters(), lr=lr, **kw)
+_sgd, _adagrad, _rmsprop, _adam, _adamw = map(
+    _torch, (torch.optim.SGD, torch.optim.Adagrad, torch.optim.RMSprop, torch.optim.Adam, torch.optim.AdamW)
+)
 
 
 def _shampoo(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:

@@ -60,68 +60,53 @@ _OFFICIAL = {
     "inner_options": {"momentum": 0.999, "decay": 0.9, "eps": 1e-5},
 }
 
+
+def _entry(name: str, description: str, hparams: dict[str, Any], lr: float = 1e-5, **kw: Any) -> Method:
+    return Method(name, description, _build, lr, hparams, closure=_closure, **kw)
+
+
+def _bf16(name: str, description: str, **extra: Any) -> Method:
+    """The official settings with bfloat16 inner products (float32 where the CPU only emulates bfloat16)."""
+    hparams = {**_OFFICIAL, "inner_dtype": "bfloat16", **extra}
+    return _entry(name, description, hparams, hardware_fallback={"inner_dtype": "float32"})
+
+
 for _m in [
-    Method(
-        "locoprop-m",
-        "LocoProp-M, official settings: T=10 TF1-RMSProp inner steps, γ=10",
-        _build,
-        1e-5,
-        dict(_OFFICIAL),
-        closure=_closure,
-    ),
-    Method(
+    _entry("locoprop-m", "LocoProp-M, official settings: T=10 TF1-RMSProp inner steps, γ=10", dict(_OFFICIAL)),
+    _bf16(
         "locoprop-m-bf16",
         "LocoProp-M, official settings, inner products in bfloat16 (delta form, float32 residuals and weights)",
-        _build,
-        1e-5,
-        {**_OFFICIAL, "inner_dtype": "bfloat16"},
-        closure=_closure,
-        hardware_fallback={"inner_dtype": "float32"},
     ),
-    Method(
+    _bf16(
         "locoprop-m-bf16-t5",
         "LocoProp-M, inner products in bfloat16, T=5 inner steps (half the inner work of T=10)",
-        _build,
-        1e-5,
-        {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5},
-        closure=_closure,
-        hardware_fallback={"inner_dtype": "float32"},
+        steps=5,
     ),
     *(
-        Method(
+        _bf16(
             f"locoprop-m-bf16-t5-c{n}",
             f"LocoProp-M, bfloat16 inner products, T=5 inner steps each on {part} of the batch (inner_chunks={n})",
-            _build,
-            1e-5,
-            {**_OFFICIAL, "inner_dtype": "bfloat16", "steps": 5, "inner_chunks": n},
-            closure=_closure,
-            hardware_fallback={"inner_dtype": "float32"},
+            steps=5,
+            inner_chunks=n,
         )
         for n, part in ((2, "half"), (4, "a quarter"))
     ),
-    Method(
+    _entry(
         "locoprop-s",
         "LocoProp-S (squared loss on pre-activations), T=10 TF1-RMSProp inner steps, γ=10",
-        _build,
-        1e-5,
         {**_OFFICIAL, "variant": "s"},
-        closure=_closure,
     ),
-    Method(
+    _entry(
         "locoprop-s-exact",
         "LocoProp-S solved exactly: −γ∇L(λI + Σŷŷᵀ)⁻¹",
-        _build,
-        1.0,
         {"variant": "s", "solver": "exact", "gamma": 1000.0, "damping": 1000.0},
-        closure=_closure,
+        lr=1.0,
     ),
-    Method(
+    _entry(
         "locoprop-m-precond",
         "LocoProp-M, 3 majorise-minimise steps preconditioned by (λI + cΣŷŷᵀ)⁻¹",
-        _build,
-        1.0,
         {"variant": "m", "solver": "precond", "steps": 3, "gamma": 1000.0, "damping": 1000.0},
-        closure=_closure,
+        lr=1.0,
     ),
 ]:
     register_method(_m)

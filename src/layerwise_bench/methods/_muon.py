@@ -67,6 +67,14 @@ def _name(group: dict[str, Any], i: int, p: torch.Tensor) -> str:
     return f"parameter {label} (shape {tuple(p.shape)})"
 
 
+def _loss_of(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
+    """What ``step(closure)`` returns: the closure's loss, evaluated with gradients on (None without one)."""
+    if closure is None:
+        return None
+    with torch.enable_grad():
+        return closure()
+
+
 class Muon(torch.optim.Optimizer):
     """``torch.optim.Muon`` with a choice of Newton–Schulz dtype and conv filters as matrices.
 
@@ -157,10 +165,7 @@ class Muon(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
         """One Muon step on every parameter with a gradient; ``closure`` re-evaluates the loss."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _loss_of(closure)
         for group in self.param_groups:
             lr = float(group["lr"])
             momentum, wd = group["momentum"], group["weight_decay"]
@@ -277,10 +282,7 @@ class MuonAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
         """One step of both; ``closure`` is evaluated once."""
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = _loss_of(closure)
         self.muon.step()
         if self.adam is not None:
             self.adam.step()

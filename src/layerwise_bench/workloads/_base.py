@@ -15,7 +15,15 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-__all__ = ["Data", "LabelledData", "Workload"]
+__all__ = ["Data", "LabelledData", "Workload", "seeded"]
+
+
+def seeded(make: Callable[[], nn.Module], generator: torch.Generator) -> nn.Module:
+    """``make()`` with torch's global RNG seeded from ``generator`` (the global stream is left as it was), for
+    modules that initialise from the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+        return make()
 
 
 class Data(Protocol):

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import LabelledData, Workload
+from ._base import LabelledData, Workload, seeded
 
 __all__ = ["LM_BYTES", "ByteLM", "stdlib_corpus"]
 
@@ -145,10 +145,7 @@ def _load(cfg: Any, data_dir: str | Path | None, download: bool, device: torch.d
 
 
 def _build(data: LabelledData, cfg: Any, generator: torch.Generator) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-        model = ByteLM(**LM_BYTES.size_options(cfg.size))
-    return model.to(data.train.device)
+    return seeded(lambda: ByteLM(**LM_BYTES.size_options(cfg.size)), generator).to(data.train.device)
 
 
 @torch.inference_mode()

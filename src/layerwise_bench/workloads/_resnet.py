@@ -17,7 +17,7 @@ from torch import nn
 
 from layerwise.data import load_dataset
 
-from ._base import LabelledData, Workload
+from ._base import LabelledData, Workload, seeded
 
 __all__ = ["RESNET_MNIST", "BasicBlock", "SmallResNet"]
 
@@ -98,10 +98,7 @@ def _load(cfg: Any, data_dir: str | Path | None, download: bool, device: torch.d
 
 
 def _build(data: LabelledData, cfg: Any, generator: torch.Generator) -> nn.Module:
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
-        model = SmallResNet(**RESNET_MNIST.size_options(cfg.size))
-    return model.to(data.train.device)
+    return seeded(lambda: SmallResNet(**RESNET_MNIST.size_options(cfg.size)), generator).to(data.train.device)
 
 
 @torch.inference_mode()
