@@ -23,7 +23,7 @@ from ..core._registry import register_method
 __all__: list[str] = []
 
 
-def _torch(cls: type[torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
+def _torch(cls: Callable[..., torch.optim.Optimizer]) -> Callable[..., torch.optim.Optimizer]:
     """The build of a ``torch.optim`` optimizer over every parameter of the model."""
     return lambda model, lr, **kw: cls(model.parameters(), lr=lr, **kw)
 
