@@ -11,7 +11,7 @@ import numpy as np
 
 from ..core._harness import AutoencoderConfig
 from ..core._io import read_json
-from ..core._plotting import figure, save_png
+from ..core._plotting import figure, method_colors, palette, save_png
 from ..core._record import machine_lines, save_report
 
 __all__ = ["load_runs", "summarize", "time_to_final_loss", "write_report"]
@@ -141,16 +141,20 @@ _MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*", "<", ">", "p", "h"]
 
 
 def line_style(i: int) -> tuple[str, str, str]:
-    """(colour, line style, marker) of the ``i``-th method: no two of the first 120 look alike."""
-    return f"C{i % 10}", _STYLES[(i // 10 + i % 2) % len(_STYLES)], _MARKERS[i % len(_MARKERS)]
+    """(colour, line style, marker) of the ``i``-th line: no two of the first 120 look alike, and the first 60
+    differ in colour. Reports colour methods with ``method_colors`` (the same method, the same colour)."""
+    colours = palette()
+    return colours[i % len(colours)], _STYLES[(i // 10 + i % 2) % len(_STYLES)], _MARKERS[i % len(_MARKERS)]
 
 
 def _plot(runs: list[dict[str, Any]], names: list[str], x_key: str, path: Path, xlabel: str) -> None:
     from matplotlib.ticker import LogLocator, ScalarFormatter
 
     fig, axes = figure(2)
+    colors = method_colors(names)
     for i, name in enumerate(names):
-        color, style, marker = line_style(i)
+        _, style, marker = line_style(i)
+        color = colors[name]
         recs = [
             run["methods"][name]["records"]
             for run in runs
@@ -210,6 +214,105 @@ def _sanity_lines(run: dict[str, Any]) -> list[str]:
     ]
 
 
+_DATA = {
+    "digits": (
+        "64 pixels (8×8)",
+        "Data: scikit-learn's digits (1,797 images of 8×8 pixels, shipped with scikit-learn, so this runs offline "
+        "in minutes) is a small stand-in for the paper's benchmark, the same kind of autoencoder on MNIST's "
+        "60,000 images of 28×28 pixels (`--dataset mnist`). Rankings and times on digits need not carry over: "
+        "the MNIST records are in the repository's `benchmarks/` (e.g. `benchmarks/retuned-10ep-mnist-cpu`, "
+        "`benchmarks/equal-time-mnist-cpu`).",
+    ),
+    "mnist": ("784 pixels (28×28)", "Data: MNIST, the paper's benchmark (60,000 training images of 28×28 pixels)."),
+}
+
+
+def _names(items: list[tuple[str, float]], digits: int = 2, unit: str = "") -> str:
+    return ", ".join(f"{n} ({v:.{digits}f}{unit})" for n, v in items)
+
+
+def _reading_lines(runs: list[dict[str, Any]], table: dict[str, dict[str, Any]], cfg: dict[str, Any]) -> list[str]:
+    """A few sentences, from the numbers, on what the table says: the loss, the order per epoch and on the clock."""
+    final = {
+        n: r["final_train"]["mean"]
+        for n, r in table.items()
+        if "complete" in r["status"] and math.isfinite(r["final_train"]["mean"])
+    }
+    if not final or cfg.get("workload", "autoencoder") != "autoencoder":
+        return []
+    pixels, data_note = _DATA.get(cfg.get("dataset", ""), ("its pixels", ""))
+    many = " (means over the runs)" if len(runs) > 1 else ""
+    lines = [
+        "",
+        "## What the numbers say",
+        "",
+        f"The loss is the deep autoencoder's reconstruction error: the sigmoid cross-entropy between each image and "
+        f"its reconstruction, summed over the image's {pixels} and averaged over images (nats per image). Lower "
+        "is better.",
+    ]
+    ranked = sorted(final.items(), key=lambda kv: kv[1])
+    epochs = _fmt(table[ranked[0][0]]["epochs"], 0)
+    text = f"Per epoch: after {epochs} epochs the lowest training loss{many} is {_names(ranked[:1])}"
+    if 1 < len(ranked) <= 4:
+        text += f", then {_names(ranked[1:])}"
+    elif len(ranked) > 4:
+        text += f", then {_names(ranked[1:3])}; the highest is {_names(ranked[-1:])}"
+    text += "."
+    tests = sorted(
+        ((n, table[n]["final_test"]["mean"]) for n in final if math.isfinite(table[n]["final_test"]["mean"])),
+        key=lambda kv: kv[1],
+    )
+    if tests:
+        text += f" On the held-out test images the lowest is {_names(tests[:1])}."
+    failed = [n for n in table if n not in final]
+    if failed:
+        text += f" Not completed (diverged or stopped; no final loss): {', '.join(failed)}."
+    lines += ["", text]
+    # On the clock: who first reached a reference loss (Adam's final one, else the highest final one).
+    target = "adam" if "adam" in final else ranked[-1][0]
+    reach = []
+    for name in final:
+        found = [
+            time_to_final_loss(run, name, target) for run in runs if name in run["methods"] and target in run["methods"]
+        ]
+        times = [t for t in found if t is not None]
+        if times:
+            reach.append((name, statistics.fmean(times)))
+    reach.sort(key=lambda kv: kv[1])
+    others = [(n, t) for n, t in reach if n != target]
+    if len(final) > 1 and reach:
+        own = dict(reach).get(target)
+        text = f"On the clock: {target}'s final training loss ({final[target]:.2f}) was reached "
+        if others:
+            text += f"first by {others[0][0]}, after {others[0][1]:.1f} s of training"
+            text += f", then by {_names(others[1:3], 1, ' s')}" if len(others) > 1 else ""
+        else:
+            text += "by no other method"
+        text += f"; {target} itself took {own:.1f} s" if own is not None else ""
+        never = [n for n in final if n not in dict(reach)]
+        text += f"; {', '.join(never)} never reached it" if never and others else ""
+        text += ". Times are training seconds at the end of the first epoch at or below that loss (upper bounds)."
+        if reach[0][0] != ranked[0][0]:
+            text += (
+                f" The lowest per epoch ({ranked[0][0]}) is not the first on the clock ({reach[0][0]}): "
+                "a costlier step can win per epoch and lose per second (see 'median step')."
+            )
+        lines += ["", text]
+    untuned = [
+        n for n in table if any(run["methods"].get(n, {}).get("lr_source") == "default (untuned)" for run in runs)
+    ]
+    if untuned:
+        lines += [
+            "",
+            f"Learning rates: {', '.join(untuned)} ran at the default rate of "
+            f"{'its method' if len(untuned) == 1 else 'each method'}, not one tuned on this data set "
+            f"(`layerwise bench tune --methods {','.join(untuned)}` tunes them); the others at their tuned rate.",
+        ]
+    if data_note:
+        lines += ["", data_note]
+    return lines
+
+
 def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = True) -> Path:
     """Write ``report.md`` (and ``loss_vs_epoch.png``, ``loss_vs_time.png``) into ``out``."""
     out = Path(out)
@@ -244,6 +347,7 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
                     f"Trained across invocations (each epoch's `segment` in results.json says which): "
                     f"{', '.join(split)}; their times add up the segments, which may have run under other load."
                 )
+    lines += _reading_lines(runs, table, cfg)
     lines += [
         "",
         "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "

@@ -7,7 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..core._plotting import figure, save_png
+from ..core._plotting import distinct_colors, figure, save_png
 from ..core._record import provenance, save_report
 
 __all__ = ["LEARNED", "aux_summary", "write_aux_report"]
@@ -117,11 +117,12 @@ def _median_curve(results: dict[str, Any], method: str, x: str, y: str) -> tuple
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
     methods, target = results["methods"], results["config"]["target_acc"]
+    colors = distinct_colors(methods)
     fig, (a1, a2) = figure(2)
-    for i, m in enumerate(methods):
+    for m in methods:
         for ax, x in ((a1, "epoch"), (a2, "train_time")):
             xs, ys = _median_curve(results, m, x, "test_acc")
-            ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", label=m)
+            ax.plot(xs, ys, marker="o", ms=3, color=colors[m], label=m)
     for ax, xl in ((a1, "epoch"), (a2, "training wall-clock (s)")):
         ax.axhline(target, color="k", ls=":", lw=1)
         ax.set_xlabel(xl)
@@ -130,9 +131,9 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
     a1.legend(fontsize=7)
     save_png(fig, out / "test_acc.png")
     fig, (ax,) = figure(1, 7.0)
-    for i, m in enumerate(methods):
+    for m in methods:
         xs, ys = _median_curve(results, m, "epoch", "train_main_loss")
-        ax.plot(xs, ys, marker="o", ms=3, color=f"C{i % 10}", label=m)
+        ax.plot(xs, ys, marker="o", ms=3, color=colors[m], label=m)
     ax.set(xlabel="epoch", ylabel="training main loss (epoch mean, median over seeds)", yscale="log")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
@@ -147,21 +148,23 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
             traces = [e["trace"] for e in entries if e.get("trace")]
             if rows:
                 n = min(len(r) for r in rows)
-                for j, t in enumerate(rows[0][0]):
+                term_colors = distinct_colors(rows[0][0])
+                for t in rows[0][0]:
                     ax.plot(
                         range(1, n + 1),
                         [_median([r[i][t] for r in rows]) for i in range(n)],
                         marker="o",
                         ms=3,
-                        color=f"C{j}",
+                        color=term_colors[t],
                         label=t,
                     )
                 ax.set(title=m, xlabel="epoch", ylabel="weight (epoch mean, median over seeds)")
             elif traces:  # diverged within its first epoch: the weights step by step, first seed
                 tr = [t for t in traces[0] if t["weights"]]
-                for j, t in enumerate(tr[0]["weights"] if tr else {}):
+                term_colors = distinct_colors(tr[0]["weights"] if tr else {})
+                for t, color in term_colors.items():
                     ax.plot(
-                        [x["step"] for x in tr], [x["weights"][t] for x in tr], marker="o", ms=3, color=f"C{j}", label=t
+                        [x["step"] for x in tr], [x["weights"][t] for x in tr], marker="o", ms=3, color=color, label=t
                     )
                 ax.set(
                     title=f"{m} (diverged; seed {entries[0]['seed']})",

@@ -6,7 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from ..core._plotting import figure, save_png
+from ..core._plotting import distinct_colors, figure, save_png
 from ..core._record import provenance, save_report
 from ._depth_train import grad_ratio
 
@@ -190,12 +190,13 @@ def accuracy_line(method: str, records: list[dict[str, Any]], target: float = 0.
 
 def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str]:
     tag = f"d{depth}_{act}"
-    entries = [(i, m, e) for i, m in enumerate(results["methods"]) if (e := _run(results, depth, act, m)) is not None]
+    entries = [(m, e) for m in results["methods"] if (e := _run(results, depth, act, m)) is not None]
+    colors = distinct_colors(results["methods"])
     fig, (a1, a2) = figure(2)
-    for i, m, e in entries:
+    for m, e in entries:
         recs = e["records"]
         for ax, x in ((a1, "epoch"), (a2, "train_time")):
-            ax.plot([r[x] for r in recs], [r["train_loss"] for r in recs], marker="o", ms=3, color=f"C{i}", label=m)
+            ax.plot([r[x] for r in recs], [r["train_loss"] for r in recs], marker="o", ms=3, color=colors[m], label=m)
     for ax, xl in ((a1, "epoch"), (a2, "training wall-clock (s)")):
         ax.set(xlabel=xl, ylabel="training loss of the plain network", yscale="log", title=f"depth {depth}, {act}")
         ax.grid(alpha=0.3, which="both")
@@ -204,11 +205,11 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
     save_png(fig, out / files[0], dpi=90)
     fig, axes = figure(len(POINTS), 5.0)
     for ax, (p, label) in zip(axes, POINTS.items(), strict=True):
-        for i, m, e in entries:
+        for m, e in entries:
             g = e["grad_norms"].get(p)
             if g:
                 layers = [t + 1 for t, v in enumerate(g["norms"]) if v > 0]
-                ax.plot(layers, [v for v in g["norms"] if v > 0], marker="o", ms=2, color=f"C{i}", label=m)
+                ax.plot(layers, [v for v in g["norms"] if v > 0], marker="o", ms=2, color=colors[m], label=m)
         ax.set(
             xlabel="Linear layer (1 = input side)",
             ylabel="‖∂L/∂W_t‖ (0 not drawn)",
@@ -219,17 +220,17 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
     axes[0].legend(fontsize=7)
     files.append(f"grads_{tag}.png")
     save_png(fig, out / files[-1], dpi=90)
-    per_epoch = [(i, m, e["records"]) for i, m, e in entries if epoch_ratios(e) is not None]
+    per_epoch = [(m, e["records"]) for m, e in entries if epoch_ratios(e) is not None]
     if per_epoch:
         fig, (ax,) = figure(1, 7.0)
-        for i, m, recs in per_epoch:
+        for m, recs in per_epoch:
             inf = sum(r["grad_ratio"] is None for r in recs)
             ax.plot(
                 [r["epoch"] for r in recs],
                 [r["grad_ratio"] if r["grad_ratio"] is not None else float("nan") for r in recs],
                 marker="o",
                 ms=3,
-                color=f"C{i}",
+                color=colors[m],
                 label=m + (f" (∞ at {inf} of {len(recs)})" if inf else ""),
             )
         ax.axhline(100, color="k", ls="--", lw=1, label="100×")
