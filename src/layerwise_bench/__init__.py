@@ -17,6 +17,7 @@ from ._harness import (
     train_method,
 )
 from ._method import LossFn, Method, standard_closure
+from ._method_steptime import run_method_steptime, write_method_steptime_report
 from ._muon import MuonAdam
 from ._parallel import run_parallel_benchmark
 from ._rebuild import rebuild_report
@@ -72,6 +73,8 @@ __all__ = [
     "resolve_lrs",
     "run_autoencoder_benchmark",
     "run_steptime_benchmark",
+    "run_method_steptime",
+    "write_method_steptime_report",
     "run_parallel_benchmark",
     "run_telemetry_benchmark",
     "run_zstore_benchmark",

@@ -12,6 +12,7 @@ from ._aux_report import write_aux_report
 from ._depth_report import write_depth_report
 from ._equal_time_report import write_equal_time_report
 from ._equal_time_summary import write_equal_time_summary
+from ._method_steptime import write_method_steptime_report
 from ._parallel import write_parallel_report
 from ._report import load_runs, write_report
 from ._similarity import write_similarity_report
@@ -27,6 +28,7 @@ _SINGLE: dict[str, Callable[[dict[str, Any], Path], Path]] = {
     "equal-time": write_equal_time_report,
     "similarity": write_similarity_report,
     "locoprop-steptime": write_steptime_report,
+    "method-steptime": write_method_steptime_report,
     "telemetry-overhead": write_telemetry_report,
     "layer-parallel": write_parallel_report,
 }
