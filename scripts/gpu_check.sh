@@ -9,7 +9,9 @@
 #              (layerwise bench steptime --chunks 2,4);
 #           4. the deep autoencoder for EPOCHS (100, the official schedule) epochs with the leading methods at
 #              their 10-epoch tuned rates: step time against Adam, time to every method's final loss. Kron and
-#              SOAP join when pytorch_optimizer and opt_einsum import.
+#              SOAP join when pytorch_optimizer and opt_einsum import;
+#           5. the step time of the workloads' methods on resnet-mnist and lm-bytes at their gpu size
+#              (layerwise bench steptime --workload; SIZE=cpu or tiny for a smaller model).
 # Usage: [DATA_DIR=...] [OUT=...] bash scripts/gpu_check.sh [all|checks|bench]   (default all). A rerun resumes
 # the autoencoder record. DEVICE=cpu EPOCHS=1 SUBSET=2000 REPEATS=2 BATCH=100 tries the bench stage on a CPU.
 # Writes the log to $OUT/gpu-check.log (OUT defaults to .); exits non-zero if any step failed.
@@ -52,6 +54,12 @@ elif [ "$stage" != checks ]; then
   step python3 -m layerwise_bench bench autoencoder --device "$device" --dataset mnist --data-dir "$data" \
     --epochs "${EPOCHS:-100}" ${extra[@]+"${extra[@]}"} --methods "$methods" --keep-going --no-progress --resume \
     --tuned benchmarks/tune-10ep-mnist-cpu/tuned-10ep.json --out "$out/autoencoder-gpu"
+  wmethods="adamw,nesterov,muon"
+  if python3 -c "import pytorch_optimizer, opt_einsum" 2>/dev/null; then wmethods="$wmethods,soap,kron,schedule-free-adamw"; fi
+  for w in resnet-mnist:locoprop-cnn lm-bytes:locoprop-transformer; do
+    step python3 -m layerwise_bench bench steptime --device "$device" --workload "${w%%:*}" --size "${SIZE:-gpu}" \
+      --methods "$wmethods,${w##*:}" --data-dir "$data" --repeats "${REPEATS:-50}" --overwrite --out "$out/steptime-${w%%:*}-gpu"
+  done
 fi
 echo "== gpu_check.sh $stage: $([ $status = 0 ] && echo passed || echo FAILED)" | tee -a "$log"
 exit $status

@@ -186,3 +186,38 @@ def test_equal_time_on_a_workload_end_to_end(shared_data_dir, tmp_path):
     assert "Equal wall-clock: lm-bytes" in report and "test_loss within budget" in report
     assert main([*argv, "--resume"]) == 0
     assert bench._io.read_json(out / "results.json")["runs"] == results["runs"]
+
+
+def test_steptime_times_registry_methods_on_a_workload_and_the_report_rebuilds(tmp_path, capsys):
+    """`bench steptime --workload`: every method built by the registry, one batch, medians against the first."""
+    from layerwise_bench.cli import main
+
+    out = tmp_path / "st"
+    argv = [
+        "bench",
+        "steptime",
+        "--workload",
+        "lm-bytes",
+        "--size",
+        "tiny",
+        "--methods",
+        "adamw,locoprop-transformer",
+        "--repeats",
+        "3",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    res = bench._io.read_json(out / "results.json")
+    assert res["benchmark"] == "method-steptime" and res["batch_size"] == 32
+    assert set(res["median_step_s"]) == {"adamw", "locoprop-transformer"} and res["vs_first"]["adamw"] == 1.0
+    assert all(len(v) == 3 and min(v) > 0 for v in res["times"].values())
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert "| locoprop-transformer |" in (out / "report.md").read_text()
+    # a refused method fails before any work (no data read, no record), naming the reason
+    assert (
+        main(["bench", "steptime", "--workload", "resnet-mnist", "--methods", "kfac", "--out", str(tmp_path / "x")])
+        == 1
+    )
+    assert "cannot run 'kfac'" in capsys.readouterr().err and not (tmp_path / "x" / "results.json").exists()

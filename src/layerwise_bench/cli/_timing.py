@@ -6,7 +6,8 @@ import argparse
 
 import layerwise_bench as bench
 
-from ._common import positive_int
+from ..workloads import WORKLOADS
+from ._common import names_from, positive_int
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["STEPTIME", "TELEMETRY"]
@@ -28,6 +29,28 @@ def _add_steptime_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per entry (default 10)")
     p.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
     p.add_argument(
+        "--workload",
+        choices=list(WORKLOADS),
+        default=None,
+        help="time registry methods (--methods) on this workload's model and one batch of its data, instead of "
+        "LocoProp's autoencoder entries",
+    )
+    p.add_argument(
+        "--methods",
+        type=names_from(bench.METHODS, "method"),
+        default=None,
+        help="with --workload: the methods to time, the first the reference (default: the workload's)",
+    )
+    p.add_argument("--size", default="cpu", help="with --workload: its model preset (cpu, gpu, tiny)")
+    p.add_argument(
+        "--workload-batch-size",
+        dest="batch_size_workload",
+        type=positive_int,
+        default=None,
+        help="with --workload: the batch (default: the workload's)",
+    )
+    p.add_argument("--data-dir", default=None, help="with --workload: the data directory (MNIST in DIR/mnist)")
+    p.add_argument(
         "--chunks",
         type=_ints,
         default=(),
@@ -36,6 +59,10 @@ def _add_steptime_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_steptime(args: argparse.Namespace, command: str) -> Outcome:
+    if args.workload is not None:
+        return _run_method_steptime(args, command)
+    if args.methods is not None:
+        raise ValueError("--methods times registry methods on a workload: add --workload (e.g. resnet-mnist).")
     res = bench.run_steptime_benchmark(
         args.out,
         batch_size=args.batch_size,
@@ -48,6 +75,28 @@ def _run_steptime(args: argparse.Namespace, command: str) -> Outcome:
         overwrite=args.overwrite,
     )
     lines = [f"{n:>34}: {v:.4f} s  ({res['vs_adam'][n]:.2f}x Adam)" for n, v in res["median_step_s"].items()]
+    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+
+
+def _run_method_steptime(args: argparse.Namespace, command: str) -> Outcome:
+    import torch
+
+    from ..workloads import get_workload
+
+    task = get_workload(args.workload)
+    names = args.methods or list(task.methods) or ["adam", "muon", "locoprop-m-bf16-t5-c4"]
+    task.check_methods(names)  # before any data is read
+    dataset = task.dataset if args.workload != "autoencoder" else "mnist"
+    cfg = bench.RunConfig(
+        dataset=dataset, epochs=1, workload=args.workload, size=args.size, batch_size=args.batch_size_workload
+    )
+    data = task.load(cfg, args.data_dir, False, torch.device(args.device))
+    res = bench.run_method_steptime(
+        names, cfg, data, args.out, repeats=args.repeats, command=command, overwrite=args.overwrite
+    )
+    lines = [
+        f"{n:>24}: {v * 1e3:8.1f} ms  ({res['vs_first'][n]:.2f}x {names[0]})" for n, v in res["median_step_s"].items()
+    ]
     return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
 
 
