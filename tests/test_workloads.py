@@ -12,6 +12,7 @@ from torch import nn
 
 import layerwise_bench as bench
 from layerwise_bench import RunConfig, train_method
+from layerwise_bench.core._io import read_json
 from layerwise_bench.core._tuned import prepare_methods
 from layerwise_bench.workloads import WORKLOADS, ByteLM, SmallResNet, get_workload, stdlib_corpus
 
@@ -179,13 +180,13 @@ def test_equal_time_on_a_workload_end_to_end(shared_data_dir, tmp_path):
         "--no-progress",
     ]
     assert main(argv) == 0
-    results = bench._io.read_json(out / "results.json")
+    results = read_json(out / "results.json")
     assert results["score"] == "test_loss" and results["config"]["workload"] == "lm-bytes"
     assert all(math.isfinite(e["within"]["test_loss"]) for k, e in results["runs"].items() if k.startswith("1B/"))
     report = (out / "report.md").read_text()
     assert "Equal wall-clock: lm-bytes" in report and "test_loss within budget" in report
     assert main([*argv, "--resume"]) == 0
-    assert bench._io.read_json(out / "results.json")["runs"] == results["runs"]
+    assert read_json(out / "results.json")["runs"] == results["runs"]
 
 
 def test_steptime_times_registry_methods_on_a_workload_and_the_report_rebuilds(tmp_path, capsys):
@@ -208,7 +209,7 @@ def test_steptime_times_registry_methods_on_a_workload_and_the_report_rebuilds(t
         str(out),
     ]
     assert main(argv) == 0
-    res = bench._io.read_json(out / "results.json")
+    res = read_json(out / "results.json")
     assert res["benchmark"] == "method-steptime" and res["batch_size"] == 32
     assert set(res["median_step_s"]) == {"adamw", "locoprop-transformer"} and res["vs_first"]["adamw"] == 1.0
     assert all(len(v) == 3 and min(v) > 0 for v in res["times"].values())
