@@ -68,7 +68,7 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
     chosen_from = cfg.get("lrs_from")
     runs = {f"{k:g}B/{n}": r for k in cfg["multiples"] for n in names if (r := chosen_run(results, k, n)) is not None}
     metric = results.get("score", "train_loss")  # records before workloads: the autoencoder's training loss
-    shown = [m for m in results.get("metrics", {}) if m != metric and m != "train_loss"]
+    shown = [m for m in results.get("metrics", {}) if m != metric]
     task = cfg.get("workload", "autoencoder")
     lines = [
         f"# Equal wall-clock: {'deep autoencoder' if task == 'autoencoder' else task} ({cfg['dataset']})",
@@ -77,9 +77,8 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         "",
         *(
             [
-                f"Score: `{metric}`, {results['metrics'][metric]} (lower is better). Also shown: "
-                + "; ".join(f"`{m}`, {results['metrics'][m]}" for m in shown)
-                + ".",
+                f"Score: `{metric}`, {results['metrics'][metric]} (lower is better)."
+                + ("".join(f" Also shown: `{m}`, {results['metrics'][m]}." for m in shown)),
                 "",
             ]
             if "metrics" in results
@@ -87,7 +86,11 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         ),
         f"Budget B = the training time of `{ref}` for {cfg['reference_epochs']} epochs in this run: "
         f"**{_fmt(budget, 1)} s**. "
-        + (_ON_THE_CLOCK if cfg.get("schedule") == "time" else _FITTED_EPOCHS)
+        + (
+            _ON_THE_CLOCK.replace("the training loss where", f"its `{metric}` where")
+            if cfg.get("schedule") == "time"
+            else _FITTED_EPOCHS
+        )
         + (
             f" Learning rates tuned on each budget: every method ran {', '.join(f'{f:g}' for f in grid)} × its "
             + (
@@ -120,7 +123,7 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
             + (" loss at each lr factor |" if len(grid) > 1 else ""),
             "|---|---|---|---|---|---|" + "---|" * len(shown) + "---|---|---|" + ("---|" if len(grid) > 1 else ""),
         ]
-        digits = 2 if metric == "train_loss" else 3
+        digits = 2 if task == "autoencoder" else 4  # the autoencoder's losses are tens of nats
         for i, (name, v) in enumerate(scored, 1):
             within = v.get("within") or {}
             lr = v.get("lr", results["lrs"][name]["lr"])
@@ -138,7 +141,7 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
             )
             lines.append(
                 f"| {i} | {name} | {lr:.3g}{edge} | {_fmt(v.get('epochs'))} | "
-                f"{_fmt(measured_epoch_time(v), 2)} | {_fmt(within.get(metric), 2 if metric == 'train_loss' else 3)} |"
+                f"{_fmt(measured_epoch_time(v), 2)} | {_fmt(within.get(metric), digits)} |"
                 + "".join(f" {_fmt(within.get(m), 4)} |" for m in shown)
                 + f" {_fmt(within.get('train_time'), 1)} | {_fmt(v.get('over_s'), 2)} |"
                 + f" {_status(results, k, name, v)} |"
@@ -161,7 +164,7 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
             "(epoch granularity, so an upper bound).",
             "",
             "| method | "
-            + " | ".join(f"to {t} ({_fmt(v, 2 if metric == 'train_loss' else 3)}) (s)" for t, v in targets.items())
+            + " | ".join(f"to {t} ({_fmt(v, 2 if task == 'autoencoder' else 4)}) (s)" for t, v in targets.items())
             + " |",
             "|---|" + "---|" * len(targets),
         ]
