@@ -35,36 +35,13 @@ from torch import nn
 
 from layerwise import LocoProp
 from layerwise.data import load_digits
+from layerwise_bench.workloads import BasicBlock  # the resnet-mnist workload's block (the same layers, same order)
 
 FAMILIES = ("resnet", "vgg", "mixer", "transformer")
 BATCH = 64
 
 
 # --------------------------------------------------------------------------------------------- models
-class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = (
-            nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
-            if stride != 1 or cin != cout
-            else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.downsample is not None:
-            identity = self.downsample(x)
-        out += identity
-        return self.relu(out)
-
-
 class ResNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()

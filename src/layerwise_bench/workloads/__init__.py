@@ -7,11 +7,12 @@ from dataclasses import replace
 from ._autoencoder import AUTOENCODER, AutoencoderData, evaluate, load_autoencoder_data
 from ._base import Data, LabelledData, Workload
 from ._lm import LM_BYTES, ByteLM, byte_cross_entropy, stdlib_corpus
-from ._resnet import RESNET_MNIST, SmallResNet
+from ._resnet import RESNET_MNIST, BasicBlock, SmallResNet
 
 __all__ = [
     "AUTOENCODER",
     "AutoencoderData",
+    "BasicBlock",
     "ByteLM",
     "Data",
     "LM_BYTES",
