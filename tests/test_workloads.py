@@ -222,3 +222,14 @@ def test_steptime_times_registry_methods_on_a_workload_and_the_report_rebuilds(t
         == 1
     )
     assert "cannot run 'kfac'" in capsys.readouterr().err and not (tmp_path / "x" / "results.json").exists()
+
+
+def test_run_on_a_workload_reports_that_workload_not_the_autoencoder(tmp_path):
+    from layerwise_bench.cli import main
+
+    out = tmp_path / "run"
+    argv = ["bench", "autoencoder", "--workload", "lm-bytes", "--size", "tiny", "--epochs", "1", "--methods", "adamw"]
+    assert main([*argv, "--out", str(out), "--no-progress"]) == 0
+    report = (out / "report.md").read_text()
+    assert report.startswith("# Benchmark on lm-bytes (stdlib)") and "sigmoid cross-entropy" not in report
+    assert read_json(out / "results.json")["config"]["workload"] == "lm-bytes"

@@ -320,7 +320,9 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
     first = runs[0]
     cfg, env = _resolved(first["config"]), first.get("environment", {})
     lines = [
-        f"# Deep autoencoder benchmark ({cfg['dataset']})",
+        f"# Deep autoencoder benchmark ({cfg['dataset']})"
+        if cfg.get("workload", "autoencoder") == "autoencoder"
+        else f"# Benchmark on {cfg['workload']} ({cfg['dataset']})",
         "",
         f"{len(runs)} run(s); config: " + ", ".join(f"{k}={v}" for k, v in cfg.items()) + ".",
         f"Measured on: {env.get('device', '?')}"
@@ -350,8 +352,12 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
     lines += _reading_lines(runs, table, cfg)
     lines += [
         "",
-        "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
-        "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
+        (
+            "Losses are sigmoid cross-entropy summed over pixels, averaged over examples (nats). "
+            if cfg.get("workload", "autoencoder") == "autoencoder"
+            else f"Losses are the {cfg['workload']} workload's (`layerwise_bench.workloads`; docs/benchmarks.md). "
+        )
+        + "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
         "'median step' is the median over epochs of each epoch's median step time, so periodic "
         "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median. "
         "'to Adam's loss' is the training time at the end of the first epoch whose training loss is at or "
