@@ -44,6 +44,11 @@ class LabelledData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+def labelled_batch(data: LabelledData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training inputs and targets at ``idx``: the batch of every supervised workload."""
+    return data.train[idx], data.train_y[idx]
+
+
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 

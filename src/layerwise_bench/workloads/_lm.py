@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import LabelledData, Workload, seeded
+from ._base import LabelledData, Workload, labelled_batch, seeded
 
 __all__ = ["LM_BYTES", "ByteLM", "stdlib_corpus"]
 
@@ -170,7 +170,7 @@ LM_BYTES = Workload(
     load=_load,
     build_model=_build,
     loss_fn=byte_cross_entropy,
-    batch=lambda data, idx: (data.train[idx], data.train_y[idx]),
+    batch=labelled_batch,
     evaluate=_evaluate,
     metrics={
         "train_loss": f"next-byte cross-entropy on the first {_EVAL_WINDOWS} training windows, nats per byte",

@@ -17,7 +17,7 @@ from torch import nn
 
 from layerwise.data import load_dataset
 
-from ._base import LabelledData, Workload, seeded
+from ._base import LabelledData, Workload, labelled_batch, seeded
 
 __all__ = ["RESNET_MNIST", "BasicBlock", "SmallResNet"]
 
@@ -123,7 +123,7 @@ RESNET_MNIST = Workload(
     load=_load,
     build_model=_build,
     loss_fn=F.cross_entropy,
-    batch=lambda data, idx: (data.train[idx], data.train_y[idx]),
+    batch=labelled_batch,
     evaluate=_evaluate,
     metrics={
         "train_loss": "mean cross-entropy over the training examples used (eval mode), nats",
