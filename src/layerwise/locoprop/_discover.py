@@ -9,6 +9,9 @@ head tied to the embedding) is rejected with the fix (``exclude=[...]`` hands it
 
 from __future__ import annotations
 
+import dis
+import inspect
+import os
 import warnings
 from collections.abc import Iterable, Sequence
 
@@ -20,6 +23,7 @@ from .._owners import parameter_owners
 from ._activations import Activation, get_activation
 from ._layers import SUPPORTED_LAYERS, LocalLayer, check_layer
 from ._recognise import activation_for_call, activation_for_module
+from ._torch_layers import composite_layers, opaque_reason
 
 __all__ = ["LayerSpec", "find_layers", "leftover_parameters"]
 
@@ -48,14 +52,58 @@ def _from_sequential(leaves: list[nn.Module], names: dict[nn.Module, str]) -> Pa
     return pairs
 
 
+_FX_DIR = os.path.dirname(torch.fx.__file__)
+
+
+class _Tracer(torch.fx.Tracer):
+    """``torch.fx`` tracing that also follows asserts (``assert t <= block_size``) and, on a retry,
+    buffers (a causal-mask buffer sliced by the sequence length, as nanoGPT does)."""
+
+    def __init__(self, proxy_buffers: bool = False) -> None:
+        super().__init__()
+        self.proxy_buffer_attributes = proxy_buffers
+
+    def to_bool(self, obj: torch.fx.Proxy) -> bool:
+        """An ``assert`` on a traced value passes (the real forward still checks it); other control flow
+        on a traced value cannot be traced."""
+        frame = inspect.currentframe()
+        while frame is not None and frame.f_code.co_filename.startswith((_FX_DIR, __file__)):
+            frame = frame.f_back
+        if frame is not None:
+            code = list(dis.get_instructions(frame.f_code))
+            at = next((i for i, inst in enumerate(code) if inst.offset == frame.f_lasti), None)
+            if at is not None and at + 1 < len(code) and "IF_TRUE" in code[at].opname:
+                if code[at + 1].opname == "LOAD_ASSERTION_ERROR":
+                    return True
+        return super().to_bool(obj)
+
+
+def _accessor(name: str) -> str:
+    """``'h.0.attn.c_attn'`` → ``'model.h[0].attn.c_attn'``."""
+    return "model" + "".join(f"[{part}]" if part.isdigit() else f".{part}" for part in name.split("."))
+
+
+def _declare_example(model: nn.Module) -> str:
+    names = [n for n, m in model.named_modules() if _is_layer(m)][:2]
+    pairs = ", ".join(f"({_accessor(n)}, 'identity')" for n in names) or "(model.fc1, 'tanh')"
+    return f"LocoProp(model, layers=[{pairs}, ...], other_optimizer=...)"
+
+
 def _trace(model: nn.Module) -> torch.fx.Graph:
     try:
-        return torch.fx.symbolic_trace(model).graph
-    except Exception as exc:  # tracing fails on data-dependent control flow
+        return _Tracer().trace(model)
+    except Exception as first:  # tracing fails on data-dependent control flow
+        try:
+            return _Tracer(proxy_buffers=True).trace(model)
+        except Exception:  # noqa: BLE001 - the first failure is the one to report
+            pass
         raise ValueError(
-            f"LocoProp could not trace {type(model).__name__} with torch.fx ({type(exc).__name__}: "
-            f"{exc}). Declare the layers instead: LocoProp(model, layers=[(model.fc1, 'tanh'), ...])."
-        ) from exc
+            f"LocoProp could not trace {type(model).__name__} with torch.fx to find its layers and the "
+            f"activation after each ({type(first).__name__}: {first}). Declare them instead, e.g. "
+            f"{_declare_example(model)}: every nn.Linear/nn.Conv2d to train, each with the activation "
+            "applied to its output ('identity' when there is none or it is GELU/SiLU; the names: "
+            "layerwise.locoprop.activation_names())."
+        ) from first
 
 
 def _try_trace(model: nn.Module) -> torch.fx.Graph | None:
@@ -64,7 +112,7 @@ def _try_trace(model: nn.Module) -> torch.fx.Graph | None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            return torch.fx.symbolic_trace(model).graph
+            return _trace(model)
         except Exception:  # noqa: BLE001 - any tracing failure only postpones the check
             return None
 
@@ -76,6 +124,7 @@ def _from_trace(model: nn.Module, graph: torch.fx.Graph, names: dict[nn.Module, 
             continue
         m = model.get_submodule(node.target)
         if not _is_layer(m):
+            pairs.extend(composite_layers(m, node.target) or [])
             continue
         act: Activation | None = None
         users = list(node.users)
@@ -90,17 +139,31 @@ def _from_trace(model: nn.Module, graph: torch.fx.Graph, names: dict[nn.Module, 
 
 
 def _calls(model: nn.Module, graph: torch.fx.Graph | None, leaves: list[nn.Module] | None) -> dict[int, int]:
-    """How many times each module is called in one forward pass, by the trace or the Sequential order."""
+    """How many times each module is called in one forward pass, by the trace or the Sequential order
+    (the layers inside torch's transformer modules counted by their known structure)."""
     counts: dict[int, int] = {}
+    called: list[nn.Module] = []
     if graph is not None:
         for node in graph.nodes:
             if node.op == "call_module":
-                key = id(model.get_submodule(node.target))
-                counts[key] = counts.get(key, 0) + 1
+                m = model.get_submodule(node.target)
+                called += [m, *(layer for layer, _ in composite_layers(m, node.target) or [])]
     elif leaves is not None:
-        for m in leaves:
-            counts[id(m)] = counts.get(id(m), 0) + 1
+        called = leaves
+    for m in called:
+        counts[id(m)] = counts.get(id(m), 0) + 1
     return counts
+
+
+def _opaque_owner(model: nn.Module, name: str, calls: dict[int, int]) -> tuple[str, nn.Module] | None:
+    """The called ``torch.nn`` module that holds layer ``name`` and hides its calls from the trace."""
+    parts = name.split(".")
+    for i in range(1, len(parts)):
+        owner = ".".join(parts[:i])
+        m = model.get_submodule(owner)
+        if calls.get(id(m), 0) > 0:
+            return owner, m
+    return None
 
 
 def _check_single_problem(
@@ -116,11 +179,16 @@ def _check_single_problem(
             f"LocoProp layer {name!r} is called {calls[id(module)]} times in one forward pass (a shared "
             f"layer has no single local problem). {fix}"
         )
-    if calls is not None and calls.get(id(module), 0) == 0 and torch.fx.Tracer().is_leaf_module(module, name):
+    if calls is not None and calls.get(id(module), 0) == 0 and _Tracer().is_leaf_module(module, name):
+        hidden = _opaque_owner(model, name, calls)
+        why = (
+            f"it sits inside {hidden[0]!r}: {opaque_reason(hidden[1])}"
+            if hidden
+            else "its owner reads its weight directly or the forward pass does not use it"
+        )
         raise ValueError(
-            f"LocoProp layer {name!r} is never called as a module in the traced forward pass (its owner "
-            "reads its weight directly, as nn.MultiheadAttention does with out_proj). Leave it out of "
-            "layers=[...] and give its parameters to other_optimizer=...."
+            f"LocoProp layer {name!r} is never called as a module in the traced forward pass ({why}). Leave "
+            "it out of layers=[...] and give its parameters to other_optimizer=...."
         )
     for p in module.parameters(recurse=False):
         others = [o for o in owners.get(id(p), []) if model.get_submodule(o) is not module]

@@ -11,6 +11,7 @@ import torch.distributed as dist
 from torch import nn
 
 from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, collective, resolve_group
+from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
 from ._record import Record, verify_layers
@@ -24,6 +25,29 @@ _SOLVERS = ("iterative", "exact", "precond")
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
         raise ValueError(f"Invalid {name}={value!r}. Expected {expected}.")
+
+
+def _ran_wrong(name: str, times: int, ran_none: bool) -> str:
+    """The message for a layer that did not run exactly once in the closure's forward pass."""
+    if times > 1:
+        return (
+            f"LocoProp layer {name!r} ran {times} times in the closure's forward pass; it must run exactly "
+            "once (a layer reused across time steps or branches has no single local problem). Pass "
+            f"exclude=[{name!r}] with other_optimizer=..., or restructure the model. No parameter was changed."
+        )
+    if ran_none:
+        return (
+            "None of LocoProp's layers ran in the closure's forward pass: the closure must call the model "
+            "LocoProp was built on, uncompiled (a torch.compile'd copy runs no hook), with gradients enabled "
+            "(torch's transformer layers take a fused path that skips their Linears under no_grad). No "
+            "parameter was changed."
+        )
+    return (
+        f"LocoProp layer {name!r} did not run in the closure's forward pass while other layers did: this "
+        "forward skips it (a branch not taken, or an owner that reads its weight directly, as "
+        "nn.MultiheadAttention does). If it is never used, pass exclude=[{name!r}] with other_optimizer=...; "
+        "if it is used only sometimes, it has no local problem on such batches. No parameter was changed."
+    ).replace("{name!r}", repr(name))
 
 
 class LocoProp(torch.optim.Optimizer):
@@ -121,6 +145,13 @@ class LocoProp(torch.optim.Optimizer):
                 "LocoProp got a DistributedDataParallel model. Pass the plain module (model.module): "
                 "LocoProp sums its local problems across processes itself."
             )
+        if hasattr(model, "_orig_mod") and type(model).__name__ == "OptimizedModule":
+            raise TypeError(
+                "LocoProp got a torch.compile'd module: compiled code does not run the hooks LocoProp adds to "
+                "its layers at every step, so it would see none of them. Pass the original module "
+                "(LocoProp(model._orig_mod, ...), or the model before torch.compile) and call that module in "
+                "the closure."
+            )
         if not isinstance(model, nn.Module):
             raise TypeError(
                 f"LocoProp needs the model (an nn.Module) to find its layers, found {type(model).__name__}. "
@@ -173,6 +204,15 @@ class LocoProp(torch.optim.Optimizer):
                 f"Use inner_chunks <= steps."
             )
         self.inner_chunks = inner_chunks
+        instance = isinstance(other_optimizer, torch.optim.Optimizer)
+        if other_optimizer is not None and (instance or not callable(other_optimizer)):
+            raise TypeError(
+                "Invalid other_optimizer: expected a function that builds the optimizer from the parameters "
+                f"LocoProp leaves over, found {type(other_optimizer).__name__}"
+                f"{' (an instance: it would also update the layers LocoProp trains)' if instance else ''}. Pass "
+                "other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-3) (or functools.partial(torch.optim.AdamW, "
+                "lr=1e-3))."
+            )
         self._layers = find_layers(model, layers, exclude)
         self._verified = False
         leftovers = leftover_parameters(model, self._layers)
@@ -194,6 +234,7 @@ class LocoProp(torch.optim.Optimizer):
             for layer in self._layers
         ]
         super().__init__(groups, {"lr": lr, "gamma": gamma, "steps": steps, "damping": damping})
+        self.coverage = coverage(model, self._layers, [n for n, _ in leftovers])
         self._others = [p for _, p in leftovers]
         self.other_optimizer = other_optimizer(self._others) if other_optimizer is not None and leftovers else None
         self._group = resolve_group(process_group)
@@ -262,12 +303,7 @@ class LocoProp(torch.optim.Optimizer):
         for i, layer in enumerate(self._layers):
             got = captured.get(i, [])
             if len(got) != 1:
-                raise RuntimeError(
-                    f"LocoProp layer {layer.name!r} ran {len(got)} times in the closure's forward pass; "
-                    "it must run exactly once (a layer reused across time steps or branches has no single "
-                    f"local problem{'; nn.MultiheadAttention never calls its out_proj' if not got else ''}). "
-                    f"Pass exclude=[{layer.name!r}] with other_optimizer=..., or restructure the model."
-                )
+                raise RuntimeError(_ran_wrong(layer.name, len(got), ran_none=not captured))
             rec = got[0]
             if rec.inputs._version != rec.version:
                 raise RuntimeError(
