@@ -1,6 +1,8 @@
 """The benchmark's move onto one protocol (workloads, one registry, one harness) changes no number: tiny
 epoch-based autoencoder runs give exactly what the code before the move gave (``tests/golden/make_golden.py``
-wrote ``harness.json`` with commit 00bb9ac)."""
+wrote ``harness.json`` with commit 00bb9ac). The closed-form LocoProp solvers since form ``Σ ŷŷᵀ`` and
+``Σ δŷᵀ`` by other kernels (same math, float32 summed in another order), so their losses are held to a
+relative 1e-5 (a changed seed, batch order or rate moves them by far more); every other run is exact."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import layerwise_bench as bench
 
 pytestmark = pytest.mark.bench
 
+REORDERED = {"locoprop-s-exact"}
 GOLDEN = json.loads((Path(__file__).parent / "golden" / "harness.json").read_text())
 
 
@@ -33,4 +36,8 @@ def test_autoencoder_runs_reproduce_the_numbers_from_before_the_move(name, data)
     cfg = bench.AutoencoderConfig(**GOLDEN["config"])
     recs = bench.train_method(method, method.default_lr, data, cfg, progress=False)
     got = [[r["epoch"], r["lr"], r["train_loss"], r["test_loss"], r["steps"]] for r in recs]
-    assert got == GOLDEN["runs"][name]
+    if name in REORDERED:
+        assert [r[:2] + r[4:] for r in got] == [r[:2] + r[4:] for r in GOLDEN["runs"][name]]
+        assert [r[2:4] for r in got] == [pytest.approx(r[2:4], rel=1e-5) for r in GOLDEN["runs"][name]]
+    else:
+        assert got == GOLDEN["runs"][name]

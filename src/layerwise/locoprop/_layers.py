@@ -1,5 +1,5 @@
 """The layers LocoProp trains (``nn.Linear``, ``nn.Conv2d``) as matrices: pre-activation, local
-weight gradient ``Σ_batch δ ŷᵀ`` and the input features of the closed-form solve.
+weight gradient ``Σ_batch δ ŷᵀ`` and the input covariance ``Σ ŷŷᵀ`` of the closed-form solve.
 
 Every option of the layer is honoured: a conv's ``padding="same"``/``"valid"``, asymmetric
 padding and ``padding_mode`` (reflect, replicate, circular) are applied to the input once
@@ -119,28 +119,34 @@ class LocalLayer:
         """Independent blocks of the weight: a grouped conv's groups, else 1."""
         return self.module.groups if isinstance(self.module, nn.Conv2d) else 1
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Input rows ``ŷ`` per group, ``(groups, rows, d)`` (conv: unfolded patches), with a ones column for the
-        bias."""
+    def gram(self, x: torch.Tensor) -> torch.Tensor:
+        """``Σ ŷ ŷᵀ`` per group, ``(groups, d, d)`` (conv: over the patches, which are contracted over batch and
+        positions in place, never laid out as rows), with a ones entry for the bias."""
         m = self.module
         if isinstance(m, nn.Linear):
-            rows = x.reshape(1, -1, x.shape[-1])
+            rows = x.reshape(-1, x.shape[-1])
+            gram, total, count = (rows.mT @ rows)[None], rows.sum(0)[None], rows.shape[0]
         else:
             conv, padding = self._conv_args()
-            cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)
-            g = conv.groups  # (B, C·k·k, L): group j owns the contiguous block of C/g channels
-            rows = cols.view(cols.shape[0], g, -1, cols.shape[2]).permute(1, 0, 3, 2).reshape(g, -1, cols.shape[1] // g)
-        if m.bias is not None:
-            rows = torch.cat([rows, rows.new_ones(rows.shape[0], rows.shape[1], 1)], dim=2)
-        return rows
+            cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)  # (B, C·k·k, L)
+            cols = cols.view(cols.shape[0], conv.groups, -1, cols.shape[2])
+            gram = torch.einsum("bgil,bgjl->gij", cols, cols)
+            total, count = cols.sum((0, 3)), cols.shape[0] * cols.shape[3]
+        if m.bias is None:
+            return gram
+        g, d = total.shape
+        out = gram.new_empty(g, d + 1, d + 1)
+        out[:, :d, :d], out[:, :d, d], out[:, d, :d] = gram, total, total
+        out[:, d, d] = count
+        return out
 
-    def delta_rows(self, delta: torch.Tensor) -> torch.Tensor:
-        """``δ`` per group, ``(groups, rows, outputs / groups)``, matching :meth:`features`."""
-        if isinstance(self.module, nn.Linear):
-            return delta.reshape(1, -1, delta.shape[-1])
+    def grad_matrix(self, x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """``Σ δ ŷᵀ`` as :meth:`matrix` lays the parameters out, from the layer's backward kernel (a conv's
+        patches are never laid out)."""
+        gw, gb = self.grads(x, delta)
         g = self.groups
-        d = delta.flatten(2)  # (B, O, L)
-        return d.view(d.shape[0], g, -1, d.shape[2]).permute(1, 0, 3, 2).reshape(g, -1, d.shape[1] // g)
+        w = gw.reshape(g, gw.shape[0] // g, -1)
+        return torch.cat([w, gb.reshape(g, -1, 1)], dim=2) if gb is not None else w
 
     def matrix(self) -> torch.Tensor:
         """The parameters as ``(groups, outputs / groups, inputs[+1])``, bias as the last column (a copy)."""

@@ -136,15 +136,12 @@ def solve_iterative(
                 update(t.detach(), g, p.state.setdefault(t, {}), lr, options)
 
 
-def _inverse(p: Problem, x: torch.Tensor | None, refresh_every: int) -> torch.Tensor | None:
+def _inverse(p: Problem, refresh_every: int) -> torch.Tensor | None:
     """The cached ``(λI + c XᵀX)⁻¹`` if still fresh, else ``None``."""
     cache = p.state.setdefault(p.layer.weight, {})
     inv = cache.get("precond_inverse")
-    if (
-        inv is not None
-        and cache.get("precond_age", 0) < refresh_every
-        and inv.shape == (x.shape[0], x.shape[2], x.shape[2])  # type: ignore[union-attr]
-    ):
+    dim = p.layer.weight[0].numel() + (p.layer.bias is not None)  # columns of layer.matrix()
+    if inv is not None and cache.get("precond_age", 0) < refresh_every and inv.shape[-1] == dim:
         cache["precond_age"] = cache.get("precond_age", 0) + 1
         return inv
     return None
@@ -153,11 +150,14 @@ def _inverse(p: Problem, x: torch.Tensor | None, refresh_every: int) -> torch.Te
 def solve_preconditioned(
     problems: Sequence[Problem], steps: int | None, refresh_every: int, group: dist.ProcessGroup | None
 ) -> None:
-    """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves."""
-    feats = [p.layer.features(p.x) for p in problems]
-    inverses: list[torch.Tensor | None] = [_inverse(p, f, refresh_every) for p, f in zip(problems, feats, strict=True)]
+    """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves.
+
+    The input covariance is formed only when a layer's cached inverse is due (``refresh_every``), and the
+    local gradient ``Σ δ ŷᵀ`` comes from the layer's own backward kernel, so a step between refreshes costs
+    about a weight-gradient pass."""
+    inverses: list[torch.Tensor | None] = [_inverse(p, refresh_every) for p in problems]
     fresh = [i for i, inv in enumerate(inverses) if inv is None]
-    grams = [feats[i].mT @ feats[i] for i in fresh]  # (groups, d, d)
+    grams = [problems[i].layer.gram(problems[i].x) for i in fresh]  # (groups, d, d)
     all_reduce_sum(grams, group)
     for i, gram in zip(fresh, grams, strict=True):
         p = problems[i]
@@ -175,7 +175,7 @@ def solve_preconditioned(
     anchors = [p.layer.matrix() for p in problems]
     for k in range(max(steps or p.group["steps"] for p in problems)):
         active = [i for i, p in enumerate(problems) if k < (steps or p.group["steps"])]
-        grads = [problems[i].layer.delta_rows(problems[i].residual(k)).mT @ feats[i] for i in active]
+        grads = [problems[i].layer.grad_matrix(problems[i].x, problems[i].residual(k)) for i in active]
         all_reduce_sum(grads, group)
         for i, g in zip(active, grads, strict=True):
             p = problems[i]

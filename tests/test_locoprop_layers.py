@@ -1,0 +1,92 @@
+"""The fast paths of LocoProp's layers as matrices against the slow obvious ones (float64): the input
+covariance ``Σ ŷŷᵀ`` without laying out the patches as rows, and the local gradient ``Σ δ ŷᵀ`` from the
+layer's backward kernel, against the unfolded rows and against autograd."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from layerwise import LocoProp
+from layerwise.locoprop import LocalLayer, get_activation
+
+CONVS = [
+    {"in_channels": 4, "out_channels": 6, "kernel_size": 3, "padding": 1},
+    {"in_channels": 4, "out_channels": 6, "kernel_size": 3, "stride": 2, "bias": False},
+    {"in_channels": 4, "out_channels": 8, "kernel_size": (3, 2), "dilation": 2, "groups": 2},
+    {"in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": "same", "groups": 4},
+    {"in_channels": 4, "out_channels": 6, "kernel_size": 4, "padding": "same", "padding_mode": "reflect"},
+]
+
+
+def _rows(layer: LocalLayer, x: torch.Tensor) -> torch.Tensor:
+    """Slow reference: input rows ``ŷ`` per group, ``(groups, rows, d)`` (conv: unfolded patches laid out as
+    rows), with a ones column for the bias."""
+    m = layer.module
+    if isinstance(m, nn.Linear):
+        rows = x.reshape(1, -1, x.shape[-1])
+    else:
+        assert isinstance(m, nn.Conv2d)
+        padding = layer._conv_args()[1]
+        cols = F.unfold(x, m.kernel_size, m.dilation, padding, m.stride)
+        g = m.groups  # (B, C·k·k, L): group j owns the contiguous block of C/g channels
+        rows = cols.view(cols.shape[0], g, -1, cols.shape[2]).permute(1, 0, 3, 2).reshape(g, -1, cols.shape[1] // g)
+    if m.bias is not None:
+        rows = torch.cat([rows, rows.new_ones(rows.shape[0], rows.shape[1], 1)], dim=2)
+    return rows
+
+
+def _delta_rows(layer: LocalLayer, delta: torch.Tensor) -> torch.Tensor:
+    """Slow reference: ``δ`` per group, ``(groups, rows, outputs / groups)``, matching :func:`_rows`."""
+    if isinstance(layer.module, nn.Linear):
+        return delta.reshape(1, -1, delta.shape[-1])
+    g = layer.groups
+    d = delta.flatten(2)  # (B, O, L)
+    return d.view(d.shape[0], g, -1, d.shape[2]).permute(1, 0, 3, 2).reshape(g, -1, d.shape[1] // g)
+
+
+def _layers() -> list[tuple[LocalLayer, torch.Tensor]]:
+    g = torch.Generator().manual_seed(0)
+    out = []
+    for kw in CONVS:
+        conv = nn.Conv2d(**kw).double()  # type: ignore[arg-type]
+        layer = LocalLayer("conv", conv, get_activation("identity"))
+        out.append((layer, layer.prepare(torch.randn(3, 4, 9, 8, generator=g, dtype=torch.float64))))
+    for bias in (True, False):
+        lin = nn.Linear(5, 3, bias=bias).double()
+        out.append((LocalLayer("fc", lin, get_activation("identity")), torch.randn(3, 2, 5, generator=g).double()))
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
+@pytest.mark.parametrize("case", range(len(CONVS) + 2))
+def test_gram_and_gradient_equal_the_unfolded_rows_and_autograd(case: int) -> None:
+    layer, x = _layers()[case]
+    rows = _rows(layer, x)
+    torch.testing.assert_close(layer.gram(x), rows.mT @ rows, rtol=1e-12, atol=1e-10)
+    delta = torch.randn_like(layer.pre_activation(x))
+    torch.testing.assert_close(layer.grad_matrix(x, delta), _delta_rows(layer, delta).mT @ rows, rtol=1e-12, atol=1e-10)
+    # Σ δ ŷᵀ is the gradient of <δ, W ŷ + b> with respect to the parameters, laid out as layer.matrix().
+    w = layer.weight.detach().clone().requires_grad_(True)
+    b = None if layer.bias is None else layer.bias.detach().clone().requires_grad_(True)
+    (layer.apply(x, w, b) * delta).sum().backward()
+    g = layer.groups
+    expected = w.grad.reshape(g, w.shape[0] // g, -1)  # type: ignore[union-attr]
+    if b is not None:
+        expected = torch.cat([expected, b.grad.reshape(g, -1, 1)], dim=2)  # type: ignore[union-attr]
+    torch.testing.assert_close(layer.grad_matrix(x, delta), expected, rtol=1e-12, atol=1e-10)
+
+
+def test_precond_forms_the_covariance_only_when_the_inverse_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 2))
+    opt = LocoProp(model, solver="precond", damping=1.0, steps=1, refresh_every=3)
+    calls: list[str] = []
+    original = LocalLayer.gram
+    monkeypatch.setattr(LocalLayer, "gram", lambda self, x: calls.append(self.name) or original(self, x))
+    x = torch.randn(4, 2, 6, 6)
+    for _ in range(7):
+        opt.step(lambda: model(x).square().mean())
+    assert calls == ["0", "3"] * 3  # steps 1, 4 and 7 refresh both layers' inverses
