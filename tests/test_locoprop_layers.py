@@ -4,6 +4,8 @@ layer's backward kernel, against the unfolded rows and against autograd."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,3 +92,51 @@ def test_precond_forms_the_covariance_only_when_the_inverse_is_due(monkeypatch: 
     for _ in range(7):
         opt.step(lambda: model(x).square().mean())
     assert calls == ["0", "3"] * 3  # steps 1, 4 and 7 refresh both layers' inverses
+
+
+def test_step_stats_of_one_inner_sgd_step_are_those_of_the_backprop_step() -> None:
+    """One inner SGD step of size η is a backprop SGD step of size ηγ: cosine 1, norm ratio ηγ, decrease ηγ‖∇‖²."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.Tanh(), nn.Flatten(), nn.Linear(48, 2)).double()
+    ref = copy.deepcopy(model)
+    x = torch.randn(5, 2, 6, 6, dtype=torch.float64)
+    eta, gamma = 0.05, 3.0
+    opt = LocoProp(model, lr=eta, gamma=gamma, steps=1, inner="sgd", record_stats=True)
+    assert opt.step_stats == []
+    opt.step(lambda: model(x).square().mean())
+    ref(x).square().mean().backward()
+    for stats, module in zip(opt.step_stats, [ref[0], ref[3]], strict=True):
+        grad = torch.cat([p.grad.reshape(-1) for p in module.parameters()])  # type: ignore[union-attr]
+        assert stats.grad_norm == pytest.approx(float(grad.norm()), rel=1e-10)
+        assert stats.cosine == pytest.approx(1.0, abs=1e-12)
+        assert stats.norm_ratio == pytest.approx(eta * gamma, rel=1e-10)
+        assert stats.decrease == pytest.approx(eta * gamma * float(grad.norm()) ** 2, rel=1e-10)
+        assert stats.residual_ratio > 0.0  # an SGD step of this size may overshoot the local target
+    assert [s.layer for s in opt.step_stats] == ["0", "3"]
+
+
+def test_residual_ratio_is_what_is_left_of_the_local_target() -> None:
+    """LocoProp-S, one closed-form step: ‖W_new ŷ + b − (â − γg)‖ / ‖γg‖, recomputed by hand."""
+    torch.manual_seed(1)
+    fc = nn.Linear(4, 3).double()
+    x = torch.randn(7, 4, dtype=torch.float64)
+    a = fc(x)
+    g = torch.autograd.grad(a.square().mean(), a)[0]
+    target = (a - 10.0 * g).detach()
+    opt = LocoProp(fc, solver="exact", variant="s", gamma=10.0, damping=0.1, record_stats=True)
+    opt.step(lambda: fc(x).square().mean())
+    with torch.no_grad():
+        expected = float((fc(x) - target).norm() / (10.0 * g).norm())
+    assert opt.step_stats[0].residual_ratio == pytest.approx(expected, rel=1e-10)
+    assert opt.step_stats[0].residual_ratio < 0.5
+
+
+def test_the_step_phases_are_marked_for_the_profiler() -> None:
+    model = nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 2))
+    opt = LocoProp(model, solver="precond", damping=1.0, other_optimizer=lambda ps: torch.optim.SGD(ps, 0.1))
+    x = torch.randn(6, 4)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step(lambda: model(x).square().mean())
+    names = {e.key for e in prof.key_averages()}
+    phases = ["forward", "backward", "other_optimizer", "solve", "covariance", "layer.0", "layer.3"]
+    assert {f"LocoProp.{p}" for p in phases} <= names

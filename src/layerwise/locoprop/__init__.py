@@ -18,10 +18,12 @@ from ._activations import (
 from ._inner import INNER_RULES
 from ._layers import LocalLayer
 from ._optimizer import LocoProp
+from ._stats import LayerStats
 
 __all__ = [
     "INNER_RULES",
     "Activation",
+    "LayerStats",
     "LocalLayer",
     "LocoProp",
     "activation_names",

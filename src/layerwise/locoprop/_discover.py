@@ -239,6 +239,8 @@ def find_layers(
                 )
             pairs.append((spec[0], get_activation(spec[1])))
         graph = _try_trace(model)
+    elif _is_layer(model):  # the model is one layer (a linear or logistic regression)
+        pairs = [(model, get_activation("identity"))]
     elif isinstance(model, nn.Sequential) and all(not list(m.children()) for m in _leaves(model)):
         leaves = _leaves(model)
         pairs = _from_sequential(leaves, names)

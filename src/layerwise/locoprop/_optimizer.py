@@ -9,13 +9,15 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.profiler import record_function
 
 from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, collective, resolve_group
 from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
 from ._record import Record, verify_layers
-from ._solvers import Problem, solve_iterative, solve_preconditioned
+from ._solvers import Problem, parameters_of, solve_iterative, solve_preconditioned
+from ._stats import LayerStats, layer_stats
 
 __all__ = ["LocoProp"]
 
@@ -112,6 +114,12 @@ class LocoProp(torch.optim.Optimizer):
             ``torch.distributed`` is initialised, so the update equals the single-process update on
             the concatenated batch (pass the plain model, not a ``DistributedDataParallel``
             wrapper); ``None`` never synchronises.
+        record_stats: after every step, :attr:`step_stats` holds one
+            :class:`~layerwise.locoprop.LayerStats` per layer: the update against the backprop gradient
+            (cosine, norm ratio, first-order loss decrease) and what is left of the local problem. It costs
+            one weight gradient and one layer forward per layer. The step's phases are also marked for
+            ``torch.profiler`` (``LocoProp.forward``, ``.backward``, ``.other_optimizer``, ``.solve``,
+            ``.covariance``, ``LocoProp.layer.<name>``), recorded or not.
 
     ``step(closure)``: the closure runs the forward pass and returns the loss, a batch mean, WITHOUT
     calling ``backward()``: ``opt.step(lambda: loss_fn(model(x), y))``.
@@ -139,6 +147,7 @@ class LocoProp(torch.optim.Optimizer):
         exclude: Iterable[nn.Module | str] = (),
         other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
         process_group: object = "auto",
+        record_stats: bool = False,
     ) -> None:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             raise TypeError(
@@ -204,6 +213,8 @@ class LocoProp(torch.optim.Optimizer):
                 f"Use inner_chunks <= steps."
             )
         self.inner_chunks = inner_chunks
+        self.record_stats = bool(record_stats)
+        self.step_stats: list[LayerStats] = []
         instance = isinstance(other_optimizer, torch.optim.Optimizer)
         if other_optimizer is not None and (instance or not callable(other_optimizer)):
             raise TypeError(
@@ -346,8 +357,10 @@ class LocoProp(torch.optim.Optimizer):
             )
         saved = [b.detach().clone() for b in self._buffers]  # the forward pass updates BatchNorm's statistics
         try:
-            loss, records = self._forward(closure)
-            grads = self._backward(loss, [rec.output for rec in records])
+            with record_function("LocoProp.forward"):
+                loss, records = self._forward(closure)
+            with record_function("LocoProp.backward"):
+                grads = self._backward(loss, [rec.output for rec in records])
             n = len(records)
             scale = self._batch_scale(records[0].inputs.shape[0], loss.device)
             with torch.no_grad():
@@ -373,9 +386,11 @@ class LocoProp(torch.optim.Optimizer):
         # Under data parallelism every inner step all-reduces: a peer that dies mid-step would leave this
         # process half-updated, so the step's starting state is kept until it completes.
         before = self._snapshot(saved) if self._group is not None else None
+        start = [[t.detach().clone() for t in parameters_of(p)] for p in problems] if self.record_stats else []
         try:
-            with torch.no_grad():
+            with torch.no_grad(), record_function("LocoProp.other_optimizer"):
                 self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
+            with torch.no_grad(), record_function("LocoProp.solve"):
                 if self.solver == "iterative":
                     solve_iterative(
                         problems,
@@ -398,7 +413,17 @@ class LocoProp(torch.optim.Optimizer):
                     f"{exc} This process's parameters, buffers and optimizer state are as they were before this step."
                 ) from exc.__cause__
             raise
+        if self.record_stats:
+            self.step_stats = self._stats(problems, start)
         return loss.detach()
+
+    @torch.no_grad()
+    def _stats(self, problems: list[Problem], start: list[list[torch.Tensor]]) -> list[LayerStats]:
+        out = []
+        for p, before in zip(problems, start, strict=True):
+            grad = [t / p.group["gamma"] for t in p.layer.grads(p.x, p.delta0) if t is not None]  # δ0 = γ g
+            out.append(layer_stats(p.layer.name, grad, before, parameters_of(p), (p.delta0, p.residual(1))))
+        return out
 
     def _check_chunks(self, inputs: list[torch.Tensor]) -> None:
         n = self.inner_chunks

@@ -31,12 +31,13 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.profiler import record_function
 
 from .._distributed import all_reduce_sum
 from ._inner import INNER_RULES
 from ._layers import LocalLayer
 
-__all__ = ["Problem", "solve_iterative", "solve_preconditioned"]
+__all__ = ["Problem", "parameters_of", "solve_iterative", "solve_preconditioned"]
 
 
 @dataclass
@@ -98,7 +99,7 @@ class Problem:
         return gw.to(self.x.dtype), (None if gb is None else self.layer.bias_grad(delta))
 
 
-def _params(p: Problem) -> list[torch.Tensor]:
+def parameters_of(p: Problem) -> list[torch.Tensor]:
     return [p.layer.weight] + ([p.layer.bias] if p.layer.bias is not None else [])
 
 
@@ -116,21 +117,22 @@ def solve_iterative(
     update = INNER_RULES[rule]
     parts = [p.split(chunks) for p in problems]
     anchors: list[list[torch.Tensor] | None] = [
-        [t.detach().clone() for t in _params(p)] if p.group["damping"] > 0 else None for p in problems
+        [t.detach().clone() for t in parameters_of(p)] if p.group["damping"] > 0 else None for p in problems
     ]
     for k in range(max(p.group["steps"] for p in problems)):
         active = [(i, p) for i, p in enumerate(problems) if k < p.group["steps"]]
         grads = []
-        for i, _ in active:
+        for i, p in active:
             part, factor = parts[i][k % chunks]
-            gs = [g for g in part.grads(part.residual(k)) if g is not None]
+            with record_function(f"LocoProp.layer.{p.layer.name}"):
+                gs = [g for g in part.grads(part.residual(k)) if g is not None]
             grads.append([g.mul_(factor) for g in gs] if factor != 1.0 else gs)
         all_reduce_sum([g for gs in grads for g in gs], group)
         for (i, p), gs in zip(active, grads, strict=True):
             steps, lam = p.group["steps"], p.group["damping"]
             lr = p.group["lr"] * (max(1.0 - k / steps, floor) if decay else 1.0)
             anchor = anchors[i]
-            for j, (t, g) in enumerate(zip(_params(p), gs, strict=True)):
+            for j, (t, g) in enumerate(zip(parameters_of(p), gs, strict=True)):
                 if anchor is not None:
                     g.add_(t.detach() - anchor[j], alpha=lam)
                 update(t.detach(), g, p.state.setdefault(t, {}), lr, options)
@@ -147,16 +149,10 @@ def _inverse(p: Problem, refresh_every: int) -> torch.Tensor | None:
     return None
 
 
-def solve_preconditioned(
-    problems: Sequence[Problem], steps: int | None, refresh_every: int, group: dist.ProcessGroup | None
+def _refresh(
+    problems: Sequence[Problem], fresh: list[int], inverses: list[torch.Tensor | None], group: dist.ProcessGroup | None
 ) -> None:
-    """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves.
-
-    The input covariance is formed only when a layer's cached inverse is due (``refresh_every``), and the
-    local gradient ``Σ δ ŷᵀ`` comes from the layer's own backward kernel, so a step between refreshes costs
-    about a weight-gradient pass."""
-    inverses: list[torch.Tensor | None] = [_inverse(p, refresh_every) for p in problems]
-    fresh = [i for i, inv in enumerate(inverses) if inv is None]
+    """Form ``(λI + c Σ ŷŷᵀ)⁻¹`` for the layers in ``fresh`` (summed over processes) and cache it."""
     grams = [problems[i].layer.gram(problems[i].x) for i in fresh]  # (groups, d, d)
     all_reduce_sum(grams, group)
     for i, gram in zip(fresh, grams, strict=True):
@@ -172,10 +168,27 @@ def solve_preconditioned(
         inverses[i] = torch.cholesky_inverse(chol)
         cache = p.state[p.layer.weight]
         cache["precond_inverse"], cache["precond_age"] = inverses[i], 1
+
+
+def solve_preconditioned(
+    problems: Sequence[Problem], steps: int | None, refresh_every: int, group: dist.ProcessGroup | None
+) -> None:
+    """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves.
+
+    The input covariance is formed only when a layer's cached inverse is due (``refresh_every``), and the
+    local gradient ``Σ δ ŷᵀ`` comes from the layer's own backward kernel, so a step between refreshes costs
+    about a weight-gradient pass."""
+    inverses: list[torch.Tensor | None] = [_inverse(p, refresh_every) for p in problems]
+    fresh = [i for i, inv in enumerate(inverses) if inv is None]
+    with record_function("LocoProp.covariance"):
+        _refresh(problems, fresh, inverses, group)
     anchors = [p.layer.matrix() for p in problems]
     for k in range(max(steps or p.group["steps"] for p in problems)):
         active = [i for i, p in enumerate(problems) if k < (steps or p.group["steps"])]
-        grads = [problems[i].layer.grad_matrix(problems[i].x, problems[i].residual(k)) for i in active]
+        grads = []
+        for i in active:
+            with record_function(f"LocoProp.layer.{problems[i].layer.name}"):
+                grads.append(problems[i].layer.grad_matrix(problems[i].x, problems[i].residual(k)))
         all_reduce_sum(grads, group)
         for i, g in zip(active, grads, strict=True):
             p = problems[i]

@@ -28,10 +28,18 @@ def _recipe(model: nn.Module, lr: float, *, other_lr: float, **kw: Any) -> torch
 for _m in [
     Method(
         "locoprop-cnn",
-        "LocoProp-M, the CNN recipe: preconditioned solver, T=1, γ=100, λ=10; AdamW (other_lr) for the rest",
+        "LocoProp-M, the CNN recipe: preconditioned solver, T=1, γ=100, λ=10, inverse refreshed every 10 steps; AdamW (other_lr) for the rest",
         _recipe,
         1.0,
-        {"variant": "m", "solver": "precond", "steps": 1, "gamma": 100.0, "damping": 10.0, "other_lr": 3e-3},
+        {
+            "variant": "m",
+            "solver": "precond",
+            "steps": 1,
+            "gamma": 100.0,
+            "damping": 10.0,
+            "refresh_every": 10,
+            "other_lr": 3e-3,
+        },
         closure=_closure,
     ),
     Method(
