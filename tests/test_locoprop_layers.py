@@ -140,3 +140,27 @@ def test_the_step_phases_are_marked_for_the_profiler() -> None:
     names = {e.key for e in prof.key_averages()}
     phases = ["forward", "backward", "other_optimizer", "solve", "covariance", "layer.0", "layer.3"]
     assert {f"LocoProp.{p}" for p in phases} <= names
+
+
+@pytest.mark.parametrize("solver", ["precond", "exact"])
+def test_a_covariance_that_overflows_fails_the_step_with_nothing_changed(solver: str) -> None:
+    """Inputs of 1e20 keep the loss finite (tanh saturates) but overflow the float32 covariance: the error
+    names the layer and the cause, and parameters, BatchNorm buffers and optimizer state are as before."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.BatchNorm1d(8), nn.Linear(8, 2))
+    variant = "s" if solver == "exact" else "m"
+    opt = LocoProp(
+        net, solver=solver, variant=variant, lr=1.0, steps=1, damping=1.0, refresh_every=5,
+        other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=1e-2),
+    )  # fmt: skip
+    x, y = torch.randn(16, 4), torch.randint(0, 2, (16,))
+    opt.step(lambda: F.cross_entropy(net(x), y))  # a good step: the inverses are cached
+    state = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    with pytest.raises(FloatingPointError, match=r"layer '0'.*input covariance is not finite.*diverged"):
+        for _ in range(5):  # the cached inverse is reused until it is due: the refresh fails
+            opt.step(lambda: F.cross_entropy(net(x * 1e20), y))
+            state = copy.deepcopy(net.state_dict()), copy.deepcopy(opt.state_dict())
+    for k, v in state[0].items():
+        assert torch.equal(net.state_dict()[k], v), k
+    after = opt.state_dict()
+    assert str(after["state"]) == str(state[1]["state"])

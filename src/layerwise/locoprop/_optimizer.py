@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 import torch.distributed as dist
@@ -16,7 +16,14 @@ from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
 from ._record import Record, verify_layers
-from ._solvers import Problem, parameters_of, solve_iterative, solve_preconditioned
+from ._solvers import (
+    Problem,
+    keep_preconditioners,
+    parameters_of,
+    preconditioners,
+    solve_iterative,
+    solve_preconditioned,
+)
 from ._stats import LayerStats, layer_stats
 
 __all__ = ["LocoProp"]
@@ -50,6 +57,15 @@ def _ran_wrong(name: str, times: int, ran_none: bool) -> str:
         "nn.MultiheadAttention does). If it is never used, pass exclude=[{name!r}] with other_optimizer=...; "
         "if it is used only sometimes, it has no local problem on such batches. No parameter was changed."
     ).replace("{name!r}", repr(name))
+
+
+def _reraise_unchanged(exc: BaseException) -> NoReturn:
+    """Re-raise ``exc`` after the step's state was restored; a collective failure says so."""
+    if isinstance(exc, CollectiveFailure):
+        raise CollectiveFailure(
+            f"{exc} This process's parameters, buffers and optimizer state are as they were before this step."
+        ) from exc.__cause__
+    raise exc
 
 
 class LocoProp(torch.optim.Optimizer):
@@ -378,11 +394,15 @@ class LocoProp(torch.optim.Optimizer):
                     self._problem(i, x, rec.output, g, scale)
                     for i, (x, rec, g) in enumerate(zip(inputs, records, grads[:n], strict=True))
                 ]
-        except BaseException:
+                # formed before any parameter changes: a covariance that is not finite fails the step cleanly
+                inverses = (
+                    [] if self.solver == "iterative" else preconditioners(problems, self.refresh_every, self._group)
+                )
+        except BaseException as exc:
             with torch.no_grad():
                 for b, s in zip(self._buffers, saved, strict=True):
                     b.copy_(s)
-            raise
+            _reraise_unchanged(exc)
         # Under data parallelism every inner step all-reduces: a peer that dies mid-step would leave this
         # process half-updated, so the step's starting state is kept until it completes.
         before = self._snapshot(saved) if self._group is not None else None
@@ -402,17 +422,14 @@ class LocoProp(torch.optim.Optimizer):
                         self.inner_chunks,
                     )
                 else:
-                    refresh = self.refresh_every
-                    solve_preconditioned(problems, 1 if self.solver == "exact" else None, refresh, self._group)
+                    solve_preconditioned(problems, inverses, 1 if self.solver == "exact" else None, self._group)
         except BaseException as exc:
             if before is None:
                 raise
             self._restore(before)
-            if isinstance(exc, CollectiveFailure):
-                raise CollectiveFailure(
-                    f"{exc} This process's parameters, buffers and optimizer state are as they were before this step."
-                ) from exc.__cause__
-            raise
+            _reraise_unchanged(exc)
+        if inverses:
+            keep_preconditioners(problems, inverses)
         if self.record_stats:
             self.step_stats = self._stats(problems, start)
         return loss.detach()

@@ -37,7 +37,14 @@ from .._distributed import all_reduce_sum
 from ._inner import INNER_RULES
 from ._layers import LocalLayer
 
-__all__ = ["Problem", "parameters_of", "solve_iterative", "solve_preconditioned"]
+__all__ = [
+    "Problem",
+    "keep_preconditioners",
+    "parameters_of",
+    "preconditioners",
+    "solve_iterative",
+    "solve_preconditioned",
+]
 
 
 @dataclass
@@ -144,7 +151,6 @@ def _inverse(p: Problem, refresh_every: int) -> torch.Tensor | None:
     inv = cache.get("precond_inverse")
     dim = p.layer.weight[0].numel() + (p.layer.bias is not None)  # columns of layer.matrix()
     if inv is not None and cache.get("precond_age", 0) < refresh_every and inv.shape[-1] == dim:
-        cache["precond_age"] = cache.get("precond_age", 0) + 1
         return inv
     return None
 
@@ -157,6 +163,12 @@ def _refresh(
     all_reduce_sum(grams, group)
     for i, gram in zip(fresh, grams, strict=True):
         p = problems[i]
+        if not bool(torch.isfinite(gram).all()):
+            raise FloatingPointError(
+                f"LocoProp layer {p.layer.name!r}: its input covariance is not finite (its inputs hold NaN/inf or "
+                "overflow float32): the model diverged at an earlier step. No parameter or buffer was changed by "
+                "this step. Lower lr or gamma, or raise damping."
+            )
         c = p.layer.activation.curvature if p.matching else 1.0
         gram.mul_(c).diagonal(dim1=-2, dim2=-1).add_(p.group["damping"])
         chol, info = torch.linalg.cholesky_ex(gram)
@@ -166,22 +178,36 @@ def _refresh(
                 f"definite (damping={p.group['damping']}). Raise damping."
             )
         inverses[i] = torch.cholesky_inverse(chol)
-        cache = p.state[p.layer.weight]
-        cache["precond_inverse"], cache["precond_age"] = inverses[i], 1
+
+
+def preconditioners(
+    problems: Sequence[Problem], refresh_every: int, group: dist.ProcessGroup | None
+) -> list[torch.Tensor]:
+    """Every layer's ``(λI + c Σ ŷŷᵀ)⁻¹``: the cached one while fresh, else formed now, before any parameter
+    changes (a covariance that is not finite or not positive definite fails the step with nothing changed).
+    The optimizer state is updated by :func:`keep_preconditioners` once the step has succeeded."""
+    inverses: list[torch.Tensor | None] = [_inverse(p, refresh_every) for p in problems]
+    with record_function("LocoProp.covariance"):
+        _refresh(problems, [i for i, inv in enumerate(inverses) if inv is None], inverses, group)
+    return [inv for inv in inverses if inv is not None]
+
+
+def keep_preconditioners(problems: Sequence[Problem], inverses: Sequence[torch.Tensor]) -> None:
+    """Cache the inverses a successful step used, and age them (one step older; a new one is one step old)."""
+    for p, inv in zip(problems, inverses, strict=True):
+        cache = p.state.setdefault(p.layer.weight, {})
+        fresh = cache.get("precond_inverse") is not inv
+        cache["precond_inverse"], cache["precond_age"] = inv, 1 if fresh else cache.get("precond_age", 0) + 1
 
 
 def solve_preconditioned(
-    problems: Sequence[Problem], steps: int | None, refresh_every: int, group: dist.ProcessGroup | None
+    problems: Sequence[Problem], inverses: Sequence[torch.Tensor], steps: int | None, group: dist.ProcessGroup | None
 ) -> None:
     """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves.
 
     The input covariance is formed only when a layer's cached inverse is due (``refresh_every``), and the
     local gradient ``Σ δ ŷᵀ`` comes from the layer's own backward kernel, so a step between refreshes costs
     about a weight-gradient pass."""
-    inverses: list[torch.Tensor | None] = [_inverse(p, refresh_every) for p in problems]
-    fresh = [i for i, inv in enumerate(inverses) if inv is None]
-    with record_function("LocoProp.covariance"):
-        _refresh(problems, fresh, inverses, group)
     anchors = [p.layer.matrix() for p in problems]
     for k in range(max(steps or p.group["steps"] for p in problems)):
         active = [i for i, p in enumerate(problems) if k < (steps or p.group["steps"])]
@@ -195,4 +221,4 @@ def solve_preconditioned(
             mat = p.layer.matrix()
             if k > 0:
                 g.add_(mat - anchors[i], alpha=p.group["damping"])
-            p.layer.set_matrix(mat.sub_(g @ inverses[i], alpha=p.group["lr"]))  # type: ignore[operator]
+            p.layer.set_matrix(mat.sub_(g @ inverses[i], alpha=p.group["lr"]))
