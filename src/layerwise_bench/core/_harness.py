@@ -9,7 +9,7 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "train_method",
     "evaluate",
     "progress_bar",
+    "round_robin_times",
 ]
 
 _DEFAULT_BATCH = {"mnist": 1000, "digits": 100}
@@ -143,6 +144,33 @@ def _signature(method: Method, lr: float, cfg: AutoencoderConfig) -> dict[str, A
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def round_robin_times(
+    steps: Mapping[str, Callable[[], Any]],
+    device: torch.device,
+    *,
+    repeats: int,
+    warmup: int,
+    block: dict[str, int] | None = None,
+    warmup_block: int = 1,
+    rotate: bool = False,
+) -> dict[str, list[float]]:
+    """Seconds per step of each entry: ``warmup`` untimed rounds, then ``repeats`` timed ones, the entries interleaved
+    round-robin so that machine noise hits all alike (``rotate``: the order turns by one each round); an entry runs
+    ``block[name]`` consecutive steps per round (warm-up rounds: ``warmup_block``), timed together."""
+    names, times = list(steps), {name: list[float]() for name in steps}
+    for r in range(warmup + repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)] if rotate else names:
+            n = (block or {}).get(name, 1) if r >= warmup else warmup_block
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                steps[name]()
+            _sync(device)
+            if r >= warmup:
+                times[name].append((time.perf_counter() - t0) / n)
+    return times
 
 
 def _seed_global_rngs(seed: int) -> None:

@@ -4,13 +4,14 @@ round-robin so machine noise hits every method alike; medians, and each as a mul
 
 from __future__ import annotations
 
+import functools
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..core._harness import round_robin_times
 from ..core._plotting import figure, method_colors, save_png
 from ..core._record import Record, provenance, save_report
 from ..core._tuned import prepare_methods
@@ -49,18 +50,8 @@ def run_method_steptime(
         model = task.build_model(data, cfg, torch.Generator().manual_seed(cfg.seed))
         model.train()
         opt = m.build(model, lrs[m.name][0], **m.hparams)
-        steps[m.name] = (opt, m.closure(opt, model, task.loss_fn, x, target))
-    times: dict[str, list[float]] = {m.name: [] for m in methods}
-    for r in range(warmup + repeats):
-        for name, (opt, closure) in steps.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            opt.step(closure)  # type: ignore[arg-type]
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if r >= warmup:
-                times[name].append(time.perf_counter() - t0)
+        steps[m.name] = functools.partial(opt.step, m.closure(opt, model, task.loss_fn, x, target))
+    times = round_robin_times(steps, device, repeats=repeats, warmup=warmup)
     med = {name: statistics.median(v) for name, v in times.items()}
     first = method_names[0]
     record.results.update(

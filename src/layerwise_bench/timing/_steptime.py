@@ -5,7 +5,6 @@ interleaved round-robin so that machine noise hits every entry alike; medians re
 from __future__ import annotations
 
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from torch import nn
 
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
+from ..core._harness import round_robin_times
 from ..core._plotting import figure, save_png
 from ..core._record import Record, machine_lines, save_report
 from ..methods._locoprop import _autoencoder_layers
@@ -110,17 +110,7 @@ def run_steptime_benchmark(
     entries["layerwise locoprop-m-precond T=3"] = _layerwise_step(
         model(), x, solver="precond", steps=3, damping=1e3, gamma=1e3, lr=1.0
     )
-    times: dict[str, list[float]] = {name: [] for name in entries}
-    for r in range(repeats + 2):
-        for name, step in entries.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if r >= 2:  # two warm-up rounds
-                times[name].append(time.perf_counter() - t0)
+    times = round_robin_times(entries, device, repeats=repeats, warmup=2)
     med = {name: statistics.median(v) for name, v in times.items()}
     results = record.results
     results.update(
