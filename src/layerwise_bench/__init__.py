@@ -3,8 +3,13 @@
 from . import methods  # noqa: F401  (importing it registers the methods)
 from ._rebuild import rebuild_report
 from .autoencoder._equal_time import run_equal_time_benchmark
-from .autoencoder._equal_time_report import chosen_run, measured_epoch_time, write_equal_time_report
-from .autoencoder._equal_time_summary import summarize_equal_time, write_equal_time_summary
+from .autoencoder._equal_time_report import (
+    chosen_run,
+    measured_epoch_time,
+    summarize_equal_time,
+    write_equal_time_report,
+    write_equal_time_summary,
+)
 from .autoencoder._report import load_runs, summarize, write_report
 from .autoencoder._run import run_autoencoder_benchmark
 from .autoencoder._tune import tune_learning_rates

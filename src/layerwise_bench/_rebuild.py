@@ -8,8 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .autoencoder._equal_time_report import write_equal_time_report
-from .autoencoder._equal_time_summary import write_equal_time_summary
+from .autoencoder._equal_time_report import write_equal_time_report, write_equal_time_summary
 from .autoencoder._report import load_runs, write_report
 from .deep_mlp._aux_report import write_aux_report
 from .deep_mlp._depth_report import write_depth_report

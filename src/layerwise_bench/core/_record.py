@@ -10,12 +10,14 @@ and the plots are rebuilt from it. An existing record is never clobbered: ``resu
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,13 @@ __all__ = [
     "check_names",
     "command_line",
     "environment",
+    "fmt",
     "machine_lines",
     "machines_of",
     "provenance",
     "save_report",
+    "spread",
+    "stats",
 ]
 
 RESULTS_FILE = "results.json"
@@ -244,3 +249,25 @@ def provenance(results: dict[str, Any], seeds: str) -> list[str]:
         f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
         f"{results.get('test_examples', '?')} test examples; {seeds}.",
     ]
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    """``v`` with ``digits`` decimals; '–' for None or a non-finite value."""
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def stats(values: Iterable[float | None], empty: float = math.nan) -> dict[str, float]:
+    """Mean, min, max and number ``n`` of the finite values (``empty`` for the three when there are none)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": empty, "min": empty, "max": empty, "n": 0}
+    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def spread(s: Mapping[str, Any], digits: int = 2) -> str:
+    """:func:`stats` as 'mean [min, max]', the mean alone where they agree, '–' where there are no values."""
+    if s["n"] == 0:
+        return "–"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return fmt(s["mean"], digits)
+    return f"{fmt(s['mean'], digits)} [{fmt(s['min'], digits)}, {fmt(s['max'], digits)}]"
