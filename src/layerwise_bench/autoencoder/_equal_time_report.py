@@ -334,15 +334,9 @@ def _seed_machines(runs: list[dict[str, Any]], machines: list[dict[str, Any]]) -
 
 
 def summarize_equal_time(runs: list[dict[str, Any]], *, allow_mixed_machines: bool = False) -> dict[str, Any]:
-    """Per multiple k and method, the loss within k·B across the records ``runs`` (one per seed), ranked by
-    its mean; and LocoProp's best configuration (methods named ``locoprop*``) against the best other method.
-    ``machines`` lists the machines the records were measured on, ``seed_machines`` each record's (numbers into
-    ``machines``, from 1).
-
-    Raises:
-        ValueError: fewer than two records, a record that is not equal-time, records whose settings differ
-            in more than the seed, or records measured on more than one machine without ``allow_mixed_machines``.
-    """
+    """Per multiple k and method, the loss within k·B across ``runs`` (one record per seed), ranked by its mean, and
+    LocoProp's best configuration against the best other method. ValueError for fewer than two records, records that
+    differ in more than the seed, or several machines without ``allow_mixed_machines``."""
     kinds = [r.get("benchmark") for r in runs]
     if len(runs) < 2 or any(k != "equal-time" for k in kinds):
         raise ValueError(f"Expected two or more equal-time records (one per seed); got {kinds}.")

@@ -1,12 +1,6 @@
-"""A benchmark's run record: the directory every benchmark writes, with one shape and one set of rules.
-
-``out/results.json`` holds ``benchmark``, ``command``, ``config`` (what decides the numbers, compared on
-``--resume``), ``environment`` (where they were measured: :func:`layerwise_bench.core._machine.machine`; a resume on
-another machine is appended to ``resumed_on``), ``runs`` (one entry per method, seed or
-configuration, each saved as soon as it changes) and whatever the benchmark adds; ``out/report.md``
-and the plots are rebuilt from it. An existing record is never clobbered: ``resume`` continues it
-(same ``config`` required), ``overwrite`` replaces it.
-"""
+"""A benchmark's run record: ``out/results.json`` (``benchmark``, ``command``, ``config``, ``environment``, ``runs``)
+from which ``out/report.md`` and the plots are rebuilt; an existing record is continued (``resume``, same
+``config``) or replaced (``overwrite``), never clobbered."""
 
 from __future__ import annotations
 
@@ -107,13 +101,8 @@ def _check_writable(out: Path) -> None:
 
 
 class Record:
-    """Open ``out`` for ``benchmark`` run with ``config``.
-
-    Raises:
-        PermissionError: ``out`` cannot be created or written (checked before any work).
-        FileExistsError: ``out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
-        ValueError: ``resume`` with a different configuration.
-    """
+    """Open ``out`` for ``benchmark`` run with ``config``: PermissionError if it cannot be written, FileExistsError if
+    it holds a run (without ``resume`` or ``overwrite``), ValueError when resuming another configuration."""
 
     def __init__(
         self,

@@ -30,13 +30,8 @@ def run_method_steptime(
     command: str = "",
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Median seconds per ``optimizer.step`` of each method on one batch of ``cfg``'s workload (the first
-    ``cfg.effective_batch_size`` training examples), after ``warmup`` untimed rounds; writes ``results.json``,
-    ``report.md`` and ``step_time.png``.
-
-    Raises:
-        ValueError: a method unknown or refused by the workload, or ``repeats``/``warmup`` out of range.
-    """
+    """Median seconds per ``optimizer.step`` of each method on one batch of ``cfg``'s workload after ``warmup`` untimed
+    rounds; writes ``results.json``, ``report.md`` and ``step_time.png``."""
     if repeats < 3 or warmup < 1:
         raise ValueError(f"Invalid repeats={repeats} or warmup={warmup}: expected repeats >= 3 and warmup >= 1.")
     task = cfg.task

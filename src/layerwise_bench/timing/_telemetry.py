@@ -215,11 +215,8 @@ def run_telemetry_benchmark(
     command: str = "",
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Seconds per training step of the four paths for each K; writes ``results.json``, ``report.md``, a plot.
-
-    ``steps`` (a multiple of ``every``) is the block length of ``plain`` and ``everyN``; ``short_steps``
-    that of ``kgrad`` and ``every1``; ``repeats`` timed rounds after one warm-up round.
-    """
+    """Seconds per training step of each path for each K; writes ``results.json``, ``report.md`` and a plot (blocks of
+    ``steps``, a multiple of ``every``, for plain and everyN; ``short_steps`` for the others)."""
     for name, v in (
         ("steps", steps),
         ("every", every),

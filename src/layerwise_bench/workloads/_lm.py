@@ -1,15 +1,5 @@
-"""``lm-bytes``: a byte-level decoder-only transformer language model on the Python standard library's sources.
-
-The corpus is every ``.py`` file of this interpreter's standard library (``sysconfig``'s ``stdlib`` path,
-``site-packages`` excluded): about 31 MB of real text on every machine that runs Python, offline, with no
-download and no licence question. Files are split by a hash of their relative path (about 1 in 20 to
-validation), so no file is in both. The corpus differs between Python versions: the record carries the
-version, the byte counts and a SHA-256 of the training and validation text.
-
-The model (Radford et al. 2019's pre-norm GPT-2 block, small): byte embedding and learned positions, ``depth``
-blocks of causal self-attention (q, k, v and out as ``nn.Linear``, ``scaled_dot_product_attention``) and a
-GELU MLP, a final LayerNorm and a linear ``head`` to 256 bytes. Metric: validation loss in nats per byte.
-"""
+"""``lm-bytes``: a byte-level GPT-2-style (pre-norm) transformer language model on the Python standard library's
+sources (offline, about 31 MB; files split by a hash of their path, 1 in 20 to validation). Metric: nats per byte."""
 
 from __future__ import annotations
 

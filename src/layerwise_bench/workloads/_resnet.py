@@ -1,10 +1,5 @@
-"""``resnet-mnist``: a small ResNet (He et al. 2016) on MNIST — BatchNorm, ``ReLU(inplace=True)``, residual adds,
-a strided stage; the model people train, where LocoProp meets convolutions and normalisation.
-
-Metrics: ``train_loss`` (mean cross-entropy over the training examples used, eval mode), ``test_loss`` and
-``test_accuracy`` (the 10,000 MNIST test images). Reads MNIST from the data directory (``../shared/data`` in
-this project's tests).
-"""
+"""``resnet-mnist``: a small ResNet (He et al. 2016) on MNIST, with BatchNorm and residual adds; metrics
+``train_loss``, ``test_loss`` and ``test_accuracy``."""
 
 from __future__ import annotations
 
