@@ -35,8 +35,7 @@ from .deep_mlp._similarity import verdict as similarity_verdict
 from .methods._muon import MuonAdam
 from .systems._parallel import run_parallel_benchmark
 from .systems._zstore import run_zstore_benchmark
-from .timing._method_steptime import run_method_steptime, write_method_steptime_report
-from .timing._steptime import run_steptime_benchmark
+from .timing._steptime import run_method_steptime, run_steptime_benchmark, write_method_steptime_report
 from .timing._telemetry import run_telemetry_benchmark
 from .workloads import WORKLOADS, Workload, get_workload
 

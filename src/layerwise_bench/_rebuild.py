@@ -14,8 +14,7 @@ from .deep_mlp._aux_report import write_aux_report
 from .deep_mlp._depth_report import write_depth_report
 from .deep_mlp._similarity import write_similarity_report
 from .systems._parallel import write_parallel_report
-from .timing._method_steptime import write_method_steptime_report
-from .timing._steptime import write_steptime_report
+from .timing._steptime import write_method_steptime_report, write_steptime_report
 from .timing._telemetry import write_telemetry_report
 
 __all__ = ["rebuild_report"]

@@ -40,6 +40,10 @@ class LabelledData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+MODERN_LRS = {"adamw": 3e-3, "adam": 3e-3, "muon": 0.02, "soap": 3e-3, "kron": 1e-3, "schedule-free-adamw": 3e-3}
+"""Learning-rate centres of today's optimizers on the supervised workloads."""
+
+
 def labelled_batch(data: LabelledData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The training inputs and targets at ``idx``: the batch of every supervised workload."""
     return data.train[idx], data.train_y[idx]

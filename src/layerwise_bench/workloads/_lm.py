@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import LabelledData, Workload, labelled_batch, seeded
+from ._base import MODERN_LRS, LabelledData, Workload, labelled_batch, seeded
 
 __all__ = ["LM_BYTES", "ByteLM", "stdlib_corpus"]
 
@@ -174,16 +174,7 @@ LM_BYTES = Workload(
         "tiny": {"width": 16, "depth": 1, "heads": 2, "context": 16},  # the tests'
     },
     subset={"cpu": 16384, "gpu": None, "tiny": 128},
-    default_lrs={
-        "adamw": 3e-3,
-        "adam": 3e-3,
-        "nesterov": 0.3,
-        "muon": 0.02,
-        "soap": 3e-3,
-        "kron": 1e-3,
-        "schedule-free-adamw": 3e-3,
-        "locoprop-transformer": 1e-3,
-    },
+    default_lrs={**MODERN_LRS, "nesterov": 0.3, "locoprop-transformer": 1e-3},
     methods=("adamw", "nesterov", "muon", "soap", "kron", "schedule-free-adamw", "locoprop-transformer"),
     reference="adamw",
     reference_epochs=4,

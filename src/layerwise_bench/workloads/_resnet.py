@@ -12,7 +12,7 @@ from torch import nn
 
 from layerwise.data import load_dataset
 
-from ._base import LabelledData, Workload, labelled_batch, seeded
+from ._base import MODERN_LRS, LabelledData, Workload, labelled_batch, seeded
 
 __all__ = ["RESNET_MNIST", "BasicBlock", "SmallResNet"]
 
@@ -133,17 +133,7 @@ RESNET_MNIST = Workload(
         "tiny": {"width": 4, "stages": 2, "blocks": 1, "stem_stride": 2},  # the tests'
     },
     subset={"cpu": None, "gpu": None, "tiny": 256},
-    default_lrs={
-        "adamw": 3e-3,
-        "adam": 3e-3,
-        "nesterov": 0.1,
-        "muon": 0.02,
-        "soap": 3e-3,
-        "kron": 1e-3,
-        "schedule-free-adamw": 3e-3,
-        "locoprop-cnn": 1.0,
-    },
-    refused={},
+    default_lrs={**MODERN_LRS, "nesterov": 0.1, "locoprop-cnn": 1.0},
     methods=("adamw", "nesterov", "muon", "soap", "kron", "schedule-free-adamw", "locoprop-cnn"),
     reference="adamw",
     reference_epochs=5,
