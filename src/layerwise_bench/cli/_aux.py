@@ -8,7 +8,7 @@ import argparse
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
-from ..deep_mlp._aux_model import AUX_METHODS
+from ..deep_mlp._aux_bench import AUX_METHODS
 from ._common import add_data_args, config_from_args, names_from, numbers, positive_int, record_files, run_options
 from ._subcommand import Outcome, Subcommand
 

@@ -2,42 +2,169 @@
 (auxiliary activations), LocoProp and deep supervision; training loss against epochs and wall-clock, per-layer
 gradient norms at fixed points, the z store's memory and the feasibility gap.
 
-Built on the public API only (:mod:`layerwise.decoupled`, :class:`~layerwise.LocoProp`, taps, local losses,
-weightings, :func:`layerwise.backward`), in ordinary training loops (:mod:`._depth_train`). ``results.json``
-is rewritten after every epoch; with ``resume`` every (depth, activation, method) already complete (or
-diverged) is kept and the others are run again from scratch.
+Built on the public API only; ``results.json`` is rewritten after every epoch, and ``resume`` keeps every
+(depth, activation, method) already complete or diverged.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from layerwise.data import load_dataset
+from torch import Tensor
 
 from ..core._record import Record, check_names
-from ._depth_methods import DEPTH_METHODS
+from ._depth_methods import DEPTH_METHODS, grad_ratio, make_runner
 from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report
-from ._depth_train import DepthConfig, DepthData, train_depth
+from ._loop import MLPData, Trial, evaluate, load_data, train_epochs, train_into
 
-__all__ = ["DepthConfig", "run_depth_benchmark"]
+__all__ = ["DepthConfig", "run_depth_benchmark", "train_depth"]
 
 
-def _load(cfg: DepthConfig, data_dir: str | Path | None, device: torch.device, download: bool) -> DepthData:
-    d = load_dataset(cfg.dataset, data_dir, download=download)
-    n = len(d.train_x) if cfg.subset is None else min(cfg.subset, len(d.train_x))
-    dtype = getattr(torch, cfg.dtype)
-    return DepthData(
-        torch.from_numpy(d.train_x[:n]).to(device, dtype),
-        torch.from_numpy(d.train_y[:n]).long().to(device),
-        torch.from_numpy(d.test_x).to(device, dtype),
-        torch.from_numpy(d.test_y).long().to(device),
+@dataclass(frozen=True)
+class DepthConfig:
+    """Everything that decides the numbers of one run of ``layerwise bench depth`` (checked on ``--resume``)."""
+
+    dataset: str = "mnist"
+    subset: int | None = None
+    epochs: int = 3
+    batch_size: int = 128
+    width: int = 256
+    seed: int = 0
+    eval_examples: int = 10_000  # the plain network's training loss/accuracy: the first N training examples
+    probe_examples: int = 1_000  # the fixed batch (first N training examples) of the per-layer gradient norms
+    sgd_lr: float = 0.05
+    momentum: float = 0.9
+    adam_lr: float = 1e-3
+    decoupled_init: str = "orthogonal"
+    decoupled_mode: str = "z-first"
+    decoupled_lr: float = 1e-3
+    z_lr: float = 1.0
+    z_steps: int = 1
+    z_order: str = "sweep"
+    forward_z_steps: int = 1
+    delta: bool = False  # decoupled-forward: target changes kept apart from the forward activations
+    activation_slopes: bool = False  # decoupled: count the sigmoid's slope ¼ in the z-step's curvature bound
+    mu_start: float = 10.0
+    mu_factor: float = 1.25
+    consistency_epochs: int = 1
+    locoprop_init: str = "glorot"
+    locoprop_lr: float = 1.0
+    locoprop_steps: int = 3
+    locoprop_gamma: float = 100.0
+    locoprop_damping: float = 10.0
+    ds_every: int = 5
+    dtype: str = "float32"  # of the data, every model and the z store: "float32" or "float64"
+
+
+def _batches(x: Tensor, y: Tensor, size: int = 2000) -> list[tuple[Tensor, Tensor, Tensor]]:
+    idx = torch.arange(len(x), device=x.device)
+    return [(x[i : i + size], y[i : i + size], idx[i : i + size]) for i in range(0, len(x), size)]
+
+
+class DepthTrial(Trial):
+    """One (depth, activation, method): the method's runner, the plain network's evaluation on the first
+    ``eval_examples`` training examples and the test set, and the gradient-norm probe on a fixed batch."""
+
+    def __init__(
+        self,
+        method: str,
+        activation: str,
+        depth: int,
+        cfg: DepthConfig,
+        data: MLPData,
+        on_model: Callable[[torch.nn.Module], None] | None,
+    ) -> None:
+        x, y, n = data.train_x, data.train_y, len(data.train_x)
+        self.runner = make_runner(method, activation, depth, cfg, data)
+        ev, pn = min(cfg.eval_examples, n), min(cfg.probe_examples, n)
+        self.eval_batches = _batches(x[:ev], y[:ev])
+        self.probe_batch = (x[:pn], y[:pn], torch.arange(pn, device=x.device))
+        self.data, self.cfg, self.ev, self.on_model = data, cfg, ev, on_model
+        self.entry = {
+            "method": method,
+            "activation": activation,
+            "depth": depth,
+            "status": "running",
+            "records": [],
+            "grad_norms": {},
+            "linear_layers": depth + 1,
+            **self.runner.extras(),
+        }
+
+    def probe(self) -> dict[str, Any]:
+        return grad_ratio(self.runner.probe(*self.probe_batch), self.runner.penalty())
+
+    def start(self) -> None:
+        self.runner.start(lambda: _batches(self.data.train_x, self.data.train_y))
+
+    def step(self, x: Tensor, y: Tensor, idx: Tensor) -> float:
+        return self.runner.step(x, y, idx)
+
+    def after_first_step(self) -> None:
+        self.entry["grad_norms"]["first_step"] = self.probe()
+
+    def finish(self) -> dict[str, Any]:
+        return self.runner.finish(lambda: _batches(self.data.train_x, self.data.train_y))
+
+    def end_epoch(self, epoch: int, objective: float) -> dict[str, Any]:
+        d, model = self.data, self.runner.model
+        loss, acc = evaluate(model, d.train_x[: self.ev], d.train_y[: self.ev])
+        _, test_acc = evaluate(model, d.test_x, d.test_y)
+        g = self.probe()  # every epoch end: "stays within" is measured
+        record = {
+            "objective": objective,
+            "train_loss": loss,
+            "train_acc": acc,
+            "test_acc": test_acc,
+            "grad_ratio": g["ratio"],
+            "grad_zero_layers": g["zero_layers"],
+            **self.runner.epoch_end(self.eval_batches),
+        }
+        for point, at in (("epoch_1", 1), ("end", self.cfg.epochs)):
+            if epoch == at:
+                self.entry["grad_norms"][point] = g
+        return record
+
+    def complete(self) -> None:
+        if self.on_model is not None:
+            self.on_model(self.runner.model)
+
+    def diverged(self, exc: Exception, epoch: int, step: int) -> dict[str, Any] | None:
+        # a non-finite loss or value: recorded, and the benchmark goes on with the next run
+        nonfinite = isinstance(exc, FloatingPointError) or any(w in str(exc) for w in ("nan", "NaN", "inf"))
+        return {"error": f"{type(exc).__name__}: {exc}"} if nonfinite else None
+
+    def close(self) -> None:
+        self.runner.close()
+
+
+def train_depth(
+    method: str,
+    activation: str,
+    depth: int,
+    cfg: DepthConfig,
+    data: MLPData,
+    *,
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_model: Callable[[torch.nn.Module], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms).
+    ``on_model`` receives the trained plain network when training completes."""
+    return train_epochs(
+        DepthTrial(method, activation, depth, cfg, data, on_model),
+        data,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        desc=f"d{depth}/{activation}/{method}",
+        progress=progress,
+        on_epoch=on_epoch,
     )
 
 
@@ -57,7 +184,7 @@ def run_depth_benchmark(
     command: str = "",
 ) -> dict[str, Any]:
     """Train every (depth, activation, method) in that order; keep ``out/results.json`` current; write
-    ``report.md`` and plots.
+    ``report.md`` and plots after every (depth, activation).
 
     Raises:
         ValueError: unknown method or activation, a depth < 1, or ``resume`` with a different configuration.
@@ -83,15 +210,16 @@ def run_depth_benchmark(
         activations=[a for a in ACTIVATIONS if a in activations or a in results.get("activations", ())],
         descriptions={m: DEPTH_METHODS[m].describe(**asdict(cfg)) for m in methods_all},
     )
-    data = _load(cfg, data_dir, device, download)
+    data = load_data(cfg, data_dir, device, download)
     results["train_examples"], results["test_examples"] = len(data.train_x), len(data.test_x)
     for depth in depths:
-        for activation in activations:
-            for method in methods:
-                key = f"{depth}/{activation}/{method}"
-                if not record.finished(key):
-                    save = functools.partial(record.save_run, key)
-                    save(train_depth(method, activation, depth, cfg, data, progress=progress, on_epoch=save))
+        for act in activations:
+            for m in methods:
+                train_into(
+                    record,
+                    f"{depth}/{act}/{m}",
+                    lambda save: train_depth(m, act, depth, cfg, data, progress=progress, on_epoch=save),
+                )
             write_depth_report(results, out)  # after every (depth, activation): readable while the rest runs
     record.save()
     return results

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..core._plotting import distinct_colors, figure, save_png
 from ..core._record import provenance, save_report
-from ._depth_train import grad_ratio
+from ._depth_methods import grad_ratio
 
 __all__ = ["acceptance", "write_depth_report"]
 

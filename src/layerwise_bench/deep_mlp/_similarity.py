@@ -1,14 +1,6 @@
-"""``layerwise bench similarity``: is the plain network trained by decoupling "similar" to the same circuit
-trained by backprop? Three measures, on held-out data (the test set):
-
-- the test-accuracy gap, in points, to the backprop-trained network;
-- linear CKA (Kornblith et al., ICML 2019) between the two networks' activations at every hidden layer and
-  at the output;
-- the normalised parameter distance ‖θ − θ_bp‖ / ‖θ_bp‖ (both start from the same initial weights).
-
-For scale, the same measures between two backprop runs that differ only in their seed (initial weights and
-batch order). Built on :func:`~._depth_train.train_depth` (the models and methods of ``layerwise bench depth``)
-and :mod:`layerwise.metrics`.
+"""``layerwise bench similarity``: is the plain network trained by decoupling "similar" to the same circuit trained
+by backprop? On the test set: the accuracy gap in points, linear CKA (Kornblith et al. 2019) at every layer, and
+‖θ − θ_bp‖ / ‖θ_bp‖ from the same initial weights; for scale, the same between two backprop seeds.
 """
 
 from __future__ import annotations
@@ -24,10 +16,10 @@ from layerwise.metrics import linear_cka, parameter_distance
 
 from ..core._plotting import figure, save_png
 from ..core._record import Record, provenance, save_report
-from ._depth_bench import _load
+from ._depth_bench import DepthConfig, train_depth
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import linear_layers
-from ._depth_train import DepthConfig, train_depth
+from ._loop import load_data
 
 __all__ = ["SIMILARITY_RUNS", "hidden_activations", "run_similarity_benchmark"]
 
@@ -82,7 +74,7 @@ def run_similarity_benchmark(
     cfg = cfg or DepthConfig(epochs=10)
     record = Record(out, "similarity", dataclasses.asdict(cfg), command=command, device=device, overwrite=overwrite)
     device = torch.device(device)
-    data = _load(cfg, data_dir, device, download)
+    data = load_data(cfg, data_dir, device, download)
     results = record.results
     results.update(
         depth=depth,
