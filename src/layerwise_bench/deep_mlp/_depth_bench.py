@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ..core._record import Record, check_names
-from ._depth_methods import DEPTH_METHODS, grad_ratio, make_runner
+from ._depth_methods import DEPTH_METHODS, make_runner
 from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report
-from ._loop import MLPData, Trial, evaluate, load_data, train_epochs, train_into
+from ._loop import MLPData, load_data, train_epochs, train_into
 
 __all__ = ["DepthConfig", "run_depth_benchmark", "train_depth"]
 
@@ -61,88 +60,6 @@ class DepthConfig:
     dtype: str = "float32"  # of the data, every model and the z store: "float32" or "float64"
 
 
-def _batches(x: Tensor, y: Tensor, size: int = 2000) -> list[tuple[Tensor, Tensor, Tensor]]:
-    idx = torch.arange(len(x), device=x.device)
-    return [(x[i : i + size], y[i : i + size], idx[i : i + size]) for i in range(0, len(x), size)]
-
-
-class DepthTrial(Trial):
-    """One (depth, activation, method): the method's runner, the plain network's evaluation on the first
-    ``eval_examples`` training examples and the test set, and the gradient-norm probe on a fixed batch."""
-
-    def __init__(
-        self,
-        method: str,
-        activation: str,
-        depth: int,
-        cfg: DepthConfig,
-        data: MLPData,
-        on_model: Callable[[torch.nn.Module], None] | None,
-    ) -> None:
-        x, y, n = data.train_x, data.train_y, len(data.train_x)
-        self.runner = make_runner(method, activation, depth, cfg, data)
-        ev, pn = min(cfg.eval_examples, n), min(cfg.probe_examples, n)
-        self.eval_batches = _batches(x[:ev], y[:ev])
-        self.probe_batch = (x[:pn], y[:pn], torch.arange(pn, device=x.device))
-        self.data, self.cfg, self.ev, self.on_model = data, cfg, ev, on_model
-        self.entry = {
-            "method": method,
-            "activation": activation,
-            "depth": depth,
-            "status": "running",
-            "records": [],
-            "grad_norms": {},
-            "linear_layers": depth + 1,
-            **self.runner.extras(),
-        }
-
-    def probe(self) -> dict[str, Any]:
-        return grad_ratio(self.runner.probe(*self.probe_batch), self.runner.penalty())
-
-    def start(self) -> None:
-        self.runner.start(lambda: _batches(self.data.train_x, self.data.train_y))
-
-    def step(self, x: Tensor, y: Tensor, idx: Tensor) -> float:
-        return self.runner.step(x, y, idx)
-
-    def after_first_step(self) -> None:
-        self.entry["grad_norms"]["first_step"] = self.probe()
-
-    def finish(self) -> dict[str, Any]:
-        return self.runner.finish(lambda: _batches(self.data.train_x, self.data.train_y))
-
-    def end_epoch(self, epoch: int, objective: float) -> dict[str, Any]:
-        d, model = self.data, self.runner.model
-        loss, acc = evaluate(model, d.train_x[: self.ev], d.train_y[: self.ev])
-        _, test_acc = evaluate(model, d.test_x, d.test_y)
-        g = self.probe()  # every epoch end: "stays within" is measured
-        record = {
-            "objective": objective,
-            "train_loss": loss,
-            "train_acc": acc,
-            "test_acc": test_acc,
-            "grad_ratio": g["ratio"],
-            "grad_zero_layers": g["zero_layers"],
-            **self.runner.epoch_end(self.eval_batches),
-        }
-        for point, at in (("epoch_1", 1), ("end", self.cfg.epochs)):
-            if epoch == at:
-                self.entry["grad_norms"][point] = g
-        return record
-
-    def complete(self) -> None:
-        if self.on_model is not None:
-            self.on_model(self.runner.model)
-
-    def diverged(self, exc: Exception, epoch: int, step: int) -> dict[str, Any] | None:
-        # a non-finite loss or value: recorded, and the benchmark goes on with the next run
-        nonfinite = isinstance(exc, FloatingPointError) or any(w in str(exc) for w in ("nan", "NaN", "inf"))
-        return {"error": f"{type(exc).__name__}: {exc}"} if nonfinite else None
-
-    def close(self) -> None:
-        self.runner.close()
-
-
 def train_depth(
     method: str,
     activation: str,
@@ -157,7 +74,7 @@ def train_depth(
     """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms).
     ``on_model`` receives the trained plain network when training completes."""
     return train_epochs(
-        DepthTrial(method, activation, depth, cfg, data, on_model),
+        make_runner(method, activation, depth, cfg, data, on_model),
         data,
         epochs=cfg.epochs,
         batch_size=cfg.batch_size,

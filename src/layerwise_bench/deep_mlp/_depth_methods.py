@@ -26,7 +26,7 @@ from layerwise.weighting import Fixed
 
 from ..core._entry import Entry, table
 from ._depth_model import blocks_of, build_mlp, linear_layers
-from ._loop import MLPData, supervised_losses
+from ._loop import MLPData, Trial, evaluate, supervised_losses
 
 __all__ = ["DEPTH_METHODS", "DepthMethod", "DepthRun", "Runner", "grad_ratio", "make_runner"]
 
@@ -47,16 +47,20 @@ def _norms(loss: Tensor, weights: Sequence[Tensor]) -> list[float]:
     return [0.0 if g is None else float(g.norm()) for g in grads]
 
 
+def _batches(x: Tensor, y: Tensor, size: int = 2000) -> list[Batch]:
+    idx = torch.arange(len(x), device=x.device)
+    return [(x[i : i + size], y[i : i + size], idx[i : i + size]) for i in range(0, len(x), size)]
+
+
 @dataclass(frozen=True)
 class DepthRun:
-    """What a runner is built from besides its model: the network's shape, the data's size and the config."""
+    """What a runner is built from besides its model: the run's depth, the config, the data (and who gets the
+    trained network)."""
 
     depth: int
-    width: int
-    num_classes: int
-    n: int
-    steps_per_epoch: int
     cfg: Any
+    data: MLPData
+    on_model: Callable[[nn.Module], None] | None = None
 
     def sgd(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
         return torch.optim.SGD(params, lr=self.cfg.sgd_lr, momentum=self.cfg.momentum)
@@ -65,18 +69,24 @@ class DepthRun:
         return torch.optim.Adam(params, lr=self.cfg.adam_lr, fused=True)
 
 
-class Runner:
-    """Backprop with one optimizer on the global loss (also the base of the other runners)."""
+class Runner(Trial):
+    """Backprop with one optimizer on the global loss, and the base of the other runners, which measures them alike:
+    the plain network on the first ``eval_examples`` training examples and the test set after every epoch, and the
+    per-layer gradient norms on the first ``probe_examples``."""
 
-    def __init__(self, model: nn.Sequential, optimizer: torch.optim.Optimizer | None) -> None:
-        self.model, self.optimizer = model, optimizer
+    def __init__(self, model: nn.Sequential, r: DepthRun, optimizer: torch.optim.Optimizer | None) -> None:
+        self.model, self.r, self.optimizer = model, r, optimizer
         self.weights = [lin.weight for lin in linear_layers(model)]
+        x, y = r.data.train_x, r.data.train_y
+        self.ev, pn = min(r.cfg.eval_examples, len(x)), min(r.cfg.probe_examples, len(x))
+        self.eval_batches = _batches(x[: self.ev], y[: self.ev])
+        self.probe_batch = (x[:pn], y[:pn], torch.arange(pn, device=x.device))
 
-    def start(self, batches: Callable[[], list[Batch]]) -> None:
-        """Work done once before the first step (timed as training)."""
+    def batches(self) -> list[Batch]:
+        """The whole training set in batches, with their rows."""
+        return _batches(self.r.data.train_x, self.r.data.train_y)
 
     def step(self, x: Tensor, y: Tensor, idx: Tensor) -> float:
-        """One update; returns the value of the objective the method descends on this batch."""
         assert self.optimizer is not None
         self.optimizer.zero_grad(set_to_none=True)
         loss = F.cross_entropy(self.model(x), y)
@@ -84,28 +94,55 @@ class Runner:
         self.optimizer.step()
         return float(loss.detach())
 
-    def probe(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
+    def norms(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
         """``‖∂L/∂W_t‖`` of every Linear's weight on this batch (no parameter or optimizer state changes)."""
         return _norms(F.cross_entropy(self.model(x), y), self.weights)
-
-    def epoch_end(self, batches: list[Batch]) -> dict[str, Any]:
-        """Per-epoch extras recorded with the epoch (decoupled: the feasibility gap and μ)."""
-        return {}
 
     def penalty(self) -> float | None:
         """The weight μ of the hidden terms in the probed objective now (decoupled only)."""
         return None
 
-    def finish(self, batches: Callable[[], list[Batch]]) -> dict[str, Any]:
-        """Work after the last epoch (timed as training); returns what to record about it."""
+    def probe(self) -> dict[str, Any]:
+        return grad_ratio(self.norms(*self.probe_batch), self.penalty())
+
+    def after_first_step(self) -> None:
+        self.entry["grad_norms"]["first_step"] = self.probe()
+
+    def epoch_extras(self) -> dict[str, Any]:
+        """Recorded with every epoch (decoupled: the feasibility gap and μ)."""
         return {}
+
+    def end_epoch(self, epoch: int, objective: float) -> dict[str, Any]:
+        d = self.r.data
+        loss, acc = evaluate(self.model, d.train_x[: self.ev], d.train_y[: self.ev])
+        _, test_acc = evaluate(self.model, d.test_x, d.test_y)
+        g = self.probe()  # every epoch end: "stays within" is measured
+        record = {
+            "objective": objective,
+            "train_loss": loss,
+            "train_acc": acc,
+            "test_acc": test_acc,
+            "grad_ratio": g["ratio"],
+            "grad_zero_layers": g["zero_layers"],
+            **self.epoch_extras(),
+        }
+        for point, at in (("epoch_1", 1), ("end", self.r.cfg.epochs)):
+            if epoch == at:
+                self.entry["grad_norms"][point] = g
+        return record
+
+    def complete(self) -> None:
+        if self.r.on_model is not None:
+            self.r.on_model(self.model)
+
+    def diverged(self, exc: Exception, epoch: int, step: int) -> dict[str, Any] | None:
+        # a non-finite loss or value: recorded, and the benchmark goes on with the next run
+        nonfinite = isinstance(exc, FloatingPointError) or any(w in str(exc) for w in ("nan", "NaN", "inf"))
+        return {"error": f"{type(exc).__name__}: {exc}"} if nonfinite else None
 
     def extras(self) -> dict[str, Any]:
         """Facts recorded once per run (decoupled: the z store's bytes)."""
         return {}
-
-    def close(self) -> None:
-        """Release hooks."""
 
 
 class LocoPropRunner(Runner):
@@ -123,7 +160,7 @@ class LocoPropRunner(Runner):
             damping=c.locoprop_damping,
             process_group=None,
         )
-        super().__init__(model, self.locoprop)
+        super().__init__(model, r, self.locoprop)
 
     def step(self, x: Tensor, y: Tensor, idx: Tensor) -> float:
         return float(self.locoprop.step(lambda: F.cross_entropy(self.model(x), y)))
@@ -135,13 +172,13 @@ class DeepSupervisionRunner(Runner):
     def __init__(self, model: nn.Sequential, r: DepthRun) -> None:
         torch.manual_seed(10_000 + r.cfg.seed)
         layers = list(range(r.cfg.ds_every, r.depth, r.cfg.ds_every))  # hidden layers (1-based) with a head
-        self.heads = nn.ModuleDict({f"aux{i}": LocalClassifier(r.width, r.num_classes) for i in layers})
+        self.heads = nn.ModuleDict({f"aux{i}": LocalClassifier(r.cfg.width, r.data.num_classes) for i in layers})
         p = next(model.parameters())
         self.heads.to(device=p.device, dtype=p.dtype)
         self.taps = Taps(model, {f"aux{i}": str(2 * i - 1) for i in layers}) if layers else None
         self.weighting = Fixed.equal(["main", *self.heads.keys()])
         self.params = [*model.parameters(), *self.heads.parameters()]
-        super().__init__(model, r.sgd(self.params))
+        super().__init__(model, r, r.sgd(self.params))
 
     def step(self, x: Tensor, y: Tensor, idx: Tensor) -> float:
         assert self.optimizer is not None
@@ -151,7 +188,7 @@ class DeepSupervisionRunner(Runner):
         self.optimizer.step()
         return float(sum(v.detach() for v in losses.values()))
 
-    def probe(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
+    def norms(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
         losses = supervised_losses(self.model, self.taps, self.heads, x, y)
         return _norms(sum(losses.values(), torch.zeros(())), self.weights)  # Fixed.equal: weights 1
 
@@ -165,14 +202,14 @@ class DecoupledRunner(Runner):
     (``forward=False``), or z from a forward pass at every step (``forward=True``, no store)."""
 
     def __init__(self, model: nn.Sequential, r: DepthRun, forward: bool = False) -> None:
-        super().__init__(model, None)
+        super().__init__(model, r, None)
         c, self.forward = r.cfg, forward
-        store = None if forward else ZStore(r.n, [(r.width,)] * r.depth, dtype=torch.float32)
+        store = None if forward else ZStore(len(r.data.train_x), [(c.width,)] * r.depth, dtype=torch.float32)
         self.trainer = DecoupledTrainer(
             blocks_of(model),
             store,
             loss_h="mse",
-            mu=geometric(c.mu_start, c.mu_factor, r.steps_per_epoch),
+            mu=geometric(c.mu_start, c.mu_factor, math.ceil(len(r.data.train_x) / c.batch_size)),
             optimizer=lambda ps: torch.optim.Adam(ps, lr=c.decoupled_lr, fused=True),
             z_lr=c.z_lr,
             z_steps=c.forward_z_steps if forward else c.z_steps,
@@ -183,32 +220,31 @@ class DecoupledRunner(Runner):
             activation_slopes=c.activation_slopes,
             process_group=None,
         )
-        self.consistency_epochs = c.consistency_epochs
 
-    def start(self, batches: Callable[[], list[Batch]]) -> None:
+    def start(self) -> None:
         if not self.forward:
-            self.trainer.initialize(batches())
+            self.trainer.initialize(self.batches())
 
     def step(self, x: Tensor, y: Tensor, idx: Tensor) -> float:
         return sum(self.trainer.step((x, y, idx)).values())
 
-    def probe(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
+    def norms(self, x: Tensor, y: Tensor, idx: Tensor) -> list[float]:
         # what the θ-step would apply now: block t's own term depends on W_t only through f_t
         return _norms(self.trainer.theta_objective((x, y, idx)), self.weights)
 
     def penalty(self) -> float | None:
         return self.trainer.mu
 
-    def epoch_end(self, batches: list[Batch]) -> dict[str, Any]:
+    def epoch_extras(self) -> dict[str, Any]:
         if self.forward:
             return {"mu": self.trainer.mu}
-        gap = self.trainer.feasibility_gap(batches)
+        gap = self.trainer.feasibility_gap(self.eval_batches)
         return {"feasibility_gap": [gap[t] for t in sorted(gap)], "mu": self.trainer.mu}
 
-    def finish(self, batches: Callable[[], list[Batch]]) -> dict[str, Any]:
-        if self.consistency_epochs < 1:
+    def finish(self) -> dict[str, Any]:
+        if self.r.cfg.consistency_epochs < 1:
             return {}
-        return {"consistency_loss": self.trainer.consistency_step(batches(), epochs=self.consistency_epochs)}
+        return {"consistency_loss": self.trainer.consistency_step(self.batches(), epochs=self.r.cfg.consistency_epochs)}
 
     def extras(self) -> dict[str, Any]:
         return {"z_bytes": 0 if self.trainer.store is None else self.trainer.store.nbytes()}
@@ -226,24 +262,24 @@ DEPTH_METHODS: dict[str, DepthMethod] = table(
     DepthMethod(
         "bp-default-sgd",
         "backprop, PyTorch default init, SGD momentum {momentum} lr {sgd_lr:g}",
-        lambda m, r: Runner(m, r.sgd(list(m.parameters()))),
+        lambda m, r: Runner(m, r, r.sgd(list(m.parameters()))),
     ),
     DepthMethod(
         "bp-glorot-adam",
         "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}",
-        lambda m, r: Runner(m, r.adam(list(m.parameters()))),
+        lambda m, r: Runner(m, r, r.adam(list(m.parameters()))),
         init="glorot",
     ),
     DepthMethod(
         "bp-orthogonal-adam",
         "backprop, orthogonal init with calculate_gain(activation) (zero biases), Adam lr {adam_lr:g}",
-        lambda m, r: Runner(m, r.adam(list(m.parameters()))),
+        lambda m, r: Runner(m, r, r.adam(list(m.parameters()))),
         init="orthogonal",
     ),
     DepthMethod(
         "bp-critical-adam",
         "backprop, critical init (orthogonal / f'(0), input-centring biases after sigmoid layers), Adam lr {adam_lr:g}",
-        lambda m, r: Runner(m, r.adam(list(m.parameters()))),
+        lambda m, r: Runner(m, r, r.adam(list(m.parameters()))),
         init="critical",
     ),
     DepthMethod(
@@ -281,13 +317,25 @@ DEPTH_METHODS: dict[str, DepthMethod] = table(
 )
 
 
-def make_runner(method: str, activation: str, depth: int, cfg: Any, data: MLPData) -> Runner:
-    """The runner of ``method``; the model's initial weights depend on ``cfg.seed`` and the init only."""
+def make_runner(
+    method: str, activation: str, depth: int, cfg: Any, data: MLPData, on_model: Callable[[nn.Module], None] | None
+) -> Runner:
+    """The runner of ``method`` with its entry; the model's initial weights depend on ``cfg.seed`` and the init only."""
     if method not in DEPTH_METHODS:
         raise ValueError(f"Invalid method {method!r}. Expected one of {list(DEPTH_METHODS)}.")
     entry, x = DEPTH_METHODS[method], data.train_x
     torch.manual_seed(cfg.seed)
     model = build_mlp(x.shape[1], data.num_classes, depth, cfg.width, activation, entry.init.format(**vars(cfg)))  # type: ignore[arg-type]
     model.to(device=x.device, dtype=getattr(torch, cfg.dtype))
-    run = DepthRun(depth, cfg.width, data.num_classes, len(x), math.ceil(len(x) / cfg.batch_size), cfg)
-    return entry.make(model, run)
+    runner = entry.make(model, DepthRun(depth, cfg, data, on_model))
+    runner.entry = {
+        "method": method,
+        "activation": activation,
+        "depth": depth,
+        "status": "running",
+        "records": [],
+        "grad_norms": {},
+        "linear_layers": depth + 1,
+        **runner.extras(),
+    }
+    return runner
