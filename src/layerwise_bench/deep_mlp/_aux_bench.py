@@ -245,17 +245,7 @@ def train_aux(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``method`` with ``seed``; returns its entry (per-epoch records, weights, warnings, status)."""
-    trial = AuxTrial(method, seed, cfg, data)
-    return train_epochs(
-        trial,
-        data,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        seed=seed,
-        desc=f"{method}/{seed}",
-        progress=progress,
-        on_epoch=on_epoch,
-    )
+    return train_epochs(AuxTrial(method, seed, cfg, data), data, cfg, seed, f"{method}/{seed}", progress, on_epoch)
 
 
 def run_aux_benchmark(
@@ -297,11 +287,7 @@ def run_aux_benchmark(
     results["train_examples"], results["test_examples"] = len(data.train_x), len(data.test_x)
     for seed in seeds:
         for method in methods:
-            train_into(
-                record,
-                f"{method}/{seed}",
-                lambda save: train_aux(method, seed, cfg, data, progress=progress, on_epoch=save),
-            )
+            train_into(record, f"{method}/{seed}", train_aux, method, seed, cfg, data, progress=progress)
     record.save()
     write_aux_report(results, out)
     return results

@@ -1,10 +1,6 @@
-"""``layerwise bench depth``: plain deep MLPs (tanh, sigmoid) trained by backprop baselines, decoupled training
-(auxiliary activations), LocoProp and deep supervision; training loss against epochs and wall-clock, per-layer
-gradient norms at fixed points, the z store's memory and the feasibility gap.
-
-Built on the public API only; ``results.json`` is rewritten after every epoch, and ``resume`` keeps every
-(depth, activation, method) already complete or diverged.
-"""
+"""``layerwise bench depth``: plain deep MLPs (tanh, sigmoid) trained by backprop baselines, decoupled training,
+LocoProp and deep supervision; training loss against epochs and wall-clock, per-layer gradient norms at fixed
+points, the z store's memory and the feasibility gap. Built on the public API only."""
 
 from __future__ import annotations
 
@@ -73,16 +69,8 @@ def train_depth(
 ) -> dict[str, Any]:
     """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms).
     ``on_model`` receives the trained plain network when training completes."""
-    return train_epochs(
-        make_runner(method, activation, depth, cfg, data, on_model),
-        data,
-        epochs=cfg.epochs,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        desc=f"d{depth}/{activation}/{method}",
-        progress=progress,
-        on_epoch=on_epoch,
-    )
+    runner = make_runner(method, activation, depth, cfg, data, on_model)
+    return train_epochs(runner, data, cfg, cfg.seed, f"d{depth}/{activation}/{method}", progress, on_epoch)
 
 
 def run_depth_benchmark(
@@ -132,11 +120,7 @@ def run_depth_benchmark(
     for depth in depths:
         for act in activations:
             for m in methods:
-                train_into(
-                    record,
-                    f"{depth}/{act}/{m}",
-                    lambda save: train_depth(m, act, depth, cfg, data, progress=progress, on_epoch=save),
-                )
+                train_into(record, f"{depth}/{act}/{m}", train_depth, m, act, depth, cfg, data, progress=progress)
             write_depth_report(results, out)  # after every (depth, activation): readable while the rest runs
     record.save()
     return results

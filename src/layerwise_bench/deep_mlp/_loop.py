@@ -105,16 +105,15 @@ class Trial:
 def train_epochs(
     trial: Trial,
     data: MLPData,
-    *,
-    epochs: int,
-    batch_size: int,
+    cfg: Any,
     seed: int,
     desc: str,
     progress: bool,
     on_epoch: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
-    """Train ``trial`` for ``epochs`` epochs of shuffled batches (the order seeded by ``seed``); returns its entry,
-    ``status`` complete or diverged. ``train_time`` counts the steps, ``start`` and ``finish`` only."""
+    """Train ``trial`` for ``cfg.epochs`` epochs of shuffled batches of ``cfg.batch_size`` (the order seeded by
+    ``seed``); returns its entry, complete or diverged. ``train_time`` counts the steps, ``start`` and ``finish``."""
+    epochs, batch_size = cfg.epochs, cfg.batch_size
     x, y, entry = data.train_x, data.train_y, trial.entry
     n, steps = len(x), math.ceil(len(x) / batch_size)
     gen = torch.Generator().manual_seed(seed)
@@ -159,8 +158,9 @@ def train_epochs(
     return entry
 
 
-def train_into(record: Record, key: str, train: Callable[[Callable[[dict[str, Any]], None]], dict[str, Any]]) -> None:
-    """Run ``key`` unless a previous call finished it: ``train(save)`` saves the record after every epoch."""
+def train_into(record: Record, key: str, train: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> None:
+    """Run ``key`` with ``train(*args, **kwargs, on_epoch=save)`` unless a previous call finished it; the record is
+    saved after every epoch."""
     if not record.finished(key):
         save = functools.partial(record.save_run, key)
-        save(train(save))
+        save(train(*args, **kwargs, on_epoch=save))

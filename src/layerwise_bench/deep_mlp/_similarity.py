@@ -6,6 +6,7 @@ by backprop? On the test set: the accuracy gap in points, linear CKA (Kornblith 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -86,25 +87,19 @@ def run_similarity_benchmark(
     models: dict[str, nn.Module] = {}
     for name, (method, offset) in SIMILARITY_RUNS.items():
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + offset)
-
-        def keep(model: nn.Module, name: str = name) -> None:
-            models[name] = model
-
+        keep = functools.partial(models.__setitem__, name)
         entry = train_depth(method, activation, depth, run_cfg, data, progress=progress, on_model=keep)
-        results["descriptions"][name] = (
-            DEPTH_METHODS[method].describe(**dataclasses.asdict(run_cfg)) + f", seed {run_cfg.seed}"
-        )
+        describe = DEPTH_METHODS[method].describe(**dataclasses.asdict(run_cfg))
+        results["descriptions"][name] = f"{describe}, seed {run_cfg.seed}"
         record.save_run(name, entry)
     ref = models.get("backprop")
-    ref_acc = results["runs"]["backprop"]["records"][-1]["test_acc"] if ref is not None else None
     for name, model in models.items():
-        if name == "backprop" or ref is None or ref_acc is None:
-            continue
-        entry = results["runs"][name]
-        entry["vs_backprop"] = {
-            **_compare(model, ref, data.test_x),  # type: ignore[arg-type]
-            "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"]),
-        }
+        if ref is not None and name != "backprop":
+            entry, ref_acc = results["runs"][name], results["runs"]["backprop"]["records"][-1]["test_acc"]
+            entry["vs_backprop"] = {
+                **_compare(model, ref, data.test_x),  # type: ignore[arg-type]
+                "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"]),
+            }
     record.save()
     write_similarity_report(results, out)
     return results
