@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 import layerwise_bench as bench
@@ -54,9 +55,13 @@ _ZSTORE_FLAGS = {
 _DEFAULTS = {"dataset": "mnist", "depth": 10, "width": 1000, "subset": 20000, "batch_size": 128, "z_steps": 1}
 
 
-def _kwargs(args: argparse.Namespace, flags: dict[str, Any], command: str) -> dict[str, Any]:
-    """The benchmark's keyword arguments: its flags' values, the command and ``overwrite``."""
-    return {**{k: getattr(args, k) for k in flags}, "command": command, "overwrite": args.overwrite}
+def _run(
+    args: argparse.Namespace, command: str, run: Callable[..., Any], flags: Any, line: Callable[..., str], **kw: Any
+) -> Outcome:
+    """Run the benchmark with its flags' values; print ``line(name, result)`` per configuration or option."""
+    res = run(args.out, **{k: getattr(args, k) for k in flags}, command=command, overwrite=args.overwrite, **kw)
+    rows = res["summary" if "summary" in res else "options"]  # layer-parallel: per configuration; zstore: option
+    return Outcome(lines=[line(name, v) for name, v in rows.items()], wrote=[str(args.out / "report.md")])
 
 
 def _run_parallel(args: argparse.Namespace, command: str) -> Outcome:
@@ -64,21 +69,15 @@ def _run_parallel(args: argparse.Namespace, command: str) -> Outcome:
     for c in args.configs or []:
         if c not in PARALLEL_CONFIGS:
             raise ValueError(f"Invalid --configs entry {c!r}; expected some of: {'; '.join(PARALLEL_CONFIGS)}")
-    res = bench.run_parallel_benchmark(args.out, **_kwargs(args, _PARALLEL_FLAGS, command))
-    lines = [
-        f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}"
-        for name, v in res["summary"].items()
-    ]
-    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+    return _run(args, command, bench.run_parallel_benchmark, _PARALLEL_FLAGS, _parallel_line)
 
 
-def _run_zstore(args: argparse.Namespace, command: str) -> Outcome:
-    res = bench.run_zstore_benchmark(args.out, **_kwargs(args, _ZSTORE_FLAGS, command), threads=args.threads or 1)
-    lines = [
-        f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB"
-        for name, r in res["options"].items()
-    ]
-    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+def _parallel_line(name: str, v: dict[str, Any]) -> str:
+    return f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}"
+
+
+def _zstore_line(name: str, r: dict[str, Any]) -> str:
+    return f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB"
 
 
 PARALLEL = Subcommand(
@@ -92,7 +91,9 @@ ZSTORE = Subcommand(
     "zstore",
     "memory of the decoupled z store (float32/bfloat16, in memory/memory-mapped)",
     lambda p: add_flags(p, {**_DEFAULTS, "steps": 50}, _ZSTORE_FLAGS),
-    _run_zstore,
+    lambda args, command: _run(
+        args, command, bench.run_zstore_benchmark, _ZSTORE_FLAGS, _zstore_line, threads=args.threads or 1
+    ),
     unsupported=_ZSTORE,
     threads_help="torch CPU threads of the worker process (default 1)",
 )

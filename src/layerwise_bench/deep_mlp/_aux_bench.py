@@ -26,9 +26,9 @@ from layerwise.weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness,
 from ..core._entry import Entry, table
 from ..core._record import Record, check_names
 from ._aux_report import write_aux_report
-from ._loop import MLPData, Trial, evaluate, load_data, supervised_losses, train_epochs, train_into
+from ._loop import MLPData, Trial, evaluate, load_data, supervised_losses, train_into
 
-__all__ = ["AUX_METHODS", "AuxConfig", "DeepMLP", "run_aux_benchmark", "tap_layers", "train_aux"]
+__all__ = ["AUX_METHODS", "AuxConfig", "AuxTrial", "DeepMLP", "run_aux_benchmark", "tap_layers"]
 
 
 @dataclass(frozen=True)
@@ -235,19 +235,6 @@ AUX_METHODS: dict[str, AuxMethod] = table(
 )
 
 
-def train_aux(
-    method: str,
-    seed: int,
-    cfg: AuxConfig,
-    data: MLPData,
-    *,
-    progress: bool = False,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-) -> dict[str, Any]:
-    """Train ``method`` with ``seed``; returns its entry (per-epoch records, weights, warnings, status)."""
-    return train_epochs(AuxTrial(method, seed, cfg, data), data, cfg, seed, f"{method}/{seed}", progress, on_epoch)
-
-
 def run_aux_benchmark(
     out: str | Path,
     *,
@@ -287,7 +274,7 @@ def run_aux_benchmark(
     results["train_examples"], results["test_examples"] = len(data.train_x), len(data.test_x)
     for seed in seeds:
         for method in methods:
-            train_into(record, f"{method}/{seed}", train_aux, method, seed, cfg, data, progress=progress)
+            train_into(record, f"{method}/{seed}", lambda: AuxTrial(method, seed, cfg, data), data, cfg, seed, progress)
     record.save()
     write_aux_report(results, out)
     return results

@@ -120,7 +120,8 @@ def run_depth_benchmark(
     for depth in depths:
         for act in activations:
             for m in methods:
-                train_into(record, f"{depth}/{act}/{m}", train_depth, m, act, depth, cfg, data, progress=progress)
+                key = f"{depth}/{act}/{m}"
+                train_into(record, key, lambda: make_runner(m, act, depth, cfg, data), data, cfg, cfg.seed, progress)
             write_depth_report(results, out)  # after every (depth, activation): readable while the rest runs
     record.save()
     return results

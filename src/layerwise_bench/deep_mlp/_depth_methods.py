@@ -257,29 +257,22 @@ class DepthMethod(Entry[Callable[[nn.Sequential, DepthRun], Runner]]):
     init: str = "default"
 
 
+def _backprop(name: str, summary: str, optimizer: str = "adam", init: str = "default") -> DepthMethod:
+    return DepthMethod(name, summary, lambda m, r: Runner(m, r, getattr(r, optimizer)(list(m.parameters()))), init=init)
+
+
 #: the methods, each with its initialisation and its runner (the report lists their summaries).
 DEPTH_METHODS: dict[str, DepthMethod] = table(
-    DepthMethod(
-        "bp-default-sgd",
-        "backprop, PyTorch default init, SGD momentum {momentum} lr {sgd_lr:g}",
-        lambda m, r: Runner(m, r, r.sgd(list(m.parameters()))),
-    ),
-    DepthMethod(
-        "bp-glorot-adam",
-        "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}",
-        lambda m, r: Runner(m, r, r.adam(list(m.parameters()))),
-        init="glorot",
-    ),
-    DepthMethod(
+    _backprop("bp-default-sgd", "backprop, PyTorch default init, SGD momentum {momentum} lr {sgd_lr:g}", "sgd"),
+    _backprop("bp-glorot-adam", "backprop, xavier_uniform init (zero biases), Adam lr {adam_lr:g}", init="glorot"),
+    _backprop(
         "bp-orthogonal-adam",
         "backprop, orthogonal init with calculate_gain(activation) (zero biases), Adam lr {adam_lr:g}",
-        lambda m, r: Runner(m, r, r.adam(list(m.parameters()))),
         init="orthogonal",
     ),
-    DepthMethod(
+    _backprop(
         "bp-critical-adam",
         "backprop, critical init (orthogonal / f'(0), input-centring biases after sigmoid layers), Adam lr {adam_lr:g}",
-        lambda m, r: Runner(m, r, r.adam(list(m.parameters()))),
         init="critical",
     ),
     DepthMethod(
@@ -318,7 +311,12 @@ DEPTH_METHODS: dict[str, DepthMethod] = table(
 
 
 def make_runner(
-    method: str, activation: str, depth: int, cfg: Any, data: MLPData, on_model: Callable[[nn.Module], None] | None
+    method: str,
+    activation: str,
+    depth: int,
+    cfg: Any,
+    data: MLPData,
+    on_model: Callable[[nn.Module], None] | None = None,
 ) -> Runner:
     """The runner of ``method`` with its entry; the model's initial weights depend on ``cfg.seed`` and the init only."""
     if method not in DEPTH_METHODS:

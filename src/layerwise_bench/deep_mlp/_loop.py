@@ -158,9 +158,10 @@ def train_epochs(
     return entry
 
 
-def train_into(record: Record, key: str, train: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> None:
-    """Run ``key`` with ``train(*args, **kwargs, on_epoch=save)`` unless a previous call finished it; the record is
-    saved after every epoch."""
+def train_into(
+    record: Record, key: str, trial: Callable[[], Trial], data: MLPData, cfg: Any, seed: int, progress: bool
+) -> None:
+    """Train ``trial()`` as run ``key`` unless a previous call finished it; the record is saved after every epoch."""
     if not record.finished(key):
         save = functools.partial(record.save_run, key)
-        save(train(*args, **kwargs, on_epoch=save))
+        save(train_epochs(trial(), data, cfg, seed, key, progress, save))
