@@ -26,9 +26,10 @@ from layerwise.weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness,
 from ..core._entry import Entry, table
 from ..core._record import Record, check_names
 from ._aux_report import write_aux_report
+from ._depth_model import build_mlp
 from ._loop import MLPData, Trial, evaluate, load_data, supervised_losses, train_into
 
-__all__ = ["AUX_METHODS", "AuxConfig", "AuxTrial", "DeepMLP", "run_aux_benchmark", "tap_layers"]
+__all__ = ["AUX_METHODS", "AuxConfig", "AuxTrial", "run_aux_benchmark", "tap_layers"]
 
 
 @dataclass(frozen=True)
@@ -55,24 +56,6 @@ class AuxConfig:
         raise ValueError(f"Invalid optimizer={self.optimizer!r}. Expected 'sgd' or 'adam'.")
 
 
-class DeepMLP(nn.Module):
-    """``depth`` hidden layers ``tanh(Linear)`` of ``width`` units, then a linear output; PyTorch's default init.
-    Hidden layer ``i`` (1-based) is ``hidden.{i-1}``."""
-
-    def __init__(self, in_features: int, num_classes: int, depth: int, width: int) -> None:
-        super().__init__()
-        sizes = [in_features] + [width] * depth
-        self.hidden = nn.ModuleList(
-            nn.Sequential(nn.Linear(a, b), nn.Tanh()) for a, b in zip(sizes, sizes[1:], strict=False)
-        )
-        self.out = nn.Linear(width, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        for layer in self.hidden:
-            x = layer(x)
-        return self.out(x)
-
-
 def tap_layers(depth: int, heads: int) -> list[int]:
     """Evenly spaced hidden layers (1-based) after which the auxiliary heads sit, e.g. 20, 3 -> [5, 10, 15]."""
     if heads < 0 or heads >= depth:
@@ -94,22 +77,22 @@ def _trace(epoch: int, losses: list[dict[str, float]], weights: list[dict[str, f
 
 
 class AuxTrial(Trial):
-    """One (method, seed): the deep MLP, ``LocalClassifier`` heads tapped after evenly spaced hidden layers, the
-    method's weighting of the terms (``main``, then the deepest head first) and the optimizer. The trunk's
-    initial weights depend on the seed only."""
+    """One (method, seed): the plain tanh MLP of :func:`~._depth_model.build_mlp` (default init, depending on the
+    seed only), ``LocalClassifier`` heads tapped after evenly spaced hidden layers, the method's weighting of the
+    terms (``main``, then the deepest head first) and the optimizer."""
 
     def __init__(self, method: str, seed: int, cfg: AuxConfig, data: MLPData) -> None:
         classes, device = int(data.train_y.max()) + 1, data.train_x.device
         self.total_steps = cfg.epochs * math.ceil(len(data.train_x) / cfg.batch_size)
         torch.manual_seed(seed)
-        self.model = DeepMLP(data.train_x.shape[1], classes, cfg.depth, cfg.width).to(device)
+        self.model = build_mlp(data.train_x.shape[1], classes, cfg.depth, cfg.width, "tanh").to(device)
         self.layers = tap_layers(cfg.depth, cfg.heads) if method != "none" else []
         torch.manual_seed(10_000 + seed)
         self.heads = nn.ModuleDict({f"aux{i}": LocalClassifier(cfg.width, classes) for i in self.layers}).to(device)
-        self.taps = Taps(self.model, {f"aux{i}": f"hidden.{i - 1}" for i in self.layers}) if self.layers else None
+        self.taps = Taps(self.model, {f"aux{i}": str(2 * i - 1) for i in self.layers}) if self.layers else None
         self.terms = ["main"] + [f"aux{i}" for i in reversed(self.layers)]  # the order halving() expects
         self.params = [*self.model.parameters(), *self.heads.parameters()]
-        self.trunk = list(self.model.hidden.parameters())
+        self.trunk = list(self.model[:-1].parameters())  # every hidden layer
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self.weighting = AUX_METHODS[method].make(self)
@@ -214,7 +197,7 @@ AUX_METHODS: dict[str, AuxMethod] = table(
     AuxMethod(
         "gradnorm",
         "GradNorm(terms, W, alpha=1.5, lr=0.025): W = the last hidden layer shared by every term",
-        lambda t: GradNorm(t.terms, t.model.hidden[t.layers[0] - 1].parameters(), alpha=1.5, lr=0.025),
+        lambda t: GradNorm(t.terms, t.model[2 * t.layers[0] - 2].parameters(), alpha=1.5, lr=0.025),
     ),
     AuxMethod(
         "usefulness-lookahead",
