@@ -131,24 +131,15 @@ def _plots(results: dict[str, Any], out: Path) -> list[str]:
             traces = [e["trace"] for e in entries if e.get("trace")]
             if rows:
                 n = min(len(r) for r in rows)
-                term_colors = distinct_colors(rows[0][0])
-                for t in rows[0][0]:
-                    ax.plot(
-                        range(1, n + 1),
-                        [median([r[i][t] for r in rows]) for i in range(n)],
-                        marker="o",
-                        ms=3,
-                        color=term_colors[t],
-                        label=t,
-                    )
+                for t, color in distinct_colors(rows[0][0]).items():
+                    ys = [median([r[i][t] for r in rows]) for i in range(n)]
+                    ax.plot(range(1, n + 1), ys, marker="o", ms=3, color=color, label=t)
                 ax.set(title=m, xlabel="epoch", ylabel="weight (epoch mean, median over seeds)")
             elif traces:  # diverged within its first epoch: the weights step by step, first seed
                 tr = [t for t in traces[0] if t["weights"]]
-                term_colors = distinct_colors(tr[0]["weights"] if tr else {})
-                for t, color in term_colors.items():
-                    ax.plot(
-                        [x["step"] for x in tr], [x["weights"][t] for x in tr], marker="o", ms=3, color=color, label=t
-                    )
+                for t, color in distinct_colors(tr[0]["weights"] if tr else {}).items():
+                    ys = [x["weights"][t] for x in tr]
+                    ax.plot([x["step"] for x in tr], ys, marker="o", ms=3, color=color, label=t)
                 ax.set(
                     title=f"{m} (diverged; seed {entries[0]['seed']})",
                     xlabel=f"step of epoch {traces[0][0]['epoch']}",
