@@ -24,7 +24,8 @@ def _recipe(model: nn.Module, lr: float, *, other_lr: float, **kw: Any) -> torch
 for _m in [
     Method(
         "locoprop-cnn",
-        "LocoProp-M, the CNN recipe: preconditioned solver, T=1, γ=100, λ=10, inverse refreshed every 10 steps; AdamW (other_lr) for the rest",
+        "LocoProp-M, the CNN recipe: preconditioned solver, T=1, γ=100, λ=10, inverse refreshed every 10 steps; "
+        "AdamW (other_lr) for the rest",
         _recipe,
         1.0,
         {
