@@ -5,7 +5,7 @@ import json
 import pytest
 
 from layerwise_bench.cli import main
-from layerwise_bench.deep_mlp._aux_model import tap_layers
+from layerwise_bench.deep_mlp._aux_bench import tap_layers
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 

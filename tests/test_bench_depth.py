@@ -8,10 +8,9 @@ import torch
 
 from layerwise_bench import run_depth_benchmark as bench_run
 from layerwise_bench.cli import main
-from layerwise_bench.deep_mlp._depth_methods import DEPTH_METHODS
+from layerwise_bench.deep_mlp._depth_methods import DEPTH_METHODS, grad_ratio
 from layerwise_bench.deep_mlp._depth_model import blocks_of, build_mlp, linear_layers
 from layerwise_bench.deep_mlp._depth_report import acceptance, accuracy_line, epoch_ratios, ratio_without_penalty
-from layerwise_bench.deep_mlp._depth_train import grad_ratio
 
 pytestmark = pytest.mark.bench  # end-to-end: a benchmark or the CLI on tiny data
 
@@ -202,11 +201,11 @@ def test_stays_within_100x_is_judged_at_every_epoch_end():
 
 
 def test_float64_and_activation_slopes_reach_the_models(tmp_path):
-    from layerwise_bench.deep_mlp._depth_bench import _load
-    from layerwise_bench.deep_mlp._depth_train import DepthConfig, train_depth
+    from layerwise_bench.deep_mlp._depth_bench import DepthConfig, train_depth
+    from layerwise_bench.deep_mlp._loop import load_data
 
     cfg = DepthConfig(dataset="digits", subset=256, epochs=1, width=8, dtype="float64", activation_slopes=True)
-    data = _load(cfg, None, torch.device("cpu"), False)
+    data = load_data(cfg, None, torch.device("cpu"), False)
     assert data.train_x.dtype == torch.float64 == data.test_x.dtype
     seen = []
     for method in ("decoupled-forward", "decoupled", "deep-supervision"):

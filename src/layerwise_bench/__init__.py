@@ -3,8 +3,13 @@
 from . import methods  # noqa: F401  (importing it registers the methods)
 from ._rebuild import rebuild_report
 from .autoencoder._equal_time import run_equal_time_benchmark
-from .autoencoder._equal_time_report import chosen_run, measured_epoch_time, write_equal_time_report
-from .autoencoder._equal_time_summary import summarize_equal_time, write_equal_time_summary
+from .autoencoder._equal_time_report import (
+    chosen_run,
+    measured_epoch_time,
+    summarize_equal_time,
+    write_equal_time_report,
+    write_equal_time_summary,
+)
 from .autoencoder._report import load_runs, summarize, write_report
 from .autoencoder._run import run_autoencoder_benchmark
 from .autoencoder._tune import tune_learning_rates
@@ -30,8 +35,7 @@ from .deep_mlp._similarity import verdict as similarity_verdict
 from .methods._muon import MuonAdam
 from .systems._parallel import run_parallel_benchmark
 from .systems._zstore import run_zstore_benchmark
-from .timing._method_steptime import run_method_steptime, write_method_steptime_report
-from .timing._steptime import run_steptime_benchmark
+from .timing._steptime import run_method_steptime, run_steptime_benchmark, write_method_steptime_report
 from .timing._telemetry import run_telemetry_benchmark
 from .workloads import WORKLOADS, Workload, get_workload
 

@@ -8,15 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .autoencoder._equal_time_report import write_equal_time_report
-from .autoencoder._equal_time_summary import write_equal_time_summary
+from .autoencoder._equal_time_report import write_equal_time_report, write_equal_time_summary
 from .autoencoder._report import load_runs, write_report
 from .deep_mlp._aux_report import write_aux_report
 from .deep_mlp._depth_report import write_depth_report
 from .deep_mlp._similarity import write_similarity_report
 from .systems._parallel import write_parallel_report
-from .timing._method_steptime import write_method_steptime_report
-from .timing._steptime import write_steptime_report
+from .timing._steptime import write_method_steptime_report, write_steptime_report
 from .timing._telemetry import write_telemetry_report
 
 __all__ = ["rebuild_report"]
@@ -37,18 +35,9 @@ _SINGLE: dict[str, Callable[[dict[str, Any], Path], Path]] = {
 def rebuild_report(
     dirs: list[str | Path], out: str | Path | None = None, *, allow_mixed_machines: bool = False
 ) -> Path:
-    """Rewrite ``report.md`` (and plots) in ``out`` (default: the first directory) from the records in ``dirs``.
-
-    Every report names the machine its record was measured on, and warns, naming them, when its runs were made
-    on several (a resume on another machine, ``resumed_on``; several records read together). Several
-    equal-time records measured on different machines are refused unless ``allow_mixed_machines``, which marks
-    their tables instead.
-
-    Raises:
-        ValueError: a record of a kind this cannot rebuild, several records that are not all autoencoder or all
-            equal-time runs, several equal-time records without ``out`` or measured on different machines (without
-            ``allow_mixed_machines``); the message names the file and what to do.
-    """
+    """Rewrite ``report.md`` (and plots) in ``out`` (default: the first directory) from the records in ``dirs``;
+    the report names the machines. ValueError for a record it cannot rebuild, a mix of kinds, or equal-time records
+    without ``out`` or from several machines (unless ``allow_mixed_machines``, which marks their tables)."""
     runs = load_runs(dirs)
     target = Path(out if out is not None else dirs[0])
     kinds = [r.get("benchmark", "?") for r in runs]

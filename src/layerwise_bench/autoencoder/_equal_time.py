@@ -1,38 +1,15 @@
-"""Equal wall-clock comparison on the deep autoencoder, as AlgoPerf compares optimizers: every method gets
-the same training-time budget, with a schedule driven by the time it has used.
+"""Equal wall-clock comparison, as AlgoPerf compares optimizers: every method gets the same training-time budget.
 
-The protocol (one seed per run; run it for several seeds and read them together):
+Protocol (one seed per record; read several seeds together with ``layerwise report``):
 
-1. **Budget.** ``reference`` (tuned RMSProp) trains ``reference_epochs`` (10) epochs with its epoch schedule
-   (a linear decay, no warm-up); its measured training time is ``B``.
-2. **Run on the clock.** For each multiple ``k`` of ``B`` and each method, the run is time-based
-   (``train_method(..., budget_s=k·B)``): before each step its rate is ``lr · (1 - t / (k·B))``, ``t`` its
-   training time so far, and it stops when the next step would no longer fit (the median of its last 16
-   step times), so it ends within about one step of ``k·B``. Schedule-Free keeps its constant rate. No
-   estimate of the epoch time is needed: a first version fitted a number of epochs to a 60-step
-   calibration, which erred by 7–15% both ways, moving whole epochs in and out of the budget
-   (``benchmarks/equal-time-v1-mnist-cpu``, ``benchmarks/equal-time-mnist-cpu/README.md``).
-3. **Tune on the budget.** With ``lr_factors`` (e.g. 0.316, 1, 3.16) every method runs each factor times
-   its tuned rate on every budget, and the factor with the lowest loss at the budget is chosen. A best
-   factor on the grid's edge extends the grid one step further out (the edge factor's ratio to its
-   neighbour), up to ``EDGE_STEPS`` times, until the best lies inside; the record says which factors ran,
-   which was chosen and whether it is still on the edge. ``lrs_from`` takes those choices from another
-   seed's record instead and runs only them: tune on one seed, evaluate on the others.
-4. **Score.** A run's score is the full-training-set loss where it stopped (``within``: its last record,
-   and ``over_s``, by how much its training time passed ``k·B``). Methods are ranked by that loss; the
-   report also gives each method's time to target losses (the reference's loss at ``B`` and the best loss
-   within ``B``), read from its curves at epoch granularity (an upper bound).
-5. **Slowed runs.** A run whose median step time is more than ``SLOW_TOLERANCE`` (10%) above its method's
-   median over the record (``_slow_runs``) was slowed by the machine, not by its method: it is run once more,
-   the first run kept in its entry (``first_run``), and its budget's choice is made again (an extension of the
-   grid made because of the slowed run stays and counts towards ``EDGE_STEPS``). A method with fewer than
-   ``MIN_RUNS`` (3) runs here (one rate per budget, with ``lrs_from``) is judged with the ``lrs_from`` record's
-   runs pooled in if that was measured on the same processor, thread count and device, else not at all. The
-   reference is not repeated (B is what it measured); the record lists the runs still slowed (``slowed``) and
-   the report marks them. Resuming a record made before this step repeats its slowed runs.
-
-Training time counts optimizer steps only (no evaluation), as everywhere in the harness.
-"""
+1. Budget: ``reference`` trains ``reference_epochs`` epochs; its training time is ``B``.
+2. On the clock: each method runs within each ``k·B`` with rate ``lr · (1 - t / (k·B))`` (``train_method``'s
+   ``budget_s``; Schedule-Free keeps its rate), stopping when its next step would no longer fit.
+3. Tune on the budget: with ``lr_factors`` each factor × the tuned rate runs, the best is chosen; a best on an edge
+   extends the grid (at most ``EDGE_STEPS`` times). ``lrs_from`` takes the choices from another seed's record.
+4. Score: the loss where the run stopped (``within``; ``over_s`` past ``k·B``); methods are ranked by it.
+5. Slowed runs (``_slow_runs``): a run more than ``SLOW_TOLERANCE`` slower than its method's median is run once
+   more and its budget's choice made again; the reference is not repeated."""
 
 from __future__ import annotations
 
@@ -75,13 +52,9 @@ def run_equal_time_benchmark(
     progress: bool = True,
     command: str = "",
 ) -> dict[str, Any]:
-    """Run the protocol of this module and write ``out/report.md``; ``out/results.json`` is saved after every
-    run, and with ``resume`` the budget and every finished run are kept (a run cut short is run again).
-
-    Raises:
-        ValueError: an unknown method, ``reference`` not among the methods, a multiple or factor <= 0, or a
-            ``lrs_from`` record of other methods, rates or budgets.
-    """
+    """Run the protocol of this module and write ``out/report.md``, saving ``out/results.json`` after every run (a
+    resume keeps the budget and finished runs). ValueError for an invalid method, reference, multiple, factor or
+    ``lrs_from`` record."""
     if reference not in method_names:
         raise ValueError(f"Invalid reference={reference!r}: it must be one of the methods {method_names}.")
     if not multiples or any(not k > 0 for k in multiples):

@@ -12,7 +12,7 @@ import numpy as np
 from ..core._harness import AutoencoderConfig
 from ..core._io import read_json
 from ..core._plotting import figure, method_colors, palette, save_png
-from ..core._record import machine_lines, save_report
+from ..core._record import machine_lines, save_report, spread, stats
 
 __all__ = ["load_runs", "summarize", "time_to_final_loss", "write_report"]
 
@@ -31,13 +31,6 @@ def load_runs(dirs: list[str | Path]) -> list[dict[str, Any]]:
     return runs
 
 
-def _stats(values: list[float]) -> dict[str, float]:
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    if not vals:
-        return {"mean": float("nan"), "min": float("nan"), "max": float("nan"), "n": 0}
-    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
-
-
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Per method, across runs: final and best train loss, final test loss, time, step time."""
     names: list[str] = []
@@ -51,12 +44,12 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "summary": entries[0].get("summary", ""),
             "lr": sorted({e["lr"] for e in entries}),
             "status": sorted({e["status"] for e in entries}),
-            "epochs": _stats([float(r[-1]["epoch"]) for r in recs]),
-            "final_train": _stats([r[-1]["train_loss"] for r in recs]),
-            "best_train": _stats([min(x["train_loss"] for x in r) for r in recs]),
-            "final_test": _stats([r[-1]["test_loss"] for r in recs]),
-            "train_time": _stats([r[-1]["train_time"] for r in recs]),
-            "step_time": _stats([statistics.median(x["step_time_median"] for x in r) for r in recs]),
+            "epochs": stats([float(r[-1]["epoch"]) for r in recs]),
+            "final_train": stats([r[-1]["train_loss"] for r in recs]),
+            "best_train": stats([min(x["train_loss"] for x in r) for r in recs]),
+            "final_test": stats([r[-1]["test_loss"] for r in recs]),
+            "train_time": stats([r[-1]["train_time"] for r in recs]),
+            "step_time": stats([statistics.median(x["step_time_median"] for x in r) for r in recs]),
         }
     adam = table.get("adam", {})
     for row in table.values():
@@ -65,11 +58,8 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             row[key] = row[ref]["mean"] / base if base else float("nan")
     for name in names:
         row = table[name]
-        found = [
-            time_to_final_loss(run, name, "adam") for run in runs if name in run["methods"] and "adam" in run["methods"]
-        ]
-        reach = [r for r in found if r is not None]
-        row["time_to_adam_loss"] = _stats(reach) if reach else _stats([])
+        reach = _times_to(runs, name, "adam")
+        row["time_to_adam_loss"] = stats(reach)
         base = adam.get("train_time", {}).get("mean")
         row["reach_vs_adam"] = row["time_to_adam_loss"]["mean"] / base if reach and base else float("nan")
     return table
@@ -86,6 +76,12 @@ def time_to_final_loss(run: dict[str, Any], name: str, target: str) -> float | N
         if rec["train_loss"] <= ref[-1]["train_loss"]:
             return float(rec["train_time"])
     return None
+
+
+def _times_to(runs: list[dict[str, Any]], name: str, target: str) -> list[float]:
+    """:func:`time_to_final_loss` in every run holding both methods in which it is reached."""
+    both = [run for run in runs if name in run["methods"] and target in run["methods"]]
+    return [t for run in both if (t := time_to_final_loss(run, name, target)) is not None]
 
 
 def _reach_lines(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
@@ -105,12 +101,7 @@ def _reach_lines(runs: list[dict[str, Any]], names: list[str]) -> list[str]:
     for name in names:
         cells = []
         for target in names:
-            found = [
-                time_to_final_loss(run, name, target)
-                for run in runs
-                if name in run["methods"] and target in run["methods"]
-            ]
-            reached = [t for t in found if t is not None]
+            reached = _times_to(runs, name, target)
             cells.append(f"{statistics.fmean(reached):.1f}" if reached else "–")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
@@ -126,14 +117,6 @@ def _resolved(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def _ratio(v: float) -> str:
     return "n/a" if v != v else f"{v:.2f}"
-
-
-def _fmt(s: dict[str, float], digits: int = 2) -> str:
-    if s["n"] == 0:
-        return "–"
-    if s["n"] == 1 or s["min"] == s["max"]:
-        return f"{s['mean']:.{digits}f}"
-    return f"{s['mean']:.{digits}f} [{s['min']:.{digits}f}, {s['max']:.{digits}f}]"
 
 
 _STYLES = ["-", "--", ":", "-."]
@@ -251,7 +234,7 @@ def _reading_lines(runs: list[dict[str, Any]], table: dict[str, dict[str, Any]],
         "is better.",
     ]
     ranked = sorted(final.items(), key=lambda kv: kv[1])
-    epochs = _fmt(table[ranked[0][0]]["epochs"], 0)
+    epochs = spread(table[ranked[0][0]]["epochs"], 0)
     text = f"Per epoch: after {epochs} epochs the lowest training loss{many} is {_names(ranked[:1])}"
     if 1 < len(ranked) <= 4:
         text += f", then {_names(ranked[1:])}"
@@ -272,11 +255,7 @@ def _reading_lines(runs: list[dict[str, Any]], table: dict[str, dict[str, Any]],
     target = "adam" if "adam" in final else ranked[-1][0]
     reach = []
     for name in final:
-        found = [
-            time_to_final_loss(run, name, target) for run in runs if name in run["methods"] and target in run["methods"]
-        ]
-        times = [t for t in found if t is not None]
-        if times:
+        if times := _times_to(runs, name, target):
             reach.append((name, statistics.fmean(times)))
     reach.sort(key=lambda kv: kv[1])
     others = [(n, t) for n, t in reach if n != target]
@@ -372,10 +351,10 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
     for name, row in table.items():
         lr = ", ".join(f"{v:.3g}" for v in row["lr"])
         lines.append(
-            f"| {name} | {lr} | {_fmt(row['epochs'], 0)} | {_fmt(row['final_train'])} | "
-            f"{_fmt(row['best_train'])} | {_fmt(row['final_test'])} | {_fmt(row['train_time'], 1)} | "
-            f"{_ratio(row['time_vs_adam'])} | {_fmt(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
-            f"{_fmt(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
+            f"| {name} | {lr} | {spread(row['epochs'], 0)} | {spread(row['final_train'])} | "
+            f"{spread(row['best_train'])} | {spread(row['final_test'])} | {spread(row['train_time'], 1)} | "
+            f"{_ratio(row['time_vs_adam'])} | {spread(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
+            f"{spread(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
             f"{', '.join(row['status'])} |"
         )
     lines += _reach_lines(runs, list(table))

@@ -30,17 +30,10 @@ def run_autoencoder_benchmark(
     hparam_overrides: dict[str, dict[str, Any]] | None = None,
     keep_checkpoints: bool = False,
 ) -> dict[str, Any]:
-    """Train every method in ``method_names`` on ``data`` and keep ``out/results.json`` current.
-
-    The results file is rewritten (atomically) after every epoch of every method; checkpoints go
-    to ``out/checkpoints/<method>.pt``; each ``sinks`` callable also gets ``(method, record)``
-    (e.g. :class:`TensorBoardSink`). A diverging method stops the run with
-    :class:`TrainingDiverged` after its status is recorded; with ``keep_going`` the run records
-    it and goes on with the next method. ``hparam_overrides`` (``--set NAME.KEY=VALUE``) replaces
-    hyper-parameters a method already has, e.g. ``{"locoprop-m": {"steps": 5}}``; they are recorded with
-    the method's entry. A method's checkpoint is deleted when it completes (``keep_checkpoints`` keeps
-    them): a resumed run skips the methods the record holds as complete.
-    """
+    """Train every method on ``data``, rewriting ``out/results.json`` after every epoch (checkpoints in
+    ``out/checkpoints``, deleted on completion unless ``keep_checkpoints``; ``sinks`` get ``(method, record)``).
+    A divergence is recorded and raised (``keep_going``: the next method runs); ``hparam_overrides`` replace
+    hyper-parameters."""
     methods, lrs, tuned_src, tuned = prepare_methods(
         method_names, cfg.dataset, tuned_file, lr_overrides, hparam_overrides, workload=cfg.workload
     )

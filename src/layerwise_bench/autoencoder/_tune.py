@@ -35,21 +35,9 @@ def tune_learning_rates(
     centres: dict[str, float] | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Sweep lr on a half-decade grid centred on each method's default (or ``centres[name]``); keep the
-    lowest final loss.
-
-    The grid is ``centre · 10^(k/2)`` for ``k`` in ``-(points//2) .. points//2``; when the best lr
-    is at an edge the grid is extended in that direction (at most ``max_extensions`` times). A
-    diverging lr scores ``inf``. ``grid`` (e.g. ``{"damping": [10, 100]}``) adds other
-    hyper-parameters: the lr sweep runs for every combination and the best pair wins; the winning
-    values are stored as ``tuned_hparams`` and used by the benchmark. Configurations whose loss is within
-    ``close`` (relative) of the best are re-run with ``seeds - 1`` more seeds and ranked by their mean,
-    so that seed noise does not decide a close call. The result, with every sweep point (seed means where
-    re-run), is merged into ``out_file`` (other methods' entries are kept, so methods can be swept in
-    separate processes), with the protocol that made it. Every finished run's loss is saved there at once
-    (``points``); with ``resume`` a run already saved for the same method, hyper-parameters, lr, seed and
-    configuration is not repeated, so an interrupted sweep continues where it stopped.
-    """
+    """Sweep each method's lr on the grid ``centre · 10^(k/2)``, ``|k| <= points // 2``, extended past an edge
+    holding the best (at most ``max_extensions`` times), for every ``grid`` combination; the lowest final loss wins,
+    close calls decided by the mean over ``seeds`` seeds. Merged into ``out_file``; ``resume`` reuses saved runs."""
     if points < 3:
         raise ValueError(f"Invalid points={points}. Must be >= 3 so that the best value can be interior.")
     if not 0 <= close < 1 or seeds < 1:

@@ -1,21 +1,19 @@
-"""``layerwise bench aux``: the subcommand's arguments and its thin shell over
-:func:`layerwise_bench.run_aux_benchmark`."""
+"""``layerwise bench aux``: its arguments and its thin shell over :func:`layerwise_bench.run_aux_benchmark`."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
-from ..deep_mlp._aux_model import AUX_METHODS
+from ..deep_mlp._aux_bench import AUX_METHODS
 from ._common import add_data_args, config_from_args, names_from, numbers, positive_int, record_files, run_options
+from ._depth import add_flags
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["AUX"]
-
-
-_seeds = numbers(int, lambda vs: len(set(vs)) == len(vs), "distinct comma-separated whole numbers (e.g. 0,1,2)")
 
 
 def _fraction(text: str) -> float:
@@ -28,25 +26,31 @@ def _fraction(text: str) -> float:
     return value
 
 
-def _add_aux_args(ax: argparse.ArgumentParser) -> None:
-    ax.add_argument(
-        "--methods",
-        type=names_from(AUX_METHODS, "method"),
-        default=list(AUX_METHODS),
-        help=f"comma-separated (default all): {', '.join(AUX_METHODS)}",
+def _add_aux_args(p: argparse.ArgumentParser) -> None:
+    add_flags(
+        p,
+        {**dataclasses.asdict(bench.AuxConfig()), "methods": list(AUX_METHODS), "seeds": [0, 1, 2], "lr": 0.05},
+        {
+            "methods": (names_from(AUX_METHODS, "method"), f"comma-separated (default all): {', '.join(AUX_METHODS)}"),
+            "seeds": (
+                numbers(int, lambda vs: len(set(vs)) == len(vs), "distinct comma-separated whole numbers (e.g. 0,1,2)"),
+                "comma-separated seeds (default 0,1,2)",
+            ),
+            "dataset": (DATASETS, "mnist (default) or digits (offline)"),
+        },
+        add_data_args,
+        {
+            "depth": (positive_int, "hidden layers (default {depth})"),
+            "width": (positive_int, "hidden units (default {width})"),
+            "heads": (positive_int, "auxiliary heads, evenly spaced (default {heads})"),
+            "epochs": (positive_int, "epochs (default {epochs})"),
+            "batch_size": (positive_int, "batch size (default {batch_size})"),
+            "optimizer": (("sgd", "adam"), "sgd (momentum {momentum}, default) or adam"),
+            "lr": (float, "learning rate of the model's optimizer (default {lr})"),
+            "target_acc": (_fraction, "test accuracy to reach (default {target_acc})"),
+            "subset": (positive_int, "use the first N training examples"),
+        },
     )
-    ax.add_argument("--seeds", type=_seeds, default=[0, 1, 2], help="comma-separated seeds (default 0,1,2)")
-    ax.add_argument("--dataset", choices=DATASETS, default="mnist", help="mnist (default) or digits (offline)")
-    add_data_args(ax)
-    ax.add_argument("--depth", type=positive_int, default=20, help="hidden layers (default 20)")
-    ax.add_argument("--width", type=positive_int, default=256, help="hidden units (default 256)")
-    ax.add_argument("--heads", type=positive_int, default=3, help="auxiliary heads, evenly spaced (default 3)")
-    ax.add_argument("--epochs", type=positive_int, default=5, help="epochs (default 5)")
-    ax.add_argument("--batch-size", type=positive_int, default=128, help="batch size (default 128)")
-    ax.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="sgd (momentum 0.9, default) or adam")
-    ax.add_argument("--lr", type=float, default=0.05, help="learning rate of the model's optimizer (default 0.05)")
-    ax.add_argument("--target-acc", type=_fraction, default=0.9, help="test accuracy to reach (default 0.9)")
-    ax.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
 
 
 def _run_aux(args: argparse.Namespace, command: str) -> Outcome:

@@ -1,9 +1,5 @@
-"""The flags every ``layerwise bench`` subcommand shares, and the rule for them: each is honoured, or rejected.
-
-Every subcommand accepts ``--out``, ``--device``, ``--threads``, ``--seed``, ``--resume`` and
-``--progress/--no-progress``. A subcommand that cannot honour one of them says so when it is given
-(naming the flag, why, and what to do), instead of silently ignoring it.
-"""
+"""The flags every ``layerwise bench`` subcommand shares (``--out``, ``--device``, ``--threads``, ``--seed``,
+``--resume``, ``--overwrite``, ``--progress``): each is honoured, or rejected with the reason when given."""
 
 from __future__ import annotations
 

@@ -1,9 +1,12 @@
-"""``layerwise bench depth``: the subcommand's arguments and its thin shell over
-:func:`layerwise_bench.run_depth_benchmark`."""
+"""``layerwise bench depth``: its arguments and its thin shell over :func:`layerwise_bench.run_depth_benchmark`;
+:func:`add_flags`, the one way the deep-MLP and systems subcommands declare their arguments."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
@@ -22,121 +25,102 @@ from ._common import (
 )
 from ._subcommand import Outcome, Subcommand
 
-__all__ = ["DEPTH", "add_decoupled_args", "add_mlp_data_args"]
+__all__ = ["DECOUPLED", "DEPTH", "MLP_DATA", "add_flags"]
+
+#: a flag: ``(kind, help)``, kind an ``argparse`` type, a tuple of choices or ``bool`` (a switch); the help's
+#: ``{field}``s are filled from the defaults.
+Flags = Mapping[str, tuple[Any, str | None]]
 
 
-_depths = numbers(int, lambda vs: min(vs) >= 1, "comma-separated hidden-layer counts >= 1 (e.g. 10,20,50)")
+def add_flags(p: argparse.ArgumentParser, values: dict[str, Any], *groups: Flags | Callable[[Any], None]) -> None:
+    """Add ``--field-name`` for every field of every group in order, defaulting to its entry in ``values`` (a
+    callable group adds its own flags)."""
+    for group in groups:
+        if callable(group):
+            group(p)
+            continue
+        for name, (kind, text) in group.items():
+            how = {"action": "store_true"} if kind is bool else {"choices": kind} if isinstance(kind, tuple) else {}
+            p.add_argument(
+                "--" + name.replace("_", "-"),
+                **(how or {"type": kind}),
+                default=values.get(name),
+                help=text and text.format(**values),
+            )
 
 
-def add_mlp_data_args(p: argparse.ArgumentParser, d: bench.DepthConfig) -> None:
-    """The plain-MLP and data arguments shared by ``bench depth`` and ``bench similarity`` (defaults from ``d``)."""
-    p.add_argument("--width", type=positive_int, default=d.width, help=f"hidden units (default {d.width})")
-    p.add_argument("--dataset", choices=DATASETS, default=d.dataset, help="mnist (default) or digits (offline)")
-    add_data_args(p)
-    p.add_argument("--subset", type=positive_int, default=None, help="use the first N training examples")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs, help=f"epochs (default {d.epochs})")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size, help=f"default {d.batch_size}")
-
-
-def add_decoupled_args(p: argparse.ArgumentParser, d: bench.DepthConfig) -> None:
-    """The decoupled-training arguments shared by ``bench depth`` and ``bench similarity`` (defaults from ``d``)."""
-    p.add_argument(
-        "--decoupled-lr",
-        type=positive_float,
-        default=d.decoupled_lr,
-        help=f"per-block Adam (default {d.decoupled_lr:g})",
-    )
-    p.add_argument("--z-lr", type=positive_float, default=d.z_lr, help=f"default {d.z_lr:g}")
-    p.add_argument("--z-steps", type=positive_int, default=d.z_steps, help=f"default {d.z_steps}")
-    p.add_argument("--mu-start", type=positive_float, default=d.mu_start, help=f"default {d.mu_start:g}")
-    p.add_argument(
-        "--mu-factor",
-        type=positive_float,
-        default=d.mu_factor,
-        help=f"mu grows by this factor every epoch (default {d.mu_factor:g})",
-    )
+#: the plain-MLP and data flags shared by ``bench depth`` and ``bench similarity``.
+MLP_DATA = (
+    {
+        "width": (positive_int, "hidden units (default {width})"),
+        "dataset": (DATASETS, "mnist (default) or digits (offline)"),
+    },
+    add_data_args,
+    {
+        "subset": (positive_int, "use the first N training examples"),
+        "epochs": (positive_int, "epochs (default {epochs})"),
+        "batch_size": (positive_int, "default {batch_size}"),
+    },
+)
+#: the decoupled-training flags shared by ``bench depth`` and ``bench similarity``.
+DECOUPLED = {
+    "decoupled_lr": (positive_float, "per-block Adam (default {decoupled_lr:g})"),
+    "z_lr": (positive_float, "default {z_lr:g}"),
+    "z_steps": (positive_int, "default {z_steps}"),
+    "mu_start": (positive_float, "default {mu_start:g}"),
+    "mu_factor": (positive_float, "mu grows by this factor every epoch (default {mu_factor:g})"),
+}
 
 
 def _add_depth_args(p: argparse.ArgumentParser) -> None:
-    d = bench.DepthConfig()
-    p.add_argument(
-        "--depths", type=_depths, default=[10, 20, 50], help="hidden layers, comma-separated (default 10,20,50)"
-    )
-    p.add_argument(
-        "--activations",
-        type=names_from(ACTIVATIONS, "activation"),
-        default=list(ACTIVATIONS),
-        help="comma-separated (default tanh,sigmoid)",
-    )
-    p.add_argument(
-        "--methods",
-        type=names_from(DEPTH_METHODS, "method"),
-        default=list(DEPTH_METHODS),
-        help=f"comma-separated (default all): {', '.join(DEPTH_METHODS)}",
-    )
-    add_mlp_data_args(p, d)
-    p.add_argument(
-        "--sgd-lr",
-        type=positive_float,
-        default=d.sgd_lr,
-        help=f"bp-default-sgd and deep-supervision (momentum {d.momentum}; default {d.sgd_lr:g})",
-    )
-    p.add_argument("--adam-lr", type=positive_float, default=d.adam_lr, help=f"bp-*-adam (default {d.adam_lr:g})")
-    p.add_argument("--decoupled-init", choices=INITS, default=d.decoupled_init, help=f"default {d.decoupled_init}")
-    p.add_argument(
-        "--decoupled-mode",
-        choices=("joint", "alternating", "z-first"),
-        default=d.decoupled_mode,
-        help=f"decoupled (stored z): default {d.decoupled_mode}",
-    )
-    p.add_argument(
-        "--z-order",
-        choices=("jacobi", "sweep"),
-        default=d.z_order,
-        help=f"decoupled (stored z): z-steps all at once or top-down (default {d.z_order})",
-    )
-    p.add_argument(
-        "--forward-z-steps",
-        type=positive_int,
-        default=d.forward_z_steps,
-        help=f"decoupled-forward: sweeps per step (default {d.forward_z_steps})",
-    )
-    p.add_argument(
-        "--delta",
-        action="store_true",
-        help="decoupled-forward: keep the target changes apart from the forward activations (first order, "
-        "survives float32)",
-    )
-    p.add_argument(
-        "--activation-slopes",
-        action="store_true",
-        help="decoupled: count the sigmoid's slope 1/4 in the z-step's curvature bound (16x larger z steps)",
-    )
-    add_decoupled_args(p, d)
-    p.add_argument(
-        "--consistency-epochs",
-        type=int,
-        default=d.consistency_epochs,
-        help=f"decoupled: epochs refitting the last block on the plain network at the end "
-        f"(default {d.consistency_epochs}; 0: none)",
-    )
-    p.add_argument(
-        "--locoprop-gamma", type=positive_float, default=d.locoprop_gamma, help=f"default {d.locoprop_gamma:g}"
-    )
-    p.add_argument(
-        "--locoprop-damping", type=positive_float, default=d.locoprop_damping, help=f"default {d.locoprop_damping:g}"
-    )
-    p.add_argument(
-        "--ds-every",
-        type=positive_int,
-        default=d.ds_every,
-        help=f"deep supervision: a head after every N-th hidden layer (default {d.ds_every})",
-    )
-    p.add_argument(
-        "--dtype",
-        choices=("float32", "float64"),
-        default=d.dtype,
-        help=f"of the data, the models and the z store (default {d.dtype})",
+    values = dataclasses.asdict(bench.DepthConfig())
+    add_flags(
+        p,
+        {**values, "depths": [10, 20, 50], "activations": list(ACTIVATIONS), "methods": list(DEPTH_METHODS)},
+        {
+            "depths": (
+                numbers(int, lambda vs: min(vs) >= 1, "comma-separated hidden-layer counts >= 1 (e.g. 10,20,50)"),
+                "hidden layers, comma-separated (default 10,20,50)",
+            ),
+            "activations": (names_from(ACTIVATIONS, "activation"), "comma-separated (default tanh,sigmoid)"),
+            "methods": (
+                names_from(DEPTH_METHODS, "method"),
+                f"comma-separated (default all): {', '.join(DEPTH_METHODS)}",
+            ),
+        },
+        *MLP_DATA,
+        {
+            "sgd_lr": (positive_float, "bp-default-sgd and deep-supervision (momentum {momentum}; default {sgd_lr:g})"),
+            "adam_lr": (positive_float, "bp-*-adam (default {adam_lr:g})"),
+            "decoupled_init": (INITS, "default {decoupled_init}"),
+            "decoupled_mode": (("joint", "alternating", "z-first"), "decoupled (stored z): default {decoupled_mode}"),
+            "z_order": (
+                ("jacobi", "sweep"),
+                "decoupled (stored z): z-steps all at once or top-down (default {z_order})",
+            ),
+            "forward_z_steps": (positive_int, "decoupled-forward: sweeps per step (default {forward_z_steps})"),
+            "delta": (
+                bool,
+                "decoupled-forward: keep the target changes apart from the forward activations (first order, "
+                "survives float32)",
+            ),
+            "activation_slopes": (
+                bool,
+                "decoupled: count the sigmoid's slope 1/4 in the z-step's curvature bound (16x larger z steps)",
+            ),
+        },
+        DECOUPLED,
+        {
+            "consistency_epochs": (
+                int,
+                "decoupled: epochs refitting the last block on the plain network at the end "
+                "(default {consistency_epochs}; 0: none)",
+            ),
+            "locoprop_gamma": (positive_float, "default {locoprop_gamma:g}"),
+            "locoprop_damping": (positive_float, "default {locoprop_damping:g}"),
+            "ds_every": (positive_int, "deep supervision: a head after every N-th hidden layer (default {ds_every})"),
+            "dtype": (("float32", "float64"), "of the data, the models and the z store (default {dtype})"),
+        },
     )
 
 

@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from typing import Any
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from ..systems._parallel import PARALLEL_CONFIGS
 from ._common import positive_int
+from ._depth import add_flags
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["PARALLEL", "ZSTORE"]
@@ -30,90 +33,67 @@ _ZSTORE = {
 }
 
 
-def _add_mlp_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=DATASETS, default="mnist")
-    p.add_argument("--data-dir", default=None, help="data directory (MNIST in DIR/mnist)")
-    p.add_argument("--depth", type=positive_int, default=10, help="blocks of the plain tanh MLP (default 10)")
-    p.add_argument("--width", type=positive_int, default=1000, help="hidden units (default 1000)")
+_MLP = {
+    "dataset": (DATASETS, None),
+    "data_dir": (str, "data directory (MNIST in DIR/mnist)"),
+    "depth": (positive_int, "blocks of the plain tanh MLP (default {depth})"),
+    "width": (positive_int, "hidden units (default {width})"),
+}
+_PARALLEL_FLAGS = {
+    **_MLP,
+    "subset": (positive_int, "training examples (default {subset})"),
+    "batch_size": (positive_int, None),
+    "z_steps": (positive_int, None),
+    "repeats": (positive_int, "interleaved rounds (default {repeats})"),
+    "configs": (str, f"semicolon-separated subset of the configurations (default all): {'; '.join(PARALLEL_CONFIGS)}"),
+}
+_ZSTORE_FLAGS = {
+    **_MLP,
+    "n": (positive_int, "examples (default: the whole training set)"),
+    "steps": (positive_int, "decoupled steps after building the store"),
+}
+_DEFAULTS = {"dataset": "mnist", "depth": 10, "width": 1000, "subset": 20000, "batch_size": 128, "z_steps": 1}
 
 
-def _add_parallel_args(p: argparse.ArgumentParser) -> None:
-    _add_mlp_args(p)
-    p.add_argument("--subset", type=positive_int, default=20000, help="training examples (default 20000)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--z-steps", type=positive_int, default=1)
-    p.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument(
-        "--configs",
-        default=None,
-        help=f"semicolon-separated subset of the configurations (default all): {'; '.join(PARALLEL_CONFIGS)}",
-    )
+def _run(
+    args: argparse.Namespace, command: str, run: Callable[..., Any], flags: Any, line: Callable[..., str], **kw: Any
+) -> Outcome:
+    """Run the benchmark with its flags' values; print ``line(name, result)`` per configuration or option."""
+    res = run(args.out, **{k: getattr(args, k) for k in flags}, command=command, overwrite=args.overwrite, **kw)
+    rows = res["summary" if "summary" in res else "options"]  # layer-parallel: per configuration; zstore: option
+    return Outcome(lines=[line(name, v) for name, v in rows.items()], wrote=[str(args.out / "report.md")])
 
 
 def _run_parallel(args: argparse.Namespace, command: str) -> Outcome:
-    configs = [c.strip() for c in args.configs.split(";")] if args.configs else None
-    for c in configs or []:
+    args.configs = [c.strip() for c in args.configs.split(";")] if args.configs else None
+    for c in args.configs or []:
         if c not in PARALLEL_CONFIGS:
             raise ValueError(f"Invalid --configs entry {c!r}; expected some of: {'; '.join(PARALLEL_CONFIGS)}")
-    res = bench.run_parallel_benchmark(
-        args.out,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        depth=args.depth,
-        width=args.width,
-        subset=args.subset,
-        batch_size=args.batch_size,
-        z_steps=args.z_steps,
-        repeats=args.repeats,
-        configs=configs,
-        command=command,
-        overwrite=args.overwrite,
-    )
-    lines = [
-        f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}"
-        for name, v in res["summary"].items()
-    ]
-    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+    return _run(args, command, bench.run_parallel_benchmark, _PARALLEL_FLAGS, _parallel_line)
 
 
-def _add_zstore_args(p: argparse.ArgumentParser) -> None:
-    _add_mlp_args(p)
-    p.add_argument("--n", type=positive_int, default=None, help="examples (default: the whole training set)")
-    p.add_argument("--steps", type=positive_int, default=50, help="decoupled steps after building the store")
+def _parallel_line(name: str, v: dict[str, Any]) -> str:
+    return f"{name:>52}: {v['median_epoch_s']:.2f} s/epoch, train loss {v['train_loss']:.4f}"
 
 
-def _run_zstore(args: argparse.Namespace, command: str) -> Outcome:
-    res = bench.run_zstore_benchmark(
-        args.out,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        n=args.n,
-        depth=args.depth,
-        width=args.width,
-        steps=args.steps,
-        threads=args.threads or 1,
-        command=command,
-        overwrite=args.overwrite,
-    )
-    lines = [
-        f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB"
-        for name, r in res["options"].items()
-    ]
-    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+def _zstore_line(name: str, r: dict[str, Any]) -> str:
+    return f"{name:>24}: z {r['z_bytes'] / 2**30:.2f} GiB, peak RSS {r['peak_rss_bytes'] / 2**30:.2f} GiB"
 
 
 PARALLEL = Subcommand(
     "layer-parallel",
     "decoupled training: 2 processes (one stage each) against 1, and backprop",
-    _add_parallel_args,
+    lambda p: add_flags(p, {**_DEFAULTS, "repeats": 3}, _PARALLEL_FLAGS),
     _run_parallel,
     unsupported=_PARALLEL,
 )
 ZSTORE = Subcommand(
     "zstore",
     "memory of the decoupled z store (float32/bfloat16, in memory/memory-mapped)",
-    _add_zstore_args,
-    _run_zstore,
+    lambda p: add_flags(p, {**_DEFAULTS, "steps": 50}, _ZSTORE_FLAGS),
+    lambda args, command: _run(
+        args, command, bench.run_zstore_benchmark, _ZSTORE_FLAGS, _zstore_line, threads=args.threads or 1
+    ),
     unsupported=_ZSTORE,
     threads_help="torch CPU threads of the worker process (default 1)",
 )

@@ -1,4 +1,4 @@
-"""``layerwise bench similarity``: the subcommand's arguments and its thin shell over
+"""``layerwise bench similarity``: its arguments and its thin shell over
 :func:`layerwise_bench.run_similarity_benchmark`."""
 
 from __future__ import annotations
@@ -10,19 +10,21 @@ import layerwise_bench as bench
 
 from ..deep_mlp._depth_model import ACTIVATIONS
 from ._common import config_from_args, positive_float, positive_int, record_files, run_options
-from ._depth import add_decoupled_args, add_mlp_data_args
+from ._depth import DECOUPLED, MLP_DATA, add_flags
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["SIMILARITY"]
 
 
 def _add_similarity_args(p: argparse.ArgumentParser) -> None:
-    d = dataclasses.replace(bench.DepthConfig(), epochs=10)
-    p.add_argument("--depth", type=positive_int, default=5, help="hidden layers (default 5)")
-    p.add_argument("--activation", choices=list(ACTIVATIONS), default="tanh")
-    add_mlp_data_args(p, d)
-    p.add_argument("--adam-lr", type=positive_float, default=d.adam_lr, help=f"backprop Adam (default {d.adam_lr:g})")
-    add_decoupled_args(p, d)
+    add_flags(
+        p,
+        {**dataclasses.asdict(bench.DepthConfig()), "epochs": 10, "depth": 5, "activation": "tanh"},
+        {"depth": (positive_int, "hidden layers (default {depth})"), "activation": (tuple(ACTIVATIONS), None)},
+        *MLP_DATA,
+        {"adam_lr": (positive_float, "backprop Adam (default {adam_lr:g})")},
+        DECOUPLED,
+    )
 
 
 def _run_similarity(args: argparse.Namespace, command: str) -> Outcome:

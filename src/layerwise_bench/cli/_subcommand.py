@@ -23,17 +23,9 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Subcommand:
-    """A ``layerwise bench NAME`` subcommand.
-
-    Args:
-        name, help: as ``argparse`` shows them.
-        add_arguments: adds the subcommand's own arguments (the common flags are added for it).
-        run: ``run(args, command) -> Outcome``.
-        unsupported: common flag -> why this subcommand cannot honour it (then giving it is an error).
-        seed: the default of ``--seed``.
-        threads_help: the help of ``--threads`` where it means something particular.
-        out_required: whether ``--out`` must be given.
-    """
+    """A ``layerwise bench NAME`` subcommand: ``add_arguments(parser)`` adds its own arguments, ``run(args, command)``
+    returns an :class:`Outcome`; ``unsupported`` maps a common flag to why it is refused; ``seed``, ``threads_help`` and
+    ``out_required`` shape the common flags."""
 
     name: str
     help: str

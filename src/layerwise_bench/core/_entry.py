@@ -1,10 +1,5 @@
-"""A method of a benchmark: a named entry with a one-line summary and the factory that makes it.
-
-Every benchmark keeps its methods in a table of entries (``table(...)``), chosen on the command line with
-``--methods`` and described in its report by their summaries. The autoencoder's registry holds the richer
-:class:`~layerwise_bench.Method` (an optimizer builder with its learning rate, hyper-parameters and
-closure); the aux benchmark's entries make a weighting, the depth benchmark's a runner.
-"""
+"""A method of a benchmark: a named entry with a one-line summary and the factory that makes it (chosen with
+``--methods``, described in reports by its summary)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import math
 import random
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "train_method",
     "evaluate",
     "progress_bar",
+    "round_robin_times",
 ]
 
 _DEFAULT_BATCH = {"mnist": 1000, "digits": 100}
@@ -54,16 +55,9 @@ class CheckpointMismatch(ValueError):
 
 @dataclass(frozen=True)
 class AutoencoderConfig:
-    """What a benchmark run trains on and for how long (the same for every method of the run).
-
-    ``workload`` names the task (:data:`~layerwise_bench.workloads.WORKLOADS`; the deep autoencoder by
-    default) and ``size`` its model preset (``cpu``: minutes on a 2-core CPU; ``gpu``: larger).
-    ``batch_size=None`` takes the workload's default (autoencoder on MNIST: 1000, the official value; on
-    digits: 100).
-    ``warmup_epochs=None`` takes 5% of the schedule, rounded (official: 5 of 100).
-    ``schedule_epochs`` is the length of the warm-up/decay schedule (default ``epochs``); a longer
-    schedule stops early, e.g. the official 100-epoch schedule checked at epoch 14.
-    """
+    """What a benchmark run trains on and for how long: ``workload`` and its ``size`` preset; ``None`` defaults take the
+    workload's batch size, 5% of the schedule for warm-up; ``schedule_epochs`` (default ``epochs``) is the length of the
+    warm-up/decay schedule."""
 
     dataset: str = "digits"
     epochs: int = 20
@@ -143,6 +137,33 @@ def _signature(method: Method, lr: float, cfg: AutoencoderConfig) -> dict[str, A
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def round_robin_times(
+    steps: Mapping[str, Callable[[], Any]],
+    device: torch.device,
+    *,
+    repeats: int,
+    warmup: int,
+    block: dict[str, int] | None = None,
+    warmup_block: int = 1,
+    rotate: bool = False,
+) -> dict[str, list[float]]:
+    """Seconds per step of each entry: ``warmup`` untimed rounds, then ``repeats`` timed ones, the entries interleaved
+    round-robin so that machine noise hits all alike (``rotate``: the order turns by one each round); an entry runs
+    ``block[name]`` consecutive steps per round (warm-up rounds: ``warmup_block``), timed together."""
+    names, times = list(steps), {name: list[float]() for name in steps}
+    for r in range(warmup + repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)] if rotate else names:
+            n = (block or {}).get(name, 1) if r >= warmup else warmup_block
+            _sync(device)
+            t0 = time.perf_counter()
+            for _ in range(n):
+                steps[name]()
+            _sync(device)
+            if r >= warmup:
+                times[name].append((time.perf_counter() - t0) / n)
+    return times
 
 
 def _seed_global_rngs(seed: int) -> None:
@@ -235,32 +256,12 @@ def train_method(
     segment: int = 0,
     budget_s: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Train ``method`` on the workload of ``cfg`` (``data`` loaded by it) for ``cfg.epochs`` epochs, or for
-    ``budget_s`` seconds of training, and return one record per epoch.
+    """Train ``method`` on ``cfg``'s workload for ``cfg.epochs`` epochs, or ``budget_s`` seconds of training, and return
+    one record per epoch (metrics, cumulative ``train_time`` of steps only, ``step_time_median``, ``segment``).
 
-    Each record: ``epoch`` (1-based), ``lr``, the workload's metrics after the epoch (``train_loss``,
-    ``test_loss`` and its others, e.g. ``test_accuracy``), ``train_time`` (cumulative seconds of training steps
-    only), ``step_time_median``
-    (this epoch), ``steps``, ``segment`` (the invocation that trained the epoch: ``train_time`` adds up
-    across a resume, and the segment says where the machine may have changed). After every epoch the
-    state is saved atomically to ``checkpoint``;
-    with ``resume`` a run continues from it and ends with the same numbers as an uninterrupted one
-    (the global RNGs are seeded from ``cfg.seed`` and checkpointed, for optimizers that draw from
-    them). An optimizer with ``eval()``/``train()`` modes (Schedule-Free) is evaluated and
-    checkpointed in ``eval()`` mode, at its averaged point.
-
-    With ``budget_s`` the run is time-based (``cfg.epochs`` and the epoch schedule are ignored): before each
-    step the rate is ``lr · (1 - t / budget_s)``, ``t`` the training time so far (a scheduled method's linear
-    decay over the budget), and the run stops after the step past which the median of the last 16 step
-    times would no longer fit in the budget; the last record then has ``stopped`` true (``epoch`` fractional
-    unless it stopped on an epoch's last step), and its ``train_time`` ends within about one step of
-    ``budget_s`` (one of Shampoo's, SOAP's or K-FAC's periodic expensive steps, if that came last). Its
-    ``lr`` is the rate of the epoch's first step. The rates follow the measured times, so two runs differ slightly.
-
-    Raises:
-        TrainingDiverged: a non-finite loss; the checkpoint of the last complete epoch is kept.
-        ValueError: ``budget_s`` not > 0.
-    """
+    Each epoch is checkpointed; ``resume`` continues to the same numbers as an uninterrupted run. With ``budget_s``
+    the rate before each step is ``lr · (1 - t / budget_s)`` and the run stops (``stopped``) when the median of the
+    last 16 step times no longer fits. Raises TrainingDiverged on a non-finite loss."""
     if budget_s is not None and not budget_s > 0:
         raise ValueError(f"Invalid budget_s={budget_s!r}: expected seconds > 0, or None to train cfg.epochs epochs.")
     device = data.train.device

@@ -87,12 +87,7 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location: Any = None) -> Any:
-    """Read a checkpoint written by :func:`atomic_torch_save`, verifying its digest.
-
-    Raises:
-        CorruptFile: the digest does not match (a flipped bit, a truncated file) or the file is not a
-            layerwise checkpoint; the message names the file and what to do.
-    """
+    """Read a checkpoint written by :func:`atomic_torch_save`, verifying its digest (CorruptFile if it differs)."""
     import io
 
     path = Path(path)

@@ -1,10 +1,5 @@
-"""The machine a number was measured on, and whether its CPU multiplies bfloat16 natively.
-
-Results flip with the CPU's instruction set: on a CPU without AVX512-BF16 or AMX, a bfloat16 matmul is
-emulated and tens of times slower than float32 (measured: a (500x784)(784x500) product, one thread,
-2.1 ms in bf16 against 4.9 ms in float32 on an AVX512-BF16 EPYC; 158 ms in bf16 with oneDNN limited to
-AVX2 by ``ONEDNN_MAX_CPU_ISA=AVX2`` on the same CPU).
-"""
+"""The machine a number was measured on, and whether its CPU multiplies bfloat16 natively (without AVX512-BF16 or
+AMX a bfloat16 matmul is emulated and tens of times slower than float32)."""
 
 from __future__ import annotations
 

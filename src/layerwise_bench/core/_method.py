@@ -34,24 +34,9 @@ def standard_closure(
 
 @dataclass(frozen=True)
 class Method:
-    """An entry of the benchmark registry.
-
-    Args:
-        name: registry key (``--methods`` on the command line).
-        summary: one line for reports and ``--help``.
-        build: ``build(model, lr, **hparams) -> torch.optim.Optimizer``.
-        default_lr: learning rate used when the tuned-values file has none.
-        hparams: other hyper-parameters passed to ``build`` (recorded in results).
-        closure: makes the closure given to ``optimizer.step`` for one batch.
-        extra: the pip extra it needs, named in the error when its package is missing.
-        requires: the modules it imports, checked by :meth:`check_available` before any work starts.
-        scheduled: whether the harness' warm-up/decay schedule applies (Schedule-Free: no).
-        hardware_fallback: hyper-parameters that replace ``hparams`` where the CPU has no native bfloat16
-            products (:meth:`for_machine`), e.g. ``{"ns_dtype": "float32"}``.
-        path: empty for the registry's form; set by :meth:`for_machine` when it applied the fallback, saying
-            which form runs and why (it is also appended to ``summary``, so records that keep the summary
-            say it).
-    """
+    """An entry of the benchmark registry: ``build(model, lr, **hparams)`` makes its optimizer, ``closure`` the closure
+    of one batch; ``requires``/``extra`` name what it imports; ``hardware_fallback`` replaces ``hparams`` where the CPU
+    has no native bfloat16 (:meth:`for_machine`, which sets ``path``)."""
 
     name: str
     summary: str

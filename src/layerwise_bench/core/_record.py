@@ -1,21 +1,17 @@
-"""A benchmark's run record: the directory every benchmark writes, with one shape and one set of rules.
-
-``out/results.json`` holds ``benchmark``, ``command``, ``config`` (what decides the numbers, compared on
-``--resume``), ``environment`` (where they were measured: :func:`layerwise_bench.core._machine.machine`; a resume on
-another machine is appended to ``resumed_on``), ``runs`` (one entry per method, seed or
-configuration, each saved as soon as it changes) and whatever the benchmark adds; ``out/report.md``
-and the plots are rebuilt from it. An existing record is never clobbered: ``resume`` continues it
-(same ``config`` required), ``overwrite`` replaces it.
-"""
+"""A benchmark's run record: ``out/results.json`` (``benchmark``, ``command``, ``config``, ``environment``, ``runs``)
+from which ``out/report.md`` and the plots are rebuilt; an existing record is continued (``resume``, same
+``config``) or replaced (``overwrite``), never clobbered."""
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shlex
+import statistics
 import sys
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +26,13 @@ __all__ = [
     "check_names",
     "command_line",
     "environment",
+    "fmt",
     "machine_lines",
     "machines_of",
     "provenance",
     "save_report",
+    "spread",
+    "stats",
 ]
 
 RESULTS_FILE = "results.json"
@@ -102,13 +101,8 @@ def _check_writable(out: Path) -> None:
 
 
 class Record:
-    """Open ``out`` for ``benchmark`` run with ``config``.
-
-    Raises:
-        PermissionError: ``out`` cannot be created or written (checked before any work).
-        FileExistsError: ``out`` already holds a run and neither ``resume`` nor ``overwrite`` is set.
-        ValueError: ``resume`` with a different configuration.
-    """
+    """Open ``out`` for ``benchmark`` run with ``config``: PermissionError if it cannot be written, FileExistsError if
+    it holds a run (without ``resume`` or ``overwrite``), ValueError when resuming another configuration."""
 
     def __init__(
         self,
@@ -244,3 +238,25 @@ def provenance(results: dict[str, Any], seeds: str) -> list[str]:
         f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
         f"{results.get('test_examples', '?')} test examples; {seeds}.",
     ]
+
+
+def fmt(v: float | None, digits: int = 2) -> str:
+    """``v`` with ``digits`` decimals; '–' for None or a non-finite value."""
+    return "–" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def stats(values: Iterable[float | None], empty: float = math.nan) -> dict[str, float]:
+    """Mean, min, max and number ``n`` of the finite values (``empty`` for the three when there are none)."""
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    if not vals:
+        return {"mean": empty, "min": empty, "max": empty, "n": 0}
+    return {"mean": statistics.fmean(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
+
+
+def spread(s: Mapping[str, Any], digits: int = 2) -> str:
+    """:func:`stats` as 'mean [min, max]', the mean alone where they agree, '–' where there are no values."""
+    if s["n"] == 0:
+        return "–"
+    if s["n"] == 1 or s["min"] == s["max"]:
+        return fmt(s["mean"], digits)
+    return f"{fmt(s['mean'], digits)} [{fmt(s['min'], digits)}, {fmt(s['max'], digits)}]"

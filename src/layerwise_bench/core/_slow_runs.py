@@ -1,12 +1,6 @@
-"""Slowed runs in a timed record: a run whose steps took clearly longer than the same method's other runs.
-
-On a shared or thermally throttled machine one run can be slowed as a whole (seed 0 of the equal-time record
-had a Muon run 16% and a SOAP run 25% slower than the method's other runs, with nothing else running). At equal
-wall-clock a slowed run does fewer steps and scores worse for a reason that is not the method's. A method's
-step time does not depend on its learning rate or the budget, so its runs measure the same thing: a run is
-*slowed* when its median step time exceeds ``SLOW_TOLERANCE`` times the median over the method's runs (at least
-``MIN_RUNS`` of them, else it cannot be judged).
-"""
+"""Slowed runs in a timed record: a run is *slowed* when its median step time exceeds ``SLOW_TOLERANCE`` times the
+median over its method's runs (at least ``MIN_RUNS`` of them); at equal wall-clock it would score worse for a
+reason that is not the method's."""
 
 from __future__ import annotations
 
@@ -46,12 +40,8 @@ def slowed_runs(
     pooled: Mapping[str, list[float]] | None = None,
     tolerance: float = SLOW_TOLERANCE,
 ) -> dict[str, dict[str, float]]:
-    """The slowed runs of a record by key, each with its ``step_time_s`` and its method's ``method_median_s``.
-
-    A method with fewer than ``MIN_RUNS`` runs in ``runs`` is judged against those runs and its runs in
-    ``pooled`` together (the step times of another record on the same machine, e.g. the seed its rates came
-    from); with fewer still, its runs are not judged.
-    """
+    """The slowed runs by key, with ``step_time_s`` and the method's ``method_median_s``; a method with fewer than
+    ``MIN_RUNS`` runs is judged with its runs in ``pooled`` (another record on the same machine) added."""
     own = method_step_times(runs)
     slowed: dict[str, dict[str, float]] = {}
     for key, entry in runs.items():

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core._plotting import distinct_colors, figure, save_png
-from ..core._record import provenance, save_report
+from ..core._record import save_report
+from ._report import curves, header, log_plot, median, num
 
 __all__ = ["LEARNED", "aux_summary", "write_aux_report"]
 
@@ -22,8 +23,9 @@ def _epochs_to(records: list[dict[str, Any]], target: float, key: str = "epoch")
     return next((float(r[key]) for r in records if r["test_acc"] >= target), math.inf)
 
 
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else math.nan
+def _entries(results: dict[str, Any], method: str) -> list[dict[str, Any]]:
+    """The runs of ``method``, seed by seed."""
+    return [results["runs"][f"{method}/{s}"] for s in results["seeds"] if f"{method}/{s}" in results["runs"]]
 
 
 def aux_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -31,20 +33,20 @@ def aux_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
     target = results["config"]["target_acc"]
     table: dict[str, dict[str, Any]] = {}
     for method in results["methods"]:
-        entries = [results["runs"][f"{method}/{s}"] for s in results["seeds"] if f"{method}/{s}" in results["runs"]]
+        entries = _entries(results, method)
         done = [e for e in entries if e["status"] == "complete"]
         recs = [e["records"] for e in done if e["records"]]
         table[method] = {
             "seeds": len(entries),
             "complete": len(done),
             "status": sorted({e["status"] for e in entries}),
-            "final_loss": _median([r[-1]["train_main_loss"] for r in recs]),
+            "final_loss": median([r[-1]["train_main_loss"] for r in recs]),
             "final_acc": [r[-1]["test_acc"] for r in recs],
             "epochs_to_target": [_epochs_to(e["records"], target) for e in entries if e["status"] != "running"],
             "time_to_target": [
                 _epochs_to(e["records"], target, "train_time") for e in entries if e["status"] != "running"
             ],
-            "epoch_time": _median([r[-1]["train_time"] / r[-1]["epoch"] for r in recs]),
+            "epoch_time": median([r[-1]["train_time"] / r[-1]["epoch"] for r in recs]),
             "useless": sorted({w["message"].split(":")[0] for e in entries for w in e.get("useless_warnings", [])}),
         }
     base = table.get("none", {}).get("epoch_time", math.nan)
@@ -56,7 +58,7 @@ def aux_summary(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _epochs_text(values: list[float]) -> str:
     if not values:
         return "–"
-    med = _median(values)
+    med = median(values)
     each = ", ".join("–" if math.isinf(v) else f"{v:g}" for v in values)
     return f"{'not reached' if math.isinf(med) else f'{med:g}'} ({each})"
 
@@ -65,10 +67,6 @@ def _acc_text(values: list[float]) -> str:
     if not values:
         return "–"
     return f"{statistics.fmean(values):.4f} [{min(values):.4f}, {max(values):.4f}]"
-
-
-def _num(v: float, digits: int) -> str:
-    return "–" if not math.isfinite(v) else f"{v:.{digits}f}"
 
 
 def verdict(table: dict[str, dict[str, Any]], target: float) -> list[str]:
@@ -80,7 +78,7 @@ def verdict(table: dict[str, dict[str, Any]], target: float) -> list[str]:
 
     def key(m: str) -> tuple[float, float]:
         accs = table[m]["final_acc"]
-        return _median(table[m]["epochs_to_target"]), -(statistics.fmean(accs) if accs else 0.0)
+        return median(table[m]["epochs_to_target"]), -(statistics.fmean(accs) if accs else 0.0)
 
     best = min(learned, key=key)
     b = table[best]["epochs_to_target"]
@@ -91,7 +89,7 @@ def verdict(table: dict[str, dict[str, Any]], target: float) -> list[str]:
     ok_all = True
     for ref in ("none", "equal"):
         r = table[ref]["epochs_to_target"]
-        med_b, med_r = _median(b), _median(r)
+        med_b, med_r = median(b), median(r)
         fewer = med_b < med_r
         per_seed = len(b) == len(r) and all(x < y for x, y in zip(b, r, strict=True))
         ok_all = ok_all and fewer
@@ -106,66 +104,42 @@ def verdict(table: dict[str, dict[str, Any]], target: float) -> list[str]:
     return lines
 
 
-def _median_curve(results: dict[str, Any], method: str, x: str, y: str) -> tuple[list[float], list[float]]:
-    recs = [results["runs"][f"{method}/{s}"]["records"] for s in results["seeds"] if f"{method}/{s}" in results["runs"]]
-    recs = [r for r in recs if r]
-    if not recs:
-        return [], []
-    n = min(len(r) for r in recs)
-    return ([_median([r[i][x] for r in recs]) for i in range(n)], [_median([r[i][y] for r in recs]) for i in range(n)])
+def _median_curve(results: dict[str, Any], method: str, y: str) -> tuple[list[float], list[float], list[float]]:
+    """Epoch by epoch over the seeds' common epochs: the median epoch, training time and ``y``."""
+    recs = [e["records"] for e in _entries(results, method) if e["records"]]
+    n = min((len(r) for r in recs), default=0)
+    epochs, times, ys = ([median([r[i][k] for r in recs]) for i in range(n)] for k in ("epoch", "train_time", y))
+    return epochs, times, ys
 
 
 def _plots(results: dict[str, Any], out: Path) -> list[str]:
     methods, target = results["methods"], results["config"]["target_acc"]
     colors = distinct_colors(methods)
-    fig, (a1, a2) = figure(2)
-    for m in methods:
-        for ax, x in ((a1, "epoch"), (a2, "train_time")):
-            xs, ys = _median_curve(results, m, x, "test_acc")
-            ax.plot(xs, ys, marker="o", ms=3, color=colors[m], label=m)
-    for ax, xl in ((a1, "epoch"), (a2, "training wall-clock (s)")):
-        ax.axhline(target, color="k", ls=":", lw=1)
-        ax.set_xlabel(xl)
-        ax.set_ylabel("test accuracy of the main output (median over seeds)")
-        ax.grid(alpha=0.3)
-    a1.legend(fontsize=7)
-    save_png(fig, out / "test_acc.png")
-    fig, (ax,) = figure(1, 7.0)
-    for m in methods:
-        xs, ys = _median_curve(results, m, "epoch", "train_main_loss")
-        ax.plot(xs, ys, marker="o", ms=3, color=colors[m], label=m)
-    ax.set(xlabel="epoch", ylabel="training main loss (epoch mean, median over seeds)", yscale="log")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    save_png(fig, out / "train_loss.png")
+    curve = {m: _median_curve(results, m, "test_acc") for m in methods}
+    curves(out / "test_acc.png", curve, colors, "test accuracy of the main output (median over seeds)", target=target)
+    losses = {m: _median_curve(results, m, "train_main_loss") for m in methods}
+    lines = [(losses[m][0], losses[m][2], {"ms": 3, "color": colors[m], "label": m}) for m in methods]
+    ylabel = "training main loss (epoch mean, median over seeds)"
+    log_plot(out / "train_loss.png", lines, dpi=100, xlabel="epoch", ylabel=ylabel)
     files = ["test_acc.png", "train_loss.png"]
     shown = [m for m in _WEIGHT_PLOTS if m in methods]
     if shown:
         fig, axes = figure(len(shown), 4.0)
         for ax, m in zip(axes, shown, strict=True):
-            entries = [results["runs"][f"{m}/{s}"] for s in results["seeds"] if f"{m}/{s}" in results["runs"]]
+            entries = _entries(results, m)
             rows = [e["weights"] for e in entries if e["weights"]]
             traces = [e["trace"] for e in entries if e.get("trace")]
             if rows:
                 n = min(len(r) for r in rows)
-                term_colors = distinct_colors(rows[0][0])
-                for t in rows[0][0]:
-                    ax.plot(
-                        range(1, n + 1),
-                        [_median([r[i][t] for r in rows]) for i in range(n)],
-                        marker="o",
-                        ms=3,
-                        color=term_colors[t],
-                        label=t,
-                    )
+                for t, color in distinct_colors(rows[0][0]).items():
+                    ys = [median([r[i][t] for r in rows]) for i in range(n)]
+                    ax.plot(range(1, n + 1), ys, marker="o", ms=3, color=color, label=t)
                 ax.set(title=m, xlabel="epoch", ylabel="weight (epoch mean, median over seeds)")
             elif traces:  # diverged within its first epoch: the weights step by step, first seed
                 tr = [t for t in traces[0] if t["weights"]]
-                term_colors = distinct_colors(tr[0]["weights"] if tr else {})
-                for t, color in term_colors.items():
-                    ax.plot(
-                        [x["step"] for x in tr], [x["weights"][t] for x in tr], marker="o", ms=3, color=color, label=t
-                    )
+                for t, color in distinct_colors(tr[0]["weights"] if tr else {}).items():
+                    ys = [x["weights"][t] for x in tr]
+                    ax.plot([x["step"] for x in tr], ys, marker="o", ms=3, color=color, label=t)
                 ax.set(
                     title=f"{m} (diverged; seed {entries[0]['seed']})",
                     xlabel=f"step of epoch {traces[0][0]['epoch']}",
@@ -192,9 +166,8 @@ def _trace_line(e: dict[str, Any]) -> str:
 
 
 def _naive_lines(results: dict[str, Any]) -> list[str]:
-    entries = [results["runs"][f"naive/{s}"] for s in results["seeds"] if f"naive/{s}" in results["runs"]]
     lines = []
-    for e in entries:
+    for e in _entries(results, "naive"):
         if e.get("trace"):
             lines.append(
                 f"- seed {e['seed']} ({e['status']}: {e.get('error', '')}); {len(e['records'])} complete "
@@ -224,14 +197,9 @@ def write_aux_report(results: dict[str, Any], out: str | Path, *, plots: bool = 
     cfg = results["config"]
     table = aux_summary(results)
     target = cfg["target_acc"]
+    seeds = f"seeds {results['seeds']}"
     opt = (f"SGD, momentum {cfg['momentum']}" if cfg["optimizer"] == "sgd" else "Adam") + f", lr {cfg['lr']:g}"
-    lines = [
-        f"# Weighting deep-supervision losses: deep plain tanh MLP, {cfg['dataset']}",
-        "",
-        *provenance(results, f"seeds {results['seeds']}"),
-        "",
-        "## Setup",
-        "",
+    setup = [
         f"- Model: {cfg['depth']} hidden layers `tanh(Linear)` of width {cfg['width']}, then a linear output; "
         "no residual connection, no normalisation, PyTorch's default initialisation (the trunk's initial "
         "weights depend on the seed only, identical for every method).",
@@ -242,6 +210,9 @@ def write_aux_report(results: dict[str, Any], out: str | Path, *, plots: bool = 
         "`layerwise.backward(losses, weighting, params=model+heads)` then `optimizer.step()`.",
         f"- Target: {target:g} test accuracy of the main output (a plain forward of the model), checked at the "
         "end of every epoch.",
+    ]
+    lines = [
+        *header(f"Weighting deep-supervision losses: deep plain tanh MLP, {cfg['dataset']}", results, seeds, setup),
         "",
         "## Results",
         "",
@@ -255,12 +226,12 @@ def write_aux_report(results: dict[str, Any], out: str | Path, *, plots: bool = 
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for m, row in table.items():
-        tt = _median(row["time_to_target"]) if row["time_to_target"] else math.nan
+        tt = median(row["time_to_target"])
         tt_text = "–" if not tt == tt else ("not reached" if math.isinf(tt) else f"{tt:.0f}")
         lines.append(
-            f"| {m} | {_num(row['final_loss'], 4)} | {_acc_text(row['final_acc'])} | "
-            f"{_epochs_text(row['epochs_to_target'])} | {tt_text} | {_num(row['epoch_time'], 2)} | "
-            f"{_num(row['time_vs_none'], 2)} | {row['complete']}/{row['seeds']} "
+            f"| {m} | {num(row['final_loss'], '.4f')} | {_acc_text(row['final_acc'])} | "
+            f"{_epochs_text(row['epochs_to_target'])} | {tt_text} | {num(row['epoch_time'], '.2f')} | "
+            f"{num(row['time_vs_none'], '.2f')} | {row['complete']}/{row['seeds']} "
             f"({', '.join(row['status'])}) | {', '.join(row['useless']) or '–'} |"
         )
     lines += ["", *verdict(table, target)]
@@ -274,12 +245,9 @@ def write_aux_report(results: dict[str, Any], out: str | Path, *, plots: bool = 
         ]
     lines += ["", "Learned weights at the end (median over seeds; per-epoch means in results.json):", ""]
     for m in results["methods"]:
-        finals = [
-            results["runs"][f"{m}/{s}"].get("final_weights") for s in results["seeds"] if f"{m}/{s}" in results["runs"]
-        ]
-        finals = [f for f in finals if f]
-        if finals and m not in ("none",):
-            lines.append(f"- `{m}`: " + ", ".join(f"{t} {_median([f[t] for f in finals]):.3g}" for t in finals[0]))
+        finals = [e["final_weights"] for e in _entries(results, m) if e.get("final_weights")]
+        if finals and m != "none":
+            lines.append(f"- `{m}`: " + ", ".join(f"{t} {median([f[t] for f in finals]):.3g}" for t in finals[0]))
     lines += ["", "Methods:", ""] + [f"- `{m}`: {d}" for m, d in results.get("descriptions", {}).items()]
     if plots:
         files = _plots(results, out)

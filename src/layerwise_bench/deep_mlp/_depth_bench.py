@@ -1,44 +1,76 @@
-"""``layerwise bench depth``: plain deep MLPs (tanh, sigmoid) trained by backprop baselines, decoupled training
-(auxiliary activations), LocoProp and deep supervision; training loss against epochs and wall-clock, per-layer
-gradient norms at fixed points, the z store's memory and the feasibility gap.
-
-Built on the public API only (:mod:`layerwise.decoupled`, :class:`~layerwise.LocoProp`, taps, local losses,
-weightings, :func:`layerwise.backward`), in ordinary training loops (:mod:`._depth_train`). ``results.json``
-is rewritten after every epoch; with ``resume`` every (depth, activation, method) already complete (or
-diverged) is kept and the others are run again from scratch.
-"""
+"""``layerwise bench depth``: plain deep MLPs (tanh, sigmoid) trained by backprop baselines, decoupled training,
+LocoProp and deep supervision; training loss against epochs and wall-clock, per-layer gradient norms at fixed
+points, the z store's memory and the feasibility gap. Built on the public API only."""
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from layerwise.data import load_dataset
-
 from ..core._record import Record, check_names
-from ._depth_methods import DEPTH_METHODS
+from ._depth_methods import DEPTH_METHODS, make_runner
 from ._depth_model import ACTIVATIONS, INITS
 from ._depth_report import write_depth_report
-from ._depth_train import DepthConfig, DepthData, train_depth
+from ._loop import MLPData, load_data, train_epochs, train_into
 
-__all__ = ["DepthConfig", "run_depth_benchmark"]
+__all__ = ["DepthConfig", "run_depth_benchmark", "train_depth"]
 
 
-def _load(cfg: DepthConfig, data_dir: str | Path | None, device: torch.device, download: bool) -> DepthData:
-    d = load_dataset(cfg.dataset, data_dir, download=download)
-    n = len(d.train_x) if cfg.subset is None else min(cfg.subset, len(d.train_x))
-    dtype = getattr(torch, cfg.dtype)
-    return DepthData(
-        torch.from_numpy(d.train_x[:n]).to(device, dtype),
-        torch.from_numpy(d.train_y[:n]).long().to(device),
-        torch.from_numpy(d.test_x).to(device, dtype),
-        torch.from_numpy(d.test_y).long().to(device),
-    )
+@dataclass(frozen=True)
+class DepthConfig:
+    """Everything that decides the numbers of one run of ``layerwise bench depth`` (checked on ``--resume``)."""
+
+    dataset: str = "mnist"
+    subset: int | None = None
+    epochs: int = 3
+    batch_size: int = 128
+    width: int = 256
+    seed: int = 0
+    eval_examples: int = 10_000  # the plain network's training loss/accuracy: the first N training examples
+    probe_examples: int = 1_000  # the fixed batch (first N training examples) of the per-layer gradient norms
+    sgd_lr: float = 0.05
+    momentum: float = 0.9
+    adam_lr: float = 1e-3
+    decoupled_init: str = "orthogonal"
+    decoupled_mode: str = "z-first"
+    decoupled_lr: float = 1e-3
+    z_lr: float = 1.0
+    z_steps: int = 1
+    z_order: str = "sweep"
+    forward_z_steps: int = 1
+    delta: bool = False  # decoupled-forward: target changes kept apart from the forward activations
+    activation_slopes: bool = False  # decoupled: count the sigmoid's slope ¼ in the z-step's curvature bound
+    mu_start: float = 10.0
+    mu_factor: float = 1.25
+    consistency_epochs: int = 1
+    locoprop_init: str = "glorot"
+    locoprop_lr: float = 1.0
+    locoprop_steps: int = 3
+    locoprop_gamma: float = 100.0
+    locoprop_damping: float = 10.0
+    ds_every: int = 5
+    dtype: str = "float32"  # of the data, every model and the z store: "float32" or "float64"
+
+
+def train_depth(
+    method: str,
+    activation: str,
+    depth: int,
+    cfg: DepthConfig,
+    data: MLPData,
+    *,
+    progress: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_model: Callable[[torch.nn.Module], None] | None = None,
+) -> dict[str, Any]:
+    """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms).
+    ``on_model`` receives the trained plain network when training completes."""
+    runner = make_runner(method, activation, depth, cfg, data, on_model)
+    return train_epochs(runner, data, cfg, cfg.seed, f"d{depth}/{activation}/{method}", progress, on_epoch)
 
 
 def run_depth_benchmark(
@@ -57,7 +89,7 @@ def run_depth_benchmark(
     command: str = "",
 ) -> dict[str, Any]:
     """Train every (depth, activation, method) in that order; keep ``out/results.json`` current; write
-    ``report.md`` and plots.
+    ``report.md`` and plots after every (depth, activation).
 
     Raises:
         ValueError: unknown method or activation, a depth < 1, or ``resume`` with a different configuration.
@@ -83,15 +115,13 @@ def run_depth_benchmark(
         activations=[a for a in ACTIVATIONS if a in activations or a in results.get("activations", ())],
         descriptions={m: DEPTH_METHODS[m].describe(**asdict(cfg)) for m in methods_all},
     )
-    data = _load(cfg, data_dir, device, download)
+    data = load_data(cfg, data_dir, device, download)
     results["train_examples"], results["test_examples"] = len(data.train_x), len(data.test_x)
     for depth in depths:
-        for activation in activations:
-            for method in methods:
-                key = f"{depth}/{activation}/{method}"
-                if not record.finished(key):
-                    save = functools.partial(record.save_run, key)
-                    save(train_depth(method, activation, depth, cfg, data, progress=progress, on_epoch=save))
+        for act in activations:
+            for m in methods:
+                key = f"{depth}/{act}/{m}"
+                train_into(record, key, lambda: make_runner(m, act, depth, cfg, data), data, cfg, cfg.seed, progress)
             write_depth_report(results, out)  # after every (depth, activation): readable while the rest runs
     record.save()
     return results

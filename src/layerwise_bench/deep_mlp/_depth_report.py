@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from ..core._plotting import distinct_colors, figure, save_png
-from ..core._record import provenance, save_report
-from ._depth_train import grad_ratio
+from ..core._record import save_report
+from ._depth_methods import grad_ratio
+from ._report import curves, header, log_plot, num
 
 __all__ = ["acceptance", "write_depth_report"]
 
@@ -34,10 +34,6 @@ def _ratio_text(g: dict[str, Any] | None) -> str:
     return f"{g['ratio']:.3g}"
 
 
-def _num(v: Any, fmt: str) -> str:
-    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
-
-
 def _table(results: dict[str, Any], depth: int, act: str) -> list[str]:
     lines = [
         "| method | status | epochs | final train loss | final train acc | test acc | time (s) | "
@@ -52,9 +48,9 @@ def _table(results: dict[str, Any], depth: int, act: str) -> list[str]:
         r = e["records"][-1] if e["records"] else {}
         z = f"{e['z_bytes'] / 2**20:.1f}" if "z_bytes" in e else "–"
         lines.append(
-            f"| {m} | {e['status']} | {len(e['records'])} | {_num(r.get('train_loss'), '.4f')} | "
-            f"{_num(r.get('train_acc'), '.4f')} | {_num(r.get('test_acc'), '.4f')} | "
-            f"{_num(r.get('train_time'), '.1f')} | "
+            f"| {m} | {e['status']} | {len(e['records'])} | {num(r.get('train_loss'), '.4f')} | "
+            f"{num(r.get('train_acc'), '.4f')} | {num(r.get('test_acc'), '.4f')} | "
+            f"{num(r.get('train_time'), '.1f')} | "
             + " | ".join(_ratio_text(e["grad_norms"].get(p)) for p in POINTS)
             + f" | {z} |"
         )
@@ -192,17 +188,9 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
     tag = f"d{depth}_{act}"
     entries = [(m, e) for m in results["methods"] if (e := _run(results, depth, act, m)) is not None]
     colors = distinct_colors(results["methods"])
-    fig, (a1, a2) = figure(2)
-    for m, e in entries:
-        recs = e["records"]
-        for ax, x in ((a1, "epoch"), (a2, "train_time")):
-            ax.plot([r[x] for r in recs], [r["train_loss"] for r in recs], marker="o", ms=3, color=colors[m], label=m)
-    for ax, xl in ((a1, "epoch"), (a2, "training wall-clock (s)")):
-        ax.set(xlabel=xl, ylabel="training loss of the plain network", yscale="log", title=f"depth {depth}, {act}")
-        ax.grid(alpha=0.3, which="both")
-    a1.legend(fontsize=7)
-    files = [f"loss_{tag}.png"]
-    save_png(fig, out / files[0], dpi=90)
+    series = {m: tuple([r[k] for r in e["records"]] for k in ("epoch", "train_time", "train_loss")) for m, e in entries}
+    ylabel = "training loss of the plain network"
+    files = [curves(out / f"loss_{tag}.png", series, colors, ylabel, title=f"depth {depth}, {act}", dpi=90)]
     fig, axes = figure(len(POINTS), 5.0)
     for ax, (p, label) in zip(axes, POINTS.items(), strict=True):
         for m, e in entries:
@@ -220,49 +208,41 @@ def _plots(results: dict[str, Any], out: Path, depth: int, act: str) -> list[str
     axes[0].legend(fontsize=7)
     files.append(f"grads_{tag}.png")
     save_png(fig, out / files[-1], dpi=90)
-    per_epoch = [(m, e["records"]) for m, e in entries if epoch_ratios(e) is not None]
-    if per_epoch:
-        fig, (ax,) = figure(1, 7.0)
-        for m, recs in per_epoch:
+    ratios = []
+    for m, e in entries:
+        if epoch_ratios(e) is not None:
+            recs = e["records"]
             inf = sum(r["grad_ratio"] is None for r in recs)
-            ax.plot(
-                [r["epoch"] for r in recs],
-                [r["grad_ratio"] if r["grad_ratio"] is not None else float("nan") for r in recs],
-                marker="o",
-                ms=3,
-                color=colors[m],
-                label=m + (f" (∞ at {inf} of {len(recs)})" if inf else ""),
-            )
-        ax.axhline(100, color="k", ls="--", lw=1, label="100×")
-        ax.set(
-            xlabel="epoch",
-            ylabel="max/min over layers of ‖∂L/∂W_t‖",
-            yscale="log",
-            title=f"depth {depth} {act}: gradient-norm ratio at each epoch end",
+            ys = [r["grad_ratio"] if r["grad_ratio"] is not None else float("nan") for r in recs]
+            label = m + (f" (∞ at {inf} of {len(recs)})" if inf else "")
+            ratios.append(([r["epoch"] for r in recs], ys, {"ms": 3, "color": colors[m], "label": label}))
+    if ratios:
+        title = f"depth {depth} {act}: gradient-norm ratio at each epoch end"
+        ylabel = "max/min over layers of ‖∂L/∂W_t‖"
+        files.append(
+            log_plot(out / f"ratio_{tag}.png", ratios, hline=(100, "100×"), xlabel="epoch", ylabel=ylabel, title=title)
         )
-        files.append(_save_log_plot(fig, ax, out / f"ratio_{tag}.png"))
     dec = _run(results, depth, act, "decoupled")
     if dec and dec["records"] and "feasibility_gap" in dec["records"][0]:
-        fig, (ax,) = figure(1, 7.0)
-        for r in dec["records"]:
-            gap = r["feasibility_gap"]
-            ax.plot(range(1, len(gap) + 1), [max(v, 1e-12) for v in gap], marker="o", ms=2, label=f"epoch {r['epoch']}")
-        ax.set(
-            xlabel="hidden layer t",
-            ylabel="feasibility gap rms ‖z_t − f_t(z_{t−1})‖ (floor 1e-12)",
-            yscale="log",
-            title=f"decoupled, depth {depth} {act}",
+        gaps = [
+            (
+                range(1, len(r["feasibility_gap"]) + 1),
+                [max(v, 1e-12) for v in r["feasibility_gap"]],
+                {"ms": 2, "label": f"epoch {r['epoch']}"},
+            )
+            for r in dec["records"]
+        ]
+        ylabel = "feasibility gap rms ‖z_t − f_t(z_{t−1})‖ (floor 1e-12)"
+        files.append(
+            log_plot(
+                out / f"gap_{tag}.png",
+                gaps,
+                xlabel="hidden layer t",
+                ylabel=ylabel,
+                title=f"decoupled, depth {depth} {act}",
+            )
         )
-        files.append(_save_log_plot(fig, ax, out / f"gap_{tag}.png"))
     return files
-
-
-def _save_log_plot(fig: Any, ax: Any, path: Path) -> str:
-    """Grid, legend, save; returns the file name."""
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
-    save_png(fig, path, dpi=90)
-    return path.name
 
 
 def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
@@ -270,13 +250,7 @@ def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool 
     ``gap_*.png``) into ``out``."""
     out = Path(out)
     cfg = results["config"]
-    lines = [
-        f"# Deep plain MLPs: backprop baselines, decoupled training, LocoProp, deep supervision ({cfg['dataset']})",
-        "",
-        *provenance(results, f"seed {cfg['seed']}"),
-        "",
-        "## Setup",
-        "",
+    setup = [
         f"- Model: `depth` hidden layers `act(Linear)` of width {cfg['width']}, then a linear output (depth + 1 "
         f"Linear layers); no residual connection, no normalisation; {cfg.get('dtype', 'float32')} data and "
         "parameters.",
@@ -290,6 +264,10 @@ def write_depth_report(results: dict[str, Any], out: str | Path, *, plots: bool 
         "θ-step would fit on that batch (`DecoupledTrainer.targets`). With stored z, after the first step the "
         "hidden terms are exactly 0 for every row the first batch did not touch (z comes from a forward pass), "
         "so the ratio there can be ∞ by construction: read the later fixed points.",
+    ]
+    title = f"Deep plain MLPs: backprop baselines, decoupled training, LocoProp, deep supervision ({cfg['dataset']})"
+    lines = [
+        *header(title, results, f"seed {cfg['seed']}", setup),
         "",
         "Methods:",
         "",

@@ -1,19 +1,12 @@
-"""``layerwise bench similarity``: is the plain network trained by decoupling "similar" to the same circuit
-trained by backprop? Three measures, on held-out data (the test set):
-
-- the test-accuracy gap, in points, to the backprop-trained network;
-- linear CKA (Kornblith et al., ICML 2019) between the two networks' activations at every hidden layer and
-  at the output;
-- the normalised parameter distance ‖θ − θ_bp‖ / ‖θ_bp‖ (both start from the same initial weights).
-
-For scale, the same measures between two backprop runs that differ only in their seed (initial weights and
-batch order). Built on :func:`~._depth_train.train_depth` (the models and methods of ``layerwise bench depth``)
-and :mod:`layerwise.metrics`.
+"""``layerwise bench similarity``: is the plain network trained by decoupling "similar" to the same circuit trained
+by backprop? On the test set: the accuracy gap in points, linear CKA (Kornblith et al. 2019) at every layer, and
+‖θ − θ_bp‖ / ‖θ_bp‖ from the same initial weights; for scale, the same between two backprop seeds.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +17,10 @@ from layerwise.metrics import linear_cka, parameter_distance
 
 from ..core._plotting import figure, save_png
 from ..core._record import Record, provenance, save_report
-from ._depth_bench import _load
+from ._depth_bench import DepthConfig, train_depth
 from ._depth_methods import DEPTH_METHODS
 from ._depth_model import linear_layers
-from ._depth_train import DepthConfig, train_depth
+from ._loop import load_data
 
 __all__ = ["SIMILARITY_RUNS", "hidden_activations", "run_similarity_benchmark"]
 
@@ -82,7 +75,7 @@ def run_similarity_benchmark(
     cfg = cfg or DepthConfig(epochs=10)
     record = Record(out, "similarity", dataclasses.asdict(cfg), command=command, device=device, overwrite=overwrite)
     device = torch.device(device)
-    data = _load(cfg, data_dir, device, download)
+    data = load_data(cfg, data_dir, device, download)
     results = record.results
     results.update(
         depth=depth,
@@ -94,25 +87,19 @@ def run_similarity_benchmark(
     models: dict[str, nn.Module] = {}
     for name, (method, offset) in SIMILARITY_RUNS.items():
         run_cfg = dataclasses.replace(cfg, seed=cfg.seed + offset)
-
-        def keep(model: nn.Module, name: str = name) -> None:
-            models[name] = model
-
+        keep = functools.partial(models.__setitem__, name)
         entry = train_depth(method, activation, depth, run_cfg, data, progress=progress, on_model=keep)
-        results["descriptions"][name] = (
-            DEPTH_METHODS[method].describe(**dataclasses.asdict(run_cfg)) + f", seed {run_cfg.seed}"
-        )
+        describe = DEPTH_METHODS[method].describe(**dataclasses.asdict(run_cfg))
+        results["descriptions"][name] = f"{describe}, seed {run_cfg.seed}"
         record.save_run(name, entry)
     ref = models.get("backprop")
-    ref_acc = results["runs"]["backprop"]["records"][-1]["test_acc"] if ref is not None else None
     for name, model in models.items():
-        if name == "backprop" or ref is None or ref_acc is None:
-            continue
-        entry = results["runs"][name]
-        entry["vs_backprop"] = {
-            **_compare(model, ref, data.test_x),  # type: ignore[arg-type]
-            "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"]),
-        }
+        if ref is not None and name != "backprop":
+            entry, ref_acc = results["runs"][name], results["runs"]["backprop"]["records"][-1]["test_acc"]
+            entry["vs_backprop"] = {
+                **_compare(model, ref, data.test_x),  # type: ignore[arg-type]
+                "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"]),
+            }
     record.save()
     write_similarity_report(results, out)
     return results

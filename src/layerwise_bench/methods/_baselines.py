@@ -1,11 +1,5 @@
-"""The baselines of the LocoProp deep-autoencoder benchmark: five first-order, two second-order.
-
-Shampoo comes from ``pytorch-optimizer`` (kozistr; maintained, depends on torch and numpy only),
-its ``ScalableShampoo``: the Anil et al. (2020) "Scalable second order optimization" variant the
-LocoProp paper compares against, with layer-wise RMSProp grafting. K-FAC is layerwise's own
-:class:`~layerwise.optim.KFAC` with the Bernoulli (sigmoid cross-entropy) Fisher; see its docstring
-and the README for why no PyPI K-FAC is used.
-"""
+"""The baselines of the LocoProp deep-autoencoder benchmark: five first-order, two second-order (Shampoo from
+``pytorch-optimizer``'s ``ScalableShampoo``; K-FAC is layerwise's own with the Bernoulli Fisher)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""LocoProp's entries in the autoencoder benchmark, built on the public :class:`~layerwise.LocoProp`.
-
-Every layer takes the activation that follows it; the output layer, whose sigmoid is inside the
-loss, takes the sigmoid matching loss (as in the official notebook).
-"""
+"""LocoProp's entries in the autoencoder benchmark: every layer takes the activation that follows it, the output layer
+the sigmoid matching loss (as in the official notebook)."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""LocoProp's documented starting recipes (``docs/locoprop-models.md``) as registry methods for any model.
-
-``layerwise.LocoProp`` finds the layers it trains by tracing the model; what it cannot train (BatchNorm,
-LayerNorm, embeddings, positional parameters) goes to ``other_optimizer``, here AdamW at ``other_lr`` (the rate
-you would give AdamW). The harness' schedule drives both optimizers' rates.
-"""
+"""LocoProp's documented starting recipes (``docs/locoprop-models.md``) as registry methods for any model; what
+LocoProp cannot train goes to ``other_optimizer``, AdamW at ``other_lr``."""
 
 from __future__ import annotations
 
@@ -28,7 +24,8 @@ def _recipe(model: nn.Module, lr: float, *, other_lr: float, **kw: Any) -> torch
 for _m in [
     Method(
         "locoprop-cnn",
-        "LocoProp-M, the CNN recipe: preconditioned solver, T=1, γ=100, λ=10, inverse refreshed every 10 steps; AdamW (other_lr) for the rest",
+        "LocoProp-M, the CNN recipe: preconditioned solver, T=1, γ=100, λ=10, inverse refreshed every 10 steps; "
+        "AdamW (other_lr) for the rest",
         _recipe,
         1.0,
         {

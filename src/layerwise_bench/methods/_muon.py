@@ -1,18 +1,5 @@
-"""Muon for any model, and Muon on the matrices with AdamW on the rest as one ``torch.optim.Optimizer``.
-
-:class:`Muon` is ``torch.optim.Muon`` (Jordan et al. 2024, "Muon: MomentUm Orthogonalized by
-Newton-schulz") with two additions:
-
-- ``ns_dtype``: the dtype of the Newton–Schulz iteration. ``torch.bfloat16`` is torch's (the update is
-  bit for bit ``torch.optim.Muon``'s); ``torch.float32`` is for CPUs without native bfloat16 products
-  (AVX2 only: no AVX512-BF16 or AMX), where a bfloat16 matmul is emulated and tens of times slower.
-- parameters of more than 2 dims (conv filters ``(out, in, kh, kw)``) are orthogonalised as their
-  ``(out, in*kh*kw)`` flattening, as in Keller Jordan's CIFAR-10 speedrun; ``adjust_lr_fn`` reads the
-  flattened shape.
-
-:class:`MuonAdam` holds Muon and AdamW, so that one LR scheduler scales both groups (the AdamW rate
-keeps its ratio to Muon's) and one ``state_dict`` checkpoints both.
-"""
+"""Muon for any model (``torch.optim.Muon`` with a Newton–Schulz dtype and conv filters as matrices), and
+:class:`MuonAdam`, Muon on the matrices with AdamW on the rest as one ``torch.optim.Optimizer``."""
 
 from __future__ import annotations
 
@@ -76,21 +63,9 @@ def _loss_of(closure: Callable[[], torch.Tensor] | None) -> torch.Tensor | None:
 
 
 class Muon(torch.optim.Optimizer):
-    """``torch.optim.Muon`` with a choice of Newton–Schulz dtype and conv filters as matrices.
-
-    Per parameter: ``buf = μ·buf + (1-μ)·g`` (``lerp``), the update ``g + μ·(buf - g)`` with ``nesterov``
-    (else ``buf``), flattened to ``(rows, numel/rows)``, orthogonalised by ``ns_steps`` quintic
-    Newton–Schulz steps in ``ns_dtype``, then ``p ← p·(1 - lr·weight_decay) - lr·ratio·O`` with
-    ``ratio = sqrt(max(1, rows/cols))`` (``adjust_lr_fn`` ``None``/``"original"``) or
-    ``0.2·sqrt(max(rows, cols))`` (``"match_rms_adamw"``).
-
-    Args:
-        params: parameters of 2 or more dims (or groups of them; named parameters are named in errors).
-        lr, weight_decay, momentum, nesterov, ns_coefficients, eps, ns_steps, adjust_lr_fn: as in
-            ``torch.optim.Muon``, with its defaults.
-        ns_dtype: dtype of the Newton–Schulz iteration: ``torch.bfloat16`` (torch's, bit for bit), or
-            ``torch.float32`` on a CPU without native bfloat16; also ``float16`` or ``float64``.
-    """
+    """``torch.optim.Muon`` with ``ns_dtype`` (the Newton–Schulz dtype; bfloat16 is torch's, bit for bit) and conv
+    filters orthogonalised as ``(out, in·kh·kw)``: ``p ← p·(1 - lr·wd) - lr·ratio·NS(g + μ·(buf - g))``, with
+    ``ratio = sqrt(max(1, rows/cols))`` (or ``0.2·sqrt(max(rows, cols))``, ``adjust_lr_fn="match_rms_adamw"``)."""
 
     def __init__(
         self,
@@ -193,13 +168,8 @@ class Muon(torch.optim.Optimizer):
 
 
 def muon_adam_split(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """The trainable parameters of ``model`` that Muon takes, and the others (for AdamW), in
-    ``model.parameters()`` order.
-
-    Muon takes every parameter of 2 or more dims except those of ``nn.Embedding`` modules and of a
-    module named ``head`` (the output layer, by the convention of the benchmark's workload models):
-    Muon's authors recommend AdamW for embeddings and output layers, and for biases, norms and scalars.
-    """
+    """The trainable parameters of ``model`` that Muon takes (2 or more dims, outside ``nn.Embedding`` and a module
+    named ``head``), and the others, for AdamW, in ``model.parameters()`` order."""
     to_adam: set[int] = set()
     for name, module in model.named_modules():
         if isinstance(module, nn.Embedding) or name.rsplit(".", 1)[-1] == "head":
@@ -229,20 +199,8 @@ def resolve_ns_dtype(ns_dtype: torch.dtype | str, device: torch.device | str = "
 
 
 class MuonAdam(torch.optim.Optimizer):
-    """:class:`Muon` on the hidden weights (matrices and conv filters) with ``torch.optim.AdamW`` on the rest.
-
-    Args:
-        model: its parameters are split by :func:`muon_adam_split`: 2 or more dims, outside ``nn.Embedding``
-            modules and a module named ``head``, to Muon; all others to AdamW.
-        lr: Muon's learning rate.
-        adam_lr: AdamW's learning rate.
-        momentum, nesterov, ns_steps, weight_decay, adjust_lr_fn: Muon's options (``weight_decay`` also
-            AdamW's).
-        ns_dtype: dtype of the Newton–Schulz iteration: a ``torch.dtype``, ``"bfloat16"``, ``"float32"``,
-            or ``"auto"`` (bfloat16 where the device of the parameters multiplies it natively, else float32).
-            With ``torch.bfloat16`` the step is bit for bit ``torch.optim.Muon`` + ``torch.optim.AdamW``
-            on a model whose Muon parameters are all 2-D.
-    """
+    """:class:`Muon` at ``lr`` on the parameters :func:`muon_adam_split` gives it, ``torch.optim.AdamW`` at
+    ``adam_lr`` on the rest; ``ns_dtype`` may be ``"bfloat16"``, ``"float32"`` or ``"auto"`` (bf16 where native)."""
 
     def __init__(
         self,

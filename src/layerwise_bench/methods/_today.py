@@ -1,20 +1,5 @@
-"""The optimizers people reach for today, as benchmark methods: Muon, PSGD-Kron, SOAP, Schedule-Free AdamW.
-
-- ``muon``: Muon (``torch.optim.Muon``'s update, bit for bit) on the weight matrices, Adam on the biases
-  (:class:`MuonAdam`); its Newton-Schulz runs in bfloat16, in float32 where the CPU has no native bfloat16
-  (``Method.for_machine``).
-- ``kron``: PSGD-Kron (Li 2018, "Preconditioner on matrix Lie group for SGD"; the Kron form of
-  Evan Walters' ``kron_torch``), from ``pytorch-optimizer``. Its einsums need ``opt-einsum``
-  installed, or torch contracts them in an order that asks for terabytes. It draws the
-  preconditioner-update coin from the global RNGs, which the harness seeds and checkpoints.
-- ``soap``: SOAP (Vyas et al. 2024, "SOAP: Improving and Stabilizing Shampoo using Adam"),
-  from ``pytorch-optimizer``.
-- ``schedule-free-adamw``: Schedule-Free AdamW (Defazio et al. 2024, "The Road Less Scheduled"),
-  from ``pytorch-optimizer``: no decay schedule (its averaging replaces it), evaluated and
-  checkpointed at the averaged point (``optimizer.eval()``).
-
-Weight decay is 0 for all, as for the paper's baselines.
-"""
+"""The optimizers people reach for today, as benchmark methods: ``muon`` (:class:`MuonAdam`), ``kron`` (PSGD-Kron),
+``soap`` and ``schedule-free-adamw`` (from ``pytorch-optimizer``); weight decay 0, as for the paper's baselines."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Layer-parallel decoupled training, measured: one epoch with 1 process against 2 processes (one
-stage each), 1 thread per process, next to 1 process with 2 threads and to backprop. Configurations
-run as separate processes, interleaved round-robin over repeats; medians reported."""
+"""Layer-parallel decoupled training, measured: one epoch with 1 process against 2 processes (one stage each),
+1 thread per process, next to 1 process with 2 threads and to backprop. Configurations run as separate
+processes, interleaved round-robin over repeats; medians reported."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core._record import Record, machine_lines, save_report
 
-__all__ = ["PARALLEL_CONFIGS", "run_parallel_benchmark", "write_parallel_report"]
+__all__ = ["PARALLEL_CONFIGS", "launch", "run_parallel_benchmark", "write_parallel_report"]
 
 # name: (method, processes, threads per process)
 PARALLEL_CONFIGS: dict[str, tuple[str, int, int]] = {
@@ -27,22 +27,24 @@ PARALLEL_CONFIGS: dict[str, tuple[str, int, int]] = {
 }
 
 
-def _launch(cfg: dict[str, Any], procs: int, workdir: Path) -> list[dict[str, Any]]:
+def launch(cfg: dict[str, Any], workdir: Path, procs: int = 1) -> tuple[list[dict[str, Any]], list[int]]:
+    """Run the worker for ``cfg`` in ``procs`` processes (the ranks of one gloo group when several), each with
+    ``cfg["threads"]`` threads; returns each rank's result and each process's peak resident memory in bytes."""
     env = {**os.environ, "OMP_NUM_THREADS": str(cfg["threads"]), "MKL_NUM_THREADS": str(cfg["threads"])}
     outs = [workdir / f"out{r}.json" for r in range(procs)]
-    for o in outs:
-        o.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "layerwise_bench.systems._parallel_worker", json.dumps(cfg)]
-    if procs == 1:
-        runs = [subprocess.Popen([*cmd, str(outs[0])], env=env)]
-    else:
-        init = f"file://{workdir / 'rendezvous'}"
-        (workdir / "rendezvous").unlink(missing_ok=True)
-        runs = [subprocess.Popen([*cmd, str(outs[r]), str(r), str(procs), init], env=env) for r in range(procs)]
-    codes = [p.wait(timeout=3600) for p in runs]
-    if any(codes):
-        raise RuntimeError(f"a benchmark process failed (exit codes {codes}) for {cfg}")
-    return [json.loads(o.read_text()) for o in outs]
+    for path in [*outs, workdir / "rendezvous"]:
+        path.unlink(missing_ok=True)
+    ranks = [[str(r), str(procs), f"file://{workdir / 'rendezvous'}"] if procs > 1 else [] for r in range(procs)]
+    cmd = [sys.executable, "-m", "layerwise_bench.systems._worker", json.dumps(cfg)]
+    runs = [subprocess.Popen([*cmd, str(out), *rank], env=env) for out, rank in zip(outs, ranks, strict=True)]
+    usages = []
+    for p in runs:
+        _, status, usage = os.wait4(p.pid, 0)  # its own peak RSS (Linux: kilobytes)
+        p.returncode = os.waitstatus_to_exitcode(status)  # reaped here; tell Popen
+        usages.append(usage.ru_maxrss * 1024)
+    if any(p.returncode for p in runs):
+        raise RuntimeError(f"a benchmark process failed (exit codes {[p.returncode for p in runs]}) for {cfg}")
+    return [json.loads(out.read_text()) for out in outs], usages
 
 
 def run_parallel_benchmark(
@@ -62,9 +64,8 @@ def run_parallel_benchmark(
     command: str = "",
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Time one training epoch per configuration (see :data:`PARALLEL_CONFIGS`); write results.json,
-    report.md and a plot to ``out``."""
-    out = Path(out)
+    """Time one training epoch per configuration (see :data:`PARALLEL_CONFIGS`); write results.json and report.md
+    to ``out``."""
     names = configs or list(PARALLEL_CONFIGS)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     base = {
@@ -84,7 +85,7 @@ def run_parallel_benchmark(
         for _ in range(repeats):
             for name in names:
                 method, procs, threads = PARALLEL_CONFIGS[name]
-                res = _launch({**base, "method": method, "threads": threads}, procs, Path(tmp))
+                res, _ = launch({**base, "worker": "parallel", "method": method, "threads": threads}, Path(tmp), procs)
                 runs[name].append({"epoch_s": max(r["epoch_s"] for r in res), "ranks": res})
     summary = {
         n: {
@@ -95,22 +96,16 @@ def run_parallel_benchmark(
         }
         for n, rs in runs.items()
     }
-    results = record.results
-    results.update(repeats=repeats, runs=runs, summary=summary, load_before=load_before)
+    record.results.update(repeats=repeats, runs=runs, summary=summary, load_before=load_before)
     record.save()
-    write_parallel_report(results, out)
-    return results
+    write_parallel_report(record.results, out)
+    return record.results
 
 
 def write_parallel_report(results: dict[str, Any], out: str | Path) -> Path:
     """Write ``out/report.md`` for a layer-parallel record."""
-    return save_report(out, _report(results))
-
-
-def _report(results: dict[str, Any]) -> list[str]:
-    s = results["summary"]
+    s, c = results["summary"], results["config"]
     ref = "decoupled, 1 process x 1 thread"
-    c = results["config"]
     lines = [
         "# Layer-parallel decoupled training: epoch time",
         "",
@@ -131,4 +126,4 @@ def _report(results: dict[str, Any]) -> list[str]:
         lines.append(
             f"| {name} | {v['median_epoch_s']:.2f} | {ratio:.3f} | {v['train_loss']:.4f} | {v['train_acc']:.4f} |"
         )
-    return lines
+    return save_report(out, lines)

@@ -1,20 +1,15 @@
-"""Memory of the auxiliary-activation store at MNIST scale: peak resident memory of a process that
-builds the store from a forward pass over all 60,000 images and trains decoupled steps, per storage
-option (float32/bfloat16, in memory/memory-mapped). Each option runs in its own process
-(``os.wait4`` gives that process's peak RSS); the worker is :mod:`layerwise_bench.systems._zstore_worker`.
-"""
+"""Memory of the auxiliary-activation store at MNIST scale: the peak resident memory of a worker process that builds
+the store from a forward pass over every image and trains decoupled steps, per storage option (float32/bfloat16,
+in memory/memory-mapped)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..core._record import Record
+from ._parallel import launch
 
 __all__ = ["ZSTORE_OPTIONS", "run_zstore_benchmark"]
 
@@ -57,17 +52,8 @@ def run_zstore_benchmark(
     with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
         for name in options or list(ZSTORE_OPTIONS):
             cfg = {**results["config"], **ZSTORE_OPTIONS[name], "data_dir": data_dir, "path": str(Path(tmp) / "z")}
-            res_file = Path(tmp) / "res.json"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "layerwise_bench.systems._zstore_worker", json.dumps(cfg), str(res_file)],
-                env={**os.environ, "OMP_NUM_THREADS": str(threads)},
-            )
-            _, status, usage = os.wait4(proc.pid, 0)
-            proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here; tell Popen
-            if status != 0:
-                raise RuntimeError(f"the z-store benchmark process for {name!r} failed (status {status})")
-            res = json.loads(res_file.read_text())
-            res["peak_rss_bytes"] = usage.ru_maxrss * 1024  # Linux: kilobytes
+            (res,), (peak,) = launch({**cfg, "worker": "zstore"}, Path(tmp))  # peak RSS of the worker process
+            res["peak_rss_bytes"] = peak
             results["options"][name] = res
     c = results["config"]
     lines = [

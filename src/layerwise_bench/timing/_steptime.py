@@ -1,11 +1,11 @@
-"""Step-time benchmark of LocoProp on the deep autoencoder: against an Adam step and against the
-PyPI ``locoprop`` 0.1.0 port at equal inner steps T (its ``correction=0``), all in one process,
-interleaved round-robin so that machine noise hits every entry alike; medians reported."""
+"""Step-time benchmarks, every entry's steps interleaved round-robin so that machine noise hits all alike (medians):
+LocoProp on the deep autoencoder against Adam and the PyPI ``locoprop`` 0.1.0 port at equal inner steps T, and
+registry methods on one batch of a workload, built as ``bench equal-time`` builds them."""
 
 from __future__ import annotations
 
+import functools
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,11 +15,18 @@ from torch import nn
 
 from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
-from ..core._plotting import figure, save_png
-from ..core._record import Record, machine_lines, save_report
+from ..core._harness import round_robin_times
+from ..core._plotting import figure, method_colors, save_png
+from ..core._record import Record, machine_lines, provenance, save_report
+from ..core._tuned import prepare_methods
 from ..methods._locoprop import _autoencoder_layers
 
-__all__ = ["run_steptime_benchmark", "write_steptime_report"]
+__all__ = [
+    "run_method_steptime",
+    "run_steptime_benchmark",
+    "write_method_steptime_report",
+    "write_steptime_report",
+]
 
 Step = Callable[[], None]
 
@@ -110,17 +117,7 @@ def run_steptime_benchmark(
     entries["layerwise locoprop-m-precond T=3"] = _layerwise_step(
         model(), x, solver="precond", steps=3, damping=1e3, gamma=1e3, lr=1.0
     )
-    times: dict[str, list[float]] = {name: [] for name in entries}
-    for r in range(repeats + 2):
-        for name, step in entries.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            step()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            if r >= 2:  # two warm-up rounds
-                times[name].append(time.perf_counter() - t0)
+    times = round_robin_times(entries, device, repeats=repeats, warmup=2)
     med = {name: statistics.median(v) for name, v in times.items()}
     results = record.results
     results.update(
@@ -138,7 +135,7 @@ def run_steptime_benchmark(
 def write_steptime_report(results: dict[str, Any], out: str | Path) -> Path:
     """Write ``out/report.md`` and ``out/step_time.png`` for a step-time record."""
     path = save_report(out, _lines(results))
-    _plot(results["median_step_s"], Path(out) / "step_time.png")
+    _plot(results["median_step_s"], Path(out) / "step_time.png", "median seconds per step")
     return path
 
 
@@ -170,9 +167,85 @@ def _lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _plot(med: dict[str, float], path: Path) -> None:
+def _plot(med: dict[str, float], path: Path, xlabel: str, scale: float = 1.0, **bar: Any) -> None:
+    """A horizontal bar of each entry's median step, the first on top."""
     fig, (ax,) = figure(1, width=7.0)
     fig.set_figheight(0.4 * len(med) + 1.2)
-    ax.barh(list(med)[::-1], list(med.values())[::-1])
-    ax.set_xlabel("median seconds per step")
+    ax.barh(list(med), [v * scale for v in med.values()], **bar)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
     save_png(fig, path, dpi=110)
+
+
+def run_method_steptime(
+    method_names: list[str],
+    cfg: Any,
+    data: Any,
+    out: str | Path,
+    *,
+    repeats: int = 20,
+    warmup: int = 3,
+    command: str = "",
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Median seconds per ``optimizer.step`` of each method on one batch of ``cfg``'s workload after ``warmup`` untimed
+    rounds; writes ``results.json``, ``report.md`` and ``step_time.png``."""
+    if repeats < 3 or warmup < 1:
+        raise ValueError(f"Invalid repeats={repeats} or warmup={warmup}: expected repeats >= 3 and warmup >= 1.")
+    task = cfg.task
+    methods, lrs, *_ = prepare_methods(method_names, cfg.dataset, workload=cfg.workload)
+    device = data.train.device
+    config = {**cfg.as_dict(), "methods": method_names, "repeats": repeats, "warmup": warmup}
+    record = Record(out, "method-steptime", config, command=command, device=device, overwrite=overwrite)
+    x, target = task.batch(data, torch.arange(min(cfg.effective_batch_size, len(data.train)), device=device))
+    steps = {}
+    for m in methods:
+        model = task.build_model(data, cfg, torch.Generator().manual_seed(cfg.seed))
+        model.train()
+        opt = m.build(model, lrs[m.name][0], **m.hparams)
+        steps[m.name] = functools.partial(opt.step, m.closure(opt, model, task.loss_fn, x, target))
+    times = round_robin_times(steps, device, repeats=repeats, warmup=warmup)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    first = method_names[0]
+    record.results.update(
+        train_examples=len(data.train),
+        test_examples=len(data.test),
+        batch_size=len(x),
+        median_step_s=med,
+        vs_first={n: v / med[first] for n, v in med.items()},
+        times=times,
+        paths={m.name: m.path for m in methods if m.path},
+    )
+    for m in methods:
+        record.runs[m.name] = {"median_step_s": med[m.name], "hparams": m.hparams, "lr": lrs[m.name][0]}
+    record.save()
+    write_method_steptime_report(record.results, out)
+    return record.results
+
+
+def write_method_steptime_report(results: dict[str, Any], out: str | Path) -> Path:
+    """Write ``out/report.md`` and ``out/step_time.png`` for a method step-time record."""
+    cfg, med = results["config"], results["median_step_s"]
+    first = cfg["methods"][0]
+    lines = [
+        f"# Step time on {cfg.get('workload', 'autoencoder')} ({cfg.get('size', 'cpu')} size)",
+        "",
+        *provenance(results, "one fixed batch"),
+        "",
+        f"Batch {results['batch_size']}; {cfg['repeats']} timed steps per method, interleaved round-robin after "
+        f"{cfg['warmup']} warm-up rounds; median. Each method is built by the registry as `bench equal-time` "
+        "builds it.",
+        "",
+        f"| method | median step (ms) | × {first} |",
+        "|---|---|---|",
+        *(f"| {n} | {v * 1e3:.1f} | {v / med[first]:.2f} |" for n, v in med.items()),
+        *(
+            ["", "Paths: " + "; ".join(f"{n}: {p}" for n, p in results["paths"].items())]
+            if results.get("paths")
+            else []
+        ),
+    ]
+    path = save_report(out, lines)
+    colors = method_colors(list(med))
+    _plot(med, Path(out) / "step_time.png", "median step (ms)", 1e3, color=[colors[n] for n in med])
+    return path

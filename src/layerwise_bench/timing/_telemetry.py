@@ -1,33 +1,21 @@
-"""Cost of per-loss-term gradient telemetry: ``layerwise.backward(..., telemetry=...)`` against a plain
-training step and against K separate ``torch.autograd.grad`` calls, on a deep-supervision MLP.
+"""Cost of per-loss-term gradient telemetry (``layerwise.backward(..., telemetry=...)``) against a plain step and
+against K separate ``torch.autograd.grad`` calls, on a deep-supervision MLP: a ReLU trunk 784 → 512 ×8 with K
+cross-entropy heads at depths round(8k/K), k = 1..K (the last, ``main``, at the output), on random data, SGD.
 
-Model: a ReLU trunk 784 → 512 → … → 512 (8 layers, 2.24M parameters) with K classification heads
-Linear(512, 10) + cross-entropy tapped at evenly spaced depths round(8k/K), k = 1..K (the last at the
-output, term ``main``; the others ``aux<depth>``), so term k back-propagates only through the layers
-below its tap. Batch of random inputs and labels (no data set needed). Every path trains its own
-copy of the model with SGD. Paths, interleaved round-robin (the order rotates every round) after a
-warm-up round, each timed as a block of consecutive steps; the median over rounds of block time /
-steps is reported:
-
-- ``plain``: forward, sum of the K terms, ``.backward()``, SGD step (blocks of ``steps``);
-- ``kgrad``: forward, K ``torch.autograd.grad`` calls (graph retained for all but the last), Σ_k g_k
-  into ``.grad``, SGD step — the reference way to get per-term gradients (blocks of ``short_steps``);
-- ``kgrad_stats``: ``kgrad`` followed by the same statistics computed from those gradients
-  (``GradientTelemetry.record``, same sets, no ``model=``): the reference way to get the telemetry
-  itself (blocks of ``short_steps``);
-- ``every1``: forward, ``layerwise.backward(losses, params=..., telemetry=GradientTelemetry(..., every=1))``,
-  SGD step; sets ``all``, ``shared`` (the trunk), ``last_shared`` (blocks of ``short_steps``);
-- ``everyN``: the same with ``every=N``, amortised over blocks of ``steps`` (a multiple of N, so each
-  block holds exactly steps/N measured steps).
+Paths, each on its own copy of the model, timed in blocks of consecutive steps, round-robin with a rotating order
+after a warm-up round (median over rounds of block time / steps): ``plain`` (sum of the terms, ``.backward()``);
+``kgrad`` (K ``autograd.grad`` calls summed into ``.grad``); ``kgrad_stats`` (``kgrad``, then the same statistics
+from those gradients, ``GradientTelemetry.record``); ``every1`` and ``everyN`` (``layerwise.backward`` with
+telemetry every step / every N steps; sets ``all``, ``shared``, ``last_shared``).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import os
 import statistics
-import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,6 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from ..core._harness import round_robin_times
+from ..core._machine import cpu_model
 from ..core._plotting import figure, save_png
 from ..core._record import Record, machine_lines, save_report
 
@@ -163,22 +153,10 @@ def _check(model: DeepSupervisionMLP, x: Tensor, y: Tensor) -> dict[str, float]:
     return diff
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _cpu_name() -> str:
-    from ..core._machine import cpu_model
-
-    return cpu_model()
-
-
 def _time_k(
     k: int, x: Tensor, y: Tensor, *, steps: int, short_steps: int, every: int, repeats: int, lr: float
 ) -> dict[str, Any]:
-    device = x.device
-    base = DeepSupervisionMLP(tap_depths(k)).to(device)
+    base = DeepSupervisionMLP(tap_depths(k)).to(x.device)
     check = _check(base, x, y)
     models = {name: copy.deepcopy(base) for name in PATHS}
     fills = {
@@ -190,21 +168,21 @@ def _time_k(
     }
     opts = {name: torch.optim.SGD(m.parameters(), lr=lr) for name, m in models.items()}
     block = {"plain": steps, "kgrad": short_steps, "kgrad_stats": short_steps, "every1": short_steps, "everyN": steps}
-    times: dict[str, list[float]] = {name: [] for name in PATHS}
-    for r in range(repeats + 1):  # round 0: warm-up, short blocks
-        order = PATHS[r % len(PATHS) :] + PATHS[: r % len(PATHS)]
-        for name in order:
-            model, opt, fill = models[name], opts[name], fills[name]
-            n = short_steps if r == 0 else block[name]
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(n):
-                opt.zero_grad(set_to_none=True)
-                fill(model)
-                opt.step()
-            _sync(device)
-            if r > 0:
-                times[name].append((time.perf_counter() - t0) / n)
+
+    def step(name: str) -> None:
+        opts[name].zero_grad(set_to_none=True)
+        fills[name](models[name])
+        opts[name].step()
+
+    times = round_robin_times(
+        {name: functools.partial(step, name) for name in PATHS},
+        x.device,
+        repeats=repeats,
+        warmup=1,  # a warm-up round of short blocks
+        block=block,
+        warmup_block=short_steps,
+        rotate=True,
+    )
     med = {name: statistics.median(v) for name, v in times.items()}
     return {
         "k": k,
@@ -237,11 +215,8 @@ def run_telemetry_benchmark(
     command: str = "",
     overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Seconds per training step of the four paths for each K; writes ``results.json``, ``report.md``, a plot.
-
-    ``steps`` (a multiple of ``every``) is the block length of ``plain`` and ``everyN``; ``short_steps``
-    that of ``kgrad`` and ``every1``; ``repeats`` timed rounds after one warm-up round.
-    """
+    """Seconds per training step of each path for each K; writes ``results.json``, ``report.md`` and a plot (blocks of
+    ``steps``, a multiple of ``every``, for plain and everyN; ``short_steps`` for the others)."""
     for name, v in (
         ("steps", steps),
         ("every", every),
@@ -281,7 +256,7 @@ def run_telemetry_benchmark(
     x = torch.randn(batch_size, 784, generator=gen).to(device)
     y = torch.randint(0, 10, (batch_size,), generator=gen).to(device)
     env = record.results["environment"]
-    env.update(cpu=_cpu_name(), cpu_count=os.cpu_count(), load_before=os.getloadavg())
+    env.update(cpu=cpu_model(), cpu_count=os.cpu_count(), load_before=os.getloadavg())
     cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(0)

@@ -1,9 +1,5 @@
-"""A workload: what a benchmark trains (model, data, loss) and what it reports, as data the harness runs.
-
-The harness (``train_method``), the tuning sweep and the equal-time protocol take a workload by name from the
-run's configuration (``RunConfig.workload``); a method registered once runs on every workload, or the
-workload refuses it with the reason (AlgoPerf's workload API, reduced to what these benchmarks need).
-"""
+"""A workload: what a benchmark trains (model, data, loss) and what it reports, taken by name from the run's
+configuration (``RunConfig.workload``); it may refuse a method, with the reason."""
 
 from __future__ import annotations
 
@@ -44,6 +40,10 @@ class LabelledData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
+MODERN_LRS = {"adamw": 3e-3, "adam": 3e-3, "muon": 0.02, "soap": 3e-3, "kron": 1e-3, "schedule-free-adamw": 3e-3}
+"""Learning-rate centres of today's optimizers on the supervised workloads."""
+
+
 def labelled_batch(data: LabelledData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The training inputs and targets at ``idx``: the batch of every supervised workload."""
     return data.train[idx], data.train_y[idx]
@@ -54,30 +54,9 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class Workload:
-    """One benchmark task.
-
-    Args:
-        name: registry key (``--workload``).
-        summary: one line for reports and ``--help``.
-        dataset: the data set it reads (``RunConfig.dataset`` must name it).
-        load: ``load(cfg, data_dir, download, device) -> data``.
-        build_model: ``build_model(data, cfg, generator) -> nn.Module`` (seeded by ``generator``).
-        loss_fn: the training loss ``loss_fn(model(x), target)``.
-        batch: ``batch(data, indices) -> (x, target)``, one training batch.
-        evaluate: ``evaluate(model, data, cfg) -> {metric: value}``, in inference mode; must hold
-            ``train_loss`` and ``test_loss`` (NaN when ``cfg.evaluate_test`` is off) and the keys of ``metrics``.
-        metrics: every metric the records carry, with its description (reports print them).
-        score: the metric that ranks methods (lower is better).
-        batch_size: default batch size.
-        sizes: model presets by name (``RunConfig.size``); ``"cpu"`` sized for a few minutes on a 2-core CPU.
-        subset: default number of training examples per size preset (None: all).
-        default_lrs: learning-rate centres per method where the method's own default does not suit.
-        refused: methods this workload cannot run, with the reason.
-        reference: the equal-time reference method (its ``reference_epochs`` set the budget B).
-        reference_epochs: default epochs of the reference.
-        evaluate_in_equal_time: whether equal-time runs evaluate the test metrics (they are the score, or shown).
-        methods: the methods the command line runs when ``--methods`` is not given.
-    """
+    """One benchmark task: its data (``load``, ``batch``), model (``build_model``), training ``loss_fn``, ``evaluate``
+    (``train_loss``, ``test_loss`` and ``metrics``), the ``score`` that ranks methods, size presets, default rates and
+    batch, ``refused`` methods, and the equal-time ``reference``."""
 
     name: str
     summary: str

@@ -1,15 +1,5 @@
-"""``lm-bytes``: a byte-level decoder-only transformer language model on the Python standard library's sources.
-
-The corpus is every ``.py`` file of this interpreter's standard library (``sysconfig``'s ``stdlib`` path,
-``site-packages`` excluded): about 31 MB of real text on every machine that runs Python, offline, with no
-download and no licence question. Files are split by a hash of their relative path (about 1 in 20 to
-validation), so no file is in both. The corpus differs between Python versions: the record carries the
-version, the byte counts and a SHA-256 of the training and validation text.
-
-The model (Radford et al. 2019's pre-norm GPT-2 block, small): byte embedding and learned positions, ``depth``
-blocks of causal self-attention (q, k, v and out as ``nn.Linear``, ``scaled_dot_product_attention``) and a
-GELU MLP, a final LayerNorm and a linear ``head`` to 256 bytes. Metric: validation loss in nats per byte.
-"""
+"""``lm-bytes``: a byte-level GPT-2-style (pre-norm) transformer language model on the Python standard library's
+sources (offline, about 31 MB; files split by a hash of their path, 1 in 20 to validation). Metric: nats per byte."""
 
 from __future__ import annotations
 
@@ -24,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import LabelledData, Workload, labelled_batch, seeded
+from ._base import MODERN_LRS, LabelledData, Workload, labelled_batch, seeded
 
 __all__ = ["LM_BYTES", "ByteLM", "stdlib_corpus"]
 
@@ -184,16 +174,7 @@ LM_BYTES = Workload(
         "tiny": {"width": 16, "depth": 1, "heads": 2, "context": 16},  # the tests'
     },
     subset={"cpu": 16384, "gpu": None, "tiny": 128},
-    default_lrs={
-        "adamw": 3e-3,
-        "adam": 3e-3,
-        "nesterov": 0.3,
-        "muon": 0.02,
-        "soap": 3e-3,
-        "kron": 1e-3,
-        "schedule-free-adamw": 3e-3,
-        "locoprop-transformer": 1e-3,
-    },
+    default_lrs={**MODERN_LRS, "nesterov": 0.3, "locoprop-transformer": 1e-3},
     methods=("adamw", "nesterov", "muon", "soap", "kron", "schedule-free-adamw", "locoprop-transformer"),
     reference="adamw",
     reference_epochs=4,

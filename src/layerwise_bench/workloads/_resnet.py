@@ -1,10 +1,5 @@
-"""``resnet-mnist``: a small ResNet (He et al. 2016) on MNIST — BatchNorm, ``ReLU(inplace=True)``, residual adds,
-a strided stage; the model people train, where LocoProp meets convolutions and normalisation.
-
-Metrics: ``train_loss`` (mean cross-entropy over the training examples used, eval mode), ``test_loss`` and
-``test_accuracy`` (the 10,000 MNIST test images). Reads MNIST from the data directory (``../shared/data`` in
-this project's tests).
-"""
+"""``resnet-mnist``: a small ResNet (He et al. 2016) on MNIST, with BatchNorm and residual adds; metrics
+``train_loss``, ``test_loss`` and ``test_accuracy``."""
 
 from __future__ import annotations
 
@@ -17,7 +12,7 @@ from torch import nn
 
 from layerwise.data import load_dataset
 
-from ._base import LabelledData, Workload, labelled_batch, seeded
+from ._base import MODERN_LRS, LabelledData, Workload, labelled_batch, seeded
 
 __all__ = ["RESNET_MNIST", "BasicBlock", "SmallResNet"]
 
@@ -138,17 +133,7 @@ RESNET_MNIST = Workload(
         "tiny": {"width": 4, "stages": 2, "blocks": 1, "stem_stride": 2},  # the tests'
     },
     subset={"cpu": None, "gpu": None, "tiny": 256},
-    default_lrs={
-        "adamw": 3e-3,
-        "adam": 3e-3,
-        "nesterov": 0.1,
-        "muon": 0.02,
-        "soap": 3e-3,
-        "kron": 1e-3,
-        "schedule-free-adamw": 3e-3,
-        "locoprop-cnn": 1.0,
-    },
-    refused={},
+    default_lrs={**MODERN_LRS, "nesterov": 0.1, "locoprop-cnn": 1.0},
     methods=("adamw", "nesterov", "muon", "soap", "kron", "schedule-free-adamw", "locoprop-cnn"),
     reference="adamw",
     reference_epochs=5,
