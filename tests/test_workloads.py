@@ -213,6 +213,8 @@ def test_steptime_times_registry_methods_on_a_workload_and_the_report_rebuilds(t
     assert res["benchmark"] == "method-steptime" and res["batch_size"] == 32
     assert set(res["median_step_s"]) == {"adamw", "locoprop-transformer"} and res["vs_first"]["adamw"] == 1.0
     assert all(len(v) == 3 and min(v) > 0 for v in res["times"].values())
+    for name, times in res["times"].items():  # the mean is what a run pays (periodic expensive steps included)
+        assert res["mean_step_s"][name] == pytest.approx(sum(times) / 3)
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0
     assert "| locoprop-transformer |" in (out / "report.md").read_text()
@@ -233,3 +235,32 @@ def test_run_on_a_workload_reports_that_workload_not_the_autoencoder(tmp_path):
     report = (out / "report.md").read_text()
     assert report.startswith("# Benchmark on lm-bytes (stdlib)") and "sigmoid cross-entropy" not in report
     assert read_json(out / "results.json")["config"]["workload"] == "lm-bytes"
+
+
+def test_diagnose_writes_per_layer_update_stats_and_phase_times_beside_adamw(tmp_path, shared_data_dir):
+    from layerwise_bench import run_locoprop_diagnosis
+    from layerwise_bench.cli import main
+
+    out = tmp_path / "diag"
+    argv = ["bench", "diagnose", "--workload", "resnet-mnist", "--size", "tiny", "--steps", "4", "--window", "2"]
+    argv += ["--data-dir", str(shared_data_dir)]
+    assert main([*argv, "--set", "locoprop-cnn.refresh_every=2", "--out", str(out)]) == 0
+    res = read_json(out / "results.json")
+    assert res["benchmark"] == "locoprop-diagnosis" and res["runs"]["locoprop-cnn"]["hparams"]["refresh_every"] == 2
+    layers = res["layers"]
+    assert list(layers)[0] == "conv1" and list(layers)[-1] == "head"  # every LocoProp layer, in forward order
+    assert all(len(v) == 4 for stat in res["stats"].values() for v in stat.values())
+    assert all(-1 <= v["cosine"] <= 1 and v["norm_ratio"] > 0 and v["solve_ms"] > 0 for v in layers.values())
+    assert sum(v["decrease_share"] for v in layers.values()) == pytest.approx(1.0)
+    phases = res["phases_ms"]
+    assert min(phases["forward"], phases["backward"], phases["solve"], phases["covariance"]) > 0
+    assert sum(phases.values()) <= res["profiled_step_ms"]
+    assert set(res["mean_step_ms"]) == {"locoprop-cnn", "adamw"} and len(res["losses"]["adamw"]) == 4
+    assert (out / "phases.png").stat().st_size > 0 and (out / "layers.png").stat().st_size > 0
+    (out / "report.md").unlink()
+    assert main(["report", str(out)]) == 0
+    assert "| layers.0.conv1 |" in (out / "report.md").read_text()
+    # a first-order method is not diagnosed: the error names it and the fix, before any record is written
+    with pytest.raises(ValueError, match="takes a LocoProp method; 'muon' builds"):
+        run_locoprop_diagnosis("muon", _cfg("resnet-mnist"), _data("resnet-mnist", shared_data_dir), tmp_path / "no")
+    assert not (tmp_path / "no" / "results.json").exists()

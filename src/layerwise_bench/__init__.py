@@ -35,6 +35,7 @@ from .deep_mlp._similarity import verdict as similarity_verdict
 from .methods._muon import MuonAdam
 from .systems._parallel import run_parallel_benchmark
 from .systems._zstore import run_zstore_benchmark
+from .timing._diagnose import run_locoprop_diagnosis, write_diagnosis_report
 from .timing._steptime import run_method_steptime, run_steptime_benchmark, write_method_steptime_report
 from .timing._telemetry import run_telemetry_benchmark
 from .workloads import WORKLOADS, Workload, get_workload
@@ -77,7 +78,9 @@ __all__ = [
     "resolve_lrs",
     "run_autoencoder_benchmark",
     "run_steptime_benchmark",
+    "run_locoprop_diagnosis",
     "run_method_steptime",
+    "write_diagnosis_report",
     "write_method_steptime_report",
     "run_parallel_benchmark",
     "run_telemetry_benchmark",

@@ -14,6 +14,7 @@ from .deep_mlp._aux_report import write_aux_report
 from .deep_mlp._depth_report import write_depth_report
 from .deep_mlp._similarity import write_similarity_report
 from .systems._parallel import write_parallel_report
+from .timing._diagnose import write_diagnosis_report
 from .timing._steptime import write_method_steptime_report, write_steptime_report
 from .timing._telemetry import write_telemetry_report
 
@@ -27,6 +28,7 @@ _SINGLE: dict[str, Callable[[dict[str, Any], Path], Path]] = {
     "similarity": write_similarity_report,
     "locoprop-steptime": write_steptime_report,
     "method-steptime": write_method_steptime_report,
+    "locoprop-diagnosis": write_diagnosis_report,
     "telemetry-overhead": write_telemetry_report,
     "layer-parallel": write_parallel_report,
 }

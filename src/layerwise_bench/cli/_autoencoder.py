@@ -12,7 +12,15 @@ import layerwise_bench as bench
 from layerwise.data import DATASETS
 from layerwise_bench.workloads import WORKLOADS
 
-from ._common import add_data_args, names_from, numbers, positive_int, record_files
+from ._common import (
+    add_data_args,
+    add_method_overrides,
+    hparam_overrides,
+    names_from,
+    numbers,
+    positive_int,
+    record_files,
+)
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["AUTOENCODER", "EQUAL_TIME", "TUNE"]
@@ -23,22 +31,6 @@ LOCOPROP = "locoprop-m,locoprop-s,locoprop-s-exact,locoprop-m-precond"
 # `bench autoencoder`'s default (the README's quickstart): also the README headline's LocoProp configuration and Muon
 HEADLINE = "locoprop-m-bf16-t5-c4,muon"
 QUICKSTART = f"{BASELINES},{LOCOPROP},{HEADLINE}"
-
-
-def _lr_pairs(text: str) -> dict[str, float]:
-    out = {}
-    for item in filter(None, text.split(",")):
-        name, sep, value = item.partition("=")
-        try:
-            lr = float(value)
-        except ValueError:
-            lr = -1.0
-        if not sep or lr <= 0:
-            raise argparse.ArgumentTypeError(
-                f"expected METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01), found {item!r}"
-            )
-        out[name] = lr
-    return out
 
 
 def _grid_pair(text: str) -> tuple[str, list[float]]:
@@ -159,32 +151,9 @@ def _resolve_workload(args: argparse.Namespace) -> None:
     task.check_methods(args.methods)
 
 
-def _setting(text: str) -> tuple[str, str, object]:
-    target, sep, raw = text.partition("=")
-    name, dot, key = target.rpartition(".")
-    if not sep or not dot or not name or not key:
-        raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE (e.g. locoprop-m.steps=5), found {text!r}")
-    value: object = raw
-    for parse in (int, float):
-        try:
-            value = parse(raw)
-            break
-        except ValueError:
-            continue
-    return name, key, value
-
-
 def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
     _add_workload_args(p, 10, headline=True)
-    p.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
-    p.add_argument(
-        "--set",
-        type=_setting,
-        action="append",
-        default=[],
-        metavar="METHOD.KEY=VALUE",
-        help="replace one of a method's hyper-parameters (repeatable), e.g. --set locoprop-m.steps=5",
-    )
+    add_method_overrides(p)
     p.add_argument(
         "--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)"
     )
@@ -215,13 +184,6 @@ def _check_tuned(args: argparse.Namespace) -> None:
         )
 
 
-def _settings(items: list[tuple[str, str, object]]) -> dict[str, dict[str, object]]:
-    out: dict[str, dict[str, object]] = {}
-    for name, key, value in items:
-        out.setdefault(name, {})[key] = value
-    return out
-
-
 def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
     _check_tuned(args)
     sink = bench.TensorBoardSink(args.tensorboard) if args.tensorboard else None
@@ -240,7 +202,7 @@ def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
             command=command,
             sinks=[sink] if sink else None,
             keep_going=args.keep_going,
-            hparam_overrides=_settings(args.set),
+            hparam_overrides=hparam_overrides(args),
             keep_checkpoints=args.keep_checkpoints,
         )
     finally:

@@ -17,8 +17,10 @@ __all__ = [
     "COMMON_FLAGS",
     "add_common_flags",
     "add_data_args",
+    "add_method_overrides",
     "check_common_flags",
     "config_from_args",
+    "hparam_overrides",
     "names_from",
     "numbers",
     "positive_float",
@@ -183,3 +185,55 @@ def run_options(args: argparse.Namespace, command: str) -> dict[str, Any]:
 def record_files(out: Path) -> list[str]:
     """What a benchmark writing a record says it wrote: ``results.json`` and ``report.md`` in ``out``."""
     return [str(out / RESULTS_FILE), str(out / "report.md")]
+
+
+def _lr_pairs(text: str) -> dict[str, float]:
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, sep, value = item.partition("=")
+        try:
+            lr = float(value)
+        except ValueError:
+            lr = -1.0
+        if not sep or lr <= 0:
+            raise argparse.ArgumentTypeError(
+                f"expected METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01), found {item!r}"
+            )
+        out[name] = lr
+    return out
+
+
+def _setting(text: str) -> tuple[str, str, object]:
+    target, sep, raw = text.partition("=")
+    name, dot, key = target.rpartition(".")
+    if not sep or not dot or not name or not key:
+        raise argparse.ArgumentTypeError(f"expected METHOD.KEY=VALUE (e.g. locoprop-m.steps=5), found {text!r}")
+    value: object = raw
+    for parse in (int, float):
+        try:
+            value = parse(raw)
+            break
+        except ValueError:
+            continue
+    return name, key, value
+
+
+def add_method_overrides(p: argparse.ArgumentParser) -> None:
+    """``--lr METHOD=LR,...`` and ``--set METHOD.KEY=VALUE`` (repeatable): a run's rates and hyper-parameters."""
+    p.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
+    p.add_argument(
+        "--set",
+        type=_setting,
+        action="append",
+        default=[],
+        metavar="METHOD.KEY=VALUE",
+        help="replace one of a method's hyper-parameters (repeatable), e.g. --set locoprop-m.steps=5",
+    )
+
+
+def hparam_overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
+    """``--set`` as ``{method: {key: value}}``."""
+    out: dict[str, dict[str, object]] = {}
+    for name, key, value in args.set:
+        out.setdefault(name, {})[key] = value
+    return out

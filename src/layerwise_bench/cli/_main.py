@@ -19,13 +19,14 @@ from ._depth import DEPTH
 from ._parallel import PARALLEL, ZSTORE
 from ._similarity import SIMILARITY
 from ._subcommand import Outcome, Subcommand
-from ._timing import STEPTIME, TELEMETRY
+from ._timing import DIAGNOSE, STEPTIME, TELEMETRY
 
 __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 
 #: every ``layerwise bench`` subcommand, in ``--help`` order.
 SUBCOMMANDS: dict[str, Subcommand] = {
-    s.name: s for s in (AUTOENCODER, TUNE, EQUAL_TIME, STEPTIME, TELEMETRY, AUX, DEPTH, SIMILARITY, PARALLEL, ZSTORE)
+    s.name: s
+    for s in (AUTOENCODER, TUNE, EQUAL_TIME, STEPTIME, DIAGNOSE, TELEMETRY, AUX, DEPTH, SIMILARITY, PARALLEL, ZSTORE)
 }
 
 

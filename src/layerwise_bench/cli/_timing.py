@@ -7,10 +7,10 @@ import argparse
 import layerwise_bench as bench
 
 from ..workloads import WORKLOADS
-from ._common import names_from, positive_int
+from ._common import add_method_overrides, hparam_overrides, names_from, positive_int
 from ._subcommand import Outcome, Subcommand
 
-__all__ = ["STEPTIME", "TELEMETRY"]
+__all__ = ["DIAGNOSE", "STEPTIME", "TELEMETRY"]
 
 _TIMING = {
     "seed": "a timing run feeds fixed random data; its numbers do not depend on a seed",
@@ -95,7 +95,9 @@ def _run_method_steptime(args: argparse.Namespace, command: str) -> Outcome:
         names, cfg, data, args.out, repeats=args.repeats, command=command, overwrite=args.overwrite
     )
     lines = [
-        f"{n:>24}: {v * 1e3:8.1f} ms  ({res['vs_first'][n]:.2f}x {names[0]})" for n, v in res["median_step_s"].items()
+        f"{n:>24}: mean {v * 1e3:8.1f} ms ({res['vs_first_mean'][n]:.2f}x {names[0]}), median "
+        f"{res['median_step_s'][n] * 1e3:8.1f} ms ({res['vs_first'][n]:.2f}x)"
+        for n, v in res["mean_step_s"].items()
     ]
     return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
 
@@ -150,4 +152,64 @@ TELEMETRY = Subcommand(
     _add_telemetry_args,
     _run_telemetry,
     unsupported=_TIMING,
+)
+
+
+_LOCOPROP_RECIPE = {"resnet-mnist": "locoprop-cnn", "lm-bytes": "locoprop-transformer"}
+
+
+def _add_diagnose_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workload", choices=sorted(_LOCOPROP_RECIPE), required=True)
+    p.add_argument(
+        "--method",
+        choices=sorted(n for n in bench.METHODS if n.startswith("locoprop")),
+        default=None,
+        help="the LocoProp method to diagnose (default: the workload's recipe)",
+    )
+    p.add_argument("--reference", default="adamw", help="the first-order method beside it (default adamw)")
+    p.add_argument("--steps", type=positive_int, default=200, help="training steps with per-layer stats (default 200)")
+    p.add_argument("--window", type=positive_int, default=20, help="steps timed, then profiled (default 20)")
+    p.add_argument("--size", default="cpu", help="the workload's model preset (cpu, gpu, tiny)")
+    p.add_argument("--data-dir", default=None, help="the data directory (MNIST in DIR/mnist)")
+    add_method_overrides(p)
+
+
+def _run_diagnose(args: argparse.Namespace, command: str) -> Outcome:
+    import torch
+
+    from ..workloads import get_workload
+
+    task = get_workload(args.workload)
+    method = args.method or _LOCOPROP_RECIPE[args.workload]
+    task.check_methods([method, args.reference])  # before any data is read
+    cfg = bench.RunConfig(dataset=task.dataset, epochs=1, workload=args.workload, size=args.size, seed=args.seed)
+    data = task.load(cfg, args.data_dir, False, torch.device(args.device))
+    res = bench.run_locoprop_diagnosis(
+        method,
+        cfg,
+        data,
+        args.out,
+        reference=args.reference,
+        steps=args.steps,
+        window=args.window,
+        lr_overrides=args.lr,
+        hparam_overrides=hparam_overrides(args),
+        command=command,
+        overwrite=args.overwrite,
+    )
+    mean = res["mean_step_ms"]
+    lines = [
+        f"{n:>24}: mean step {mean[n]:7.1f} ms, batch loss (last half) "
+        f"{sum(res['losses'][n][args.steps // 2 :]) / len(res['losses'][n][args.steps // 2 :]):.4f}"
+        for n in (method, args.reference)
+    ]
+    return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
+
+
+DIAGNOSE = Subcommand(
+    "diagnose",
+    "LocoProp layer by layer against a first-order step: update cosine, size, local residual, phase and layer times",
+    _add_diagnose_args,
+    _run_diagnose,
+    unsupported={k: v for k, v in _TIMING.items() if k != "seed"},
 )
