@@ -188,10 +188,7 @@ def write_diagnosis_report(results: dict[str, Any], out: str | Path) -> Path:
         "",
         "| phase | ms | share of the profiled step |",
         "|---|---|---|",
-        *(
-            f"| {p} | {phases[p]:.1f} | {phases[p] / results['profiled_step_ms']:.0%} |"
-            for p in PHASES
-        ),
+        *(f"| {p} | {phases[p]:.1f} | {phases[p] / results['profiled_step_ms']:.0%} |" for p in PHASES),
         f"| unmarked (inputs prepared, checks) | {unmarked:.1f} | {unmarked / results['profiled_step_ms']:.0%} |",
         f"| profiled step (wall) | {results['profiled_step_ms']:.1f} | |",
         "",
@@ -199,8 +196,8 @@ def write_diagnosis_report(results: dict[str, Any], out: str | Path) -> Path:
         "",
         "cos: cosine of ΔW with −∇W L (1 = the backprop direction); |ΔW|/|∇|: the update's size against the "
         "gradient's; residual: ‖f(W_new ŷ) − target‖ / ‖γ g‖ after the solve (0 = local target reached); "
-        "decrease: the layer's share of the first-order loss decrease −Σ⟨∇W L, ΔW⟩; solve: the layer's time in the solve "
-        "(its local gradients and updates; the covariance is counted in its own phase above).",
+        "decrease: the layer's share of the first-order loss decrease −Σ⟨∇W L, ΔW⟩; solve: the layer's time in the "
+        "solve (its local gradients and updates; the covariance is counted in its own phase above).",
         "",
         "| layer | parameters | cos | abs(ΔW)/abs(∇) | residual | decrease share | solve (ms) | solve share |",
         "|---|---|---|---|---|---|---|---|",
