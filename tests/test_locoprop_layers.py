@@ -164,3 +164,16 @@ def test_a_covariance_that_overflows_fails_the_step_with_nothing_changed(solver:
         assert torch.equal(net.state_dict()[k], v), k
     after = opt.state_dict()
     assert str(after["state"]) == str(state[1]["state"])
+
+
+def test_a_covariance_too_large_for_its_damping_names_the_cause_with_nothing_changed() -> None:
+    """Identical inputs of 1e12 keep the loss and the float32 covariance finite, but the damping is lost in
+    rounding and Cholesky fails: the error says so (not only 'raise damping'); parameters and state unchanged."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 2))
+    opt = LocoProp(net, solver="precond", lr=1.0, steps=1, damping=1.0)
+    x, y = torch.ones(16, 4) * 1e12, torch.randint(0, 2, (16,))
+    before = copy.deepcopy(net.state_dict())
+    with pytest.raises(FloatingPointError, match=r"layer '0'.*largest diagonal entry 1\.6e\+25.*lost in rounding"):
+        opt.step(lambda: F.cross_entropy(net(x), y))
+    assert all(torch.equal(net.state_dict()[k], v) for k, v in before.items()) and not opt.state

@@ -147,7 +147,7 @@ def solve_iterative(
 
 def _inverse(p: Problem, refresh_every: int) -> torch.Tensor | None:
     """The cached ``(λI + c XᵀX)⁻¹`` if still fresh, else ``None``."""
-    cache = p.state.setdefault(p.layer.weight, {})
+    cache = p.state.get(p.layer.weight, {})  # looked up, not created: a failed step leaves no empty slot
     inv = cache.get("precond_inverse")
     dim = p.layer.weight[0].numel() + (p.layer.bias is not None)  # columns of layer.matrix()
     if inv is not None and cache.get("precond_age", 0) < refresh_every and inv.shape[-1] == dim:
@@ -173,9 +173,16 @@ def _refresh(
         gram.mul_(c).diagonal(dim1=-2, dim2=-1).add_(p.group["damping"])
         chol, info = torch.linalg.cholesky_ex(gram)
         if bool(info.any()):
+            scale = float(gram.diagonal(dim1=-2, dim2=-1).abs().max())
             raise FloatingPointError(
-                f"LocoProp layer {p.layer.name!r}: the damped input covariance is not positive "
-                f"definite (damping={p.group['damping']}). Raise damping."
+                f"LocoProp layer {p.layer.name!r}: the damped input covariance is not positive definite in "
+                f"{gram.dtype} (damping={p.group['damping']}, largest diagonal entry {scale:.3g}"
+                + (
+                    ": the layer's inputs have grown so large that the damping is lost in rounding, a model "
+                    "diverging). No parameter or buffer was changed by this step. Lower lr or gamma, or raise damping."
+                    if scale > 1e6 * p.group["damping"]
+                    else "). No parameter or buffer was changed by this step. Raise damping."
+                )
             )
         inverses[i] = torch.cholesky_inverse(chol)
 

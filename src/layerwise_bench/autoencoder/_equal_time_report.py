@@ -296,7 +296,7 @@ _SAME = (
 def _loss(run: dict[str, Any], k: float, name: str) -> float | None:
     """``name``'s scored loss within ``k``·B in the record ``run`` (its chosen learning rate's run)."""
     entry = chosen_run(run, k, name) or {}
-    loss = (entry.get("within") or {}).get("train_loss")
+    loss = (entry.get("within") or {}).get(run.get("score", "train_loss"))
     return float(loss) if loss is not None and math.isfinite(loss) else None
 
 
@@ -313,8 +313,12 @@ def _scored_runs(run: dict[str, Any], name: str) -> list[dict[str, Any]]:
 def _first_time_at(run: dict[str, Any], name: str, target: float) -> float | None:
     """The earliest training time at which one of ``name``'s scored runs in ``run`` ended an epoch at or below
     ``target``."""
+    metric = run.get("score", "train_loss")
     found = [
-        r["train_time"] for e in _scored_runs(run, name) for r in e.get("records") or [] if r["train_loss"] <= target
+        r["train_time"]
+        for e in _scored_runs(run, name)
+        for r in e.get("records") or []
+        if r.get(metric) is not None and r[metric] <= target
     ]
     return float(min(found)) if found else None
 
@@ -470,8 +474,13 @@ def write_equal_time_summary(
     mixed = len(s["machines"]) > 1
     mark = " (mixed machines)" if mixed else ""
     budgets = ", ".join(fmt(b, 1) for b in s["budgets"])
+    task, metric = runs[0]["config"].get("workload", "autoencoder"), runs[0].get("score", "train_loss")
+    unit = (runs[0].get("metrics") or {}).get(metric, "nats per image")
+    title = "deep autoencoder" if task == "autoencoder" else task
+    finite = [v["loss"]["mean"] for e in s["by_multiple"].values() for v in e["rows"].values() if v["loss"]["n"]]
+    digits = min(5, max(2, 3 - math.floor(math.log10(min(finite))))) if finite and min(finite) > 0 else 2
     lines = [
-        f"# Equal wall-clock: deep autoencoder ({runs[0]['config']['dataset']}), {n} seeds",
+        f"# Equal wall-clock: {title} ({runs[0]['config']['dataset']}), {n} seeds",
         "",
         *provenance(runs[0], f"seeds {', '.join(str(x) for x in s['seeds'])}"),
         "",
@@ -508,12 +517,18 @@ def write_equal_time_summary(
         f"measured in each seed's run: {budgets} s. "
         + (
             "Each method trains on the clock within k·B, its rate decaying linearly with the training time used, and "
-            "stops when its next step would no longer fit; its score is the training loss where it stopped."
+            "stops when its next step would no longer fit; its score is "
+            + ("the training loss" if metric == "train_loss" else f"its `{metric}`")
+            + " where it stopped."
             if runs[0]["config"].get("schedule") == "time"
             else "Each method ran the epochs its estimated epoch time allowed within k·B, its schedule fitted to "
             "them; its score is the training loss after the last epoch that ended within k·B."
         )
-        + " Losses: mean [min, max] over seeds (nats per image).",
+        + (
+            f" Scores: mean [min, max] over seeds ({unit})."
+            if task != "autoencoder"
+            else " Losses: mean [min, max] over seeds (nats per image)."
+        ),
         "",
     ]
     for k in s["multiples"]:
@@ -532,7 +547,9 @@ def write_equal_time_summary(
             ran = "–" if not epochs else fmt(epochs[0]) + ("" if epochs[0] == epochs[-1] else f"–{fmt(epochs[-1])}")
             vs = row["loss"]["mean"] / leader - 1 if row["loss"]["n"] and math.isfinite(leader) else math.inf
             missing = n - row["loss"]["n"]
-            loss = spread(row["loss"]) + (f" ({row['loss']['n']} of {n} seeds)" if missing and row["loss"]["n"] else "")
+            loss = spread(row["loss"], digits) + (
+                f" ({row['loss']['n']} of {n} seeds)" if missing and row["loss"]["n"] else ""
+            )
             lrs = ", ".join(f"{x:.3g}" for x in row["lr"])
             marks = ([str(row["failed"])] if row["failed"] else []) + (
                 [f"{row['slowed']} slowed"] if row["slowed"] else []
@@ -544,14 +561,15 @@ def write_equal_time_summary(
             )
         lines.append("")
         if e.get("locoprop"):
-            lines += [_locoprop_paragraph(e["locoprop"], rows, k, s["reference"]), ""]
+            lines += [_locoprop_paragraph(e["locoprop"], rows, k, s["reference"], digits), ""]
     if plots:
-        _plot_seeds(s, out / "loss_within_budget.png")
+        label = f"`{metric}` within budget" if task != "autoencoder" else "training loss within budget (nats / image)"
+        _plot_seeds(s, out / "loss_within_budget.png", label.replace("`", ""))
         lines += ["![loss within each budget, every seed](loss_within_budget.png)", ""]
     return save_report(out, lines)
 
 
-def _locoprop_paragraph(lp: dict[str, Any], rows: dict[str, Any], k: float, ref: str) -> str:
+def _locoprop_paragraph(lp: dict[str, Any], rows: dict[str, Any], k: float, ref: str, digits: int = 2) -> str:
     base, sp, low = lp["baseline"], lp["speedup_needed"], lp["speedup_at_least"]
     pct = f"{lp['gap_pct']:+.1f}%" if math.isfinite(lp["gap_pct"]) else "–"
     if sp["n"] and sp["mean"] > 1:
@@ -574,14 +592,15 @@ def _locoprop_paragraph(lp: dict[str, Any], rows: dict[str, Any], k: float, ref:
         )
     return (
         f"**LocoProp within {k:g}·B.** Its best configuration here, `{lp['best']}`, ends at "
-        f"{spread(rows[lp['best']]['loss'])} against {spread(rows[base]['loss'])} for the best other method, "
+        f"{spread(rows[lp['best']]['loss'], digits)} against {spread(rows[base]['loss'], digits)} for the best other "
+        "method, "
         f"`{base}` ({pct} on the means); lower in {lp['wins']} of {lp['seeds_compared']} seeds. "
         f"Its epoch costs {lp['epoch_time_vs_reference']:.2f}× `{ref}`'s and {lp['epoch_time_vs_baseline']:.2f}× "
         f"`{base}`'s. {way.strip()}".rstrip()
     )
 
 
-def _plot_seeds(s: dict[str, Any], path: Path) -> None:
+def _plot_seeds(s: dict[str, Any], path: Path, label: str = "training loss within budget (nats / image)") -> None:
     fig, axes = figure(len(s["multiples"]), width=5.5)
     for ax, k in zip(axes, s["multiples"], strict=True):
         e = s["by_multiple"][f"{k:g}"]
@@ -593,6 +612,6 @@ def _plot_seeds(s: dict[str, Any], path: Path) -> None:
             ax.plot([v for v in st["values"] if v is not None], [y] * st["n"], "|", color=color, ms=8)
             ax.plot([st["mean"]], [y], "o", color=color, ms=5)
         ax.set_yticks(range(len(ranked)), list(reversed(ranked)), fontsize=7)
-        ax.set(xscale="log", xlabel="training loss within budget (nats / image)", title=f"within {k:g}·B")
+        ax.set(xscale="log", xlabel=label, title=f"within {k:g}·B")
         ax.grid(True, which="both", axis="x", alpha=0.3)
     save_png(fig, path, dpi=110)
