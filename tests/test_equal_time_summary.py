@@ -170,3 +170,25 @@ def test_layerwise_report_reads_seed_directories_into_one_report(tmp_path, capsy
         rebuild_report(dirs, dirs[1])
     assert (tmp_path / "loss_within_budget.png").read_bytes()[:4] == b"\x89PNG"
     assert all((d / "results.json").read_bytes() == before[d] for d in dirs)
+
+
+def test_seeds_of_a_workload_scored_on_test_loss_are_read_by_that_score(tmp_path):
+    """The committed lm-bytes seeds score ``test_loss``: the summary ranks and reports that, not ``train_loss``,
+    names the workload, and prints losses near 1.5 with enough digits to tell the methods apart."""
+    from pathlib import Path
+
+    from layerwise_bench.autoencoder._equal_time_report import chosen_run
+    from layerwise_bench.core._io import read_json
+
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    dirs = [root / f"equal-time-lm-bytes-locoprop-cpu{s}" for s in ("", "-s1", "-s2")]
+    runs = [read_json(d / "results.json") for d in dirs]
+    s = summarize_equal_time(runs)
+    rows = s["by_multiple"]["1"]["rows"]
+    for name, row in rows.items():
+        want = [chosen_run(r, 1, name)["within"]["test_loss"] for r in runs]
+        assert row["loss"]["values"] == pytest.approx(want)
+    path = write_equal_time_summary(runs, tmp_path, dirs, plots=False)
+    text = path.read_text()
+    assert text.startswith("# Equal wall-clock: lm-bytes (") and "its score is its `test_loss`" in text
+    assert "| 2 | adamw | 0.00948 |" in text and "1.509 [1.494, 1.533]" in text
