@@ -11,7 +11,8 @@
 #              their 10-epoch tuned rates: step time against Adam, time to every method's final loss. Kron and
 #              SOAP join when pytorch_optimizer and opt_einsum import;
 #           5. the step time of the workloads' methods on resnet-mnist and lm-bytes at their gpu size
-#              (layerwise bench steptime --workload; SIZE=cpu or tiny for a smaller model).
+#              (layerwise bench steptime --workload; SIZE=cpu or tiny for a smaller model), and LocoProp's
+#              per-layer, per-phase diagnosis beside AdamW there (layerwise bench diagnose, DIAG_STEPS steps).
 # Usage: [DATA_DIR=...] [OUT=...] bash scripts/gpu_check.sh [all|checks|bench]   (default all). A rerun resumes
 # the autoencoder record. DEVICE=cpu EPOCHS=1 SUBSET=2000 REPEATS=2 BATCH=100 tries the bench stage on a CPU.
 # Writes the log to $OUT/gpu-check.log (OUT defaults to .); exits non-zero if any step failed.
@@ -59,6 +60,8 @@ elif [ "$stage" != checks ]; then
   for w in resnet-mnist:locoprop-cnn lm-bytes:locoprop-transformer; do
     step python3 -m layerwise_bench bench steptime --device "$device" --workload "${w%%:*}" --size "${SIZE:-gpu}" \
       --methods "$wmethods,${w##*:}" --data-dir "$data" --repeats "${REPEATS:-50}" --overwrite --out "$out/steptime-${w%%:*}-gpu"
+    step python3 -m layerwise_bench bench diagnose --device "$device" --workload "${w%%:*}" --size "${SIZE:-gpu}" \
+      --data-dir "$data" --steps "${DIAG_STEPS:-200}" --window "${REPEATS:-50}" --overwrite --out "$out/diagnose-${w%%:*}-gpu"
   done
 fi
 echo "== gpu_check.sh $stage: $([ $status = 0 ] && echo passed || echo FAILED)" | tee -a "$log"

@@ -118,7 +118,8 @@ def run_locoprop_diagnosis(
     with profile() as prof:
         for _ in range(window):
             profiled += _timed(opt, closures()[method], device)[0]
-    totals = {e.key: e.cpu_time_total / 1e3 / window for e in prof.key_averages()}  # ms per step, inclusive
+    clock = "device_time_total" if device.type == "cuda" else "cpu_time_total"  # on a GPU: its kernels' time
+    totals = {e.key: getattr(e, clock) / 1e3 / window for e in prof.key_averages()}  # ms per step, inclusive
     phases = {p: totals.get(f"LocoProp.{p}", 0.0) for p in PHASES}
     half = steps // 2
     decrease = {name: sum(v[half:]) for name, v in stats["decrease"].items()}
@@ -142,6 +143,7 @@ def run_locoprop_diagnosis(
         losses=losses,
         stats=stats,
         coverage=opt.coverage.share,
+        phase_clock=clock,
     )
     for m in methods:
         record.runs[m.name] = {"lr": lrs[m.name][0], "hparams": m.hparams, "summary": m.summary}
@@ -184,7 +186,8 @@ def write_diagnosis_report(results: dict[str, Any], out: str | Path) -> Path:
         f"{method} / {ref}: **{_ratio(results, 'mean_step_ms'):.2f}×** on the means (what a run pays), "
         f"{_ratio(results, 'median_step_ms'):.2f}× on the medians.",
         "",
-        "## Where a step's time goes (profiled, ms per step)",
+        "## Where a step's time goes (profiled, ms per step"
+        + ("; GPU kernel time within each region)" if results.get("phase_clock") == "device_time_total" else ")"),
         "",
         "| phase | ms | share of the profiled step |",
         "|---|---|---|",
