@@ -14,7 +14,7 @@
 #              (layerwise bench steptime --workload; SIZE=cpu or tiny for a smaller model), and LocoProp's
 #              per-layer, per-phase diagnosis beside AdamW there (layerwise bench diagnose, DIAG_STEPS steps).
 # Usage: [DATA_DIR=...] [OUT=...] bash scripts/gpu_check.sh [all|checks|bench]   (default all). A rerun resumes
-# the autoencoder record. DEVICE=cpu EPOCHS=1 SUBSET=2000 REPEATS=2 BATCH=100 tries the bench stage on a CPU.
+# the autoencoder record. DEVICE=cpu EPOCHS=1 SUBSET=2000 REPEATS=3 BATCH=100 tries the bench stage on a CPU.
 # Writes the log to $OUT/gpu-check.log (OUT defaults to .); exits non-zero if any step failed.
 set -uo pipefail
 stage="${1:-all}"
