@@ -11,7 +11,7 @@ import shlex
 import statistics
 import sys
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -169,10 +169,11 @@ class Record:
         """Write ``results.json`` atomically."""
         atomic_write_json(self.results, self.path)
 
-    def write_report(self, lines: Sequence[str]) -> Path:
-        """Save the record and write its ``report.md`` (see :func:`save_report`)."""
+    def finish(self, write: Callable[[dict[str, Any], Path], object]) -> dict[str, Any]:
+        """Save the record, write its report with ``write(results, out)``, return the results."""
         self.save()
-        return save_report(self.out, lines)
+        write(self.results, self.out)
+        return self.results
 
 
 def save_report(out: str | Path, lines: Sequence[str]) -> Path:
