@@ -180,9 +180,7 @@ def run_equal_time_benchmark(
             k = next(k for k in multiples if key.startswith(f"{k:g}B/"))
             choose(k, entry["method"], grids[k, entry["method"]])
     results["slowed"] = slowed_runs(record.runs, pooled=pooled)  # the reference, and runs slowed twice
-    record.save()
-    write_equal_time_report(results, record.out)
-    return results
+    return record.finish(write_equal_time_report)
 
 
 def _beyond_edge(factors: list[float], best: float) -> float | None:

@@ -32,8 +32,12 @@ def run_key(k: float, name: str, factor: float) -> str:
 def chosen_run(results: dict[str, Any], k: float, name: str) -> dict[str, Any] | None:
     """The run of ``name`` within ``k``·B that the record scores: the chosen learning-rate factor's run (the
     only run when the record has no grid)."""
+    return results["runs"].get(_chosen_key(results, k, name))
+
+
+def _chosen_key(results: dict[str, Any], k: float, name: str) -> str:
     choice = (results.get("chosen") or {}).get(f"{k:g}B/{name}")
-    return results["runs"].get(run_key(k, name, choice["factor"] if choice else 1.0))
+    return run_key(k, name, choice["factor"] if choice else 1.0)
 
 
 def measured_epoch_time(entry: dict[str, Any]) -> float | None:
@@ -223,7 +227,8 @@ def _slowed_lines(results: dict[str, Any]) -> list[str]:
             first = e["first_run"]
             lines.append(
                 f"| {key} | {first['step_time_s'] * 1e3:.0f} | {first['method_median_s'] * 1e3:.0f} | "
-                f"{fmt(_ms(run_step_time(e)), 0)} | {fmt((first.get('within') or {}).get(metric))} | "
+                f"{fmt(None if (t := run_step_time(e)) is None else t * 1e3, 0)} | "
+                f"{fmt((first.get('within') or {}).get(metric))} | "
                 f"{fmt((e.get('within') or {}).get(metric))} |"
             )
         lines.append("")
@@ -238,10 +243,6 @@ def _slowed_lines(results: dict[str, Any]) -> list[str]:
             "",
         ]
     return lines
-
-
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1e3
 
 
 def _plot(results: dict[str, Any], runs: dict[str, Any], budget: float, path: Path) -> None:
@@ -393,7 +394,7 @@ def summarize_equal_time(runs: list[dict[str, Any]], *, allow_mixed_machines: bo
                     (_over(e, k * (r.get("budget_s") or 0.0)) for e, r in zip(entries, runs, strict=True)), default=0.0
                 ),
                 "failed": sum(e.get("status") not in (None, "complete") for e in entries),
-                "slowed": sum(_still_slowed(r, k, name) for r in runs),
+                "slowed": sum(_chosen_key(r, k, name) in (r.get("slowed") or {}) for r in runs),  # still slowed
                 "epoch_time": stats(measured_epoch_time(e) for e in entries)["mean"],
                 "lr": sorted({e.get("lr", settings[0][name]) for e in entries}),
             }
@@ -440,12 +441,6 @@ def _against(
         "unreached": len(bounds),
         "speedup_at_least": _values(bounds),
     }
-
-
-def _still_slowed(run: dict[str, Any], k: float, name: str) -> bool:
-    """Whether ``name``'s scored run within k·B is listed as still slowed in the record ``run``."""
-    choice = (run.get("chosen") or {}).get(f"{k:g}B/{name}")
-    return run_key(k, name, choice["factor"] if choice else 1.0) in (run.get("slowed") or {})
 
 
 def _over(entry: dict[str, Any], budget: float) -> float:

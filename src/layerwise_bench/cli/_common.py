@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 
 from ..core._record import RESULTS_FILE
+from ._subcommand import Subcommand
 
 __all__ = [
     "COMMON_FLAGS",
@@ -100,16 +101,10 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="fetch missing MNIST files (checksum-verified)")
 
 
-def add_common_flags(
-    p: argparse.ArgumentParser,
-    *,
-    unsupported: Mapping[str, str] = {},
-    seed: int = 0,
-    threads_help: str = "torch CPU threads (default: torch's)",
-    out_required: bool = True,
-) -> None:
-    """Add the shared flags to subcommand ``p``; ``unsupported`` maps a flag to why this subcommand cannot
-    honour it (then giving the flag is an error, see :func:`check_common_flags`)."""
+def add_common_flags(p: argparse.ArgumentParser, s: Subcommand) -> None:
+    """Add the shared flags to ``s``'s parser ``p``; a flag in ``s.unsupported`` is an error when given (see
+    :func:`check_common_flags`)."""
+    unsupported, seed = s.unsupported, s.seed
     unknown = set(unsupported) - set(COMMON_FLAGS)
     if unknown:
         raise ValueError(f"unknown common flags {sorted(unknown)}")
@@ -119,13 +114,13 @@ def add_common_flags(
 
     p.add_argument(
         "--out",
-        required=out_required,
+        required=s.out_required,
         type=Path,
         default=None,
         help=hlp("out", "output directory (results.json, report.md, plots)"),
     )
     p.add_argument("--device", default=None, help=hlp("device", "torch device, e.g. cpu, cuda, cuda:1 (default cpu)"))
-    p.add_argument("--threads", type=positive_int, default=None, help=hlp("threads", threads_help))
+    p.add_argument("--threads", type=positive_int, default=None, help=hlp("threads", s.threads_help))
     p.add_argument("--seed", type=int, default=None, help=hlp("seed", f"random seed (default {seed})"))
     p.add_argument(
         "--resume", action="store_true", help=hlp("resume", "continue an interrupted run in --out from its checkpoint")

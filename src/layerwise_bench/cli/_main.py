@@ -40,9 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run a benchmark").add_subparsers(dest="benchmark", required=True)
     for s in SUBCOMMANDS.values():
         p = b.add_parser(s.name, help=s.help)
-        add_common_flags(
-            p, unsupported=s.unsupported, seed=s.seed, threads_help=s.threads_help, out_required=s.out_required
-        )
+        add_common_flags(p, s)
         s.add_arguments(p)
     rp = sub.add_parser("report", help="rebuild report and plots from saved results (several runs: mean and spread)")
     rp.add_argument("dirs", nargs="+", type=Path, help="run directories holding results.json")

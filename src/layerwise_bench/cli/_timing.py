@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import layerwise_bench as bench
 
@@ -78,19 +79,19 @@ def _run_steptime(args: argparse.Namespace, command: str) -> Outcome:
     return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
 
 
-def _run_method_steptime(args: argparse.Namespace, command: str) -> Outcome:
+def _load(args: argparse.Namespace, names: list[str], **cfg: Any) -> tuple[bench.RunConfig, Any]:
+    """``--workload``'s data for one epoch of ``names`` (checked before any data is read), on ``--device``."""
     import torch
 
-    from ..workloads import get_workload
+    task = WORKLOADS[args.workload]
+    task.check_methods(names)
+    run_cfg = bench.RunConfig(dataset=task.dataset, epochs=1, workload=args.workload, size=args.size, **cfg)
+    return run_cfg, task.load(run_cfg, args.data_dir, False, torch.device(args.device))
 
-    task = get_workload(args.workload)
-    names = args.methods or list(task.methods) or ["adam", "muon", "locoprop-m-bf16-t5-c4"]
-    task.check_methods(names)  # before any data is read
-    dataset = task.dataset if args.workload != "autoencoder" else "mnist"
-    cfg = bench.RunConfig(
-        dataset=dataset, epochs=1, workload=args.workload, size=args.size, batch_size=args.batch_size_workload
-    )
-    data = task.load(cfg, args.data_dir, False, torch.device(args.device))
+
+def _run_method_steptime(args: argparse.Namespace, command: str) -> Outcome:
+    names = args.methods or list(WORKLOADS[args.workload].methods) or ["adam", "muon", "locoprop-m-bf16-t5-c4"]
+    cfg, data = _load(args, names, batch_size=args.batch_size_workload)
     res = bench.run_method_steptime(
         names, cfg, data, args.out, repeats=args.repeats, command=command, overwrite=args.overwrite
     )
@@ -175,15 +176,8 @@ def _add_diagnose_args(p: argparse.ArgumentParser) -> None:
 
 
 def _run_diagnose(args: argparse.Namespace, command: str) -> Outcome:
-    import torch
-
-    from ..workloads import get_workload
-
-    task = get_workload(args.workload)
     method = args.method or _LOCOPROP_RECIPE[args.workload]
-    task.check_methods([method, args.reference])  # before any data is read
-    cfg = bench.RunConfig(dataset=task.dataset, epochs=1, workload=args.workload, size=args.size, seed=args.seed)
-    data = task.load(cfg, args.data_dir, False, torch.device(args.device))
+    cfg, data = _load(args, [method, args.reference], seed=args.seed)
     res = bench.run_locoprop_diagnosis(
         method,
         cfg,

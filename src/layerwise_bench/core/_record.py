@@ -9,9 +9,8 @@ import os
 import platform
 import shlex
 import statistics
-import sys
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,18 +41,7 @@ FINAL = ("complete", "diverged")
 def environment(device: torch.device | str) -> dict[str, Any]:
     """Where the numbers were measured: :func:`~layerwise_bench.core._machine.machine` and the keys records kept
     before it (python, torch, platform, processor, torch_threads, device; gpu on CUDA)."""
-    device = torch.device(device)
-    env = {
-        "python": sys.version.split()[0],
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-    }
-    if device.type == "cuda":
-        env["gpu"] = torch.cuda.get_device_name(device)
-    return {**machine(device), **env}
+    return {**machine(device), "platform": platform.platform(), "processor": platform.processor() or platform.machine()}
 
 
 def command_line(argv: Sequence[str], prog: str = "layerwise", cwd: str | Path | None = None) -> str:
@@ -169,10 +157,11 @@ class Record:
         """Write ``results.json`` atomically."""
         atomic_write_json(self.results, self.path)
 
-    def write_report(self, lines: Sequence[str]) -> Path:
-        """Save the record and write its ``report.md`` (see :func:`save_report`)."""
+    def finish(self, write: Callable[[dict[str, Any], Path], object]) -> dict[str, Any]:
+        """Save the record, write its report with ``write(results, out)``, return the results."""
         self.save()
-        return save_report(self.out, lines)
+        write(self.results, self.out)
+        return self.results
 
 
 def save_report(out: str | Path, lines: Sequence[str]) -> Path:

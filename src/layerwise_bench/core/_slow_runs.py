@@ -38,7 +38,6 @@ def slowed_runs(
     runs: Mapping[str, Mapping[str, Any]],
     *,
     pooled: Mapping[str, list[float]] | None = None,
-    tolerance: float = SLOW_TOLERANCE,
 ) -> dict[str, dict[str, float]]:
     """The slowed runs by key, with ``step_time_s`` and the method's ``method_median_s``; a method with fewer than
     ``MIN_RUNS`` runs is judged with its runs in ``pooled`` (another record on the same machine) added."""
@@ -54,6 +53,6 @@ def slowed_runs(
         if len(times) < MIN_RUNS:
             continue
         median = float(statistics.median(times))
-        if t > tolerance * median:
+        if t > SLOW_TOLERANCE * median:
             slowed[key] = {"step_time_s": t, "method_median_s": median}
     return slowed

@@ -258,6 +258,4 @@ def run_aux_benchmark(
     for seed in seeds:
         for method in methods:
             train_into(record, f"{method}/{seed}", lambda: AuxTrial(method, seed, cfg, data), data, cfg, seed, progress)
-    record.save()
-    write_aux_report(results, out)
-    return results
+    return record.finish(write_aux_report)

@@ -64,13 +64,12 @@ def train_depth(
     data: MLPData,
     *,
     progress: bool = False,
-    on_epoch: Callable[[dict[str, Any]], None] | None = None,
     on_model: Callable[[torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
     """Train ``method`` on a plain MLP of ``depth`` hidden layers; returns its entry (records, gradient norms).
     ``on_model`` receives the trained plain network when training completes."""
     runner = make_runner(method, activation, depth, cfg, data, on_model)
-    return train_epochs(runner, data, cfg, cfg.seed, f"d{depth}/{activation}/{method}", progress, on_epoch)
+    return train_epochs(runner, data, cfg, cfg.seed, f"d{depth}/{activation}/{method}", progress, None)
 
 
 def run_depth_benchmark(

@@ -100,9 +100,7 @@ def run_similarity_benchmark(
                 **_compare(model, ref, data.test_x),  # type: ignore[arg-type]
                 "test_gap_points": 100 * (ref_acc - entry["records"][-1]["test_acc"]),
             }
-    record.save()
-    write_similarity_report(results, out)
-    return results
+    return record.finish(write_similarity_report)
 
 
 def verdict(results: dict[str, Any]) -> list[str]:

@@ -27,13 +27,20 @@ _sgd, _adagrad, _rmsprop, _adam, _adamw = map(
 )
 
 
-def _shampoo(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+def pytorch_optimizer(name: str, method: str) -> Any:
+    """``pytorch_optimizer.<name>``; ImportError naming ``method`` and the extra to install where it is missing."""
     try:
-        from pytorch_optimizer import ScalableShampoo
-        from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
+        import pytorch_optimizer
     except ImportError as exc:
-        raise ImportError("method 'shampoo' needs pytorch-optimizer: pip install 'layerwise[second-order]'") from exc
-    return ScalableShampoo(model.parameters(), lr=lr, graft_type=LayerWiseGrafting.RMSPROP, **kw)
+        raise ImportError(f"method {method!r} needs pytorch-optimizer: pip install 'layerwise[second-order]'") from exc
+    return getattr(pytorch_optimizer, name)
+
+
+def _shampoo(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
+    shampoo = pytorch_optimizer("ScalableShampoo", "shampoo")  # first: its ImportError names the extra
+    from pytorch_optimizer.optimizer.utils.graft import LayerWiseGrafting
+
+    return shampoo(model.parameters(), lr=lr, graft_type=LayerWiseGrafting.RMSPROP, **kw)
 
 
 def _kfac(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:

@@ -10,6 +10,7 @@ from torch import nn
 
 from ..core._method import Method
 from ..core._registry import register_method
+from ._baselines import pytorch_optimizer
 from ._muon import MuonAdam
 
 __all__: list[str] = []
@@ -19,29 +20,13 @@ def _muon(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
     return MuonAdam(model, lr, **kw)
 
 
-def _pytorch_optimizer(name: str, method: str) -> Any:
-    try:
-        import pytorch_optimizer
-    except ImportError as exc:
-        raise ImportError(f"method {method!r} needs pytorch-optimizer: pip install 'layerwise[second-order]'") from exc
-    return getattr(pytorch_optimizer, name)
-
-
 def _kron(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
     if not torch.backends.opt_einsum.is_available():
         raise ImportError(
             "method 'kron' needs opt-einsum (without it PSGD-Kron's einsums ask for terabytes): "
             "pip install 'layerwise[second-order]'"
         )
-    return _pytorch_optimizer("Kron", "kron")(model.parameters(), lr=lr, **kw)
-
-
-def _soap(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
-    return _pytorch_optimizer("SOAP", "soap")(model.parameters(), lr=lr, **kw)
-
-
-def _schedule_free(model: nn.Module, lr: float, **kw: Any) -> torch.optim.Optimizer:
-    return _pytorch_optimizer("ScheduleFreeAdamW", "schedule-free-adamw")(model.parameters(), lr=lr, **kw)
+    return pytorch_optimizer("Kron", "kron")(model.parameters(), lr=lr, **kw)
 
 
 for _m in [
@@ -66,7 +51,7 @@ for _m in [
     Method(
         "soap",
         "SOAP (pytorch-optimizer), betas (0.95, 0.95), eigenbases every 10 steps",
-        _soap,
+        lambda model, lr, **kw: pytorch_optimizer("SOAP", "soap")(model.parameters(), lr=lr, **kw),
         3e-3,
         {"precondition_frequency": 10, "weight_decay": 0.0},
         extra="second-order",
@@ -75,7 +60,9 @@ for _m in [
     Method(
         "schedule-free-adamw",
         "Schedule-Free AdamW (pytorch-optimizer), betas (0.9, 0.999), no decay schedule, evaluated at the average",
-        _schedule_free,
+        lambda model, lr, **kw: pytorch_optimizer("ScheduleFreeAdamW", "schedule-free-adamw")(
+            model.parameters(), lr=lr, **kw
+        ),
         3.16e-3,
         {"weight_decay": 0.0},
         extra="second-order",

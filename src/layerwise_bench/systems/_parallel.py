@@ -97,9 +97,7 @@ def run_parallel_benchmark(
         for n, rs in runs.items()
     }
     record.results.update(repeats=repeats, runs=runs, summary=summary, load_before=load_before)
-    record.save()
-    write_parallel_report(record.results, out)
-    return record.results
+    return record.finish(write_parallel_report)
 
 
 def write_parallel_report(results: dict[str, Any], out: str | Path) -> Path:

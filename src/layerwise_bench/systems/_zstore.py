@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..core._record import Record
+from ..core._record import Record, save_report
 from ._parallel import launch
 
 __all__ = ["ZSTORE_OPTIONS", "run_zstore_benchmark"]
@@ -75,5 +75,4 @@ def run_zstore_benchmark(
             f"| {name} | {r['z_bytes'] / 2**30:.2f} | {r['peak_rss_bytes'] / 2**30:.2f} | {r['init_s']:.1f} | "
             f"{r['step_s']:.3f} |"
         )
-    record.write_report(lines)
-    return results
+    return record.finish(lambda results, out: save_report(out, lines))

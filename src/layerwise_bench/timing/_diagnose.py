@@ -147,9 +147,7 @@ def run_locoprop_diagnosis(
     )
     for m in methods:
         record.runs[m.name] = {"lr": lrs[m.name][0], "hparams": m.hparams, "summary": m.summary}
-    record.save()
-    write_diagnosis_report(record.results, out)
-    return record.results
+    return record.finish(write_diagnosis_report)
 
 
 def _ratio(results: dict[str, Any], key: str) -> float:

@@ -127,9 +127,7 @@ def run_steptime_benchmark(
         vs_adam={n: v / med["adam"] for n, v in med.items()},
         times=times,
     )
-    record.save()
-    write_steptime_report(results, out)
-    return results
+    return record.finish(write_steptime_report)
 
 
 def write_steptime_report(results: dict[str, Any], out: str | Path) -> Path:
@@ -221,9 +219,7 @@ def run_method_steptime(
     )
     for m in methods:
         record.runs[m.name] = {"median_step_s": med[m.name], "hparams": m.hparams, "lr": lrs[m.name][0]}
-    record.save()
-    write_method_steptime_report(record.results, out)
-    return record.results
+    return record.finish(write_method_steptime_report)
 
 
 def write_method_steptime_report(results: dict[str, Any], out: str | Path) -> Path:

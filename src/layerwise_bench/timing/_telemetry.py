@@ -274,9 +274,7 @@ def run_telemetry_benchmark(
             "everyN_under_5pct": {r["k"]: r["everyN_overhead"] < 0.05 for r in rows},
         },
     )
-    record.save()
-    write_telemetry_report(results, out)
-    return results
+    return record.finish(write_telemetry_report)
 
 
 def write_telemetry_report(results: dict[str, Any], out: str | Path) -> Path:
