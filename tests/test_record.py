@@ -73,18 +73,20 @@ def test_the_cli_says_so_too(tmp_path, capsys):
 
 
 def test_every_committed_record_s_report_can_be_rebuilt_or_is_a_clear_error(tmp_path):
+    """Every committed ``results.json`` (any depth) rebuilds its report, or the error names it and the fix."""
     import json
     from pathlib import Path
 
     import layerwise_bench as bench
 
     kinds = set()
-    for results in sorted((Path(__file__).resolve().parents[1] / "benchmarks").glob("*/results.json")):
+    root = Path(__file__).resolve().parents[1] / "benchmarks"
+    for results in sorted(root.glob("**/results.json")):  # every record, those in subfolders (seeds, variants) too
         kind = json.loads(results.read_text()).get("benchmark")
-        if kind in kinds or kind in (None, "fault-injection"):
+        if kind in (None, "fault-injection"):
             continue
         kinds.add(kind)
-        out = tmp_path / results.parent.name
+        out = tmp_path / "_".join(results.parent.relative_to(root).parts)
         try:
             path = bench.rebuild_report([results.parent], out)
         except ValueError as exc:

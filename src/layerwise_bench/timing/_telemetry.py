@@ -368,7 +368,8 @@ def _plot(rows: list[dict[str, Any]], every: int, path: Path) -> None:
         ("every1_s", "layerwise.backward, telemetry every=1"),
         ("everyN_s", f"layerwise.backward, telemetry every={every}"),
     ):
-        ax.plot(ks, [1e3 * r[key] for r in rows], marker="o", label=label)
+        if all(key in r for r in rows):  # records from before the reference with statistics lack kgrad_stats_s
+            ax.plot(ks, [1e3 * r[key] for r in rows], marker="o", label=label)
     ax.set(
         xlabel="K (loss terms)",
         ylabel="ms per training step",
