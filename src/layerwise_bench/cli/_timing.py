@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import statistics
 from typing import Any
 
 import layerwise_bench as bench
@@ -194,7 +195,7 @@ def _run_diagnose(args: argparse.Namespace, command: str) -> Outcome:
     mean = res["mean_step_ms"]
     lines = [
         f"{n:>24}: mean step {mean[n]:7.1f} ms, batch loss (last half) "
-        f"{sum(res['losses'][n][args.steps // 2 :]) / len(res['losses'][n][args.steps // 2 :]):.4f}"
+        f"{statistics.fmean(res['losses'][n][args.steps // 2 :]):.4f}"
         for n in (method, args.reference)
     ]
     return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
