@@ -213,8 +213,8 @@ def solve_preconditioned(
     """Closed-form (``steps=1``, S) or majorise-minimise (``steps=None``: each group's T) solves.
 
     ``inverses`` come from :func:`preconditioners` (the input covariance formed only when a layer's cached
-    inverse is due, ``refresh_every``), and the local gradient ``Σ δ ŷᵀ`` comes from the layer's own backward kernel, so a step between refreshes costs
-    about a weight-gradient pass."""
+    inverse is due, ``refresh_every``), and the local gradient ``Σ δ ŷᵀ`` comes from the layer's own backward
+    kernel, so a step between refreshes costs about a weight-gradient pass."""
     anchors = [p.layer.matrix() for p in problems]
     for k in range(max(steps or p.group["steps"] for p in problems)):
         active = [i for i, p in enumerate(problems) if k < (steps or p.group["steps"])]
