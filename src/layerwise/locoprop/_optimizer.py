@@ -108,6 +108,12 @@ class LocoProp(torch.optim.Optimizer):
         inner_lr_floor: the floor of that decay (official 0.25).
         reset_inner_state: clear the inner rule's slots at every batch (official: kept).
         refresh_every: ``exact``/``precond`` reuse the inverse covariance for this many steps.
+        momentum: β of an outer momentum on the one-step solve's update ``d = ∇ (λI + c Σ ŷŷᵀ)⁻¹``
+            (``exact``, or ``precond`` with ``steps=1``), Muon's Nesterov form: ``m ← βm + (1−β)d``, step
+            ``lr·((1−β)d + βm)``. 0 (default): none.
+        orthogonalize: replace that step by Muon's Newton–Schulz ``√max(1, rows/cols)·msgn(·)`` of each layer's
+            ``(outputs, inputs[+bias])`` matrix: with ``momentum=0.95`` the update of Newton-Muon (Du & Su 2026),
+            Muon right-preconditioned by the inverse input covariance. ``lr`` is then Muon's rate (e.g. 0.02).
         inner_dtype: the dtype of the two products of every ``iterative`` inner step (``z = W ŷ`` and
             ``Σ δ ŷᵀ``), e.g. ``torch.bfloat16`` (about twice as fast as float32 on CPUs with AVX512-BF16
             and on GPUs). ``ŷ`` is cast once per batch and ``W`` once per inner step; the residual, the
@@ -159,6 +165,8 @@ class LocoProp(torch.optim.Optimizer):
         inner_lr_floor: float = 0.25,
         reset_inner_state: bool = False,
         refresh_every: int = 1,
+        momentum: float = 0.0,
+        orthogonalize: bool = False,
         inner_dtype: torch.dtype | None = None,
         inner_chunks: int = 1,
         layers: Sequence[LayerSpec] | None = None,
@@ -198,6 +206,14 @@ class LocoProp(torch.optim.Optimizer):
             raise ValueError(
                 "solver='exact' solves LocoProp-S only (its local problem is quadratic). "
                 "Use variant='s', or solver='precond' for LocoProp-M."
+            )
+        _check("momentum", momentum, isinstance(momentum, (int, float)) and 0 <= momentum < 1, "a number in [0, 1)")
+        _check("orthogonalize", orthogonalize, isinstance(orthogonalize, bool), "True or False")
+        if (momentum or orthogonalize) and (solver == "iterative" or (solver == "precond" and steps != 1)):
+            raise ValueError(
+                f"momentum and orthogonalize act on the step of a one-step solve (solver='precond' with steps=1, or "
+                f"solver='exact'), found solver={solver!r}, steps={steps}. Use solver='precond', steps=1, or drop "
+                "them (an iterative solve has its own momentum: inner_options={'momentum': ...})."
             )
         if solver != "iterative" and damping <= 0:
             raise ValueError(
@@ -262,7 +278,8 @@ class LocoProp(torch.optim.Optimizer):
             }
             for layer in self._layers
         ]
-        super().__init__(groups, {"lr": lr, "gamma": gamma, "steps": steps, "damping": damping})
+        defaults = {"lr": lr, "gamma": gamma, "steps": steps, "damping": damping}
+        super().__init__(groups, defaults | {"momentum": momentum, "orthogonalize": orthogonalize})
         self.coverage = coverage(model, self._layers, [n for n, _ in leftovers])
         self._others = [p for _, p in leftovers]
         self.other_optimizer = other_optimizer(self._others) if other_optimizer is not None and leftovers else None

@@ -25,6 +25,7 @@ bound above still holds group by group (the local Hessian is below ``c·blockdia
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,6 +35,7 @@ import torch.distributed as dist
 from torch.profiler import record_function
 
 from .._distributed import all_reduce_sum
+from ..optim._newton_schulz import newton_schulz
 from ._inner import INNER_RULES
 from ._layers import LocalLayer
 
@@ -228,4 +230,23 @@ def solve_preconditioned(
             mat = p.layer.matrix()
             if k > 0:
                 g.add_(mat - anchors[i], alpha=p.group["damping"])
-            p.layer.set_matrix(mat.sub_(g @ inverses[i], alpha=p.group["lr"]))
+            p.layer.set_matrix(mat.sub_(_outer(p, g @ inverses[i]), alpha=p.group["lr"]))
+
+
+def _outer(p: Problem, direction: torch.Tensor) -> torch.Tensor:
+    """The solve's step with the layer's outer ``momentum`` β (Muon's Nesterov form on an average,
+    ``m ← βm + (1−β)d``, step ``(1−β)d + βm``) and, with ``orthogonalize``, Muon's Newton–Schulz: the step
+    becomes ``√max(1, rows/cols) · msgn(·)``, each group's ``(rows, cols)`` matrix with its bias column (Newton-Muon,
+    Du & Su 2026, right-preconditions Muon's step by the inverse input second moment the same way)."""
+    beta, ortho = p.group.get("momentum", 0.0), p.group.get("orthogonalize", False)
+    if beta:
+        slot = p.state.setdefault(p.layer.weight, {})
+        buf = slot.get("outer_momentum")
+        if buf is None or buf.shape != direction.shape:
+            buf = slot["outer_momentum"] = torch.zeros_like(direction)
+        buf.lerp_(direction, 1 - beta)
+        direction = direction.lerp(buf, beta)
+    if ortho:
+        rows, cols = direction.shape[-2:]
+        direction = newton_schulz(direction, dtype=direction.dtype).mul_(math.sqrt(max(1.0, rows / cols)))
+    return direction

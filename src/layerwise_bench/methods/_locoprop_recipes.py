@@ -17,9 +17,13 @@ from ._locoprop import _closure
 __all__: list[str] = []
 
 
-def _recipe(model: nn.Module, lr: float, *, other_lr: float | None, **kw: Any) -> torch.optim.Optimizer:
+def _recipe(
+    model: nn.Module, lr: float, *, other_lr: float | None, head_to_other: bool = False, **kw: Any
+) -> torch.optim.Optimizer:
     rate = lr if other_lr is None else other_lr
-    return LocoProp(model, lr=lr, other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=rate), **kw)
+    # head_to_other: a module named ``head`` goes to AdamW, as Muon's split does (the method ``muon``)
+    heads = [n for n, _ in model.named_modules() if head_to_other and n.rsplit(".", 1)[-1] == "head"]
+    return LocoProp(model, lr=lr, other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=rate), exclude=heads, **kw)
 
 
 for _m in [
@@ -46,6 +50,42 @@ for _m in [
         _recipe,
         3e-3,
         {"variant": "m", "solver": "iterative", "inner": "adam", "steps": 1, "gamma": 1e4, "other_lr": None},
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-cnn-momentum",
+        "The CNN recipe with an outer Nesterov momentum 0.9 on the preconditioned step",
+        _recipe,
+        1.0,
+        {
+            "variant": "m",
+            "solver": "precond",
+            "steps": 1,
+            "gamma": 100.0,
+            "damping": 10.0,
+            "refresh_every": 25,
+            "momentum": 0.9,
+            "other_lr": 3e-3,
+        },
+        closure=_closure,
+    ),
+    Method(
+        "locoprop-newton-muon",
+        "LocoProp-S's preconditioned step orthogonalised as Muon's (Newton-Muon): momentum 0.95, 5 Newton-Schulz "
+        "steps in float32, λ=1e4, inverse refreshed every 25 steps; AdamW at 1e-3 for the head and the rest, as `muon`",
+        _recipe,
+        0.02,
+        {
+            "variant": "s",
+            "solver": "precond",
+            "steps": 1,
+            "damping": 1e4,
+            "refresh_every": 25,
+            "momentum": 0.95,
+            "orthogonalize": True,
+            "other_lr": 1e-3,
+            "head_to_other": True,
+        },
         closure=_closure,
     ),
 ]:

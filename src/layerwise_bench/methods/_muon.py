@@ -10,36 +10,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from layerwise.optim import NS_COEFFICIENTS, newton_schulz
+from layerwise.optim import NS_EPS as EPS
+
 __all__ = ["Muon", "MuonAdam", "muon_adam_split", "resolve_ns_dtype"]
 
-# torch.optim.Muon's defaults (Keller Jordan's constants)
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
-EPS = 1e-7
 NS_DTYPES = (torch.bfloat16, torch.float16, torch.float32, torch.float64)
-
-
-def newton_schulz(
-    grad: torch.Tensor,
-    ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
-    ns_steps: int = 5,
-    eps: float = EPS,
-    dtype: torch.dtype = torch.bfloat16,
-) -> torch.Tensor:
-    """The quintic Newton–Schulz iteration of ``torch.optim.Muon`` on a 2-D ``grad``, computed in ``dtype``
-    (the result is in ``dtype``). With ``torch.bfloat16`` it is torch's ``_zeropower_via_newtonschulz``
-    operation for operation."""
-    a, b, c = ns_coefficients
-    x = grad.to(dtype, copy=True)  # a copy even in the same dtype: the in-place norm below must not touch grad
-    if grad.size(0) > grad.size(1):
-        x = x.T
-    x.div_(x.norm().clamp(min=eps))  # spectral norm at most 1
-    for _ in range(ns_steps):
-        gram = x @ x.T
-        gram_update = torch.addmm(gram, gram, gram, beta=b, alpha=c)
-        x = torch.addmm(x, gram_update, x, beta=a)
-    if grad.size(0) > grad.size(1):
-        x = x.T
-    return x
 
 
 def _lr_ratio(adjust_lr_fn: str | None, rows: int, cols: int) -> float:
