@@ -12,6 +12,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, collective, resolve_group
+from ._capture import Capture, closure_records
 from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
@@ -34,29 +35,6 @@ _SOLVERS = ("iterative", "exact", "precond")
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
         raise ValueError(f"Invalid {name}={value!r}. Expected {expected}.")
-
-
-def _ran_wrong(name: str, times: int, ran_none: bool) -> str:
-    """The message for a layer that did not run exactly once in the closure's forward pass."""
-    if times > 1:
-        return (
-            f"LocoProp layer {name!r} ran {times} times in the closure's forward pass; it must run exactly "
-            "once (a layer reused across time steps or branches has no single local problem). Pass "
-            f"exclude=[{name!r}] with other_optimizer=..., or restructure the model. No parameter was changed."
-        )
-    if ran_none:
-        return (
-            "None of LocoProp's layers ran in the closure's forward pass: the closure must call the model "
-            "LocoProp was built on, uncompiled (a torch.compile'd copy runs no hook), with gradients enabled "
-            "(torch's transformer layers take a fused path that skips their Linears under no_grad). No "
-            "parameter was changed."
-        )
-    return (
-        f"LocoProp layer {name!r} did not run in the closure's forward pass while other layers did: this "
-        "forward skips it (a branch not taken, or an owner that reads its weight directly, as "
-        "nn.MultiheadAttention does). If it is never used, pass exclude=[{name!r}] with other_optimizer=...; "
-        "if it is used only sometimes, it has no local problem on such batches. No parameter was changed."
-    ).replace("{name!r}", repr(name))
 
 
 def _reraise_unchanged(exc: BaseException) -> NoReturn:
@@ -145,9 +123,22 @@ class LocoProp(torch.optim.Optimizer):
             ``torch.profiler`` (``LocoProp.forward``, ``.backward``, ``.other_optimizer``, ``.solve``,
             ``.covariance``, ``LocoProp.layer.<name>``), recorded or not.
 
-    ``step(closure)``: the closure runs the forward pass and returns the loss, a batch mean, WITHOUT
-    calling ``backward()``: ``opt.step(lambda: loss_fn(model(x), y))``.
+    Three ways to step, the same update (to float64 rounding):
+
+    - ``opt.step(lambda: loss_fn(model(x), y))``: a closure that returns the loss, a batch mean, without
+      calling ``backward()``; the fast path (activation gradients only, no weight gradient).
+    - ``loss.backward(); opt.step()``: the standard contract, inside any loop or framework. Hooks keep each
+      layer's input, pre-activation and ``∂L/∂â`` from the backward pass; several backward passes before
+      one step (gradient accumulation, each micro-batch loss divided by their number) give the step of
+      the concatenated batch. ``zero_grad()`` drops them with the ``.grad`` of ``other_optimizer``'s
+      parameters.
+    - ``opt.step(closure)`` with a closure that calls ``backward()`` and returns the loss (PyTorch's
+      convention, as for LBFGS; Lightning's automatic optimization).
     """
+
+    # torch.amp.GradScaler.step sets grad_scale and found_inf instead of unscaling: LocoProp divides the
+    # activation gradients it kept by the scale itself, and skips the step on inf.
+    _step_supports_amp_scaling = True
 
     def __init__(
         self,
@@ -286,6 +277,7 @@ class LocoProp(torch.optim.Optimizer):
         self._group = resolve_group(process_group)
         self._buffers = list(model.buffers())  # BatchNorm's running statistics: restored by a rejected step
         broadcast_module(model, self._group)
+        self._capture = Capture(self._layers)  # last: a failed construction leaves no hook on the model
 
     @classmethod
     def official(cls, model: nn.Module, **kwargs: Any) -> LocoProp:
@@ -311,30 +303,12 @@ class LocoProp(torch.optim.Optimizer):
         """``(layer name, activation name)`` of every layer LocoProp trains, in order."""
         return [(layer.name, layer.activation.name) for layer in self._layers]
 
-    def _forward(self, closure: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, list[Record]]:
-        captured: dict[int, list[Record]] = {}
-
-        def hook(i: int) -> Callable[..., torch.Tensor]:
-            def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> torch.Tensor:
-                if not isinstance(output, torch.Tensor):
-                    raise TypeError(
-                        f"LocoProp layer {self._layers[i].name!r} returned {type(output).__name__}, not a "
-                        "tensor. Declare only nn.Linear/nn.Conv2d layers."
-                    )
-                captured.setdefault(i, []).append(Record(inputs[0].detach(), inputs[0]._version, output))
-                # The model continues with a copy: an in-place op after the layer (nn.ReLU(inplace=True),
-                # out += identity) rewrites the copy, never the pre-activation and its autograd edge kept here.
-                return output.clone()
-
-            return record
-
-        handles = [layer.module.register_forward_hook(hook(i)) for i, layer in enumerate(self._layers)]
-        try:
-            with torch.enable_grad():
-                loss = closure()
-        finally:
-            for h in handles:
-                h.remove()
+    def _closure_records(self, closure: Callable[[], Any]) -> tuple[Any, list[Record]]:
+        """The step's own forward pass (and the closure's backward, if it runs one), recorded per layer."""
+        with self._capture.pause():
+            loss, records = closure_records(self._layers, closure)
+        if any(rec.grad is not None for rec in records):  # the closure called backward() (PyTorch's convention)
+            return loss, records
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(
                 f"LocoProp's closure must return the scalar loss tensor, found {type(loss).__name__}"
@@ -342,25 +316,23 @@ class LocoProp(torch.optim.Optimizer):
             )
         if loss.grad_fn is None:
             raise ValueError(
-                "LocoProp's closure returned a loss with no autograd graph. Run the forward pass with "
-                "gradients enabled and return the loss without calling backward()."
+                "LocoProp's closure returned a loss with no autograd graph and ran no backward pass through "
+                "LocoProp's layers. Return the loss of a forward pass run with gradients enabled (LocoProp then "
+                "backpropagates to the activations only), or call loss.backward() in the closure. No parameter "
+                "was changed."
             )
-        records = []
-        for i, layer in enumerate(self._layers):
-            got = captured.get(i, [])
-            if len(got) != 1:
-                raise RuntimeError(_ran_wrong(layer.name, len(got), ran_none=not captured))
-            rec = got[0]
-            if rec.inputs._version != rec.version:
-                raise RuntimeError(
-                    f"LocoProp layer {layer.name!r}: its input was modified in place after the layer read "
-                    "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
-                    "applied to the tensor the layer consumed), so its local problem would see another "
-                    "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
-                    "was changed."
-                )
-            records.append(rec)
         return loss, records
+
+    def _check_versions(self, records: Sequence[Record]) -> list[str]:
+        return [
+            f"LocoProp layer {layer.name!r}: its input was modified in place after the layer read "
+            "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
+            "applied to the tensor the layer consumed), so its local problem would see another "
+            "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
+            "was changed."
+            for layer, rec in zip(self._layers, records, strict=True)
+            if rec.inputs._version != rec.version
+        ]
 
     def _backward(self, loss: torch.Tensor, outputs: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         try:
@@ -368,9 +340,9 @@ class LocoProp(torch.optim.Optimizer):
         except RuntimeError as exc:
             if "second time" in str(exc) or "does not require grad" in str(exc):
                 raise RuntimeError(
-                    "LocoProp could not differentiate the closure's loss: the closure must not call "
-                    "loss.backward() (LocoProp backpropagates to activations only). "
-                    f"Return the loss instead. ({exc})"
+                    "LocoProp could not differentiate the closure's loss: a backward() in the closure freed its "
+                    "graph without passing through LocoProp's layers. Return the loss without calling backward() "
+                    f"(the fast path), or backpropagate the loss of the model LocoProp was built on. ({exc})"
                 ) from exc
             raise
 
@@ -383,35 +355,44 @@ class LocoProp(torch.optim.Optimizer):
             dist.all_reduce(total, group=self._group)
         return batch / float(total)
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
-        """One LocoProp update on the batch the closure evaluates; returns the closure's loss."""
-        if closure is None:
-            raise ValueError(
-                "LocoProp.step needs a closure that runs the forward pass and returns the loss without "
-                "calling backward(), e.g. opt.step(lambda: loss_fn(model(x), y))."
-            )
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One LocoProp update. ``opt.step(closure)``: the closure runs the forward pass and returns the loss,
+        with or without calling ``backward()`` (without: the fast path, activation gradients only); returns the
+        closure's loss. ``loss.backward(); opt.step()``: the batch of the backward passes since the last step or
+        ``zero_grad()`` (several: gradient accumulation); returns ``None``."""
+        unscale = self._grad_scaler_factor()
+        if unscale is not None and bool(self.found_inf):  # type: ignore[attr-defined]
+            self._capture.clear()  # the GradScaler skips this step: nothing changes, as for torch's optimizers
+            return None
         saved = [b.detach().clone() for b in self._buffers]  # the forward pass updates BatchNorm's statistics
         try:
-            with record_function("LocoProp.forward"):
-                loss, records = self._forward(closure)
-            with record_function("LocoProp.backward"):
-                grads = self._backward(loss, [rec.output for rec in records])
+            loss, records, grads = self._batch(closure)
             n = len(records)
-            scale = self._batch_scale(records[0].inputs.shape[0], loss.device)
+            scale = self._batch_scale(records[0].inputs.shape[0], records[0].inputs.device)
+            if unscale is not None:
+                for rec in records:
+                    rec.grad = None if rec.grad is None else rec.grad * unscale
             with torch.no_grad():
-                if not torch.isfinite(loss):
+                if isinstance(loss, torch.Tensor) and loss.numel() == 1 and not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"LocoProp: the loss is {float(loss)}; no parameter or buffer (BatchNorm statistics) "
                         "was changed. Lower lr or gamma, or check the batch for NaN/inf."
+                    )
+                finite = [r.grad.isfinite().all() for r in records if r.grad is not None]
+                if grads is None and finite and not bool(torch.stack(finite).all()):
+                    raise FloatingPointError(
+                        "LocoProp: the gradient of the loss with respect to a layer's output holds NaN/inf; no "
+                        "parameter was changed. Lower lr or gamma, or check the batch for NaN/inf."
                     )
                 inputs = [layer.prepare(rec.inputs) for layer, rec in zip(self._layers, records, strict=True)]
                 self._check_chunks(inputs)
                 if not self._verified:
                     verify_layers(self._layers, inputs, [rec.output for rec in records])
                     self._verified = True
+                layer_grads = [r.grad for r in records] if grads is None else grads[:n]
                 problems = [
                     self._problem(i, x, rec.output, g, scale)
-                    for i, (x, rec, g) in enumerate(zip(inputs, records, grads[:n], strict=True))
+                    for i, (x, rec, g) in enumerate(zip(inputs, records, layer_grads, strict=True))
                 ]
                 # formed before any parameter changes: a covariance that is not finite fails the step cleanly
                 inverses = (
@@ -428,7 +409,7 @@ class LocoProp(torch.optim.Optimizer):
         start = [[t.detach().clone() for t in parameters_of(p)] for p in problems] if self.record_stats else []
         try:
             with torch.no_grad(), record_function("LocoProp.other_optimizer"):
-                self._step_others(grads[n:], scale)  # after every check, so a rejected step changes nothing
+                self._step_others(None if grads is None else grads[n:], scale, unscale)  # after every check
             with torch.no_grad(), record_function("LocoProp.solve"):
                 if self.solver == "iterative":
                     solve_iterative(
@@ -451,7 +432,54 @@ class LocoProp(torch.optim.Optimizer):
             keep_preconditioners(problems, inverses)
         if self.record_stats:
             self.step_stats = self._stats(problems, start)
-        return loss.detach()
+        return loss.detach() if isinstance(loss, torch.Tensor) else loss
+
+    def _batch(self, closure: Callable[[], Any] | None) -> tuple[Any, list[Record], tuple[torch.Tensor, ...] | None]:
+        """The closure's result, one record per layer, and the fast path's gradients (``None``: the records
+        carry ``g`` from a backward pass, and ``other_optimizer``'s parameters have their ``.grad``)."""
+        if closure is None:
+            records = self._capture.take()
+            if records is None:
+                raise RuntimeError(
+                    "LocoProp.step() found no backward pass through LocoProp's layers since the last step or "
+                    "zero_grad(): call loss.backward() first (on a forward pass of the model LocoProp was built on, "
+                    "with gradients enabled), or pass a closure: opt.step(lambda: loss_fn(model(x), y)). No "
+                    "parameter was changed."
+                )
+            return None, records, None
+        self._capture.clear()  # the closure's batch is the step's: earlier backward passes are superseded
+        with record_function("LocoProp.forward"):
+            loss, records = self._closure_records(closure)
+        for message in self._check_versions(records):
+            raise RuntimeError(message)
+        if records[0].grad is not None or any(r.grad is not None for r in records):
+            return loss, records, None
+        with record_function("LocoProp.backward"):
+            return loss, records, self._backward(loss, [rec.output for rec in records])
+
+    def _grad_scaler_factor(self) -> torch.Tensor | None:
+        """``1 / scale`` when a ``torch.amp.GradScaler`` drives this step (``scaler.step(opt)`` sets
+        ``grad_scale`` and ``found_inf`` on optimizers with ``_step_supports_amp_scaling``), else ``None``."""
+        if not hasattr(self, "found_inf"):
+            return None
+        grad_scale = getattr(self, "grad_scale", None)
+        if grad_scale is None:
+            self._capture.clear()
+            raise RuntimeError(
+                "LocoProp under a GradScaler: scaler.unscale_(opt) was called before scaler.step(opt). It unscales "
+                "the weights' .grad, not the activation gradients LocoProp keeps, so LocoProp cannot tell their "
+                "scale. Drop scaler.unscale_(opt) (LocoProp unscales what it reads itself; it does not read the "
+                "weights' gradients, so clipping them has no effect on its layers). No parameter was changed."
+            )
+        return 1.0 / grad_scale
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every gradient a step reads: the layers' and ``other_optimizer``'s ``.grad``, and the
+        activation gradients kept from backward passes since the last step."""
+        super().zero_grad(set_to_none)
+        if self.other_optimizer is not None:
+            self.other_optimizer.zero_grad(set_to_none)
+        self._capture.clear()
 
     @torch.no_grad()
     def _stats(self, problems: list[Problem], start: list[list[torch.Tensor]]) -> list[LayerStats]:
@@ -512,11 +540,18 @@ class LocoProp(torch.optim.Optimizer):
         w0 = [layer.weight.detach().clone()] + ([layer.bias.detach().clone()] if layer.bias is not None else [])
         return Problem(layer, group, self.state, x, target, step, matching, x.to(self.inner_dtype), a, w0)
 
-    def _step_others(self, grads: Sequence[torch.Tensor | None], scale: float) -> None:
+    def _step_others(
+        self, grads: Sequence[torch.Tensor | None] | None, scale: float, unscale: torch.Tensor | None = None
+    ) -> None:
+        """Step ``other_optimizer`` on ``grads`` (the fast path's), or on the ``.grad`` a backward pass left
+        (divided by a GradScaler's scale: ``unscale``)."""
         if self.other_optimizer is None:
             return
-        for p, g in zip(self._others, grads, strict=True):
-            p.grad = torch.zeros_like(p) if g is None else g.mul(scale)
+        for j, p in enumerate(self._others):
+            g = p.grad if grads is None else grads[j]
+            if g is not None and unscale is not None:
+                g = g * unscale
+            p.grad = torch.zeros_like(p) if g is None else (g if grads is None and scale == 1.0 else g.mul(scale))
         all_reduce_sum([p.grad for p in self._others if p.grad is not None], self._group)
         self.other_optimizer.step()
 

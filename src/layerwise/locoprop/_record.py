@@ -23,11 +23,12 @@ __all__ = ["Record", "verify_layers"]
 
 @dataclass
 class Record:
-    """One layer call: input ŷ (detached), its version counter at the call, and the output â."""
+    """One layer call: input ŷ (detached), its version counter at the call, the output â, and ``g`` once known."""
 
     inputs: torch.Tensor
     version: int
     output: torch.Tensor
+    grad: torch.Tensor | None = None  # ∂L/∂â, when a backward pass went through the layer
 
 
 def _tolerance(dtype: torch.dtype) -> float:
