@@ -109,7 +109,7 @@ def test_bad_hyperparameters(kwargs, match):
 
 def test_step_needs_closure_and_repr():
     opt = KFAC(nn.Linear(2, 2), lr=0.1)
-    with pytest.raises(ValueError, match="needs a closure"):
+    with pytest.raises(ValueError, match="samples Fisher targets from the model's output"):
         opt.step()
     assert repr(opt) == (
         "KFAC(lr=0.1, damping=0.001, momentum=0.9, ema_decay=0.95, cov_every=1, inv_every=20, "
@@ -180,3 +180,39 @@ def test_categorical_fisher_of_a_sequence_output_samples_per_position():
     ).squeeze(-1)
     expected = -torch.log_softmax(logits.reshape(10, 3), -1)[torch.arange(10), target].sum() / 2
     torch.testing.assert_close(nll, expected)
+
+
+def _mlp(seed):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(inplace=True), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+
+
+@pytest.mark.parametrize("cov_every", [1, 2])
+def test_backward_then_step_equals_the_closure_for_the_empirical_fisher_with_accumulation(cov_every):
+    """The standard contract (two accumulated micro-batches per step) against opt.backward on the whole batch."""
+    a, b = _mlp(0), _mlp(0)
+    kw = dict(lr=0.05, damping=1e-2, inv_every=1, cov_every=cov_every, likelihood="empirical")
+    oa, ob = KFAC(a, **kw), KFAC(b, **kw)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        x, y = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
+        oa.step(_closure(oa, a, x, lambda out: F.cross_entropy(out, y)))
+        b(x).sum()  # a forward with gradients on, never backpropagated: it keeps nothing
+        ob.zero_grad()
+        for half in (slice(0, 5), slice(5, 10)):
+            (F.cross_entropy(b(x[half]), y[half]) / 2).backward()
+        assert ob.step() is None
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-11, atol=1e-13)
+    assert not torch.equal(a[0].weight, _mlp(0)[0].weight)
+
+
+def test_backward_then_step_refuses_a_sampled_fisher_with_the_fix():
+    model = _mlp(0)
+    before = [p.detach().clone() for p in model.parameters()]
+    x, y = torch.randn(4, 6, dtype=torch.float64), torch.tensor([0, 1, 2, 0])
+    opt = KFAC(model, likelihood="categorical")
+    F.cross_entropy(model(x), y).backward()
+    with pytest.raises(ValueError, match=r"opt.backward\(loss, output\), or likelihood='empirical'"):
+        opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))

@@ -42,6 +42,15 @@ class _Call:
     output: GradientEdge
 
 
+@dataclass
+class _Kept:
+    """One layer call of the standard contract: input a, and g from the user's backward pass (autograd itself
+    refuses a backward after a Linear's input was changed in place)."""
+
+    inputs: torch.Tensor
+    grad: torch.Tensor
+
+
 def _reject_shared(model: nn.Module, layers: list[nn.Linear]) -> None:
     """A Linear weight also held by another module (tied weights) has no Kronecker block of its own."""
     owners = parameter_owners(model)
@@ -139,6 +148,10 @@ class KFAC(torch.optim.Optimizer):
             opt.backward(loss, logits)
             return loss
         opt.step(closure)
+
+    With ``likelihood="empirical"`` it also steps as any optimizer, ``loss.backward(); opt.step()``: hooks keep
+    each layer's input and output gradient from the backward passes since the last step (several: gradient
+    accumulation, concatenated as one batch).
     """
 
     def __init__(
@@ -192,6 +205,7 @@ class KFAC(torch.optim.Optimizer):
         self._generator: torch.Generator | None = None
         self._capture = False
         self._records: dict[nn.Module, _Call] = {}
+        self._pending: dict[nn.Module, list[_Kept]] = {}  # (a, g) of the user's backward passes (standard contract)
         self._measured: set[nn.Module] = set()
         self._names = {m: n for n, m in model.named_modules()}
         self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
@@ -204,7 +218,19 @@ class KFAC(torch.optim.Optimizer):
             f"weight_decay={g['weight_decay']}, likelihood={self.likelihood!r}, seed={self.seed})"
         )
 
-    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+    def _hook(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> torch.Tensor | None:
+        if (
+            not self._capture
+            and self.likelihood == "empirical"
+            and self._step % self.cov_every == 0
+            and torch.is_grad_enabled()
+            and output.requires_grad
+        ):
+            # the standard contract: the user's own backward files (a, g) for the next step(); the model
+            # continues with a copy, so an in-place op after the layer leaves g that of the layer's output
+            a, pending = inputs[0].detach(), self._pending.setdefault(module, [])
+            output.register_hook(lambda g: pending.append(_Kept(a, g)))
+            return output.clone()
         if self._capture and torch.is_grad_enabled():
             if module in self._records:
                 raise RuntimeError(
@@ -214,6 +240,7 @@ class KFAC(torch.optim.Optimizer):
             # The gradient edge is taken now: an in-place op after the layer (nn.ReLU(inplace=True)) must not
             # turn G into the statistics of the activation's output.
             self._records[module] = _Call(inputs[0].detach(), inputs[0]._version, get_gradient_edge(output))
+        return None
 
     def _name(self, module: nn.Module) -> str:
         return self._names.get(module, type(module).__name__)
@@ -288,19 +315,24 @@ class KFAC(torch.optim.Optimizer):
             st["A_inv"] = torch.cholesky_inverse(torch.linalg.cholesky(a + pi * root * eye_a))
             st["G_inv"] = torch.cholesky_inverse(torch.linalg.cholesky(g + root / pi * eye_g))
 
-    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor:  # type: ignore[override]
-        """One K-FAC step. ``closure`` is required: it must call :meth:`backward`."""
+    def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
+        """One K-FAC step: ``opt.step(closure)`` with a closure that calls :meth:`backward`, or, with
+        ``likelihood="empirical"``, ``loss.backward(); opt.step()`` (the factors from the backward passes since
+        the last step, several concatenated as one batch)."""
         if closure is None:
-            raise ValueError("KFAC.step needs a closure that runs the model and calls opt.backward(loss, output).")
-        self._capture = self._step % self.cov_every == 0
-        self._measured.clear()
-        try:
-            with torch.enable_grad():
-                loss = closure()
-            self._check_measured()
-        finally:
-            self._capture = False
-            self._records.clear()
+            loss = None
+            self._factors_from_pending()
+        else:
+            self._capture = self._step % self.cov_every == 0
+            self._measured.clear()
+            self._clear_pending()
+            try:
+                with torch.enable_grad():
+                    loss = closure()
+                self._check_measured()
+            finally:
+                self._capture = False
+                self._records.clear()
         group = self.param_groups[0]
         if self._step % self.inv_every == 0:
             self._update_inverses(group["damping"])
@@ -329,6 +361,40 @@ class KFAC(torch.optim.Optimizer):
                     b.add_(buf[:, -1], alpha=-group["lr"])
         self._step += 1
         return loss
+
+    def _factors_from_pending(self) -> None:
+        """The standard contract's statistics step: the factors from the kept ``(a, g)``, every layer checked."""
+        if self.likelihood != "empirical":
+            raise ValueError(
+                f"KFAC.step() without a closure: likelihood={self.likelihood!r} samples Fisher targets from the "
+                "model's output, which a plain loss.backward() does not hand to the optimizer. Use a closure that "
+                "calls opt.backward(loss, output), or likelihood='empirical' (the Fisher at the data targets)."
+            )
+        if self._step % self.cov_every:
+            return
+        self._measured = set()
+        for m, calls in self._pending.items():
+            if not calls:
+                continue
+            a = torch.cat([c.inputs.reshape(-1, c.inputs.shape[-1]) for c in calls])
+            g = torch.cat([c.grad.reshape(-1, c.grad.shape[-1]) for c in calls])
+            self._update_factors(m, a, g)
+            self._measured.add(m)
+        self._clear_pending()
+        self._capture = True  # so that _check_measured checks this statistics step
+        try:
+            self._check_measured()
+        finally:
+            self._capture = False
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear the gradients and the statistics kept from backward passes since the last step."""
+        super().zero_grad(set_to_none)
+        self._clear_pending()
+
+    def _clear_pending(self) -> None:
+        for calls in self._pending.values():  # emptied in place: a forward pass already run files into them
+            calls.clear()
 
     def _check_measured(self) -> None:
         """On a statistics step, every layer with a gradient must have had its factors gathered."""

@@ -3,6 +3,7 @@ LocoProp cannot train goes to ``other_optimizer``, AdamW at ``other_lr`` (``None
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -10,8 +11,8 @@ from torch import nn
 
 from layerwise.locoprop import LocoProp
 
-from ..core._method import Method
-from ..core._registry import register_method
+from ..core._method import Method, standard_closure
+from ..core._registry import get_method, register_method
 from ._locoprop import _closure
 
 __all__: list[str] = []
@@ -90,3 +91,16 @@ for _m in [
     ),
 ]:
     register_method(_m)
+
+# The same configurations stepped as any optimizer (zero_grad, loss.backward(), step()): what the standard
+# contract costs against the no-backward closure (the weight gradients are formed, and LocoProp does not read them).
+for _name in ("locoprop-cnn", "locoprop-transformer", "locoprop-m-bf16-t5-c4"):
+    _m = get_method(_name)
+    register_method(
+        replace(
+            _m,
+            name=f"{_name}-backward",
+            summary=f"{_m.summary}; stepped as any optimizer: zero_grad(), loss.backward(), step()",
+            closure=standard_closure,
+        )
+    )
