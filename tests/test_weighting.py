@@ -455,3 +455,52 @@ def test_gradnorm_names_a_term_that_never_reaches_its_parameter_set() -> None:
             torch.testing.assert_close(v, before[k], rtol=0, atol=0, equal_nan=True)  # `initial` is NaN until set
         else:
             assert v == before[k], k
+
+
+@pytest.mark.parametrize("kind", ["none", "fixed", "uncertainty", "gradnorm", "lookahead", "cosine"])
+def test_a_framework_owned_backward_gives_the_same_gradients_weights_and_telemetry(kind: str) -> None:
+    """backward_fn (a framework's backward, here scaled as a GradScaler would) against layerwise.backward."""
+    a, b = Net(), Net()
+    wa = None if kind == "none" else make(kind, a).double()
+    wb = None if kind == "none" else make(kind, b).double()
+    ta = layerwise.GradientTelemetry({"trunk": list(a.trunk.parameters())}, every=2)
+    tb = layerwise.GradientTelemetry({"trunk": list(b.trunk.parameters())}, every=2)
+    own = [] if wa is None else list(wa.parameters())
+    for step in range(3):
+        x, y = batch(step)
+        for p in [*a.parameters(), *b.parameters(), *own, *([] if wb is None else wb.parameters())]:
+            p.grad = None
+        total_a = layerwise.backward(a.losses(x, y), wa, params=list(a.parameters()), telemetry=ta)
+        total_b = layerwise.backward(
+            b.losses(x, y), wb, params=list(b.parameters()), telemetry=tb, backward_fn=lambda t: (8.0 * t).backward()
+        )
+        torch.testing.assert_close(total_b, total_a, rtol=1e-13, atol=0)
+        for p, q in zip(a.parameters(), b.parameters(), strict=True):
+            torch.testing.assert_close(q.grad, 8.0 * p.grad, rtol=1e-12, atol=1e-14)
+        if wa is not None and wb is not None:
+            for p, q in zip(wa.parameters(), wb.parameters(), strict=True):
+                torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-14)  # not scaled: done here
+            assert wb.current == pytest.approx(wa.current, rel=1e-12)
+        with torch.no_grad():
+            for p, q in zip(a.parameters(), b.parameters(), strict=True):
+                p -= 0.1 * p.grad
+                q -= 0.1 * q.grad / 8.0
+    assert len(ta.history) == 2
+    for sa, sb in zip(ta.history, tb.history, strict=True):
+        _assert_close_tree(sa.to_dict(), sb.to_dict())
+
+
+def _assert_close_tree(a: object, b: object) -> None:
+    """Equal structure; numbers equal to float64 rounding (the gradients are summed in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        assert a.keys() == b.keys()
+        for k in a:
+            _assert_close_tree(a[k], b[k])
+    elif isinstance(a, list) and isinstance(b, list):
+        assert len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            _assert_close_tree(x, y)
+    elif isinstance(a, float) and isinstance(b, float):
+        assert b == pytest.approx(a, rel=1e-10, abs=1e-13)
+    else:
+        assert a == b

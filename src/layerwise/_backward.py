@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -45,6 +45,7 @@ def backward(
     params: Iterable[Tensor],
     telemetry: GradientTelemetry | None = None,
     process_group: Any = "auto",
+    backward_fn: Callable[[Tensor], Any] | None = None,
 ) -> Tensor:
     """Accumulate ``Σ_k w_k ∇L_k`` into ``p.grad`` for ``p in params``, like ``total.backward()``.
 
@@ -63,6 +64,13 @@ def backward(
     single-process result on the whole batch). Use the plain model, not a ``DistributedDataParallel``
     wrapper: this function does the averaging.
 
+    ``backward_fn`` hands the backward pass to a framework: ``backward_fn(Σ_k w_k L_k)`` with the weights
+    detached, e.g. ``self.manual_backward`` (Lightning), ``accelerator.backward`` (Accelerate) or
+    ``lambda t: scaler.scale(t).backward()`` (AMP), so its loss scaling, accumulation and DDP hooks apply. The
+    weights, the telemetry and the weighting's own gradients are done here as without it (the weights from
+    gradients averaged over the processes); the framework backpropagates into every leaf (not only
+    ``params``) and averages the model's gradients itself (DDP).
+
     Returns:
         The weighted total, detached (for logging).
     """
@@ -77,7 +85,10 @@ def backward(
         if telemetry is not None:
             telemetry.skip()
         total = torch.stack(list(checked.values())).sum()
-        _plain_backward(total, params, group, keep=False)
+        if backward_fn is not None:
+            backward_fn(total)
+        else:
+            _plain_backward(total, params, group, keep=False)
         return total.detach()
     if weighting is None:
         weighting = Fixed.equal(list(checked), warn_useless=False, process_group=process_group)
@@ -85,8 +96,12 @@ def backward(
         if telemetry is not None:
             telemetry.skip()
         w = weighting.weights_for(checked)
-        total = weighting.combine(weighting.stack(weighting.check(checked)), w)
-        _plain_backward(total, params, group, keep=any(t.requires_grad for t in weighting.parameters()))
+        values = weighting.stack(weighting.check(checked))
+        total = weighting.combine(values, w)
+        if backward_fn is not None:
+            backward_fn((w.detach() * values).sum())
+        else:
+            _plain_backward(total, params, group, keep=any(t.requires_grad for t in weighting.parameters()))
         _backward_weighting(weighting, checked, w)
         return total.detach()
     active = weighting.check(checked)
@@ -94,11 +109,17 @@ def backward(
     capture = telemetry.capture if record and telemetry is not None and group is None else None
     index = {id(p): i for i, p in enumerate(union)}
     try:
-        per_term = TermGradients(active, union, capture, update={index[id(p)] for p in params})
+        per_term = TermGradients(
+            active,
+            union,
+            capture,
+            update={index[id(p)] for p in params} if backward_fn is None else (),
+            retain_graph=backward_fn is not None,
+        )
     finally:
         if capture is not None:
             capture.clear()
-    if group is not None:
+    if group is not None:  # the weights (and telemetry) from the averaged gradients, the same on every process
         per_term.all_reduce_mean(group)
     w = weighting.weights_for(
         active, per_term.rows([index[id(p)] for p in weighting.grad_params]) if weighting.needs_grads else None
@@ -113,6 +134,10 @@ def backward(
             {t: float(wd[weighting.terms.index(t)]) for t in active},
             update=[index[id(p)] for p in params],
         )
+    if backward_fn is not None:
+        backward_fn((wd * weighting.stack(active)).sum())
+        _backward_weighting(weighting, active, w)
+        return weighting.combine(weighting.stack(active), w).detach()
     coef_of = dict(zip(weighting.terms, wd.tolist(), strict=True))
     coef = [coef_of[t] for t in per_term.terms]
     for p in params:  # Σ_k w_k g_k, summed in place into the first term's fresh gradient (no zero buffers)
