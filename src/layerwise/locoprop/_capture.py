@@ -155,17 +155,18 @@ class Capture:
         for got in self.pending:
             got.clear()
 
-    def take(self) -> list[Record] | None:
-        """One record per layer, the backward passes since the last :meth:`clear` concatenated along the batch;
-        ``None`` when no backward pass went through any layer. Clears."""
-        counts = [len(got) for got in self.pending]
+    def take(self, last: Sequence[Record] = ()) -> list[Record] | None:
+        """One record per layer: the backward passes since the last :meth:`clear`, then ``last`` (one record per
+        layer, e.g. a closure's), concatenated along the batch; ``None`` when there is nothing. Clears."""
+        batches = [[*got, last[i]] if last else list(got) for i, got in enumerate(self.pending)]
+        counts = [len(got) for got in batches]
         if not any(counts):
             return None
         try:
             for layer, n in zip(self.layers, counts, strict=True):
                 if n < max(counts):
                     raise RuntimeError(ran_wrong(layer.name, n, False, "the backward passes since the last step"))
-            return [merge_records(layer, got) for layer, got in zip(self.layers, self.pending, strict=True)]
+            return [merge_records(layer, got) for layer, got in zip(self.layers, batches, strict=True)]
         finally:
             self.clear()
 

@@ -447,13 +447,17 @@ class LocoProp(torch.optim.Optimizer):
                     "parameter was changed."
                 )
             return None, records, None
-        self._capture.clear()  # the closure's batch is the step's: earlier backward passes are superseded
         with record_function("LocoProp.forward"):
             loss, records = self._closure_records(closure)
         for message in self._check_versions(records):
             raise RuntimeError(message)
-        if records[0].grad is not None or any(r.grad is not None for r in records):
-            return loss, records, None
+        if any(r.grad is not None for r in records):
+            # a closure that ran backward(): with the backward passes since zero_grad() (Lightning runs the
+            # earlier micro-batches of an accumulated step outside step())
+            merged = self._capture.take(records)
+            assert merged is not None  # records holds one per layer
+            return loss, merged, None
+        self._capture.clear()  # the fast path: the closure's batch is the step's
         with record_function("LocoProp.backward"):
             return loss, records, self._backward(loss, [rec.output for rec in records])
 

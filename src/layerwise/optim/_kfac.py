@@ -319,8 +319,11 @@ class KFAC(torch.optim.Optimizer):
         """One K-FAC step: ``opt.step(closure)`` with a closure that calls :meth:`backward`, or, with
         ``likelihood="empirical"``, ``loss.backward(); opt.step()`` (the factors from the backward passes since
         the last step, several concatenated as one batch)."""
-        if closure is None:
-            loss = None
+        if closure is None or self.likelihood == "empirical":
+            # the empirical Fisher needs no output: a closure that calls loss.backward() (PyTorch's convention,
+            # Lightning's) or opt.backward() files (a, g) through the hooks, as a backward before step() does
+            with torch.enable_grad():
+                loss = None if closure is None else closure()
             self._factors_from_pending()
         else:
             self._capture = self._step % self.cov_every == 0
@@ -404,7 +407,8 @@ class KFAC(torch.optim.Optimizer):
             raise RuntimeError(
                 "KFAC: the closure ran the model but did not call opt.backward(loss, output) (a plain "
                 "loss.backward() skips the curvature factors and K-FAC would be momentum SGD). Call "
-                "opt.backward(loss, output) in the closure; no parameter was changed."
+                "opt.backward(loss, output) in the closure, or use likelihood='empirical' (then any backward "
+                "works, a framework's too); no parameter was changed."
             )
         for layer in self.layers:
             if layer.weight.grad is not None and layer not in self._measured and "A" not in self.state[layer.weight]:
