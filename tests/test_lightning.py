@@ -3,7 +3,6 @@ optimization, with gradient accumulation), against the hand-written loop, in flo
 
 from __future__ import annotations
 
-import copy
 import warnings
 
 import lightning as L
