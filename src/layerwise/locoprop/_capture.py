@@ -30,8 +30,9 @@ from ._record import Record
 __all__ = ["Capture", "closure_records", "merge_records", "ran_wrong"]
 
 # The LocoProp that owns a module's persistent hook: a newer optimizer on the same model takes it over, so an
-# old one still referenced somewhere neither clones outputs nor keeps activations.
-_OWNER: weakref.WeakKeyDictionary[nn.Module, Capture] = weakref.WeakKeyDictionary()
+# old one still referenced somewhere neither clones outputs nor keeps activations. Weak both ways: a value that
+# held its key's module would keep the entry, and the model, alive for ever.
+_OWNER: weakref.WeakKeyDictionary[nn.Module, weakref.ref[Capture]] = weakref.WeakKeyDictionary()
 
 
 def ran_wrong(name: str, times: int, ran_none: bool, where: str = "the closure's forward pass") -> str:
@@ -70,14 +71,21 @@ def closure_records(layers: Sequence[LocalLayer], closure: Callable[[], Any]) ->
     """Run ``closure`` with each layer's call recorded (and ``g`` if the closure backpropagates); return its
     result and one record per layer (an error unless every layer ran exactly once)."""
     captured: dict[int, list[Record]] = {}
+    grads: dict[int, torch.Tensor] = {}  # g of a backward() in the closure; the hook must not hold the output
+    # (a tensor hook that references its own tensor is a cycle through C++ that Python never collects)
+
+    def keep(i: int) -> Callable[[torch.Tensor], None]:
+        def add(g: torch.Tensor) -> None:
+            grads[i] = g if i not in grads else grads[i] + g
+
+        return add
 
     def hook(i: int) -> Callable[..., torch.Tensor]:
         def record(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> torch.Tensor:
             output = _check_output(layers[i].name, output)
-            rec = Record(inputs[0].detach(), inputs[0]._version, output)
-            captured.setdefault(i, []).append(rec)
+            captured.setdefault(i, []).append(Record(inputs[0].detach(), inputs[0]._version, output))
             if output.requires_grad:
-                output.register_hook(lambda g: setattr(rec, "grad", g if rec.grad is None else rec.grad + g))
+                output.register_hook(keep(i))
             return output.clone()
 
         return record
@@ -94,6 +102,7 @@ def closure_records(layers: Sequence[LocalLayer], closure: Callable[[], Any]) ->
         got = captured.get(i, [])
         if len(got) != 1:
             raise RuntimeError(ran_wrong(layer.name, len(got), ran_none=not captured))
+        got[0].grad = grads.get(i)
         records.append(got[0])
     return result, records
 
@@ -109,7 +118,8 @@ class _Hook:
 
     def __call__(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
         capture = self.capture() if self.capture is not None else None
-        if capture is None or capture.paused or _OWNER.get(module) is not capture:
+        owner = _OWNER.get(module)
+        if capture is None or capture.paused or owner is None or owner() is not capture:
             return None
         if not (torch.is_grad_enabled() and isinstance(output, torch.Tensor) and output.requires_grad):
             return None
@@ -139,7 +149,7 @@ class Capture:
         self.pending: list[list[Record]] = [[] for _ in self.layers]
         self.paused = False
         for i, layer in enumerate(self.layers):
-            _OWNER[layer.module] = self
+            _OWNER[layer.module] = weakref.ref(self)
             layer.module.register_forward_hook(_Hook(self, i))
 
     @contextmanager
