@@ -187,34 +187,38 @@ def test_a_grad_scaler_step_is_the_unscaled_step_skips_on_inf_and_refuses_an_ear
     torch.testing.assert_close(scaled.state_dict()["other_optimizer"], state["other_optimizer"], rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("path", ["fast", "backward closure", "standard"])
-def test_a_step_keeps_no_graph_alive(path: str) -> None:
-    """Once the model and the optimizer are dropped, their parameters are freed: no hook holds a graph (a tensor
-    hook that references its own tensor is a cycle Python's collector cannot see, and leaked a batch per step)."""
-    import gc
+def _train_two_steps(path: str) -> list[object]:
+    """Two steps on ``path``; weak references to the parameters of a model and optimizer then dropped."""
     import weakref
 
     case = CASES["resnet"]
     model = case.build()
     opt = _opt(case, model, solver="precond", steps=1, damping=1.0, lr=1.0)
     x, y = case.batch()
+
+    def closure() -> Tensor:
+        opt.zero_grad()
+        loss = case.loss(model(x), y)
+        loss.backward()
+        return loss
+
     for _ in range(2):
         if path == "fast":
             opt.step(lambda: case.loss(model(x), y))
         elif path == "standard":
-            opt.zero_grad()
-            case.loss(model(x), y).backward()
+            closure()
             opt.step()
         else:
-
-            def closure() -> Tensor:
-                opt.zero_grad()
-                loss = case.loss(model(x), y)
-                loss.backward()
-                return loss
-
             opt.step(closure)
-    alive = [weakref.ref(p) for p in model.parameters()]
-    del model, opt
+    return [weakref.ref(p) for p in model.parameters()]
+
+
+@pytest.mark.parametrize("path", ["fast", "backward closure", "standard"])
+def test_a_step_keeps_no_graph_alive(path: str) -> None:
+    """Once the model and the optimizer are dropped, their parameters are freed: no hook holds a graph (a tensor
+    hook that references its own tensor is a cycle Python's collector cannot see, and leaked a batch per step)."""
+    import gc
+
+    alive = _train_two_steps(path)
     gc.collect()
-    assert all(r() is None for r in alive)
+    assert all(r() is None for r in alive)  # type: ignore[operator]
