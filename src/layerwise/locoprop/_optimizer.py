@@ -63,7 +63,7 @@ class LocoProp(torch.optim.Optimizer):
     decay 0.9, eps 1e-5, inner lr ``lr·max(1 − k/T, 0.25)``, state kept across batches); see
     :meth:`official`. They are tuned for the paper's deep autoencoder. Measured starting points
     (``docs/locoprop-models.md``, with the table of which layers and activations LocoProp trains):
-    for a CNN ``solver="precond", lr=1.0, steps=1, gamma=100, damping=10, refresh_every=25``; for a
+    for a CNN ``solver="precond", lr=10, steps=1, gamma=100, damping=10, refresh_every=25, momentum=0.9``; for a
     transformer LM ``solver="iterative", inner="adam", steps=1, gamma=1e4`` at AdamW's lr (γ grows with the
     positions a batch-mean loss averages over: γ=100, right for a short-sequence transformer, overshoots on
     2,048 positions per batch; with T=1 and inner Adam the update is Adam's on ∇W L); both with an AdamW

@@ -41,6 +41,7 @@ _AUTOENCODER_ONLY = {
             "locoprop-m-bf16-t5",
             "locoprop-m-bf16-t5-c2",
             "locoprop-m-bf16-t5-c4",
+            "locoprop-m-bf16-t5-c4-backward",
             "locoprop-s",
             "locoprop-s-exact",
             "locoprop-m-precond",
