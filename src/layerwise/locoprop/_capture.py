@@ -27,7 +27,7 @@ from torch import nn
 from ._layers import LocalLayer
 from ._record import Record
 
-__all__ = ["Capture", "closure_records", "merge_records", "ran_wrong"]
+__all__ = ["Capture", "closure_records", "merge_records", "modified_in_place", "ran_wrong"]
 
 # The LocoProp that owns a module's persistent hook: a newer optimizer on the same model takes it over, so an
 # old one still referenced somewhere neither clones outputs nor keeps activations. Weak both ways: a value that
@@ -55,6 +55,17 @@ def ran_wrong(name: str, times: int, ran_none: bool, where: str = "the closure's
         "forward skips it (a branch not taken, or an owner that reads its weight directly, as "
         f"nn.MultiheadAttention does). If it is never used, pass exclude=[{name!r}] with other_optimizer=...; "
         "if it is used only sometimes, it has no local problem on such batches. No parameter was changed."
+    )
+
+
+def modified_in_place(name: str) -> str:
+    """The message for a layer whose input changed in place after the layer read it."""
+    return (
+        f"LocoProp layer {name!r}: its input was modified in place after the layer read "
+        "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
+        "applied to the tensor the layer consumed), so its local problem would see another "
+        "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
+        "was changed."
     )
 
 
@@ -185,13 +196,7 @@ def merge_records(layer: LocalLayer, records: Sequence[Record]) -> Record:
     """The records of several micro-batches as one of the concatenated batch (a Linear's positions are rows)."""
     for rec in records:
         if rec.inputs._version != rec.version:
-            raise RuntimeError(
-                f"LocoProp layer {layer.name!r}: its input was modified in place after the layer read "
-                "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
-                "applied to the tensor the layer consumed), so its local problem would see another "
-                "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
-                "was changed."
-            )
+            raise RuntimeError(modified_in_place(layer.name))
     if len(records) == 1:
         return records[0]
     parts = [(r.inputs, r.output, r.grad) for r in records]

@@ -12,7 +12,7 @@ from torch import nn
 from torch.profiler import record_function
 
 from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, collective, resolve_group
-from ._capture import Capture, closure_records
+from ._capture import Capture, closure_records, modified_in_place
 from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
@@ -325,11 +325,7 @@ class LocoProp(torch.optim.Optimizer):
 
     def _check_versions(self, records: Sequence[Record]) -> list[str]:
         return [
-            f"LocoProp layer {layer.name!r}: its input was modified in place after the layer read "
-            "it (an in-place op such as x.add_(...), x += ..., x.relu_() or an inplace=True module "
-            "applied to the tensor the layer consumed), so its local problem would see another "
-            "input. Make that operation out-of-place (inplace=False, x = x + ...); no parameter "
-            "was changed."
+            modified_in_place(layer.name)
             for layer, rec in zip(self._layers, records, strict=True)
             if rec.inputs._version != rec.version
         ]
