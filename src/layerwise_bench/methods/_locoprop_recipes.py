@@ -31,6 +31,16 @@ def _recipe(
         return LocoProp(model, lr=lr, other_optimizer=lambda ps: torch.optim.AdamW(ps, lr=rate), exclude=heads, **kw)
 
 
+_CNN = {
+    "variant": "m",
+    "solver": "precond",
+    "steps": 1,
+    "gamma": 100.0,
+    "damping": 10.0,
+    "refresh_every": 25,
+    "other_lr": 3e-3,
+}
+
 for _m in [
     Method(
         "locoprop-cnn",
@@ -38,15 +48,7 @@ for _m in [
         "AdamW (other_lr) for the rest",
         _recipe,
         1.0,
-        {
-            "variant": "m",
-            "solver": "precond",
-            "steps": 1,
-            "gamma": 100.0,
-            "damping": 10.0,
-            "refresh_every": 25,
-            "other_lr": 3e-3,
-        },
+        dict(_CNN),
         closure=_closure,
     ),
     Method(
@@ -63,16 +65,7 @@ for _m in [
         "on resnet-mnist)",
         _recipe,
         1.0,
-        {
-            "variant": "m",
-            "solver": "precond",
-            "steps": 1,
-            "gamma": 100.0,
-            "damping": 10.0,
-            "refresh_every": 25,
-            "momentum": 0.9,
-            "other_lr": 3e-3,
-        },
+        {**_CNN, "momentum": 0.9},
         closure=_closure,
     ),
     Method(
