@@ -216,3 +216,28 @@ def test_backward_then_step_refuses_a_sampled_fisher_with_the_fix():
     with pytest.raises(ValueError, match=r"opt.backward\(loss, output\), or likelihood='empirical'"):
         opt.step()
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), before, strict=True))
+
+
+def test_telemetry_per_term_backward_passes_do_not_enter_the_empirical_fisher():
+    """layerwise.backward with telemetry (one partial backward per term) steps as the plain total's backward."""
+    import layerwise
+
+    a, b = _mlp(0), _mlp(0)
+    kw = dict(lr=0.05, damping=1e-2, inv_every=1, likelihood="empirical")
+    oa, ob = KFAC(a, **kw), KFAC(b, **kw)
+    tel = layerwise.GradientTelemetry({"all": b}, every=1)
+    g = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        x, y = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
+        for model, opt in ((a, oa), (b, ob)):
+            opt.zero_grad()
+            out = model(x)
+            terms = {"fit": F.cross_entropy(out, y), "small": 1e-2 * out.pow(2).mean()}
+            if model is a:
+                sum(terms.values()).backward()
+            else:
+                layerwise.backward(terms, params=list(b.parameters()), telemetry=tel)
+            opt.step()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-11, atol=1e-13)
+    assert len(tel.history) == 3

@@ -1,18 +1,24 @@
 """LocoProp and K-FAC returned from ``configure_optimizers`` in a real Lightning ``Trainer`` (automatic
-optimization, with gradient accumulation), against the hand-written loop, in float64."""
+optimization, with gradient accumulation), a weighting and telemetry in ``training_step`` with the
+``GradientTelemetryMonitor`` callback, and checkpoint-and-resume, against the hand-written loop, in float64."""
 
 from __future__ import annotations
 
+import csv
 import warnings
+from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import layerwise
 from layerwise import KFAC, LocoProp
+from layerwise.integrations.lightning import GradientTelemetryMonitor
 
 BATCH, STEPS = 8, 3
 
@@ -82,3 +88,152 @@ def test_automatic_optimization_equals_the_hand_written_loop(make: object, accum
     assert any(moved)
     for (n, p), q in zip(net.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=lambda m, n=n: f"{n}: {m}")
+
+
+# ------------------------------------------------------- a weighting and telemetry in training_step, resumed
+class Deep(nn.Module):
+    """A trunk with an auxiliary head on its hidden layer: two loss terms."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.body = nn.Sequential(nn.Linear(6, 16), nn.Tanh())
+        self.head = nn.Sequential(nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+        self.aux = nn.Linear(16, 3)
+        self.double()
+
+    def losses(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.body(x)
+        return {"main": F.cross_entropy(self.head(h), y), "aux": F.cross_entropy(self.aux(h), y)}
+
+
+def _weighted_parts() -> tuple[Deep, layerwise.Uncertainty, layerwise.GradientTelemetry]:
+    net = Deep()
+    weighting = layerwise.Uncertainty(["main", "aux"]).double()
+    telemetry = layerwise.GradientTelemetry({"body": net.body, "all": net}, every=2)
+    return net, weighting, telemetry
+
+
+def _optimizer(net: Deep, weighting: nn.Module) -> torch.optim.Optimizer:
+    """LocoProp on the four layers; the weighting's parameters go to its other optimizer."""
+    layers = [(net.body[0], "tanh"), (net.head[0], "tanh"), (net.head[2], "identity"), (net.aux, "identity")]
+    return LocoProp(
+        nn.ModuleList([net, weighting]),
+        layers=layers,
+        lr=1e-2,
+        steps=2,
+        inner="adam",
+        gamma=3.0,
+        other_optimizer=lambda ps: torch.optim.Adam(ps, 1e-2),
+    )
+
+
+class Weighted(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net, self.weighting, self.telemetry = _weighted_parts()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> torch.Tensor:
+        return layerwise.weighted_loss(
+            self.net.losses(*batch), self.weighting, params=self.net.parameters(), telemetry=self.telemetry
+        )
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return _optimizer(self.net, self.weighting)
+
+
+def _trainer(tmp_path: Path, *, epochs: int, accumulate: int, monitor: GradientTelemetryMonitor) -> L.Trainer:
+    return L.Trainer(
+        max_epochs=epochs,
+        accumulate_grad_batches=accumulate,
+        precision="64-true",
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path, name="csv"),
+        callbacks=[monitor],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        log_every_n_steps=50,  # the monitor logs every measured step all the same
+    )
+
+
+def _fit(trainer: L.Trainer, module: L.LightningModule, accumulate: int, ckpt: Path | None = None) -> None:
+    x, y = _data()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer.fit(module, DataLoader(TensorDataset(x[:32], y[:32]), batch_size=BATCH // accumulate), ckpt_path=ckpt)
+
+
+def _hand_loop(epochs: int, accumulate: int) -> tuple[Deep, layerwise.Uncertainty, layerwise.GradientTelemetry]:
+    net, weighting, telemetry = _weighted_parts()
+    opt = _optimizer(net, weighting)
+    x, y = _data()
+    micro = BATCH // accumulate
+    for _ in range(epochs):
+        for step in range(32 // BATCH):
+            opt.zero_grad()
+            for m in range(accumulate):
+                part = slice(step * BATCH + m * micro, step * BATCH + (m + 1) * micro)
+                layerwise.backward(
+                    net.losses(x[part], y[part]),
+                    weighting,
+                    params=list(net.parameters()),
+                    telemetry=telemetry,
+                    backward_fn=lambda t: (t / accumulate).backward(),
+                )
+            opt.step()
+    return net, weighting, telemetry
+
+
+def _logged(tmp_path: Path) -> list[dict[str, str]]:
+    (path,) = tmp_path.glob("csv/version_*/metrics.csv")
+    with path.open() as f:
+        return [row for row in csv.DictReader(f) if row.get("telemetry/norm/body/main")]
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_weighting_and_telemetry_in_training_step_equal_the_hand_loop_and_reach_the_logger(
+    tmp_path: Path, accumulate: int
+) -> None:
+    module = Weighted()
+    _fit(
+        _trainer(tmp_path, epochs=2, accumulate=accumulate, monitor=GradientTelemetryMonitor(module.telemetry)),
+        module,
+        accumulate,
+    )
+    net, weighting, telemetry = _hand_loop(2, accumulate)
+    for (n, p), q in zip(module.net.named_parameters(), net.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=lambda m, n=n: f"{n}: {m}")
+    torch.testing.assert_close(module.weighting.log_vars, weighting.log_vars, rtol=1e-10, atol=1e-12)
+    assert not torch.equal(weighting.log_vars, torch.zeros(2, dtype=torch.float64))  # the weighting learned
+    rows = _logged(tmp_path)
+    assert len(rows) == len(telemetry.history) == 8 * accumulate // 2
+    for row, snapshot in zip(rows, telemetry.history, strict=True):
+        for tag, value in snapshot.scalars().items():
+            assert float(row["telemetry/" + tag]) == pytest.approx(value, rel=1e-9, abs=1e-12), tag
+
+
+def test_a_run_stopped_and_resumed_from_a_lightning_checkpoint_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
+    whole = Weighted()
+    _fit(
+        _trainer(tmp_path / "whole", epochs=2, accumulate=1, monitor=GradientTelemetryMonitor(whole.telemetry)),
+        whole,
+        1,
+    )
+    first = Weighted()
+    trainer = _trainer(tmp_path / "first", epochs=1, accumulate=1, monitor=GradientTelemetryMonitor(first.telemetry))
+    _fit(trainer, first, 1)
+    trainer.save_checkpoint(tmp_path / "half.ckpt")
+    resumed = Weighted()
+    monitor = GradientTelemetryMonitor(resumed.telemetry)
+    _fit(_trainer(tmp_path / "resumed", epochs=2, accumulate=1, monitor=monitor), resumed, 1, tmp_path / "half.ckpt")
+    assert not all(torch.equal(p, q) for p, q in zip(first.parameters(), whole.parameters(), strict=True))
+    for (n, p), q in zip(resumed.named_parameters(), whole.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14, msg=lambda m, n=n: f"{n}: {m}")
+    assert [s.to_dict() for s in resumed.telemetry.history] == [s.to_dict() for s in whole.telemetry.history]
+    assert resumed.telemetry.step == whole.telemetry.step == 8
+
+
+def test_the_monitor_refuses_what_is_not_a_telemetry() -> None:
+    with pytest.raises(TypeError, match=r"GradientTelemetryMonitor: expected a layerwise.GradientTelemetry, got dict"):
+        GradientTelemetryMonitor({"all": nn.Linear(2, 2)})  # type: ignore[arg-type]

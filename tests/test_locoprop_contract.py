@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+import layerwise
 from layerwise import LocoProp
 from zoo import CASES, Case
 
@@ -222,3 +223,45 @@ def test_a_step_keeps_no_graph_alive(path: str) -> None:
     alive = _train_two_steps(path)
     gc.collect()
     assert all(r() is None for r in alive)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("how", ["backward", "weighted_loss", "closure", "measure"])
+def test_telemetry_and_a_gradient_weighting_leave_the_step_unchanged(how: str) -> None:
+    """The per-term backward passes of telemetry and GradNorm are measurements: LocoProp's hooks skip them, and
+    ``layerwise.backward`` makes the update one backward pass that LocoProp reads. Each way of stepping with
+    two loss terms (a residual CNN with BatchNorm and in-place ReLUs) equals the plain total's backward."""
+    case = CASES["resnet"]
+    plain, measured = case.build(), case.build()
+    x, y = case.batch()
+    opts = [_opt(case, m) for m in (plain, measured)]
+    last = list(measured.parameters())[-2:]  # the head: both terms reach it
+    tel = layerwise.GradientTelemetry({"all": measured, "head": last}, every=1)
+
+    def terms(model: nn.Module) -> dict[str, Tensor]:
+        out = model(x)
+        return {"fit": case.loss(out, y), "small": 1e-2 * out.pow(2).mean()}
+
+    for _ in range(2):
+        opts[0].zero_grad()
+        sum(terms(plain).values()).backward()  # type: ignore[union-attr]
+        opts[0].step()
+        opts[1].zero_grad()
+        if how == "backward":
+            layerwise.backward(terms(measured), params=list(measured.parameters()), telemetry=tel)
+        elif how == "weighted_loss":
+            layerwise.weighted_loss(terms(measured), params=list(measured.parameters()), telemetry=tel).backward()
+        elif how == "measure":
+            losses = terms(measured)
+            tel.measure(losses)
+            sum(losses.values()).backward()  # type: ignore[union-attr]
+        if how == "closure":
+
+            def closure() -> Tensor:
+                opts[1].zero_grad()
+                return layerwise.backward(terms(measured), params=list(measured.parameters()), telemetry=tel)
+
+            opts[1].step(closure)
+        else:
+            opts[1].step()
+    _assert_same(plain, measured, how)
+    assert len(tel.history) == 2

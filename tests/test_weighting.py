@@ -479,7 +479,7 @@ def test_a_framework_owned_backward_gives_the_same_gradients_weights_and_telemet
             torch.testing.assert_close(q.grad, 8.0 * p.grad, rtol=1e-12, atol=1e-14)
         if wa is not None and wb is not None:
             for p, q in zip(wa.parameters(), wb.parameters(), strict=True):
-                torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-14)  # not scaled: done here
+                torch.testing.assert_close(q.grad, 8.0 * p.grad, rtol=1e-12, atol=1e-14)  # scaled as the model's
             assert wb.current == pytest.approx(wa.current, rel=1e-12)
         with torch.no_grad():
             for p, q in zip(a.parameters(), b.parameters(), strict=True):
@@ -488,6 +488,32 @@ def test_a_framework_owned_backward_gives_the_same_gradients_weights_and_telemet
     assert len(ta.history) == 2
     for sa, sb in zip(ta.history, tb.history, strict=True):
         _assert_close_tree(sa.to_dict(), sb.to_dict())
+
+
+@pytest.mark.parametrize("kind", ["none", "fixed", "uncertainty", "gradnorm"])
+def test_weighted_loss_backpropagated_by_the_caller_gives_the_gradients_of_backward(kind: str) -> None:
+    """weighted_loss(...) then a framework's backward (two accumulated micro-batches, each divided by 2)
+    against layerwise.backward on each micro-batch, halved: the same .grad, the weighting's own parameters included."""
+    a, b = Net(), Net()
+    wa = None if kind == "none" else make(kind, a).double()
+    wb = None if kind == "none" else make(kind, b).double()
+    ta = layerwise.GradientTelemetry({"trunk": list(a.trunk.parameters())}, every=2)
+    tb = layerwise.GradientTelemetry({"trunk": list(b.trunk.parameters())}, every=2)
+    for micro in range(2):
+        x, y = batch(micro)
+        layerwise.backward(a.losses(x, y), wa, params=list(a.parameters()), telemetry=ta)
+        total = layerwise.weighted_loss(b.losses(x, y), wb, params=list(b.parameters()), telemetry=tb)
+        assert total.requires_grad
+        (total / 2).backward()
+    for p in [*a.parameters(), *([] if wa is None else wa.parameters())]:
+        p.grad /= 2  # the mean over the two micro-batches
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-14)
+    if wa is not None and wb is not None:
+        for p, q in zip(wa.parameters(), wb.parameters(), strict=True):
+            torch.testing.assert_close(q.grad, p.grad, rtol=1e-12, atol=1e-14)
+        assert wb.current == pytest.approx(wa.current, rel=1e-12)
+    assert [s.step for s in tb.history] == [s.step for s in ta.history] == [0]
 
 
 def _assert_close_tree(a: object, b: object) -> None:

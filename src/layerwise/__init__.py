@@ -7,7 +7,8 @@ Four capabilities, each a small piece that an ordinary PyTorch loop uses:
 - **Auxiliary layer-wise losses with learned weights**: :class:`Taps` capture intermediate outputs,
   ``layerwise.losses`` holds local losses, the weightings (:class:`Fixed`, :class:`GradNorm`,
   :class:`Usefulness`, :class:`Uncertainty`, :class:`Naive`) weigh the terms, and :func:`backward`
-  replaces ``loss.backward()`` for a dict of terms.
+  replaces ``loss.backward()`` for a dict of terms (:func:`weighted_loss` hands the
+  weighted total to a framework's backward instead).
 - **Per-loss gradient telemetry** (:class:`GradientTelemetry`): each term's gradient norm, share and
   conflicts.
 - **Layer-wise gradient decoupling** (:class:`DecoupledTrainer`): per-example auxiliary activations,
@@ -18,7 +19,7 @@ The benchmark application and the ``layerwise`` command live in the separate pac
 """
 
 from . import data, decoupled, locoprop, losses, metrics, models, optim, taps, telemetry, weighting
-from ._backward import backward
+from ._backward import backward, weighted_loss
 from ._distributed import CollectiveFailure
 from .decoupled import DecoupledTrainer
 from .locoprop import LocoProp
@@ -54,5 +55,6 @@ __all__ = [
     "taps",
     "telemetry",
     "warmup_linear_decay",
+    "weighted_loss",
     "weighting",
 ]

@@ -10,13 +10,14 @@ import torch
 from torch import Tensor
 
 from ._distributed import all_reduce_mean, resolve_group
+from ._measuring import watched
 from .terms import TermGradients, check_losses, check_params
 
 if TYPE_CHECKING:
     from .telemetry import GradientTelemetry
     from .weighting import Weighting
 
-__all__ = ["backward"]
+__all__ = ["backward", "weighted_loss"]
 
 
 def _union(*sets: Iterable[Tensor]) -> list[Tensor]:
@@ -57,7 +58,9 @@ def backward(
     with ``model=``, the weights of its ``nn.Linear`` layers stay factored (A, Δ_k) where that is
     cheaper, and their update is one product (Σ_k w_k Δ_k)ᵀA. Otherwise it is one backward of the
     weighted total. Parameters of the weighting itself (Uncertainty, Naive) get their
-    gradients from the total with the loss values held fixed.
+    gradients from the total with the loss values held fixed. When ``LocoProp`` or ``KFAC`` (standard
+    contract) trains some of ``params``, the per-term backward passes are measurements their hooks skip, and
+    the update is one backward of the weighted total, which they read.
 
     Under ``torch.distributed`` (``process_group="auto"`` and an initialised group) the gradients
     and the loss values are averaged over the processes (equal per-process batches give exactly the
@@ -67,9 +70,12 @@ def backward(
     ``backward_fn`` hands the backward pass to a framework: ``backward_fn(Σ_k w_k L_k)`` with the weights
     detached, e.g. ``self.manual_backward`` (Lightning), ``accelerator.backward`` (Accelerate) or
     ``lambda t: scaler.scale(t).backward()`` (AMP), so its loss scaling, accumulation and DDP hooks apply. The
-    weights, the telemetry and the weighting's own gradients are done here as without it (the weights from
-    gradients averaged over the processes); the framework backpropagates into every leaf (not only
-    ``params``) and averages the model's gradients itself (DDP).
+    weights and the telemetry are done here as without it (the weights from gradients averaged over the
+    processes). The total handed over also carries the weighting's own gradients (a term of value 0 whose
+    gradient is that of ``combine(L, w)`` with the loss values fixed), so they are scaled and accumulated as the
+    model's are. The framework backpropagates into every leaf (not only ``params``) and averages the model's
+    gradients itself (DDP). :func:`weighted_loss` returns that total instead, for a framework that
+    backpropagates what the training step returns.
 
     Returns:
         The weighted total, detached (for logging).
@@ -96,14 +102,17 @@ def backward(
         if telemetry is not None:
             telemetry.skip()
         w = weighting.weights_for(checked)
-        values = weighting.stack(weighting.check(checked))
-        total = weighting.combine(values, w)
+        kept = weighting.check(checked)
+        total = weighting.combine(weighting.stack(kept), w)
         if backward_fn is not None:
-            backward_fn((w.detach() * values).sum())
-        else:
-            _plain_backward(total, params, group, keep=any(t.requires_grad for t in weighting.parameters()))
+            backward_fn(_framework_total(weighting, kept, w))
+            return total.detach()
+        _plain_backward(total, params, group, keep=any(t.requires_grad for t in weighting.parameters()))
         _backward_weighting(weighting, checked, w)
         return total.detach()
+    if backward_fn is None and watched(params):  # LocoProp / K-FAC read the update's backward pass: make it one
+        own = [t for t in weighting.parameters() if t.requires_grad]
+        backward_fn = lambda total: _plain_backward(total, _union(params, own), group, keep=False)  # noqa: E731
     active = weighting.check(checked)
     union = _union(params, weighting.grad_params, telemetry.params if record and telemetry is not None else [])
     capture = telemetry.capture if record and telemetry is not None and group is None else None
@@ -135,8 +144,7 @@ def backward(
             update=[index[id(p)] for p in params],
         )
     if backward_fn is not None:
-        backward_fn((wd * weighting.stack(active)).sum())
-        _backward_weighting(weighting, active, w)
+        backward_fn(_framework_total(weighting, active, w))
         return weighting.combine(weighting.stack(active), w).detach()
     coef_of = dict(zip(weighting.terms, wd.tolist(), strict=True))
     coef = [coef_of[t] for t in per_term.terms]
@@ -150,6 +158,46 @@ def backward(
             p.grad.add_(acc)
     _backward_weighting(weighting, active, w)
     return weighting.combine(weighting.stack(active), w).detach()
+
+
+def weighted_loss(
+    losses: Mapping[str, Tensor],
+    weighting: Weighting | None = None,
+    *,
+    params: Iterable[Tensor],
+    telemetry: GradientTelemetry | None = None,
+    process_group: Any = "auto",
+) -> Tensor:
+    """``Σ_k w_k L_k`` with the weights detached, for a framework to backpropagate (attached to the graph).
+
+    What a Lightning ``training_step`` or a Hugging Face ``Trainer.compute_loss`` returns: the weights (and,
+    when due, the telemetry's per-term gradients) are computed here exactly as :func:`backward` computes them,
+    and the framework's own backward of the result (with its loss scaling, accumulation and DDP hooks) gives
+    the ``.grad`` that ``backward(losses, weighting, params=params)`` gives, the weighting's own parameters
+    (Uncertainty's s, Naive's w) included. Its value is ``Σ_k w_k L_k``; a weighting whose ``combine`` adds a
+    regulariser (Uncertainty's Σ s_k) contributes that term's gradient, not its value.
+    """
+    handed: list[Tensor] = []
+    backward(
+        losses,
+        weighting,
+        params=params,
+        telemetry=telemetry,
+        process_group=process_group,
+        backward_fn=handed.append,
+    )
+    return handed[0]
+
+
+def _framework_total(weighting: Weighting, losses: Mapping[str, Tensor], w: Tensor) -> Tensor:
+    """``Σ_k w_k L_k`` with ``w`` detached, plus ``c - c.detach()`` for ``c = combine(L fixed, w)`` when the
+    weighting has parameters: value unchanged, gradient that of the weighting's own parameters."""
+    values = weighting.stack(losses)
+    total = (w.detach() * values).sum()
+    if w.requires_grad:
+        own = weighting.combine(weighting.synced(values), w)
+        total = total + (own - own.detach())
+    return total
 
 
 _CHECKED: set[frozenset[int]] = set()  # the params= sets already checked for left-out parameters

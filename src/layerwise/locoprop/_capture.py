@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._measuring import is_measuring, watch
 from ._layers import LocalLayer
 from ._record import Record
 
@@ -87,7 +88,8 @@ def closure_records(layers: Sequence[LocalLayer], closure: Callable[[], Any]) ->
 
     def keep(i: int) -> Callable[[torch.Tensor], None]:
         def add(g: torch.Tensor) -> None:
-            grads[i] = g if i not in grads else grads[i] + g
+            if not is_measuring():  # a telemetry's per-term backward is not the closure's gradient
+                grads[i] = g if i not in grads else grads[i] + g
 
         return add
 
@@ -136,7 +138,7 @@ class _Hook:
             return None
         x, version, a = inputs[0].detach(), inputs[0]._version, output.detach()
         pending = capture.pending[self.i]
-        output.register_hook(lambda g: pending.append(Record(x, version, a, g)))
+        output.register_hook(lambda g: None if is_measuring() else pending.append(Record(x, version, a, g)))
         return output.clone()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -162,6 +164,7 @@ class Capture:
         for i, layer in enumerate(self.layers):
             _OWNER[layer.module] = weakref.ref(self)
             layer.module.register_forward_hook(_Hook(self, i))
+            watch(layer.module.parameters(), self)
 
     @contextmanager
     def pause(self) -> Iterator[None]:

@@ -25,6 +25,7 @@ from torch import nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.nn import functional as F
 
+from .._measuring import is_measuring, watch
 from .._owners import parameter_owners
 
 __all__ = ["KFAC", "Likelihood"]
@@ -209,6 +210,8 @@ class KFAC(torch.optim.Optimizer):
         self._measured: set[nn.Module] = set()
         self._names = {m: n for n, m in model.named_modules()}
         self._handles = [m.register_forward_hook(self._hook) for m in self.layers]
+        if likelihood == "empirical":
+            watch([p for m in self.layers for p in m.parameters()], self)
 
     def __repr__(self) -> str:
         g = self.param_groups[0]
@@ -229,7 +232,7 @@ class KFAC(torch.optim.Optimizer):
             # the standard contract: the user's own backward files (a, g) for the next step(); the model
             # continues with a copy, so an in-place op after the layer leaves g that of the layer's output
             a, pending = inputs[0].detach(), self._pending.setdefault(module, [])
-            output.register_hook(lambda g: pending.append(_Kept(a, g)))
+            output.register_hook(lambda g: None if is_measuring() else pending.append(_Kept(a, g)))
             return output.clone()
         if self._capture and torch.is_grad_enabled():
             if module in self._records:

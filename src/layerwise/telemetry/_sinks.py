@@ -115,8 +115,7 @@ class JSONLSink:
 class TensorBoardSink:
     """TensorBoard scalars at ``global_step = snapshot.step`` (extra ``layerwise[tensorboard]``).
 
-    Tags: ``loss/<term>``, ``weight/<term>``, ``norm/<set>/<term>``, ``contribution/<set>/<term>``,
-    ``cosine/<set>/<term>~<other>``.
+    Tags: those of :meth:`Snapshot.scalars`.
     """
 
     def __init__(self, log_dir: str | Path) -> None:
@@ -133,17 +132,8 @@ class TensorBoardSink:
         return f"TensorBoardSink({str(self.log_dir)!r})"
 
     def write(self, snapshot: Snapshot) -> None:
-        step, terms = snapshot.step, snapshot.terms
-        for t in terms:
-            self.writer.add_scalar(f"loss/{t}", snapshot.losses[t], step)
-            if snapshot.weights is not None:
-                self.writer.add_scalar(f"weight/{t}", snapshot.weights[t], step)
-        for s in snapshot.sets:
-            for i, t in enumerate(terms):
-                self.writer.add_scalar(f"norm/{s}/{t}", snapshot.norms[s][t], step)
-                self.writer.add_scalar(f"contribution/{s}/{t}", snapshot.contributions[s][t], step)
-                for j in range(i + 1, len(terms)):
-                    self.writer.add_scalar(f"cosine/{s}/{t}~{terms[j]}", snapshot.cosines[s][i][j], step)
+        for tag, value in snapshot.scalars().items():
+            self.writer.add_scalar(tag, value, snapshot.step)
         self.writer.flush()
 
     def close(self) -> None:

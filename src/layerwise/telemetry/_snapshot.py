@@ -80,6 +80,20 @@ class Snapshot:
             gramian,
         )
 
+    def scalars(self) -> dict[str, float]:
+        """Flat tags for a scalar logger: ``loss/<term>``, ``weight/<term>`` (when weights were given),
+        ``norm/<set>/<term>``, ``contribution/<set>/<term>`` and ``cosine/<set>/<term>~<other>`` (each pair once)."""
+        terms = self.terms
+        out = {f"loss/{t}": self.losses[t] for t in terms}
+        if self.weights is not None:
+            out.update({f"weight/{t}": self.weights[t] for t in terms})
+        for s in self.sets:
+            for i, t in enumerate(terms):
+                out[f"norm/{s}/{t}"] = self.norms[s][t]
+                out[f"contribution/{s}/{t}"] = self.contributions[s][t]
+                out.update({f"cosine/{s}/{t}~{u}": self.cosines[s][i][j] for j, u in enumerate(terms) if j > i})
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (``json.dumps`` writes non-finite values as ``NaN``/``Infinity``)."""
         return {

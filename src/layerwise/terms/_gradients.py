@@ -11,6 +11,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
+from .._measuring import measuring
 from ._gramian import embed, gramian_block, sum_blocks
 from ._linear import LinearCapture, LinearFactor, plan_factors
 
@@ -54,7 +55,8 @@ class TermGradients:
             gs: Sequence[Tensor | None] = [None] * len(inputs)
             if loss.requires_grad:
                 keep = retain_graph or t < len(self.terms) - 1
-                gs = torch.autograd.grad(loss, inputs, retain_graph=keep, allow_unused=True)
+                with measuring():  # not the step's backward: LocoProp's and K-FAC's capture hooks skip it
+                    gs = torch.autograd.grad(loss, inputs, retain_graph=keep, allow_unused=True)
             row: list[Tensor | None] = [None] * len(self.params)
             for i, g in zip(dense, gs, strict=False):
                 row[i] = g
