@@ -35,6 +35,8 @@ def test_python_examples_run(
     finally:  # a page may register benchmark methods: leave the registry as it was
         for name in set(layerwise_bench.METHODS) - before:
             layerwise_bench.METHODS.pop(name)
+        if "accelerate.state" in sys.modules:  # Accelerate keeps one state per process: each example starts fresh
+            sys.modules["accelerate.state"].AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _links(page: Path) -> list[str]:

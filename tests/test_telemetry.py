@@ -377,3 +377,17 @@ def test_state_dict_resumes_the_step_count_terms_and_history() -> None:
     with pytest.raises(ValueError, match=r"saved with every=2, but this one has every=3"):
         other.load_state_dict(saved)
     assert other.step == 0 and other.history == []
+
+
+def test_a_parameter_frozen_after_the_telemetry_was_built_is_named() -> None:
+    import layerwise
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    tel = layerwise.GradientTelemetry({"all": model}, every=1)
+    model[0].requires_grad_(False)
+    x = torch.randn(5, 3)
+    losses = {"a": model(x).pow(2).mean(), "b": model(x).abs().mean()}
+    params = [p for p in model.parameters() if p.requires_grad]
+    with pytest.raises(ValueError, match=r"GradientTelemetry.s parameters: a tensor of shape \(4, 3\) does not"):
+        layerwise.backward(losses, params=params, telemetry=tel)
+    assert all(p.grad is None for p in model.parameters())

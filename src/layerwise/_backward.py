@@ -114,7 +114,8 @@ def backward(
         own = [t for t in weighting.parameters() if t.requires_grad]
         backward_fn = lambda total: _plain_backward(total, _union(params, own), group, keep=False)  # noqa: E731
     active = weighting.check(checked)
-    union = _union(params, weighting.grad_params, telemetry.params if record and telemetry is not None else [])
+    measured = check_params(telemetry.params, what="GradientTelemetry's parameters") if record and telemetry else []
+    union = _union(params, weighting.grad_params, measured)
     capture = telemetry.capture if record and telemetry is not None and group is None else None
     index = {id(p): i for i, p in enumerate(union)}
     try:

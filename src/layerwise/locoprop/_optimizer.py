@@ -16,6 +16,7 @@ from ._capture import Capture, closure_records, modified_in_place
 from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
+from ._layers import LocalLayer
 from ._record import Record, verify_layers
 from ._solvers import (
     Problem,
@@ -35,6 +36,14 @@ _SOLVERS = ("iterative", "exact", "precond")
 def _check(name: str, value: Any, ok: bool, expected: str) -> None:
     if not ok:
         raise ValueError(f"Invalid {name}={value!r}. Expected {expected}.")
+
+
+def _as_weight(
+    layer: LocalLayer, x: torch.Tensor, output: torch.Tensor, g: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(ŷ, â, g)`` in the layer's weight dtype (a no-op outside autocast)."""
+    dtype = layer.weight.dtype
+    return x.to(dtype), output.to(dtype), None if g is None else g.to(dtype)
 
 
 def _reraise_unchanged(exc: BaseException) -> NoReturn:
@@ -386,8 +395,8 @@ class LocoProp(torch.optim.Optimizer):
                     verify_layers(self._layers, inputs, [rec.output for rec in records])
                     self._verified = True
                 layer_grads = [r.grad for r in records] if grads is None else grads[:n]
-                problems = [
-                    self._problem(i, x, rec.output, g, scale)
+                problems = [  # under autocast ŷ, â and g arrive in bf16/fp16: the local problem is the weight's dtype
+                    self._problem(i, *_as_weight(self._layers[i], x, rec.output, g), scale)
                     for i, (x, rec, g) in enumerate(zip(inputs, records, layer_grads, strict=True))
                 ]
                 # formed before any parameter changes: a covariance that is not finite fails the step cleanly

@@ -284,8 +284,9 @@ class KFAC(torch.optim.Optimizer):
     @torch.no_grad()
     def _update_factors(self, module: nn.Module, a: torch.Tensor, g: torch.Tensor) -> None:
         layer = cast(nn.Linear, module)  # hooks are registered on nn.Linear layers only
-        a = a.reshape(-1, a.shape[-1])
-        g = g.reshape(-1, g.shape[-1])
+        dtype = layer.weight.dtype  # under autocast a and g arrive in bf16/fp16: the factors are the weight's
+        a = a.reshape(-1, a.shape[-1]).to(dtype)
+        g = g.reshape(-1, g.shape[-1]).to(dtype)
         n = a.shape[0]
         if layer.bias is not None:
             a = torch.cat([a, a.new_ones(n, 1)], dim=1)

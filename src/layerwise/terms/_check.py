@@ -72,7 +72,7 @@ def check_params(params: Iterable[Tensor], *, what: str = "params") -> list[Tens
         if not p.requires_grad:
             raise ValueError(
                 f"Invalid {what}: a tensor of shape {tuple(p.shape)} does not require grad. "
-                "Pass trainable parameters only."
+                "Pass trainable parameters only (or leave out those frozen since)."
             )
         if id(p) not in seen:
             seen.add(id(p))
