@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from accelerate.state import AcceleratorState  # noqa: E402
 
 import layerwise  # noqa: E402
 from layerwise import KFAC, LocoProp  # noqa: E402
+from layerwise.telemetry import LogSink  # noqa: E402
 
 MICRO, ACCUMULATE, STEPS = 8, 2, 3
 
@@ -73,11 +75,22 @@ def _parts(dtype: torch.dtype, factory: Callable[[Deep], torch.optim.Optimizer])
     return model, opt, weighting, torch.optim.Adam(weighting.parameters(), lr=1e-2), telemetry
 
 
-def _accelerate(factory: Callable[[Deep], torch.optim.Optimizer], dtype: torch.dtype, precision: str):
-    """The recipe, as docs/frameworks.md writes it."""
+def _accelerate(
+    factory: Callable[[Deep], torch.optim.Optimizer], dtype: torch.dtype, precision: str, logs: Path | None = None
+):
+    """The recipe, as docs/frameworks.md writes it; the telemetry to Accelerate's TensorBoard tracker in ``logs``."""
     AcceleratorState._reset_state(reset_partial_state=True)  # one process-wide state: a fresh one per run
-    accelerator = Accelerator(cpu=True, gradient_accumulation_steps=ACCUMULATE, mixed_precision=precision)
+    accelerator = Accelerator(
+        cpu=True,
+        gradient_accumulation_steps=ACCUMULATE,
+        mixed_precision=precision,
+        log_with=None if logs is None else "tensorboard",
+        project_dir=logs,
+    )
     model, opt, weighting, own, telemetry = _parts(dtype, factory)
+    if logs is not None:
+        accelerator.init_trackers("run")
+        telemetry.sinks.append(LogSink(accelerator.log))
     loader = DataLoader(TensorDataset(*_data(dtype)), batch_size=MICRO)
     model, opt, own, loader = accelerator.prepare(model, opt, own, loader)
     for x, y in loader:
@@ -95,6 +108,7 @@ def _accelerate(factory: Callable[[Deep], torch.optim.Optimizer], dtype: torch.d
             own.step()
             opt.zero_grad()
             own.zero_grad()
+    accelerator.end_training()
     return model, weighting, telemetry
 
 
@@ -119,16 +133,28 @@ def _hand_loop(factory: Callable[[Deep], torch.optim.Optimizer], dtype: torch.dt
 
 
 @pytest.mark.parametrize("factory", [_locoprop, _kfac], ids=["locoprop", "kfac"])
-def test_the_accelerate_recipe_equals_the_hand_loop(factory: Callable[[Deep], torch.optim.Optimizer]) -> None:
+def test_the_accelerate_recipe_equals_the_hand_loop_and_logs_to_its_tracker(
+    factory: Callable[[Deep], torch.optim.Optimizer], tmp_path: Path
+) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model, weighting, telemetry = _accelerate(factory, torch.float64, "no")
+        model, weighting, telemetry = _accelerate(factory, torch.float64, "no", tmp_path)
     ref, ref_weighting, ref_telemetry = _hand_loop(factory, torch.float64)
     assert not torch.equal(model.inp.weight, Deep(torch.float64).inp.weight)
     for (n, p), q in zip(model.named_parameters(), ref.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=lambda m, n=n: f"{n}: {m}")
     torch.testing.assert_close(weighting.log_vars, ref_weighting.log_vars, rtol=1e-10, atol=1e-12)
     assert [s.step for s in telemetry.history] == [s.step for s in ref_telemetry.history] == [0, 2, 4]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = {p.parent for p in tmp_path.rglob("events.out.tfevents.*")}
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    for tag in ref_telemetry.history[0].scalars():
+        logged = acc.Scalars("telemetry/" + tag)
+        assert [e.step for e in logged] == [0, 2, 4]
+        expected = [s.scalars()[tag] for s in ref_telemetry.history]
+        assert [e.value for e in logged] == pytest.approx(expected, rel=1e-5, abs=1e-7), tag  # float32 files
 
 
 def _adam(model: Deep) -> torch.optim.Optimizer:

@@ -391,3 +391,20 @@ def test_a_parameter_frozen_after_the_telemetry_was_built_is_named() -> None:
     with pytest.raises(ValueError, match=r"GradientTelemetry.s parameters: a tensor of shape \(4, 3\) does not"):
         layerwise.backward(losses, params=params, telemetry=tel)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_log_sink_hands_the_flat_scalars_at_the_measured_step() -> None:
+    import layerwise
+    from layerwise.telemetry import LogSink
+
+    calls: list[tuple[dict[str, float], int]] = []
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    tel = layerwise.GradientTelemetry({"all": model}, every=2, sinks=[LogSink(lambda v, step: calls.append((v, step)))])
+    x = torch.randn(5, 3)
+    for _ in range(3):
+        tel.measure({"a": model(x).pow(2).mean(), "b": model(x).abs().mean()})
+    assert [step for _, step in calls] == [0, 2]
+    assert calls[1][0] == {"telemetry/" + k: v for k, v in tel.history[1].scalars().items()}
+    assert {"telemetry/norm/all/a", "telemetry/cosine/all/a~b", "telemetry/loss/b"} <= set(calls[0][0])
+    with pytest.raises(TypeError, match=r"LogSink: expected a function log\(values, step=...\), got str"):
+        LogSink("wandb")  # type: ignore[arg-type]

@@ -5,7 +5,7 @@ share; its names are re-exported here for compatibility."""
 
 from ..terms import NonFiniteLoss, TermGradients, check_losses, check_params, set_gramians, term_gradients
 from ._sets import ParamSets, layer_sets, resolve_param_sets
-from ._sinks import CSVSink, JSONLSink, Sink, TensorBoardSink
+from ._sinks import CSVSink, JSONLSink, LogSink, Sink, TensorBoardSink
 from ._snapshot import Snapshot
 from ._telemetry import GradientTelemetry
 
@@ -14,6 +14,7 @@ __all__ = [
     "GradientTelemetry",
     "NonFiniteLoss",
     "JSONLSink",
+    "LogSink",
     "ParamSets",
     "Sink",
     "Snapshot",

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ._snapshot import Snapshot
 
-__all__ = ["CSVSink", "JSONLSink", "Sink", "TensorBoardSink"]
+__all__ = ["CSVSink", "JSONLSink", "LogSink", "Sink", "TensorBoardSink"]
 
 
 @runtime_checkable
@@ -138,3 +139,25 @@ class TensorBoardSink:
 
     def close(self) -> None:
         self.writer.close()
+
+
+class LogSink:
+    """Hand each snapshot's scalars to a logging function: ``log({prefix + tag: value}, step=snapshot.step)``.
+
+    The tags are those of :meth:`Snapshot.scalars`. Fits ``accelerator.log`` (Accelerate's trackers),
+    ``wandb.log``, or any ``log(values, step=...)``; e.g. ``GradientTelemetry(sets, sinks=[LogSink(accelerator.log)])``.
+    """
+
+    def __init__(self, log: Callable[..., Any], *, prefix: str = "telemetry/") -> None:
+        if not callable(log):
+            raise TypeError(f"LogSink: expected a function log(values, step=...), got {type(log).__name__}.")
+        self.log, self.prefix = log, prefix
+
+    def __repr__(self) -> str:
+        return f"LogSink({self.log!r}, prefix={self.prefix!r})"
+
+    def write(self, snapshot: Snapshot) -> None:
+        self.log({self.prefix + tag: value for tag, value in snapshot.scalars().items()}, step=snapshot.step)
+
+    def close(self) -> None:
+        """Nothing to close: the logging function's owner (the tracker) closes it."""
