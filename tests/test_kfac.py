@@ -241,3 +241,38 @@ def test_telemetry_per_term_backward_passes_do_not_enter_the_empirical_fisher():
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-11, atol=1e-13)
     assert len(tel.history) == 3
+
+
+def test_a_grad_scaler_step_is_the_unscaled_step_skips_on_inf_and_refuses_an_earlier_unscale():
+    """K-FAC's factors come from layer-output gradients the scaler cannot unscale: it unscales them itself."""
+    a, b = _mlp(0), _mlp(0)
+    kw = dict(lr=0.05, damping=1e-2, inv_every=1, likelihood="empirical", momentum=0.5)
+    plain, scaled = KFAC(a, **kw), KFAC(b, **kw)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    g = torch.Generator().manual_seed(3)
+    for _ in range(2):
+        x, y = torch.randn(10, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (10,), generator=g)
+        plain.zero_grad()
+        F.cross_entropy(a(x), y).backward()
+        plain.step()
+        scaled.zero_grad()
+        scaler.scale(F.cross_entropy(b(x), y)).backward()
+        scaler.step(scaled)
+        scaler.update()
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-10, atol=1e-12)
+    params = [p.detach().clone() for p in b.parameters()]
+    state = {k: v.clone() for k, v in scaled.state[b[0].weight].items()}
+    scaled.zero_grad()
+    scaler.scale(F.cross_entropy(b(x), y) * float("inf")).backward()
+    scaler.step(scaled)  # skipped
+    scaler.update()
+    assert scaler.get_scale() == 512.0
+    scaled.zero_grad()
+    scaler.scale(F.cross_entropy(b(x), y)).backward()
+    scaler.unscale_(scaled)
+    with pytest.raises(RuntimeError, match=r"KFAC under a GradScaler: scaler.unscale_\(opt\) was called before"):
+        scaler.step(scaled)
+    assert all(torch.equal(p, q) for p, q in zip(b.parameters(), params, strict=True))
+    for k, v in scaled.state[b[0].weight].items():
+        assert torch.equal(v, state[k]), k

@@ -11,6 +11,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.profiler import record_function
 
+from .._amp import grad_scaler_factor
 from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, collective, resolve_group
 from ._capture import Capture, closure_records, modified_in_place
 from ._coverage import coverage
@@ -467,20 +468,17 @@ class LocoProp(torch.optim.Optimizer):
             return loss, records, self._backward(loss, [rec.output for rec in records])
 
     def _grad_scaler_factor(self) -> torch.Tensor | None:
-        """``1 / scale`` when a ``torch.amp.GradScaler`` drives this step (``scaler.step(opt)`` sets
-        ``grad_scale`` and ``found_inf`` on optimizers with ``_step_supports_amp_scaling``), else ``None``."""
-        if not hasattr(self, "found_inf"):
-            return None
-        grad_scale = getattr(self, "grad_scale", None)
-        if grad_scale is None:
-            self._capture.clear()
-            raise RuntimeError(
-                "LocoProp under a GradScaler: scaler.unscale_(opt) was called before scaler.step(opt). It unscales "
-                "the weights' .grad, not the activation gradients LocoProp keeps, so LocoProp cannot tell their "
-                "scale. Drop scaler.unscale_(opt) (LocoProp unscales what it reads itself; it does not read the "
-                "weights' gradients, so clipping them has no effect on its layers). No parameter was changed."
+        """``1 / scale`` when a ``torch.amp.GradScaler`` drives this step, else ``None``."""
+        try:
+            return grad_scaler_factor(
+                self,
+                "LocoProp",
+                "Drop scaler.unscale_(opt) (LocoProp unscales what it reads itself; it does not read the weights' "
+                "gradients, so clipping them has no effect on its layers).",
             )
-        return 1.0 / grad_scale
+        except RuntimeError:
+            self._capture.clear()
+            raise
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every gradient a step reads: the layers' and ``other_optimizer``'s ``.grad``, and the

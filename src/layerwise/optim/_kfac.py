@@ -25,6 +25,7 @@ from torch import nn
 from torch.autograd.graph import GradientEdge, get_gradient_edge
 from torch.nn import functional as F
 
+from .._amp import grad_scaler_factor
 from .._measuring import is_measuring, watch
 from .._owners import parameter_owners
 
@@ -319,10 +320,25 @@ class KFAC(torch.optim.Optimizer):
             st["A_inv"] = torch.cholesky_inverse(torch.linalg.cholesky(a + pi * root * eye_a))
             st["G_inv"] = torch.cholesky_inverse(torch.linalg.cholesky(g + root / pi * eye_g))
 
+    # torch.amp.GradScaler.step sets grad_scale and found_inf instead of unscaling: K-FAC unscales .grad and
+    # the layer-output gradients its factors are built from, and skips the step on inf.
+    _step_supports_amp_scaling = True
+
     def step(self, closure: Callable[[], torch.Tensor] | None = None) -> torch.Tensor | None:  # type: ignore[override]
         """One K-FAC step: ``opt.step(closure)`` with a closure that calls :meth:`backward`, or, with
         ``likelihood="empirical"``, ``loss.backward(); opt.step()`` (the factors from the backward passes since
         the last step, several concatenated as one batch)."""
+        unscale = self._grad_scaler_factor()
+        if unscale is not None:
+            if bool(self.found_inf):  # type: ignore[attr-defined]
+                self._clear_pending()  # the GradScaler skips this step: nothing changes, as for torch's optimizers
+                return None
+            with torch.no_grad():
+                for p in (p for group in self.param_groups for p in group["params"] if p.grad is not None):
+                    p.grad.mul_(unscale)  # what scaler.unscale_ would have done
+                for calls in self._pending.values():
+                    for call in calls:
+                        call.grad = call.grad * unscale
         if closure is None or self.likelihood == "empirical":
             # the empirical Fisher needs no output: a closure that calls loss.backward() (PyTorch's convention,
             # Lightning's) or opt.backward() files (a, g) through the hooks, as a backward before step() does
@@ -368,6 +384,18 @@ class KFAC(torch.optim.Optimizer):
                     b.add_(buf[:, -1], alpha=-group["lr"])
         self._step += 1
         return loss
+
+    def _grad_scaler_factor(self) -> torch.Tensor | None:
+        try:
+            return grad_scaler_factor(
+                self,
+                "KFAC",
+                "Drop scaler.unscale_(opt): K-FAC unscales the gradients itself (to clip, clip after its step "
+                "or raise damping).",
+            )
+        except RuntimeError:
+            self._clear_pending()
+            raise
 
     def _factors_from_pending(self) -> None:
         """The standard contract's statistics step: the factors from the kept ``(a, g)``, every layer checked."""
