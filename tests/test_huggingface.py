@@ -163,10 +163,11 @@ def test_the_trainer_equals_the_hand_loop_and_its_logs_reach_tensorboard(tmp_pat
     assert logged["train/weight/aux"][-1] == pytest.approx(weighting.current["aux"], rel=1e-6)
 
 
-def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
-    whole = _train(tmp_path / "whole", _locoprop)
-    _train(tmp_path / "first", _locoprop, save_strategy="steps", save_steps=2)
-    resumed = _train(tmp_path / "again", _locoprop, resume=tmp_path / "first" / "checkpoint-2")
+@pytest.mark.parametrize("factory", [_locoprop, _kfac], ids=["locoprop", "kfac"])
+def test_resume_from_checkpoint_reproduces_the_uninterrupted_run(tmp_path: Path, factory: Any) -> None:
+    whole = _train(tmp_path / "whole", factory)
+    _train(tmp_path / "first", factory, save_strategy="steps", save_steps=2)
+    resumed = _train(tmp_path / "again", factory, resume=tmp_path / "first" / "checkpoint-2")
     for (n, p), q in zip(resumed.model.named_parameters(), whole.model.parameters(), strict=True):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-14, msg=lambda m, n=n: f"{n}: {m}")
     torch.testing.assert_close(resumed.weighting.log_vars, whole.weighting.log_vars, rtol=1e-12, atol=1e-14)

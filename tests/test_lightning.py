@@ -276,3 +276,33 @@ def test_mixed_precision_stays_within_the_stated_tolerance_of_32_true(make: obje
         if (q - s).norm() > 0:
             assert float((p - q).norm() / (q - s).norm()) < 0.2
     assert any(not torch.equal(p, q) for p, q in zip(runs[mixed], runs["32-true"], strict=True))
+
+
+class Manual(Weighted):
+    """Manual optimization: ``manual_backward`` through ``layerwise.backward(..., backward_fn=...)``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], index: int) -> None:
+        opt = self.optimizers()
+        opt.zero_grad()  # type: ignore[union-attr]
+        layerwise.backward(
+            self.net.losses(*batch),
+            self.weighting,
+            params=list(self.net.parameters()),
+            telemetry=self.telemetry,
+            backward_fn=self.manual_backward,
+        )
+        opt.step()  # type: ignore[union-attr]
+
+
+def test_manual_optimization_with_manual_backward_equals_the_hand_loop(tmp_path: Path) -> None:
+    module = Manual()
+    _fit(_trainer(tmp_path, epochs=2, accumulate=1, monitor=GradientTelemetryMonitor(module.telemetry)), module, 1)
+    net, weighting, telemetry = _hand_loop(2, 1)
+    for (n, p), q in zip(module.net.named_parameters(), net.parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-10, atol=1e-12, msg=lambda m, n=n: f"{n}: {m}")
+    torch.testing.assert_close(module.weighting.log_vars, weighting.log_vars, rtol=1e-10, atol=1e-12)
+    assert [s.to_dict() for s in module.telemetry.history] == [s.to_dict() for s in telemetry.history]

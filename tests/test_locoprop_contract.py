@@ -265,3 +265,20 @@ def test_telemetry_and_a_gradient_weighting_leave_the_step_unchanged(how: str) -
             opts[1].step()
     _assert_same(plain, measured, how)
     assert len(tel.history) == 2
+
+
+def test_a_closure_that_runs_no_layer_steps_on_the_backward_passes_before_it() -> None:
+    """Lightning's manual optimization hands step() a closure that does nothing: the batch is then the backward
+    passes since the last step, as for step() without a closure; with none, the error names the fix."""
+    case = CASES["resnet"]
+    a, b = case.build(), case.build()
+    oa, ob = _opt(case, a), _opt(case, b)
+    x, y = case.batch()
+    for model, opt in ((a, oa), (b, ob)):
+        opt.zero_grad()
+        case.loss(model(x), y).backward()
+    oa.step()
+    assert ob.step(lambda: None) is None
+    _assert_same(a, b, "do-nothing closure")
+    with pytest.raises(RuntimeError, match=r"None of LocoProp's layers ran"):
+        ob.step(lambda: None)

@@ -81,7 +81,8 @@ def _check_output(name: str, output: Any) -> torch.Tensor:
 
 def closure_records(layers: Sequence[LocalLayer], closure: Callable[[], Any]) -> tuple[Any, list[Record]]:
     """Run ``closure`` with each layer's call recorded (and ``g`` if the closure backpropagates); return its
-    result and one record per layer (an error unless every layer ran exactly once)."""
+    result and one record per layer, or none when no layer ran (an error unless every layer ran exactly once
+    or none did)."""
     captured: dict[int, list[Record]] = {}
     grads: dict[int, torch.Tensor] = {}  # g of a backward() in the closure; the hook must not hold the output
     # (a tensor hook that references its own tensor is a cycle through C++ that Python never collects)
@@ -110,11 +111,13 @@ def closure_records(layers: Sequence[LocalLayer], closure: Callable[[], Any]) ->
     finally:
         for h in handles:
             h.remove()
+    if not captured:
+        return result, []
     records = []
     for i, layer in enumerate(layers):
         got = captured.get(i, [])
         if len(got) != 1:
-            raise RuntimeError(ran_wrong(layer.name, len(got), ran_none=not captured))
+            raise RuntimeError(ran_wrong(layer.name, len(got), ran_none=False))
         got[0].grad = grads.get(i)
         records.append(got[0])
     return result, records

@@ -13,7 +13,7 @@ from torch.profiler import record_function
 
 from .._amp import grad_scaler_factor
 from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, collective, resolve_group
-from ._capture import Capture, closure_records, modified_in_place
+from ._capture import Capture, closure_records, modified_in_place, ran_wrong
 from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
 from ._inner import inner_defaults
@@ -317,7 +317,7 @@ class LocoProp(torch.optim.Optimizer):
         """The step's own forward pass (and the closure's backward, if it runs one), recorded per layer."""
         with self._capture.pause():
             loss, records = closure_records(self._layers, closure)
-        if any(rec.grad is not None for rec in records):  # the closure called backward() (PyTorch's convention)
+        if not records or any(rec.grad is not None for rec in records):  # no layer ran, or it called backward()
             return loss, records
         if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
             raise ValueError(
@@ -455,6 +455,11 @@ class LocoProp(torch.optim.Optimizer):
             return None, records, None
         with record_function("LocoProp.forward"):
             loss, records = self._closure_records(closure)
+        if not records:  # a closure that runs no layer (Lightning's manual optimization passes one): the backward
+            kept = self._capture.take()  # passes since the last step are the batch, as for step()
+            if kept is None:
+                raise RuntimeError(ran_wrong("", 0, ran_none=True))
+            return loss, kept, None
         for message in self._check_versions(records):
             raise RuntimeError(message)
         if any(r.grad is not None for r in records):
