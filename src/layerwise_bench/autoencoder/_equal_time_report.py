@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core._machine import describe_machine, same_machine
 from ..core._plotting import figure, method_colors, save_png
-from ..core._record import fmt, machine_lines, machines_of, provenance, save_report, spread, stats
+from ..core._record import fmt, machine_lines, machines_of, md_table, provenance, save_report, spread, stats
 from ..core._slow_runs import run_step_time
 
 __all__ = [
@@ -71,15 +71,21 @@ def _time_to(records: list[dict[str, Any]], target: float, metric: str = "train_
 def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: bool = True) -> Path:
     """Write ``report.md`` (and ``loss_vs_time.png``) for an equal-time record."""
     out = Path(out)
-    cfg, budget = results["config"], results.get("budget_s")
-    ref = cfg["reference"]
-    names = list(results["lrs"])
+    cfg, budget, chosen = results["config"], results.get("budget_s"), results.get("chosen") or {}
+    ref, task = cfg["reference"], cfg.get("workload", "autoencoder")
     grid = [float(f) for f in cfg.get("lr_factors") or [1.0]]
-    chosen_from = cfg.get("lrs_from")
-    runs = {f"{k:g}B/{n}": r for k in cfg["multiples"] for n in names if (r := chosen_run(results, k, n)) is not None}
+    runs = {
+        f"{k:g}B/{n}": r
+        for k in cfg["multiples"]
+        for n in results["lrs"]
+        if (r := chosen_run(results, k, n)) is not None
+    }
     metric = results.get("score", "train_loss")  # records before workloads: the autoencoder's training loss
     shown = [m for m in results.get("metrics", {}) if m != metric]
-    task = cfg.get("workload", "autoencoder")
+    digits = 2 if task == "autoencoder" else 4  # the autoencoder's losses are tens of nats
+    centre = (
+        "10-epoch tuned rate" if task == "autoencoder" else "centre rate (its tuned rate, else the workload's default)"
+    )
     lines = [
         f"# Equal wall-clock: {'deep autoencoder' if task == 'autoencoder' else task} ({cfg['dataset']})",
         "",
@@ -88,7 +94,7 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         *(
             [
                 f"Score: `{metric}`, {results['metrics'][metric]} (lower is better)."
-                + ("".join(f" Also shown: `{m}`, {results['metrics'][m]}." for m in shown)),
+                + "".join(f" Also shown: `{m}`, {results['metrics'][m]}." for m in shown),
                 "",
             ]
             if "metrics" in results
@@ -103,41 +109,26 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
         )
         + (
             f" Learning rates tuned on each budget: every method ran {', '.join(f'{f:g}' for f in grid)} × its "
-            + (
-                "10-epoch tuned rate"
-                if task == "autoencoder"
-                else "centre rate (its tuned rate, else the workload's default)"
-            )
-            + ", and the best within the budget is scored; a best on the grid's edge extended the "
-            "grid one step further out, up to twice ('edge': the best is still on the edge of the factors run)."
+            f"{centre}, and the best within the budget is scored; a best on the grid's edge extended the grid one step "
+            "further out, up to twice ('edge': the best is still on the edge of the factors run)."
             if len(grid) > 1
             else ""
         )
-        + (f" Learning rates as chosen on each budget in `{chosen_from}`." if chosen_from else ""),
+        + (f" Learning rates as chosen on each budget in `{cfg['lrs_from']}`." if cfg.get("lrs_from") else ""),
         "",
     ]
+    loss = "loss" if metric == "train_loss" else metric
+    head = ["rank", "method", "lr", "epochs run", "epoch time (s)", f"{loss} within budget", *shown, "time used (s)"]
+    head += ["over by (s)", "status", *(["loss at each lr factor"] if len(grid) > 1 else [])]
     for k in cfg["multiples"]:
-        rows = [(v["method"], v) for key, v in runs.items() if key.startswith(f"{k:g}B/")]
-        scored = sorted(
-            rows,
-            key=lambda r: (r[1].get("within") or {}).get(metric, math.inf),
+        rows = []
+        ranked = sorted(
+            (v for key, v in runs.items() if key.startswith(f"{k:g}B/")),
+            key=lambda v: (v.get("within") or {}).get(metric, math.inf),
         )
-        extra_head = "".join(f" {m} |" for m in shown)
-        lines += [
-            f"## Within {k:g}·B = {fmt(k * budget if budget else None, 1)} s",
-            "",
-            f"| rank | method | lr | epochs run | epoch time (s) | {'loss' if metric == 'train_loss' else metric} "
-            "within budget |"
-            + extra_head
-            + " time used (s) | over by (s) | status |"
-            + (" loss at each lr factor |" if len(grid) > 1 else ""),
-            "|---|---|---|---|---|---|" + "---|" * len(shown) + "---|---|---|" + ("---|" if len(grid) > 1 else ""),
-        ]
-        digits = 2 if task == "autoencoder" else 4  # the autoencoder's losses are tens of nats
-        for i, (name, v) in enumerate(scored, 1):
-            within = v.get("within") or {}
-            lr = v.get("lr", results["lrs"][name]["lr"])
-            edge = " (edge)" if (results.get("chosen") or {}).get(f"{k:g}B/{name}", {}).get("edge") else ""
+        for i, v in enumerate(ranked, 1):
+            name, within = v["method"], v.get("within") or {}
+            edge = " (edge)" if chosen.get(f"{k:g}B/{name}", {}).get("edge") else ""
             at = sorted(  # the grid and any factor it was extended by past an edge
                 (
                     (float(e.get("lr_factor", 1.0)), e.get("within") or {})
@@ -146,50 +137,45 @@ def write_equal_time_report(results: dict[str, Any], out: str | Path, *, plots: 
                 ),
                 key=lambda t: t[0],
             )
-            grid_cell = (
-                " " + ", ".join(f"{f:g}: {fmt(w.get(metric), digits)}" for f, w in at) + " |" if len(grid) > 1 else ""
+            rows.append(
+                [i, name, f"{v.get('lr', results['lrs'][name]['lr']):.3g}{edge}", fmt(v.get("epochs"))]
+                + [fmt(measured_epoch_time(v), 2), fmt(within.get(metric), digits)]
+                + [*(fmt(within.get(m), 4) for m in shown), fmt(within.get("train_time"), 1), fmt(v.get("over_s"), 2)]
+                + [_status(results, k, name, v)]
+                + ([", ".join(f"{f:g}: {fmt(w.get(metric), digits)}" for f, w in at)] if len(grid) > 1 else [])
             )
-            lines.append(
-                f"| {i} | {name} | {lr:.3g}{edge} | {fmt(v.get('epochs'))} | "
-                f"{fmt(measured_epoch_time(v), 2)} | {fmt(within.get(metric), digits)} |"
-                + "".join(f" {fmt(within.get(m), 4)} |" for m in shown)
-                + f" {fmt(within.get('train_time'), 1)} | {fmt(v.get('over_s'), 2)} |"
-                + f" {_status(results, k, name, v)} |"
-                + grid_cell
-            )
-        lines.append("")
+        lines += [f"## Within {k:g}·B = {fmt(k * budget if budget else None, 1)} s", "", *md_table(head, rows), ""]
     lines += _slowed_lines(results)
     ref_run = results["runs"].get(f"reference/{ref}")
     if ref_run and ref_run.get("records"):
-        best = min(
-            ((v.get("within") or {}).get(metric, math.inf) for k, v in runs.items() if k.startswith("1B/")),
-            default=math.inf,
-        )
-        targets = {f"{ref}'s loss at B": ref_run["records"][-1].get(metric, math.inf), "best loss within B": best}
-        names = sorted({v["method"] for v in runs.values()})
+        within_b = ((v.get("within") or {}).get(metric, math.inf) for k, v in runs.items() if k.startswith("1B/"))
+        targets = {
+            f"{ref}'s loss at B": ref_run["records"][-1].get(metric, math.inf),
+            "best loss within B": min(within_b, default=math.inf),
+        }
+        times = [
+            [name, *(fmt(min(_times_to(runs, name, t, metric), default=None), 1) for t in targets.values())]
+            for name in sorted({v["method"] for v in runs.values()})
+        ]
         lines += [
             "## Time to target losses",
             "",
             "Earliest training time at which any of the method's runs ended an epoch at or below the target "
             "(epoch granularity, so an upper bound).",
             "",
-            "| method | "
-            + " | ".join(f"to {t} ({fmt(v, 2 if task == 'autoencoder' else 4)}) (s)" for t, v in targets.items())
-            + " |",
-            "|---|" + "---|" * len(targets),
+            *md_table(["method", *(f"to {t} ({fmt(v, digits)}) (s)" for t, v in targets.items())], times),
+            "",
         ]
-        for name in names:
-            cells = []
-            for target in targets.values():
-                times = [_time_to(v.get("records") or [], target, metric) for v in runs.values() if v["method"] == name]
-                found = [t for t in times if t is not None]
-                cells.append(fmt(min(found) if found else None, 1))
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
-        lines.append("")
     if plots and budget:
         _plot(results, runs, budget, out / "loss_vs_time.png")
         lines += ["![loss against training time](loss_vs_time.png)", ""]
     return save_report(out, lines)
+
+
+def _times_to(runs: dict[str, Any], name: str, target: float, metric: str) -> list[float]:
+    """The earliest training time at which each of ``name``'s ``runs`` ended an epoch at or below ``target``."""
+    found = (_time_to(v.get("records") or [], target, metric) for v in runs.values() if v["method"] == name)
+    return [t for t in found if t is not None]
 
 
 def _status(results: dict[str, Any], k: float, name: str, entry: dict[str, Any]) -> str:
@@ -219,29 +205,20 @@ def _slowed_lines(results: dict[str, Any]) -> list[str]:
         "",
     ]
     if again:
-        lines += [
-            "| run | step first (ms) | method's median (ms) | step again (ms) | loss first | loss again |",
-            "|---|---|---|---|---|---|",
+        head = ["run", "step first (ms)", "method's median (ms)", "step again (ms)", "loss first", "loss again"]
+        rows = [
+            [key, f"{e['first_run']['step_time_s'] * 1e3:.0f}", f"{e['first_run']['method_median_s'] * 1e3:.0f}"]
+            + [fmt(None if (t := run_step_time(e)) is None else t * 1e3, 0)]
+            + [fmt((run.get("within") or {}).get(metric)) for run in (e["first_run"], e)]
+            for key, e in again.items()
         ]
-        for key, e in again.items():
-            first = e["first_run"]
-            lines.append(
-                f"| {key} | {first['step_time_s'] * 1e3:.0f} | {first['method_median_s'] * 1e3:.0f} | "
-                f"{fmt(None if (t := run_step_time(e)) is None else t * 1e3, 0)} | "
-                f"{fmt((first.get('within') or {}).get(metric))} | "
-                f"{fmt((e.get('within') or {}).get(metric))} |"
-            )
-        lines.append("")
+        lines += [*md_table(head, rows), ""]
     if still:
-        lines += [
-            "Still slowed: "
-            + "; ".join(
-                f"{key} {v['step_time_s'] * 1e3:.0f} ms against {v['method_median_s'] * 1e3:.0f} ms"
-                for key, v in still.items()
-            )
-            + ".",
-            "",
-        ]
+        slow = (
+            f"{key} {v['step_time_s'] * 1e3:.0f} ms against {v['method_median_s'] * 1e3:.0f} ms"
+            for key, v in still.items()
+        )
+        lines += ["Still slowed: " + "; ".join(slow) + ".", ""]
     return lines
 
 
@@ -314,14 +291,8 @@ def _scored_runs(run: dict[str, Any], name: str) -> list[dict[str, Any]]:
 def _first_time_at(run: dict[str, Any], name: str, target: float) -> float | None:
     """The earliest training time at which one of ``name``'s scored runs in ``run`` ended an epoch at or below
     ``target``."""
-    metric = run.get("score", "train_loss")
-    found = [
-        r["train_time"]
-        for e in _scored_runs(run, name)
-        for r in e.get("records") or []
-        if r.get(metric) is not None and r[metric] <= target
-    ]
-    return float(min(found)) if found else None
+    found = (_time_to(e.get("records") or [], target, run.get("score", "train_loss")) for e in _scored_runs(run, name))
+    return min((t for t in found if t is not None), default=None)
 
 
 def _seed_machines(runs: list[dict[str, Any]], machines: list[dict[str, Any]]) -> list[list[int]]:
@@ -529,31 +500,23 @@ def write_equal_time_summary(
     for k in s["multiples"]:
         e = s["by_multiple"][f"{k:g}"]
         rows, leader = e["rows"], e["rows"][e["ranked"][0]]["loss"]["mean"]
-        lines += [
-            f"## Within {k:g}·B{mark}",
-            "",
-            "| rank | method | lr | epochs run | epoch time (s) | loss within budget | vs the leader "
-            "| most over the budget (s) | diverged or failed; slowed |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
+        table = []
         for i, name in enumerate(e["ranked"], 1):
             row = rows[name]
             epochs = sorted(x for x in row["epochs"] if x is not None)
             ran = "–" if not epochs else fmt(epochs[0]) + ("" if epochs[0] == epochs[-1] else f"–{fmt(epochs[-1])}")
             vs = row["loss"]["mean"] / leader - 1 if row["loss"]["n"] and math.isfinite(leader) else math.inf
-            missing = n - row["loss"]["n"]
-            loss = spread(row["loss"], digits) + (
-                f" ({row['loss']['n']} of {n} seeds)" if missing and row["loss"]["n"] else ""
-            )
+            scored = row["loss"]["n"]
+            loss = spread(row["loss"], digits) + (f" ({scored} of {n} seeds)" if scored and scored < n else "")
+            marks = [str(row["failed"])] * bool(row["failed"]) + [f"{row['slowed']} slowed"] * bool(row["slowed"])
             lrs = ", ".join(f"{x:.3g}" for x in row["lr"])
-            marks = ([str(row["failed"])] if row["failed"] else []) + (
-                [f"{row['slowed']} slowed"] if row["slowed"] else []
+            vs_text = "–" if not math.isfinite(vs) else f"{100 * vs:+.1f}%"
+            table.append(
+                [i, name, lrs, ran, fmt(row["epoch_time"]), loss, vs_text, fmt(row["over_s"]), "; ".join(marks)]
             )
-            lines.append(
-                f"| {i} | {name} | {lrs} | {ran} | {fmt(row['epoch_time'])} | {loss} | "
-                f"{'–' if not math.isfinite(vs) else f'{100 * vs:+.1f}%'} | {fmt(row['over_s'])} | "
-                f"{'; '.join(marks)} |"
-            )
+        head = ["rank", "method", "lr", "epochs run", "epoch time (s)", "loss within budget", "vs the leader"]
+        head += ["most over the budget (s)", "diverged or failed; slowed"]
+        lines += [f"## Within {k:g}·B{mark}", "", *md_table(head, table)]
         lines.append("")
         if e.get("locoprop"):
             lines += [_locoprop_paragraph(e["locoprop"], rows, k, s["reference"], digits), ""]

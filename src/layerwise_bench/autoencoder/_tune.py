@@ -14,7 +14,7 @@ from typing import Any
 from ..core._harness import AutoencoderConfig, TrainingDiverged, train_method
 from ..core._io import atomic_write_json, read_json
 from ..core._method import Method
-from ..core._registry import get_method
+from ..core._tuned import registry_methods
 
 __all__ = ["tune_learning_rates"]
 
@@ -42,10 +42,7 @@ def tune_learning_rates(
         raise ValueError(f"Invalid points={points}. Must be >= 3 so that the best value can be interior.")
     if not 0 <= close < 1 or seeds < 1:
         raise ValueError(f"Invalid close={close} or seeds={seeds}: expected 0 <= close < 1 and seeds >= 1.")
-    cfg.task.check_methods(method_names)
-    methods = [get_method(n).for_machine() for n in method_names]  # the float32 form where bf16 is emulated
-    for m in methods:
-        m.check_available()  # a missing optional package fails before any work
+    methods = registry_methods(method_names, cfg.task)
     out_file = Path(out_file)
     run = _Runs(out_file, data, progress, resume)
     result: dict[str, Any] = {"methods": {}}

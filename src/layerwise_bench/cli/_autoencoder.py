@@ -14,10 +14,14 @@ from layerwise_bench.workloads import WORKLOADS
 
 from ._common import (
     add_data_args,
+    add_flags,
     add_method_overrides,
+    config_from_args,
     hparam_overrides,
     names_from,
     numbers,
+    pair,
+    pick,
     positive_int,
     record_files,
 )
@@ -33,30 +37,16 @@ HEADLINE = "locoprop-m-bf16-t5-c4,muon"
 QUICKSTART = f"{BASELINES},{LOCOPROP},{HEADLINE}"
 
 
-def _grid_pair(text: str) -> tuple[str, list[float]]:
-    name, sep, values = text.partition("=")
-    try:
-        parsed = [float(v) for v in values.split(",") if v]
-    except ValueError:
-        parsed = []
-    if not sep or not name or not parsed:
-        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... (e.g. damping=10,100), found {text!r}")
-    return name, parsed
-
-
-def _centre_pair(text: str) -> tuple[str, float]:
-    name, sep, value = text.partition("=")
-    try:
-        lr = float(value)
-    except ValueError:
-        lr = float("nan")
-    if not sep or name not in bench.METHODS or not lr > 0:
-        raise argparse.ArgumentTypeError(
-            f"expected METHOD=LR with a registered method and a positive lr (e.g. locoprop-m-bf16=1e-4), found {text!r}"
-        )
-    return name, lr
-
-
+_grid_pair = pair(
+    lambda text: [float(v) for v in text.split(",") if v],
+    lambda name, values: bool(name and values),
+    "NAME=V1,V2,... (e.g. damping=10,100)",
+)
+_centre_pair = pair(
+    float,
+    lambda name, lr: name in bench.METHODS and lr > 0,
+    "METHOD=LR with a registered method and a positive lr (e.g. locoprop-m-bf16=1e-4)",
+)
 _methods = names_from(bench.METHODS, "method")
 
 
@@ -117,20 +107,8 @@ def _prepare(
         # digits' 64-pixel images make matrices too small to gain from threads; on a busy machine two
         # threads per process even lose badly (a 1001x1001 Cholesky went from 0.05 s to 4 s)
         torch.set_num_threads(1)
-    cfg = bench.AutoencoderConfig(
-        dataset=args.dataset,
-        epochs=args.epochs,
-        subset=args.subset,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        activation=args.activation,
-        evaluate_test=evaluate_test,
-        schedule_epochs=args.schedule_epochs,
-        workload=args.workload,
-        size=args.size,
-    )
-    data = cfg.task.load(cfg, args.data_dir, args.download, device)
-    return cfg, data
+    cfg = config_from_args(bench.AutoencoderConfig, args, evaluate_test=evaluate_test)
+    return cfg, cfg.task.load(cfg, args.data_dir, args.download, device)
 
 
 def _resolve_workload(args: argparse.Namespace) -> None:
@@ -154,25 +132,25 @@ def _resolve_workload(args: argparse.Namespace) -> None:
 def _add_autoencoder_args(p: argparse.ArgumentParser) -> None:
     _add_workload_args(p, 10, headline=True)
     add_method_overrides(p)
-    p.add_argument(
-        "--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for --dataset)"
-    )
-    p.add_argument(
-        "--keep-checkpoints",
-        action="store_true",
-        help="keep every method's last checkpoint after it completes (default: deleted; the record holds the run)",
-    )
-    p.add_argument(
-        "--keep-going",
-        action="store_true",
-        help="when a method diverges, record it and go on with the next (exit status 1 at the end)",
-    )
-    p.add_argument(
-        "--tensorboard",
-        type=Path,
-        default=None,
-        metavar="LOG_DIR",
-        help="also log every epoch to TensorBoard (needs layerwise[tensorboard])",
+    add_flags(
+        p,
+        {},
+        {
+            "tuned": (Path, "tuned-values file (default: the one shipped for --dataset)"),
+            "keep_checkpoints": (
+                bool,
+                "keep every method's last checkpoint after it completes (default: deleted; the record holds the run)",
+            ),
+            "keep_going": (
+                bool,
+                "when a method diverges, record it and go on with the next (exit status 1 at the end)",
+            ),
+            "tensorboard": (
+                Path,
+                "also log every epoch to TensorBoard (needs layerwise[tensorboard])",
+                {"metavar": "LOG_DIR"},
+            ),
+        },
     )
 
 
@@ -196,14 +174,10 @@ def _run_autoencoder(args: argparse.Namespace, command: str) -> Outcome:
             args.out,
             lr_overrides=args.lr,
             tuned_file=args.tuned,
-            resume=args.resume,
-            overwrite=args.overwrite,
-            progress=args.progress,
             command=command,
             sinks=[sink] if sink else None,
-            keep_going=args.keep_going,
             hparam_overrides=hparam_overrides(args),
-            keep_checkpoints=args.keep_checkpoints,
+            **pick(args, "resume", "overwrite", "progress", "keep_going", "keep_checkpoints"),
         )
     finally:
         if sink:
@@ -225,68 +199,55 @@ def _centres(names: list[str], dataset: str) -> dict[str, float]:
 
 def _add_tune_args(p: argparse.ArgumentParser) -> None:
     _add_workload_args(p, 4)
-    p.add_argument("--points", type=positive_int, default=5, help="grid points per method (half-decade steps)")
-    p.add_argument(
-        "--grid",
-        type=_grid_pair,
-        action="append",
-        default=[],
-        metavar="NAME=V1,V2,...",
-        help="also sweep this hyper-parameter (repeatable), e.g. --grid damping=10,100,1000",
-    )
-    p.add_argument(
-        "--centre",
-        choices=("default", "tuned"),
-        default="default",
-        help="centre of each lr grid: the method's default, or its lr in the shipped tuned-values file",
-    )
-    p.add_argument(
-        "--centre-lr",
-        type=_centre_pair,
-        action="append",
-        default=[],
-        metavar="METHOD=LR",
-        help="centre this method's lr grid here instead (repeatable), e.g. a variant not yet in the shipped file",
-    )
-    p.add_argument(
-        "--close",
-        type=float,
-        default=0.01,
-        help="configurations within this fraction of the best are re-run with more seeds (default 0.01)",
-    )
-    p.add_argument("--seeds", type=positive_int, default=3, help="seeds in all for a close call (default 3; 1: none)")
-    p.add_argument(
-        "--out-file",
-        type=Path,
-        required=True,
-        help="where to write the tuned values (pass it to `bench autoencoder --tuned`); an existing file keeps "
-        "its other methods' entries",
+    add_flags(
+        p,
+        {"points": 5, "grid": [], "centre": "default", "centre_lr": [], "close": 0.01, "seeds": 3},
+        {
+            "points": (positive_int, "grid points per method (half-decade steps)"),
+            "grid": (
+                _grid_pair,
+                "also sweep this hyper-parameter (repeatable), e.g. --grid damping=10,100,1000",
+                {"action": "append", "metavar": "NAME=V1,V2,..."},
+            ),
+            "centre": (
+                ("default", "tuned"),
+                "centre of each lr grid: the method's default, or its lr in the shipped tuned-values file",
+            ),
+            "centre_lr": (
+                _centre_pair,
+                "centre this method's lr grid here instead (repeatable), e.g. a variant not yet in the shipped file",
+                {"action": "append", "metavar": "METHOD=LR"},
+            ),
+            "close": (
+                float,
+                "configurations within this fraction of the best are re-run with more seeds (default {close})",
+            ),
+            "seeds": (positive_int, "seeds in all for a close call (default {seeds}; 1: none)"),
+            "out_file": (
+                Path,
+                "where to write the tuned values (pass it to `bench autoencoder --tuned`); an existing file keeps "
+                "its other methods' entries",
+                {"required": True},
+            ),
+        },
     )
 
 
 def _run_tune(args: argparse.Namespace, command: str) -> Outcome:
     cfg, data = _prepare(args, evaluate_test=False)
-    out_file = args.out_file
+    centres = {**(_centres(args.methods, cfg.dataset) if args.centre == "tuned" else {}), **dict(args.centre_lr)}
     result = bench.tune_learning_rates(
         args.methods,
         cfg,
         data,
-        out_file,
-        points=args.points,
-        progress=args.progress,
-        command=command,
+        args.out_file,
         grid=dict(args.grid),
-        close=args.close,
-        seeds=args.seeds,
-        centres={
-            **(_centres(args.methods, cfg.dataset) if args.centre == "tuned" else {}),
-            **dict(args.centre_lr),
-        }
-        or None,
-        resume=args.resume,
+        centres=centres or None,
+        command=command,
+        **pick(args, "points", "progress", "close", "seeds", "resume"),
     )
     lines = [f"{name:>10}: lr={e['lr']:.3g}  sweep={e['sweep']}" for name, e in result["methods"].items()]
-    return Outcome(lines=lines, wrote=[str(out_file)])
+    return Outcome(lines=lines, wrote=[str(args.out_file)])
 
 
 AUTOENCODER = Subcommand(
@@ -310,37 +271,34 @@ TUNE = Subcommand(
 )
 
 
-_positive_floats = numbers(float, lambda vs: all(v > 0 for v in vs), "comma-separated numbers > 0 (e.g. 1,3)")
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    return tuple(_positive_floats(text))
+_floats = numbers(float, lambda vs: all(v > 0 for v in vs), "comma-separated numbers > 0 (e.g. 1,3)")
 
 
 def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
     _add_workload_args(p, 10)
     p.set_defaults(epochs=None)  # the workload's reference_epochs (the autoencoder's: 10)
-    p.add_argument("--multiples", type=_floats, default=(1.0, 3.0), help="budgets as multiples of B (default 1,3)")
-    p.add_argument(
-        "--reference",
-        default=None,
-        help="the method whose training time for --epochs epochs is the budget B (default: the workload's; "
-        "autoencoder: rmsprop for 10 epochs, resnet-mnist: adamw for 5, lm-bytes: adamw for 4)",
-    )
-    p.add_argument("--tuned", type=Path, default=None, help="tuned-values file (default: the one shipped for the data)")
-    p.add_argument(
-        "--lr-factors",
-        type=_floats,
-        default=(1.0,),
-        help="tune on each budget: run every method at these multiples of its tuned rate and score the best "
-        "(default 1: the tuned rate only; e.g. 0.316,1,3.16)",
-    )
-    p.add_argument(
-        "--lrs-from",
-        type=Path,
-        default=None,
-        help="take each budget's chosen rate from this seed's equal-time record (run with --lr-factors) and run "
-        "only those: tune on one seed, evaluate on others",
+    add_flags(
+        p,
+        {"multiples": (1.0, 3.0), "lr_factors": (1.0,)},
+        {
+            "multiples": (_floats, "budgets as multiples of B (default 1,3)"),
+            "reference": (
+                None,
+                "the method whose training time for --epochs epochs is the budget B (default: the workload's; "
+                "autoencoder: rmsprop for 10 epochs, resnet-mnist: adamw for 5, lm-bytes: adamw for 4)",
+            ),
+            "tuned": (Path, "tuned-values file (default: the one shipped for the data)"),
+            "lr_factors": (
+                _floats,
+                "tune on each budget: run every method at these multiples of its tuned rate and score the best "
+                "(default 1: the tuned rate only; e.g. 0.316,1,3.16)",
+            ),
+            "lrs_from": (
+                Path,
+                "take each budget's chosen rate from this seed's equal-time record (run with --lr-factors) and run "
+                "only those: tune on one seed, evaluate on others",
+            ),
+        },
     )
 
 
@@ -360,16 +318,10 @@ def _run_equal_time(args: argparse.Namespace, command: str) -> Outcome:
         cfg,
         data,
         args.out,
-        multiples=args.multiples,
-        reference=args.reference,
         reference_epochs=args.epochs,
-        lr_factors=args.lr_factors,
-        lrs_from=args.lrs_from,
         tuned_file=args.tuned,
-        resume=args.resume,
-        overwrite=args.overwrite,
-        progress=args.progress,
         command=command,
+        **pick(args, "multiples", "reference", "lr_factors", "lrs_from", "resume", "overwrite", "progress"),
     )
     lines = []
     for k in args.multiples:

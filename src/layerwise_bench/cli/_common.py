@@ -1,11 +1,12 @@
 """The flags every ``layerwise bench`` subcommand shares (``--out``, ``--device``, ``--threads``, ``--seed``,
-``--resume``, ``--overwrite``, ``--progress``): each is honoured, or rejected with the reason when given."""
+``--resume``, ``--overwrite``, ``--progress``): each is honoured, or rejected with the reason when given; and the
+one way subcommands declare their own flags (:func:`add_flags`) and pass them on."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,14 +17,19 @@ from ._subcommand import Subcommand
 
 __all__ = [
     "COMMON_FLAGS",
+    "Flags",
     "add_common_flags",
     "add_data_args",
+    "add_flags",
     "add_method_overrides",
     "check_common_flags",
     "config_from_args",
     "hparam_overrides",
     "names_from",
+    "number",
     "numbers",
+    "pair",
+    "pick",
     "positive_float",
     "positive_int",
     "record_files",
@@ -33,6 +39,10 @@ __all__ = [
 T = TypeVar("T")
 
 COMMON_FLAGS = ("out", "device", "threads", "seed", "resume", "overwrite", "progress")
+
+#: flags by field name: ``(kind, help)`` or ``(kind, help, more add_argument keywords)``; kind an ``argparse`` type,
+#: a tuple of choices, ``bool`` (a switch) or None (a string); the help's ``{field}``s are filled from the defaults.
+Flags = Mapping[str, tuple[Any, ...]]
 
 
 def positive_int(text: str) -> int:
@@ -46,31 +56,42 @@ def positive_int(text: str) -> int:
     return value
 
 
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}")
-    return value
+def number(cast: Callable[[str], T], ok: Callable[[T], bool], expected: str) -> Callable[[str], T]:
+    """An ``argparse`` type: a value read by ``cast`` for which ``ok`` holds; else the error says ``expected
+    {expected}`` and what was found."""
+
+    def parse(text: str) -> T:
+        try:
+            value: T | None = cast(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
+        return value
+
+    return parse
+
+
+positive_float = number(float, lambda v: v > 0, "a number > 0")
 
 
 def numbers(cast: Callable[[str], T], ok: Callable[[list[T]], bool], expected: str) -> Callable[[str], list[T]]:
     """An ``argparse`` type: comma-separated values, each read by ``cast``, the list non-empty and ``ok``;
     else the error says ``expected {expected}`` and what was found."""
+    return number(
+        lambda text: [cast(v) for v in text.split(",") if v.strip()], lambda vs: bool(vs) and ok(vs), expected
+    )
 
-    def parse(text: str) -> list[T]:
-        try:
-            values = [cast(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            values = []
-        if not values or not ok(values):
-            raise argparse.ArgumentTypeError(f"expected {expected}, found {text!r}")
-        return values
 
-    return parse
+def pair(value: Callable[[str], T], ok: Callable[[str, T], bool], expected: str) -> Callable[[str], tuple[str, Any]]:
+    """An ``argparse`` type: ``NAME=VALUE``, the value read by ``value`` and ``ok(name, value)``; else the error says
+    ``expected {expected}`` and what was found."""
+
+    def read(text: str) -> tuple[str, T | None]:
+        name, sep, raw = text.partition("=")
+        return name, value(raw) if sep else None
+
+    return number(read, lambda nv: nv[1] is not None and ok(nv[0], nv[1]), expected)
 
 
 def names_from(allowed: Iterable[str], what: str) -> Callable[[str], list[str]]:
@@ -91,6 +112,24 @@ def names_from(allowed: Iterable[str], what: str) -> Callable[[str], list[str]]:
     return parse
 
 
+def add_flags(p: argparse.ArgumentParser, values: dict[str, Any], *groups: Flags | Callable[[Any], None]) -> None:
+    """Add ``--field-name`` for every field of every group in order (see :data:`Flags`), defaulting to its entry in
+    ``values`` (a callable group adds its own flags)."""
+    for group in groups:
+        if callable(group):
+            group(p)
+            continue
+        for name, (kind, text, *more) in group.items():
+            how = {"action": "store_true"} if kind is bool else {"choices": kind} if isinstance(kind, tuple) else {}
+            p.add_argument(
+                "--" + name.replace("_", "-"),
+                **(how or ({} if kind is None else {"type": kind})),
+                default=values.get(name, False if kind is bool else None),
+                help=text and text.format(**values),
+                **(more[0] if more else {}),
+            )
+
+
 def add_data_args(p: argparse.ArgumentParser) -> None:
     """``--data-dir`` and ``--download``, for a benchmark that reads MNIST (``run_options`` passes them on)."""
     p.add_argument(
@@ -104,53 +143,36 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 def add_common_flags(p: argparse.ArgumentParser, s: Subcommand) -> None:
     """Add the shared flags to ``s``'s parser ``p``; a flag in ``s.unsupported`` is an error when given (see
     :func:`check_common_flags`)."""
-    unsupported, seed = s.unsupported, s.seed
-    unknown = set(unsupported) - set(COMMON_FLAGS)
+    unknown = set(s.unsupported) - set(COMMON_FLAGS)
     if unknown:
         raise ValueError(f"unknown common flags {sorted(unknown)}")
-
-    def hlp(flag: str, text: str) -> str:
-        return f"not taken by this benchmark ({unsupported[flag]})" if flag in unsupported else text
-
-    p.add_argument(
-        "--out",
-        required=s.out_required,
-        type=Path,
-        default=None,
-        help=hlp("out", "output directory (results.json, report.md, plots)"),
-    )
-    p.add_argument("--device", default=None, help=hlp("device", "torch device, e.g. cpu, cuda, cuda:1 (default cpu)"))
-    p.add_argument("--threads", type=positive_int, default=None, help=hlp("threads", s.threads_help))
-    p.add_argument("--seed", type=int, default=None, help=hlp("seed", f"random seed (default {seed})"))
-    p.add_argument(
-        "--resume", action="store_true", help=hlp("resume", "continue an interrupted run in --out from its checkpoint")
-    )
-    p.add_argument("--overwrite", action="store_true", help=hlp("overwrite", "replace an existing run in --out"))
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help=hlp("progress", "progress bars (default on; --no-progress for logs)"),
-    )
-    p.set_defaults(_parser=p, _unsupported=dict(unsupported), _seed_default=seed)
+    flags: dict[str, tuple[Any, ...]] = {
+        "out": (Path, "output directory (results.json, report.md, plots)", {"required": s.out_required}),
+        "device": (None, "torch device, e.g. cpu, cuda, cuda:1 (default cpu)"),
+        "threads": (positive_int, s.threads_help),
+        "seed": (int, f"random seed (default {s.seed})"),
+        "resume": (None, "continue an interrupted run in --out from its checkpoint", {"action": "store_true"}),
+        "overwrite": (None, "replace an existing run in --out", {"action": "store_true"}),
+        "progress": (
+            None,
+            "progress bars (default on; --no-progress for logs)",
+            {"action": argparse.BooleanOptionalAction},
+        ),
+    }
+    for flag, why in s.unsupported.items():
+        flags[flag] = (flags[flag][0], f"not taken by this benchmark ({why})", *flags[flag][2:])
+    add_flags(p, {}, flags)  # every default None: given or not is told apart (resume and overwrite too)
+    p.set_defaults(_parser=p, _unsupported=dict(s.unsupported), _seed_default=s.seed)
 
 
 def check_common_flags(args: argparse.Namespace, name: str) -> None:
     """Reject a shared flag this subcommand cannot honour (exit 2 with the reason), then fill the defaults."""
-    given = {
-        "out": args.out is not None,
-        "device": args.device is not None,
-        "threads": args.threads is not None,
-        "seed": args.seed is not None,
-        "resume": bool(args.resume),
-        "overwrite": bool(args.overwrite),
-        "progress": args.progress is not None,
-    }
     for flag, why in getattr(args, "_unsupported", {}).items():
-        if given.get(flag):
+        if getattr(args, flag) is not None:
             args._parser.error(f"`layerwise bench {name}` does not take --{flag}: {why}. Drop --{flag}.")
     args.device = args.device or "cpu"
     args.seed = args._seed_default if args.seed is None else args.seed
+    args.resume, args.overwrite = bool(args.resume), bool(args.overwrite)
     args.progress = True if args.progress is None else args.progress
     args.no_progress = not args.progress
     if args.threads and "threads" not in args._unsupported:
@@ -165,16 +187,14 @@ def config_from_args(cls: type[T], args: argparse.Namespace, **overrides: Any) -
     return cls(**{**values, **overrides})
 
 
+def pick(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The parsed flags ``names``, as keyword arguments of the same names."""
+    return {n: getattr(args, n) for n in names}
+
+
 def run_options(args: argparse.Namespace, command: str) -> dict[str, Any]:
     """The keyword arguments every data-reading benchmark run takes, from the parsed flags."""
-    return {
-        "data_dir": args.data_dir,
-        "download": args.download,
-        "device": args.device,
-        "overwrite": args.overwrite,
-        "progress": args.progress,
-        "command": command,
-    }
+    return {**pick(args, "data_dir", "download", "device", "overwrite", "progress"), "command": command}
 
 
 def record_files(out: Path) -> list[str]:
@@ -182,20 +202,7 @@ def record_files(out: Path) -> list[str]:
     return [str(out / RESULTS_FILE), str(out / "report.md")]
 
 
-def _lr_pairs(text: str) -> dict[str, float]:
-    out = {}
-    for item in filter(None, text.split(",")):
-        name, sep, value = item.partition("=")
-        try:
-            lr = float(value)
-        except ValueError:
-            lr = -1.0
-        if not sep or lr <= 0:
-            raise argparse.ArgumentTypeError(
-                f"expected METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01), found {item!r}"
-            )
-        out[name] = lr
-    return out
+_lr_pair = pair(float, lambda name, lr: not lr <= 0, "METHOD=LR pairs with LR > 0 (e.g. adam=1e-3,sgd=0.01)")
 
 
 def _setting(text: str) -> tuple[str, str, object]:
@@ -215,14 +222,20 @@ def _setting(text: str) -> tuple[str, str, object]:
 
 def add_method_overrides(p: argparse.ArgumentParser) -> None:
     """``--lr METHOD=LR,...`` and ``--set METHOD.KEY=VALUE`` (repeatable): a run's rates and hyper-parameters."""
-    p.add_argument("--lr", type=_lr_pairs, default={}, help="override learning rates: METHOD=LR,...")
-    p.add_argument(
-        "--set",
-        type=_setting,
-        action="append",
-        default=[],
-        metavar="METHOD.KEY=VALUE",
-        help="replace one of a method's hyper-parameters (repeatable), e.g. --set locoprop-m.steps=5",
+    add_flags(
+        p,
+        {"lr": {}, "set": []},
+        {
+            "lr": (
+                lambda text: dict(map(_lr_pair, filter(None, text.split(",")))),
+                "override learning rates: METHOD=LR,...",
+            ),
+            "set": (
+                _setting,
+                "replace one of a method's hyper-parameters (repeatable), e.g. --set locoprop-m.steps=5",
+                {"action": "append", "metavar": "METHOD.KEY=VALUE"},
+            ),
+        },
     )
 
 

@@ -13,11 +13,9 @@ from layerwise.data import DataError
 
 from ..core._record import command_line
 from ._autoencoder import AUTOENCODER, EQUAL_TIME, TUNE
-from ._aux import AUX
 from ._common import add_common_flags, check_common_flags
-from ._depth import DEPTH
+from ._deep_mlp import AUX, DEPTH, SIMILARITY
 from ._parallel import PARALLEL, ZSTORE
-from ._similarity import SIMILARITY
 from ._subcommand import Outcome, Subcommand
 from ._timing import DIAGNOSE, STEPTIME, TELEMETRY
 

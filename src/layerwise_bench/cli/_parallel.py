@@ -11,8 +11,7 @@ import layerwise_bench as bench
 from layerwise.data import DATASETS
 
 from ..systems._parallel import PARALLEL_CONFIGS
-from ._common import positive_int
-from ._depth import add_flags
+from ._common import add_flags, positive_int
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["PARALLEL", "ZSTORE"]

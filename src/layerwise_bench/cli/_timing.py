@@ -9,7 +9,7 @@ from typing import Any
 import layerwise_bench as bench
 
 from ..workloads import WORKLOADS
-from ._common import add_method_overrides, hparam_overrides, names_from, positive_int
+from ._common import add_flags, add_method_overrides, hparam_overrides, names_from, pick, positive_int
 from ._subcommand import Outcome, Subcommand
 
 __all__ = ["DIAGNOSE", "STEPTIME", "TELEMETRY"]
@@ -26,37 +26,35 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def _add_steptime_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--batch-size", type=positive_int, default=1000)
-    p.add_argument("--steps", type=_ints, default=(1, 5, 10), help="inner steps T to compare (default 1,5,10)")
-    p.add_argument("--repeats", type=positive_int, default=10, help="timed steps per entry (default 10)")
-    p.add_argument("--no-pypi", action="store_true", help="skip the PyPI locoprop port")
-    p.add_argument(
-        "--workload",
-        choices=list(WORKLOADS),
-        default=None,
-        help="time registry methods (--methods) on this workload's model and one batch of its data, instead of "
-        "LocoProp's autoencoder entries",
-    )
-    p.add_argument(
-        "--methods",
-        type=names_from(bench.METHODS, "method"),
-        default=None,
-        help="with --workload: the methods to time, the first the reference (default: the workload's)",
-    )
-    p.add_argument("--size", default="cpu", help="with --workload: its model preset (cpu, gpu, tiny)")
-    p.add_argument(
-        "--workload-batch-size",
-        dest="batch_size_workload",
-        type=positive_int,
-        default=None,
-        help="with --workload: the batch (default: the workload's)",
-    )
-    p.add_argument("--data-dir", default=None, help="with --workload: the data directory (MNIST in DIR/mnist)")
-    p.add_argument(
-        "--chunks",
-        type=_ints,
-        default=(),
-        help="also time bf16 LocoProp with its inner steps on 1/c of the batch, for each c (e.g. 2,4)",
+    add_flags(
+        p,
+        {"batch_size": 1000, "steps": (1, 5, 10), "repeats": 10, "size": "cpu", "chunks": ()},
+        {
+            "batch_size": (positive_int, None),
+            "steps": (_ints, "inner steps T to compare (default 1,5,10)"),
+            "repeats": (positive_int, "timed steps per entry (default {repeats})"),
+            "no_pypi": (bool, "skip the PyPI locoprop port"),
+            "workload": (
+                tuple(WORKLOADS),
+                "time registry methods (--methods) on this workload's model and one batch of its data, instead of "
+                "LocoProp's autoencoder entries",
+            ),
+            "methods": (
+                names_from(bench.METHODS, "method"),
+                "with --workload: the methods to time, the first the reference (default: the workload's)",
+            ),
+            "size": (None, "with --workload: its model preset (cpu, gpu, tiny)"),
+            "workload_batch_size": (
+                positive_int,
+                "with --workload: the batch (default: the workload's)",
+                {"dest": "batch_size_workload"},
+            ),
+            "data_dir": (None, "with --workload: the data directory (MNIST in DIR/mnist)"),
+            "chunks": (
+                _ints,
+                "also time bf16 LocoProp with its inner steps on 1/c of the batch, for each c (e.g. 2,4)",
+            ),
+        },
     )
 
 
@@ -67,14 +65,9 @@ def _run_steptime(args: argparse.Namespace, command: str) -> Outcome:
         raise ValueError("--methods times registry methods on a workload: add --workload (e.g. resnet-mnist).")
     res = bench.run_steptime_benchmark(
         args.out,
-        batch_size=args.batch_size,
-        steps=args.steps,
-        repeats=args.repeats,
-        device=args.device,
         pypi=not args.no_pypi,
-        chunks=args.chunks,
         command=command,
-        overwrite=args.overwrite,
+        **pick(args, "batch_size", "steps", "repeats", "device", "chunks", "overwrite"),
     )
     lines = [f"{n:>34}: {v:.4f} s  ({res['vs_adam'][n]:.2f}x Adam)" for n, v in res["median_step_s"].items()]
     return Outcome(lines=lines, wrote=[str(args.out / "report.md")])
@@ -121,15 +114,7 @@ def _add_telemetry_args(p: argparse.ArgumentParser) -> None:
 
 def _run_telemetry(args: argparse.Namespace, command: str) -> Outcome:
     res = bench.run_telemetry_benchmark(
-        args.out,
-        k=args.k,
-        steps=args.steps,
-        every=args.every,
-        repeats=args.repeats,
-        batch_size=args.batch_size,
-        device=args.device,
-        command=command,
-        overwrite=args.overwrite,
+        args.out, command=command, **pick(args, "k", "steps", "every", "repeats", "batch_size", "device", "overwrite")
     )
     lines = [
         f"K={r['k']}: plain {1e3 * r['plain_s']:.1f} ms, K x autograd.grad {1e3 * r['kgrad_s']:.1f} ms "
@@ -184,13 +169,10 @@ def _run_diagnose(args: argparse.Namespace, command: str) -> Outcome:
         cfg,
         data,
         args.out,
-        reference=args.reference,
-        steps=args.steps,
-        window=args.window,
         lr_overrides=args.lr,
         hparam_overrides=hparam_overrides(args),
         command=command,
-        overwrite=args.overwrite,
+        **pick(args, "reference", "steps", "window", "overwrite"),
     )
     mean = res["mean_step_ms"]
     lines = [

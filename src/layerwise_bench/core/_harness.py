@@ -35,6 +35,7 @@ __all__ = [
     "evaluate",
     "progress_bar",
     "round_robin_times",
+    "timed",
 ]
 
 _DEFAULT_BATCH = {"mnist": 1000, "digits": 100}
@@ -139,6 +140,15 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    """The seconds ``fn()`` takes on ``device`` (CUDA synchronised before and after), and what it returns."""
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
 def round_robin_times(
     steps: Mapping[str, Callable[[], Any]],
     device: torch.device,
@@ -156,13 +166,9 @@ def round_robin_times(
     for r in range(warmup + repeats):
         for name in names[r % len(names) :] + names[: r % len(names)] if rotate else names:
             n = (block or {}).get(name, 1) if r >= warmup else warmup_block
-            _sync(device)
-            t0 = time.perf_counter()
-            for _ in range(n):
-                steps[name]()
-            _sync(device)
+            seconds, _ = timed(lambda: [steps[name]() for _ in range(n)], device)
             if r >= warmup:
-                times[name].append((time.perf_counter() - t0) / n)
+                times[name].append(seconds / n)
     return times
 
 
@@ -310,15 +316,12 @@ def train_method(
                     epoch_lr = optimizer.param_groups[0]["lr"]
                 x, target = task.batch(data, order[step * bs : (step + 1) * bs])
                 closure = method.closure(optimizer, model, task.loss_fn, x, target)
-                _sync(device)
-                t0 = time.perf_counter()
                 try:
-                    loss = optimizer.step(closure)  # type: ignore[arg-type]
+                    seconds, loss = timed(lambda: optimizer.step(closure), device)  # type: ignore[arg-type]
                 except FloatingPointError as exc:
                     raise _diverged(method, epoch, step, checkpoint, str(exc)) from exc
-                _sync(device)
-                times.append(time.perf_counter() - t0)
-                used += times[-1]
+                times.append(seconds)
+                used += seconds
                 loss_value = float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss)
                 if not math.isfinite(loss_value):
                     raise _diverged(method, epoch, step, checkpoint, f"loss={loss_value}")

@@ -28,6 +28,7 @@ __all__ = [
     "fmt",
     "machine_lines",
     "machines_of",
+    "md_table",
     "provenance",
     "save_report",
     "spread",
@@ -227,6 +228,15 @@ def provenance(results: dict[str, Any], seeds: str) -> list[str]:
         f"{env.get('torch_threads', '?')} thread(s). {results.get('train_examples', '?')} training examples, "
         f"{results.get('test_examples', '?')} test examples; {seeds}.",
     ]
+
+
+def md_table(head: Sequence[object], rows: Iterable[Sequence[object]] = ()) -> list[str]:
+    """A Markdown table: the header ``head``, its rule and a line per row of ``rows`` (cells as ``str``)."""
+    return [_cells(head), "|" + "---|" * len(head), *map(_cells, rows)]
+
+
+def _cells(cells: Sequence[object]) -> str:
+    return "| " + " | ".join(map(str, cells)) + " |"
 
 
 def fmt(v: float | None, digits: int = 2) -> str:

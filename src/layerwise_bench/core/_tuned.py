@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._io import CorruptFile, read_json
 from ._method import Method
+
+if TYPE_CHECKING:
+    from ..workloads import Workload
 
 __all__ = [
     "tuned_path",
@@ -16,6 +19,7 @@ __all__ = [
     "apply_tuned_hparams",
     "override_hparams",
     "prepare_methods",
+    "registry_methods",
 ]
 
 
@@ -76,6 +80,18 @@ def override_hparams(method: Method, values: dict[str, Any]) -> Method:
     return replace(method, hparams={**method.hparams, **values}) if values else method
 
 
+def registry_methods(names: list[str], task: Workload) -> list[Method]:
+    """The registry's methods ``names`` as they run on this machine (the float32 form where bf16 is emulated),
+    before any work: a method ``task`` refuses, or one whose optional package is missing, is an error."""
+    from ._registry import get_method
+
+    task.check_methods(names)
+    methods = [get_method(name).for_machine() for name in names]
+    for m in methods:
+        m.check_available()
+    return methods
+
+
 def prepare_methods(
     names: list[str],
     dataset: str,
@@ -89,14 +105,9 @@ def prepare_methods(
     tuned-values file and its contents. A workload other than the autoencoder refuses the methods it cannot
     run (with the reason), reads its own tuned-values file and centres untuned rates on its ``default_lrs``."""
     from ..workloads import get_workload
-    from ._registry import get_method
 
     task = get_workload(workload)
-    task.check_methods(names)
-
-    methods = [get_method(name).for_machine() for name in names]  # the float32 form where bf16 is emulated
-    for m in methods:
-        m.check_available()  # a missing optional package fails before any work
+    methods = registry_methods(names, task)
     for flag, given in (("--lr", lr_overrides), ("--set", hparam_overrides)):
         unknown = sorted(set(given or {}) - set(names))
         if unknown:

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core._plotting import distinct_colors, figure, save_png
-from ..core._record import save_report
-from ._report import curves, header, log_plot, median, num
+from ..core._record import fmt, save_report
+from ._report import curves, header, log_plot, median
 
 __all__ = ["LEARNED", "aux_summary", "write_aux_report"]
 
@@ -229,9 +229,9 @@ def write_aux_report(results: dict[str, Any], out: str | Path, *, plots: bool = 
         tt = median(row["time_to_target"])
         tt_text = "–" if not tt == tt else ("not reached" if math.isinf(tt) else f"{tt:.0f}")
         lines.append(
-            f"| {m} | {num(row['final_loss'], '.4f')} | {_acc_text(row['final_acc'])} | "
-            f"{_epochs_text(row['epochs_to_target'])} | {tt_text} | {num(row['epoch_time'], '.2f')} | "
-            f"{num(row['time_vs_none'], '.2f')} | {row['complete']}/{row['seeds']} "
+            f"| {m} | {fmt(row['final_loss'], 4)} | {_acc_text(row['final_acc'])} | "
+            f"{_epochs_text(row['epochs_to_target'])} | {tt_text} | {fmt(row['epoch_time'], 2)} | "
+            f"{fmt(row['time_vs_none'], 2)} | {row['complete']}/{row['seeds']} "
             f"({', '.join(row['status'])}) | {', '.join(row['useless']) or '–'} |"
         )
     lines += ["", *verdict(table, target)]

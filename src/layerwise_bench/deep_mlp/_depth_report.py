@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from ..core._plotting import distinct_colors, figure, save_png
-from ..core._record import save_report
+from ..core._record import fmt, save_report
 from ._depth_methods import grad_ratio
-from ._report import curves, header, log_plot, num
+from ._report import curves, header, log_plot
 
 __all__ = ["acceptance", "write_depth_report"]
 
@@ -48,9 +48,9 @@ def _table(results: dict[str, Any], depth: int, act: str) -> list[str]:
         r = e["records"][-1] if e["records"] else {}
         z = f"{e['z_bytes'] / 2**20:.1f}" if "z_bytes" in e else "–"
         lines.append(
-            f"| {m} | {e['status']} | {len(e['records'])} | {num(r.get('train_loss'), '.4f')} | "
-            f"{num(r.get('train_acc'), '.4f')} | {num(r.get('test_acc'), '.4f')} | "
-            f"{num(r.get('train_time'), '.1f')} | "
+            f"| {m} | {e['status']} | {len(e['records'])} | {fmt(r.get('train_loss'), 4)} | "
+            f"{fmt(r.get('train_acc'), 4)} | {fmt(r.get('test_acc'), 4)} | "
+            f"{fmt(r.get('train_time'), 1)} | "
             + " | ".join(_ratio_text(e["grad_norms"].get(p)) for p in POINTS)
             + f" | {z} |"
         )

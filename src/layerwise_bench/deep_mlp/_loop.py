@@ -18,6 +18,7 @@ from layerwise.data import load_dataset
 
 from ..core._harness import progress_bar
 from ..core._record import Record
+from ..workloads._base import classify as evaluate
 
 __all__ = ["MLPData", "Trial", "evaluate", "load_data", "supervised_losses", "train_epochs", "train_into"]
 
@@ -47,17 +48,6 @@ def load_data(cfg: Any, data_dir: str | Path | None, device: torch.device, downl
         torch.from_numpy(d.test_x).to(device, dtype),
         torch.from_numpy(d.test_y).long().to(device),
     )
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: Tensor, y: Tensor, batch: int = 2000) -> tuple[float, float]:
-    """Cross-entropy and accuracy of the model's plain forward pass (its main output)."""
-    loss, correct = 0.0, 0
-    for i in range(0, len(x), batch):
-        out = model(x[i : i + batch])
-        loss += float(F.cross_entropy(out, y[i : i + batch], reduction="sum"))
-        correct += int((out.argmax(1) == y[i : i + batch]).sum())
-    return loss / len(x), correct / len(x)
 
 
 def supervised_losses(model: nn.Module, taps: Any, heads: nn.ModuleDict, x: Tensor, y: Tensor) -> dict[str, Tensor]:

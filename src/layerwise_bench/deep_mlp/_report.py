@@ -11,16 +11,11 @@ from typing import Any
 from ..core._plotting import figure, save_png
 from ..core._record import provenance
 
-__all__ = ["curves", "header", "log_plot", "median", "num"]
+__all__ = ["curves", "header", "log_plot", "median"]
 
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
-
-
-def num(v: Any, fmt: str) -> str:
-    """``v`` formatted, or "–" when it is missing or not finite."""
-    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, fmt)
 
 
 def header(title: str, results: dict[str, Any], seeds: str, setup: list[str]) -> list[str]:

@@ -11,8 +11,8 @@ its inverse every k steps costs its mean); ``window`` steps under ``torch.profil
 
 from __future__ import annotations
 
+import functools
 import statistics
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from torch.profiler import profile
 
 from layerwise.locoprop import LocoProp
 
+from ..core._harness import timed
 from ..core._plotting import figure, save_png
 from ..core._record import Record, provenance, save_report
 from ..core._tuned import prepare_methods
@@ -37,16 +38,6 @@ def _batches(n: int, batch: int, generator: torch.Generator) -> Iterator[torch.T
         perm = torch.randperm(n, generator=generator)
         for i in range(0, n - batch + 1, batch):
             yield perm[i : i + batch]
-
-
-def _timed(opt: torch.optim.Optimizer, closure: Any, device: torch.device) -> tuple[float, float]:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    loss = opt.step(closure)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0, float(loss.detach())
 
 
 def run_locoprop_diagnosis(
@@ -113,11 +104,11 @@ def run_locoprop_diagnosis(
     times: dict[str, list[float]] = {n: [] for n in names}
     for _ in range(window):
         for name, closure in closures().items():
-            times[name].append(_timed(opts[name], closure, device)[0])
+            times[name].append(timed(functools.partial(opts[name].step, closure), device)[0])
     profiled = 0.0
     with profile() as prof:
         for _ in range(window):
-            profiled += _timed(opt, closures()[method], device)[0]
+            profiled += timed(functools.partial(opt.step, closures()[method]), device)[0]
     clock = "device_time_total" if device.type == "cuda" else "cpu_time_total"  # on a GPU: its kernels' time
     totals = {e.key: getattr(e, clock) / 1e3 / window for e in prof.key_averages()}  # ms per step, inclusive
     phases = {p: totals.get(f"LocoProp.{p}", 0.0) for p in PHASES}

@@ -12,7 +12,7 @@ from torch import nn
 
 from layerwise.data import load_dataset
 
-from ._base import MODERN_LRS, LabelledData, Workload, labelled_batch, seeded
+from ._base import MODERN_LRS, LabelledData, Workload, classify, labelled_batch, seeded
 
 __all__ = ["RESNET_MNIST", "BasicBlock", "SmallResNet"]
 
@@ -98,16 +98,8 @@ def _build(data: LabelledData, cfg: Any, generator: torch.Generator) -> nn.Modul
 
 @torch.inference_mode()
 def _evaluate(model: nn.Module, data: LabelledData, cfg: Any) -> dict[str, float]:
-    def over(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-        loss, right = 0.0, 0
-        for i in range(0, len(x), 2000):
-            out = model(x[i : i + 2000])
-            loss += float(F.cross_entropy(out, y[i : i + 2000], reduction="sum"))
-            right += int((out.argmax(1) == y[i : i + 2000]).sum())
-        return loss / len(x), right / len(x)
-
-    train_loss, _ = over(data.train, data.train_y)
-    test_loss, test_acc = over(data.test, data.test_y) if cfg.evaluate_test else (float("nan"), float("nan"))
+    train_loss, _ = classify(model, data.train, data.train_y)
+    test_loss, test_acc = classify(model, data.test, data.test_y) if cfg.evaluate_test else (float("nan"),) * 2
     return {"train_loss": train_loss, "test_loss": test_loss, "test_accuracy": test_acc}
 
 

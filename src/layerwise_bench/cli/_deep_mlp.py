@@ -1,23 +1,26 @@
-"""``layerwise bench depth``: its arguments and its thin shell over :func:`layerwise_bench.run_depth_benchmark`;
-:func:`add_flags`, the one way the deep-MLP and systems subcommands declare their arguments."""
+"""``layerwise bench aux``, ``depth`` and ``similarity``: the deep-MLP benchmarks' arguments and their thin shells over
+:func:`layerwise_bench.run_aux_benchmark`, :func:`~layerwise_bench.run_depth_benchmark` and
+:func:`~layerwise_bench.run_similarity_benchmark`."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Mapping
-from typing import Any
 
 import layerwise_bench as bench
 from layerwise.data import DATASETS
 
+from ..deep_mlp._aux_bench import AUX_METHODS
 from ..deep_mlp._depth_methods import DEPTH_METHODS
 from ..deep_mlp._depth_model import ACTIVATIONS, INITS
 from ._common import (
     add_data_args,
+    add_flags,
     config_from_args,
     names_from,
+    number,
     numbers,
+    pick,
     positive_float,
     positive_int,
     record_files,
@@ -25,29 +28,56 @@ from ._common import (
 )
 from ._subcommand import Outcome, Subcommand
 
-__all__ = ["DECOUPLED", "DEPTH", "MLP_DATA", "add_flags"]
-
-#: a flag: ``(kind, help)``, kind an ``argparse`` type, a tuple of choices or ``bool`` (a switch); the help's
-#: ``{field}``s are filled from the defaults.
-Flags = Mapping[str, tuple[Any, str | None]]
+__all__ = ["AUX", "DECOUPLED", "DEPTH", "MLP_DATA", "SIMILARITY"]
 
 
-def add_flags(p: argparse.ArgumentParser, values: dict[str, Any], *groups: Flags | Callable[[Any], None]) -> None:
-    """Add ``--field-name`` for every field of every group in order, defaulting to its entry in ``values`` (a
-    callable group adds its own flags)."""
-    for group in groups:
-        if callable(group):
-            group(p)
-            continue
-        for name, (kind, text) in group.items():
-            how = {"action": "store_true"} if kind is bool else {"choices": kind} if isinstance(kind, tuple) else {}
-            p.add_argument(
-                "--" + name.replace("_", "-"),
-                **(how or {"type": kind}),
-                default=values.get(name),
-                help=text and text.format(**values),
-            )
+def _add_aux_args(p: argparse.ArgumentParser) -> None:
+    add_flags(
+        p,
+        {**dataclasses.asdict(bench.AuxConfig()), "methods": list(AUX_METHODS), "seeds": [0, 1, 2], "lr": 0.05},
+        {
+            "methods": (names_from(AUX_METHODS, "method"), f"comma-separated (default all): {', '.join(AUX_METHODS)}"),
+            "seeds": (
+                numbers(int, lambda vs: len(set(vs)) == len(vs), "distinct comma-separated whole numbers (e.g. 0,1,2)"),
+                "comma-separated seeds (default 0,1,2)",
+            ),
+            "dataset": (DATASETS, "mnist (default) or digits (offline)"),
+        },
+        add_data_args,
+        {
+            "depth": (positive_int, "hidden layers (default {depth})"),
+            "width": (positive_int, "hidden units (default {width})"),
+            "heads": (positive_int, "auxiliary heads, evenly spaced (default {heads})"),
+            "epochs": (positive_int, "epochs (default {epochs})"),
+            "batch_size": (positive_int, "batch size (default {batch_size})"),
+            "optimizer": (("sgd", "adam"), "sgd (momentum {momentum}, default) or adam"),
+            "lr": (float, "learning rate of the model's optimizer (default {lr})"),
+            "target_acc": (
+                number(float, lambda v: 0 < v <= 1, "a number in (0, 1]"),
+                "test accuracy to reach (default {target_acc})",
+            ),
+            "subset": (positive_int, "use the first N training examples"),
+        },
+    )
 
+
+def _run_aux(args: argparse.Namespace, command: str) -> Outcome:
+    if args.lr <= 0:
+        raise ValueError(f"Invalid --lr {args.lr}: expected a number > 0.")
+    cfg = config_from_args(bench.AuxConfig, args)
+    bench.run_aux_benchmark(
+        args.out, methods=args.methods, seeds=args.seeds, cfg=cfg, resume=args.resume, **run_options(args, command)
+    )
+    return Outcome(wrote=record_files(args.out))
+
+
+AUX = Subcommand(
+    "aux",
+    "weightings of deep-supervision losses on a deep plain tanh MLP, several seeds",
+    _add_aux_args,
+    _run_aux,
+    unsupported={"seed": "it runs every seed of --seeds: use --seeds"},
+)
 
 #: the plain-MLP and data flags shared by ``bench depth`` and ``bench similarity``.
 MLP_DATA = (
@@ -128,14 +158,9 @@ def _run_depth(args: argparse.Namespace, command: str) -> Outcome:
     """A diverged run is a recorded outcome, listed on stdout (exit status 0)."""
     if args.consistency_epochs < 0:
         raise ValueError(f"Invalid --consistency-epochs {args.consistency_epochs}: expected a whole number >= 0.")
+    cfg = config_from_args(bench.DepthConfig, args)
     res = bench.run_depth_benchmark(
-        args.out,
-        depths=args.depths,
-        activations=args.activations,
-        methods=args.methods,
-        cfg=config_from_args(bench.DepthConfig, args),
-        resume=args.resume,
-        **run_options(args, command),
+        args.out, **pick(args, "depths", "activations", "methods", "resume"), cfg=cfg, **run_options(args, command)
     )
     diverged = [f"layerwise: diverged: {k}: {e['error']}" for k, e in res["runs"].items() if e["status"] == "diverged"]
     return Outcome(lines=diverged, wrote=record_files(args.out))
@@ -147,5 +172,34 @@ DEPTH = Subcommand(
     "supervision; per-layer gradient norms",
     _add_depth_args,
     _run_depth,
+    seed=bench.DepthConfig().seed,
+)
+
+
+def _add_similarity_args(p: argparse.ArgumentParser) -> None:
+    add_flags(
+        p,
+        {**dataclasses.asdict(bench.DepthConfig()), "epochs": 10, "depth": 5, "activation": "tanh"},
+        {"depth": (positive_int, "hidden layers (default {depth})"), "activation": (tuple(ACTIVATIONS), None)},
+        *MLP_DATA,
+        {"adam_lr": (positive_float, "backprop Adam (default {adam_lr:g})")},
+        DECOUPLED,
+    )
+
+
+def _run_similarity(args: argparse.Namespace, command: str) -> Outcome:
+    cfg = config_from_args(bench.DepthConfig, args)
+    res = bench.run_similarity_benchmark(
+        args.out, **pick(args, "depth", "activation"), cfg=cfg, **run_options(args, command)
+    )
+    return Outcome(lines=bench.similarity_verdict(res), wrote=record_files(args.out))
+
+
+SIMILARITY = Subcommand(
+    "similarity",
+    "decoupled vs backprop on one plain MLP: test-accuracy gap, per-layer CKA, parameter distance",
+    _add_similarity_args,
+    _run_similarity,
+    unsupported={"resume": "a similarity run is one short comparison: rerun it"},
     seed=bench.DepthConfig().seed,
 )
