@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from layerwise.decoupled import DecoupledTrainer, IndexedDataset, ZStore, geometric
+from layerwise.decoupled import (
+    DecoupledTrainer,
+    ForwardDeltaZ,
+    ForwardZ,
+    IndexedDataset,
+    StoredZ,
+    ZStore,
+    geometric,
+)
 from layerwise.decoupled._curvature import LipschitzEstimate
 
 
@@ -108,10 +116,9 @@ def test_a_tiny_problem_converges_and_the_plain_net_fits_it(mode: str) -> None:
     forward = mode == "forward"
     trainer = DecoupledTrainer(
         blocks,
-        None if forward else store,
+        ForwardZ() if forward else StoredZ(store),
         mu=geometric(1.0, 1.5, 40, cap=50),
         mode="z-first" if forward else mode,
-        z_init="forward" if forward else "stored",
         z_steps=2,
         optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2),
     )
@@ -215,19 +222,22 @@ def test_z_steps_never_increase_the_objective_whatever_the_weight_scale(scale: f
 
 def test_forward_z_needs_z_first_and_keeps_no_store() -> None:
     x, y, blocks, store = tiny()
-    with pytest.raises(ValueError, match="Pass mode='z-first'"):
-        DecoupledTrainer(blocks, None, z_init="forward", mode="joint")
-    with pytest.raises(ValueError, match="store=None.*z_init='forward'"):
-        DecoupledTrainer(blocks, None)
-    with pytest.raises(ValueError, match="keeps no store. Pass store=None"):
-        DecoupledTrainer(blocks, store, z_init="forward", mode="z-first")
-    trainer = DecoupledTrainer(blocks, None, z_init="forward", mode="z-first")
-    with pytest.raises(ValueError, match="initialize: this trainer has z_init='forward'"):
+    with pytest.raises(ValueError, match=r"Invalid mode='joint' with ForwardZ\(\).*Pass mode='z-first'"):
+        DecoupledTrainer(blocks, ForwardZ(), mode="joint")
+    with pytest.raises(ValueError, match=r"Invalid z=None: pass where each step's z come from: z=StoredZ"):
+        DecoupledTrainer(blocks)
+    with pytest.raises(TypeError, match=r"Invalid z: expected StoredZ\(store\), ForwardZ\(\).*found str"):
+        DecoupledTrainer(blocks, "forward")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"StoredZ keeps every example's z in a ZStore, found NoneType"):
+        StoredZ(None)  # type: ignore[arg-type]
+    trainer = DecoupledTrainer(blocks, ForwardZ())
+    assert trainer.mode == "z-first" and trainer.z_order == "jacobi"  # the source's defaults
+    with pytest.raises(ValueError, match=r"initialize: this trainer's z come from ForwardZ\(\), which keeps no z"):
         trainer.initialize(DataLoader(IndexedDataset(x, y), batch_size=8))
     augmented = x[:4] + 0.1  # inputs may change between visits: z is recomputed
     terms = trainer.step((augmented, y[:4], torch.arange(4)))
     assert terms["hidden3"] > 0 and terms["hidden1"] == terms["hidden2"] == 0  # Jacobi: one layer per z step
-    sweeping = DecoupledTrainer(blocks, None, z_init="forward", mode="z-first", z_order="sweep")
+    sweeping = DecoupledTrainer(blocks, ForwardZ(), z_order="sweep")
     terms = sweeping.step((augmented, y[:4], torch.arange(4)))
     assert all(v > 0 for v in terms.values())  # one sweep carries the output's signal to every layer
 
@@ -354,13 +364,10 @@ def test_delta_form_agrees_with_the_plain_forward_z_step_to_first_order() -> Non
             before = [p.detach().clone() for b in blocks for p in b.parameters()]
             tr = DecoupledTrainer(
                 blocks,
-                None,
+                ForwardDeltaZ() if delta else ForwardZ(),
                 mu=mu,
-                z_init="forward",
-                mode="z-first",
                 z_order="sweep",
                 z_steps=2,
-                delta=delta,
                 activation_slopes=True,
                 optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1),
             )
@@ -383,7 +390,7 @@ def test_delta_form_keeps_every_block_learning_in_float32() -> None:
     for delta in (False, True):
         blocks = _sigmoid_stack(14, 16, torch.float32)
         tr = DecoupledTrainer(
-            blocks, None, mu=1e4, z_init="forward", mode="z-first", z_order="sweep", delta=delta, activation_slopes=True
+            blocks, ForwardDeltaZ() if delta else ForwardZ(), mu=1e4, z_order="sweep", activation_slopes=True
         )
         objective = tr.theta_objective((x, y, torch.arange(32)))
         grads = torch.autograd.grad(objective, [b[0].weight for b in tr.blocks[:-1]])
@@ -393,9 +400,33 @@ def test_delta_form_keeps_every_block_learning_in_float32() -> None:
 
 def test_delta_form_needs_forward_z_sweep_mse_and_one_process() -> None:
     x, y, blocks, store = tiny()
+    assert DecoupledTrainer(blocks, ForwardDeltaZ()).z_order == "sweep"  # the source's default
+    with pytest.raises(ValueError, match=r"Invalid z_order='jacobi' with ForwardDeltaZ\(\).*top-down sweeps"):
+        DecoupledTrainer(blocks, ForwardDeltaZ(), z_order="jacobi")
+    with pytest.raises(ValueError, match=r"the delta form needs loss_h='mse' and one process"):
+        DecoupledTrainer(blocks, ForwardDeltaZ(), loss_h=lambda a, b: (a - b).abs().mean())
+
+
+def test_the_deprecated_flags_still_work_and_say_what_replaces_them() -> None:
+    """store=, z_init= and delta= (one choice over three flags) map to the z source, with a DeprecationWarning
+    naming it; their old errors stay; mixing them with z= is an error."""
+    x, y, blocks, store = tiny()
+    for kwargs, source in [
+        ({"store": store}, StoredZ),
+        ({"z_init": "forward", "mode": "z-first"}, ForwardZ),
+        ({"z_init": "forward", "mode": "z-first", "z_order": "sweep", "delta": True}, ForwardDeltaZ),
+    ]:
+        with pytest.warns(DeprecationWarning, match=rf"is deprecated and goes in 0.8: .* here z={source.__name__}\("):
+            trainer = DecoupledTrainer(blocks, **kwargs)  # type: ignore[arg-type]
+        assert type(trainer.source) is source
+    with pytest.warns(DeprecationWarning):
+        forward = DecoupledTrainer(blocks, None, z_init="forward", mode="z-first")
+    assert isinstance(forward.source, ForwardZ)
+    with pytest.raises(ValueError, match="keeps no store. Pass store=None"):
+        DecoupledTrainer(blocks, store, z_init="forward", mode="z-first")
     with pytest.raises(ValueError, match="delta form needs z_init='forward'"):
         DecoupledTrainer(blocks, store, delta=True)
-    with pytest.raises(ValueError, match="z_order='jacobi'"):
-        DecoupledTrainer(blocks, None, z_init="forward", mode="z-first", z_order="jacobi", delta=True)
     with pytest.raises(ValueError, match="Invalid delta=1"):
-        DecoupledTrainer(blocks, None, z_init="forward", mode="z-first", delta=1)  # type: ignore[arg-type]
+        DecoupledTrainer(blocks, None, z_init="forward", mode="z-first", delta=1)
+    with pytest.raises(ValueError, match=r"Invalid z_init= with z=ForwardZ\(\).*Pass z= alone"):
+        DecoupledTrainer(blocks, ForwardZ(), z_init="forward")

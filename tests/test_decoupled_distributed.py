@@ -14,7 +14,7 @@ WORKER = textwrap.dedent("""
     import os, sys, torch, torch.distributed as dist, datetime
     from torch import nn
     from torch.utils.data import DataLoader
-    from layerwise.decoupled import DecoupledTrainer, IndexedDataset, ZStore, geometric, StageFailure
+    from layerwise.decoupled import DecoupledTrainer, ForwardZ, IndexedDataset, StoredZ, ZStore, geometric, StageFailure
 
     def setup():
         torch.manual_seed(0)
@@ -39,9 +39,9 @@ WORKER = textwrap.dedent("""
             out = out + f".{rank}"
         forward = how.startswith("forward")  # z from a forward pass at every step (boundary activations travel)
         store = None if forward else ZStore(len(ds), [(6,)] * 4)
-        trainer = DecoupledTrainer(blocks, store, mu=geometric(1.0, 2.0, 10, cap=8.0), z_steps=2,
+        trainer = DecoupledTrainer(blocks, ForwardZ() if forward else StoredZ(store),
+                                   mu=geometric(1.0, 2.0, 10, cap=8.0), z_steps=2,
                                    mode="z-first" if forward else how.split("-sweep")[0],
-                                   z_init="forward" if forward else "stored",
                                    z_order="sweep" if how.endswith("sweep") else "jacobi",
                                    optimizer=lambda ps: torch.optim.Adam(ps, lr=1e-2))
         if not forward:
@@ -63,7 +63,7 @@ WORKER = textwrap.dedent("""
         trainer.gather()
         idx = torch.arange(len(ds))
         torch.save({"params": [p.detach() for p in trainer.blocks.parameters()], "stage": list(trainer.stage),
-                    "z": {} if forward else {j: store.rows(j, idx) for j in trainer.z_layers}}, out)
+                    "z": {} if forward else {j: store.rows(j, idx) for j in trainer.parallel.z_layers}}, out)
         if mode == "dist":
             dist.barrier()  # both ranks are done with the group before either tears it down
             dist.destroy_process_group()

@@ -2,14 +2,19 @@
 
 from ._data import IndexedDataset, unpack_batch
 from ._schedule import constant, geometric
+from ._sources import ForwardDeltaZ, ForwardZ, StoredZ, ZSource
 from ._stages import StageFailure, split_blocks
 from ._store import ZStore
 from ._trainer import DecoupledTrainer, squared_error
 
 __all__ = [
     "DecoupledTrainer",
+    "ForwardDeltaZ",
+    "ForwardZ",
     "IndexedDataset",
     "StageFailure",
+    "StoredZ",
+    "ZSource",
     "ZStore",
     "constant",
     "geometric",

@@ -1,13 +1,17 @@
-"""Where a step's z come from, as interchangeable strategies of :class:`~layerwise.decoupled.DecoupledTrainer`.
+"""Where a step's z come from: the one choice :class:`~layerwise.decoupled.DecoupledTrainer` takes as ``z=``.
 
 - :class:`StoredZ`: each example's z persists in a :class:`ZStore` between visits (MAC, the seed's design);
   inputs are fingerprinted so that augmentation or unstable indices are caught.
 - :class:`ForwardZ`: the batch's z restart from a forward pass of the current network at every step
-  (online alternating minimisation, Choromanska et al., ICML 2019): no store, no staleness.
+  (online alternating minimisation, Choromanska et al., ICML 2019): no store, no staleness; the z steps come
+  first (``mode="z-first"``).
 - :class:`ForwardDeltaZ`: the same, with each target change δ_t kept apart from the forward activation and the
-  hidden residuals evaluated to first order (``_delta``): small changes survive float32 at any depth.
+  hidden residuals evaluated to first order (``_delta``): small changes survive float32 at any depth; top-down
+  sweeps (``z_order="sweep"``).
 
-:func:`make_source` builds one from the trainer's arguments and rejects the combinations that do not fit.
+Each source names the step order it implies (:attr:`ZSource.mode`, :attr:`ZSource.z_order`, the trainer's
+defaults) and rejects the ones it cannot run (:meth:`ZSource.check`). :func:`make_source` maps the deprecated
+``store``/``z_init``/``delta`` flags to a source.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ class ZSource:
     name = "source"
     delta = False  # whether the step runs in delta form
     store: ZStore | None = None
+    mode = "joint"  # the trainer's default step order with this source
+    z_order = "jacobi"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
 
     def start(self, x: Tensor, idx: Tensor, run: ZRun) -> dict[int, Tensor]:
         raise NotImplementedError
@@ -39,20 +48,40 @@ class ZSource:
     def commit(self, idx: Tensor, z: dict[int, Tensor]) -> None:
         """Keep the updated z (nothing for sources that recompute them)."""
 
+    def check(self, mode: str, z_order: str, n_blocks: int) -> None:
+        """Raise when this source cannot run ``mode`` and ``z_order`` on ``n_blocks`` blocks."""
+
 
 class ForwardZ(ZSource):
-    """z from a forward pass of the current network, at every step."""
+    """z from a forward pass of the current network, at every step; the z steps, then the θ-step."""
 
     name = "forward"
+    mode = "z-first"
 
     def start(self, x: Tensor, idx: Tensor, run: ZRun) -> dict[int, Tensor]:
         return run.stage.forward_z(run.objective.blocks, x, run.step)
+
+    def check(self, mode: str, z_order: str, n_blocks: int) -> None:
+        if mode != "z-first":
+            raise ValueError(
+                f"Invalid mode={mode!r} with {self!r}: z from a forward pass has no residual before its z-steps, "
+                "so the θ-step must follow them. Pass mode='z-first' (the default with this source)."
+            )
 
 
 class ForwardDeltaZ(ForwardZ):
     """:class:`ForwardZ` in delta form (one process, squared hidden loss, top-down sweeps)."""
 
     delta = True
+    z_order = "sweep"
+
+    def check(self, mode: str, z_order: str, n_blocks: int) -> None:
+        super().check(mode, z_order, n_blocks)
+        if z_order != "sweep":
+            raise ValueError(
+                f"Invalid z_order={z_order!r} with {self!r}: the delta form runs top-down sweeps. Pass "
+                "z_order='sweep' (the default with this source)."
+            )
 
 
 class StoredZ(ZSource):
@@ -61,8 +90,24 @@ class StoredZ(ZSource):
     name = "stored"
 
     def __init__(self, store: ZStore) -> None:
+        if not isinstance(store, ZStore):
+            raise TypeError(
+                f"Invalid store: StoredZ keeps every example's z in a ZStore, found {type(store).__name__}. "
+                "Build ZStore(n, shapes) with one shape per hidden layer."
+            )
         self.store = store
         self.fingerprint: Tensor | None = None
+
+    def __repr__(self) -> str:
+        return f"StoredZ({self.store!r})"
+
+    def check(self, mode: str, z_order: str, n_blocks: int) -> None:
+        assert self.store is not None
+        if self.store.depth != n_blocks - 1:
+            raise ValueError(
+                f"Invalid store: {n_blocks} blocks have {n_blocks - 1} hidden activations, but the "
+                f"store holds {self.store.depth}. Build ZStore(n, shapes) with one shape per hidden layer."
+            )
 
     @torch.no_grad()
     def initialize(self, loader: Iterable[Any], blocks: nn.ModuleList, stage: Stage) -> None:
@@ -119,16 +164,10 @@ class StoredZ(ZSource):
             self.store.write(j, idx, v)
 
 
-def make_source(store: ZStore | None, z_init: str, mode: str, n_blocks: int, *, delta: bool = False) -> ZSource:
-    """The z source for the trainer's ``store``, ``z_init`` and ``delta``, or a clear error for a combination
-    that does not fit (``delta``'s further needs are checked by the trainer, which knows them)."""
+def make_source(store: ZStore | None, z_init: str, delta: bool) -> ZSource:
+    """The z source the deprecated ``store``, ``z_init`` and ``delta`` flags described, or a clear error."""
     if z_init not in ("stored", "forward"):
         raise ValueError(f"Invalid z_init={z_init!r}. Expected 'stored' or 'forward'.")
-    if z_init == "forward" and mode != "z-first":
-        raise ValueError(
-            f"Invalid mode={mode!r} with z_init='forward': z from a forward pass has no residual "
-            "before its z-steps, so the θ-step must follow them. Pass mode='z-first'."
-        )
     if store is not None and z_init == "forward":
         raise ValueError(
             "Invalid store: z_init='forward' recomputes z at every step and keeps no store. Pass "
@@ -139,13 +178,12 @@ def make_source(store: ZStore | None, z_init: str, mode: str, n_blocks: int, *, 
             "Invalid store=None: z_init='stored' keeps every example's z in a ZStore. Build "
             "ZStore(n, shapes), or pass z_init='forward', mode='z-first' (no store)."
         )
-    if store is not None and store.depth != n_blocks - 1:
-        raise ValueError(
-            f"Invalid store: {n_blocks} blocks have {n_blocks - 1} hidden activations, but the "
-            f"store holds {store.depth}. Build ZStore(n, shapes) with one shape per hidden layer."
-        )
     if not isinstance(delta, bool):
         raise ValueError(f"Invalid delta={delta!r}: expected True or False.")
+    if delta and z_init != "forward":
+        raise ValueError(
+            "Invalid delta=True with z_init='stored': delta form needs z_init='forward' (ForwardDeltaZ())."
+        )
     if store is not None:
         return StoredZ(store)
     return ForwardDeltaZ() if delta else ForwardZ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
@@ -17,11 +18,49 @@ from ._delta import delta_terms
 from ._modes import MODES, Batch
 from ._objective import Objective, squared_error
 from ._sources import StoredZ, ZSource, make_source
-from ._stages import Boundary, Stage
+from ._stages import Stage
 from ._store import ZStore
 from ._zstep import z_step
 
 __all__ = ["DecoupledTrainer", "squared_error"]
+
+
+_DEPRECATED: Any = object()  # a deprecated flag not given
+
+
+def _source(z: ZSource | ZStore | None, old: dict[str, Any]) -> ZSource:
+    """The z source from ``z``, or from the deprecated ``store``/``z_init``/``delta`` flags (with a warning)."""
+    given = {k: v for k, v in old.items() if v is not _DEPRECATED}
+    if isinstance(z, ZSource):
+        if given:
+            raise ValueError(
+                f"Invalid {', '.join(f'{k}=' for k in given)} with z={z!r}: z says where z come from; the "
+                "deprecated store=, z_init= and delta= said the same. Pass z= alone."
+            )
+        return z
+    if isinstance(z, ZStore) and not given:
+        return StoredZ(z)
+    if z is not None and not isinstance(z, ZStore):
+        raise TypeError(
+            f"Invalid z: expected StoredZ(store), ForwardZ(), ForwardDeltaZ() or a ZStore, found {type(z).__name__}."
+        )
+    if not given:
+        raise ValueError(
+            "Invalid z=None: pass where each step's z come from: z=StoredZ(ZStore(n, shapes)) (each example's z "
+            "kept between visits, MAC), z=ForwardZ() (from a forward pass at every step) or z=ForwardDeltaZ()."
+        )
+    if z is not None and "store" in given:
+        raise ValueError("Invalid store=: the store was also passed as z. Pass z=StoredZ(store) alone.")
+    store = given.get("store", z)
+    z_init, delta = given.get("z_init", "stored"), given.get("delta", False)
+    source = make_source(store, z_init, delta)
+    warnings.warn(
+        f"DecoupledTrainer({', '.join(f'{k}=' for k in given)}...) is deprecated and goes in 0.8: the z source is "
+        f"one argument now, here z={source!r}.",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return source
 
 
 def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -61,9 +100,18 @@ class DecoupledTrainer:
 
     Args:
         blocks: the T blocks of the plain network, input to output (e.g. ``Linear+Tanh`` … ``Linear``).
-        store: a :class:`ZStore` with the shapes of the T−1 hidden activations (in a stage, only the
-            layers :attr:`z_layers` need to be allocated: ``ZStore(..., layers=trainer_layers)``);
-            ``None`` with ``z_init="forward"``.
+        z: where each step's z come from, the one choice of the method:
+            ``StoredZ(store)`` (or the :class:`ZStore` itself): each example's z persists in the store between
+            visits (MAC, the seed's design; the store holds the shapes of the T−1 hidden activations, in a stage
+            only this process's layers: ``ZStore(..., layers=...)``).
+            ``ForwardZ()``: the batch's z restart from a forward pass of the current network at every step,
+            then take the z-steps (online alternating minimisation, Choromanska et al., ICML 2019): no store,
+            no staleness, augmentation allowed; the z-steps come first (``mode="z-first"``). Under layer
+            parallelism the forward pass sends each boundary activation to the next stage.
+            ``ForwardDeltaZ()``: ``ForwardZ`` keeping each target change δ_t = z_t − a_t apart from the forward
+            activation a_t, the hidden residuals to first order in δ with Jacobian-vector products (see
+            :mod:`layerwise.decoupled._delta`): small changes survive float32 at any depth. Top-down sweeps,
+            ``loss_h="mse"``, one process.
         loss_y: output loss, mean over the batch (default cross-entropy).
         loss_h: hidden loss, ``"mse"`` (:func:`squared_error`) or a callable ``(ẑ, z) -> scalar``.
         mu: the penalty μ, or a schedule ``k -> μ`` of the step count (see :func:`geometric`).
@@ -72,30 +120,26 @@ class DecoupledTrainer:
             per batch.
         mode: ``"joint"`` (θ and z from one backward), ``"alternating"`` (θ-step, then z-steps with the
             updated θ, as in MAC) or ``"z-first"`` (z-steps, then the θ-step on the new z: θ always
-            fits targets of this step, not of the batch's previous visit).
-        z_init: ``"stored"``: each example's z persists in ``store`` between visits (MAC, the seed's
-            design). ``"forward"``: the batch's z restart from a forward pass of the current network at
-            every step, then take the z-steps (online alternating minimisation, Choromanska et al., ICML
-            2019): no store, no staleness, augmentation allowed; needs ``mode="z-first"``. Under layer
-            parallelism the forward pass sends each boundary activation to the next stage.
+            fits targets of this step, not of the batch's previous visit). Default: the source's
+            (``"joint"`` for stored z, ``"z-first"`` for forward z).
         z_order: ``"jacobi"``: every z_j steps at once from the same point (the output's signal moves
             down one layer per z step; stages work concurrently). ``"sweep"``: top-down Gauss–Seidel,
             z_j steps after z_{j+1} has (one z step carries the output's signal to every layer, for the
-            same compute; under layer parallelism the stages take their turn, top stage first).
-        delta: with ``z_init="forward"``, keep each target change δ_t = z_t − a_t apart from the forward
-            activation a_t and evaluate the hidden residuals to first order in δ with Jacobian-vector
-            products (see :mod:`layerwise.decoupled._delta`): small changes survive float32 at any depth.
-            Needs ``z_order="sweep"``, ``loss_h="mse"`` and one process.
+            same compute; under layer parallelism the stages take their turn, top stage first). Default: the
+            source's (``"sweep"`` for ``ForwardDeltaZ``, else ``"jacobi"``).
         activation_slopes: count the activations' largest slopes in the z-step's curvature bound c_{j+1}
             (sigmoid ¼: 16× larger, still safe z steps; see :class:`LipschitzEstimate`). Off by default.
         process_group: ``"auto"``, ``None`` (no layer parallelism) or a group.
         starts: first block of each stage (layer parallelism only).
+        store, z_init, delta: deprecated (until 0.8): the same choice as ``z``, spread over three flags
+            (``store`` → ``StoredZ(store)``, ``z_init="forward"`` → ``ForwardZ()``, with ``delta=True`` →
+            ``ForwardDeltaZ()``).
     """
 
     def __init__(
         self,
         blocks: Sequence[nn.Module],
-        store: ZStore | None,
+        z: ZSource | ZStore | None = None,
         *,
         loss_y: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
         loss_h: Literal["mse"] | Callable[[Tensor, Tensor], Tensor] = "mse",
@@ -103,65 +147,48 @@ class DecoupledTrainer:
         optimizer: Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer] | None = None,
         z_lr: float = 1.0,
         z_steps: int = 1,
-        mode: Literal["joint", "alternating", "z-first"] = "joint",
-        z_init: Literal["stored", "forward"] = "stored",
-        z_order: Literal["jacobi", "sweep"] = "jacobi",
-        delta: bool = False,
+        mode: Literal["joint", "alternating", "z-first"] | None = None,
+        z_order: Literal["jacobi", "sweep"] | None = None,
         activation_slopes: bool = False,
         process_group: Any = "auto",
         starts: Sequence[int] | None = None,
+        store: Any = _DEPRECATED,
+        z_init: Any = _DEPRECATED,
+        delta: Any = _DEPRECATED,
     ) -> None:
         blocks = list(blocks)
         if len(blocks) < 2:
             raise ValueError(f"Invalid blocks: decoupling needs at least 2 blocks, found {len(blocks)}.")
         # the pieces: where z come from, eq. (3) with its curvature bound, this process's stage
-        self.source: ZSource = make_source(store, z_init, mode, len(blocks), delta=delta)
+        self.source = _source(z, {"store": store, "z_init": z_init, "delta": delta})
+        mode = self.source.mode if mode is None else mode  # type: ignore[assignment]
+        z_order = self.source.z_order if z_order is None else z_order  # type: ignore[assignment]
         if z_order not in ("jacobi", "sweep"):
             raise ValueError(f"Invalid z_order={z_order!r}. Expected 'jacobi' or 'sweep'.")
         if mode not in MODES:
             raise ValueError(f"Invalid mode={mode!r}. Expected 'joint', 'alternating' or 'z-first'.")
+        self.source.check(mode, z_order, len(blocks))
         if not z_lr >= 0 or z_steps < 1:
             raise ValueError(f"Invalid z_lr={z_lr} or z_steps={z_steps}: expected z_lr >= 0 and z_steps >= 1.")
         self.blocks = nn.ModuleList(blocks)
         self.objective = Objective(self.blocks, loss_y, loss_h, mu, activation_slopes)
         self.z_lr, self.z_steps, self.mode, self.z_order = z_lr, z_steps, mode, z_order
         self.parallel = Stage(self.blocks, resolve_group(process_group), starts)
-        if delta and (z_order != "sweep" or not self.objective.squared or self.parallel.group is not None):
+        if self.source.delta and (not self.objective.squared or self.parallel.group is not None):
             raise ValueError(
-                f"Invalid delta=True with z_init={z_init!r}, z_order={z_order!r}, loss_h={loss_h!r}, "
-                f"{'a process group' if self.parallel.group is not None else 'one process'}: delta form needs "
-                "z_init='forward', z_order='sweep', loss_h='mse' and one process (process_group=None)."
+                f"Invalid {self.source!r} with loss_h={loss_h!r} and "
+                f"{'a process group' if self.parallel.group is not None else 'one process'}: the delta form needs "
+                "loss_h='mse' and one process (process_group=None)."
             )
         make = optimizer or _default_optimizer
         self.optimizers = {t: make(self.blocks[t].parameters()) for t in self.stage}
         self.steps = 0
         self.gap_history: list[list[float]] = []
 
-    # --- the pieces' state, under the names the trainer has always had ---------------------------------
-    @property
-    def T(self) -> int:
-        """The number of blocks."""
-        return len(self.blocks)
-
     @property
     def store(self) -> ZStore | None:
-        """The z store (``z_init="stored"``), else ``None``."""
+        """The z store (``StoredZ``), else ``None``."""
         return self.source.store
-
-    @property
-    def z_init(self) -> str:
-        """``"stored"`` or ``"forward"`` (the z source)."""
-        return self.source.name
-
-    @property
-    def delta(self) -> bool:
-        """Whether steps run in delta form."""
-        return self.source.delta
-
-    @property
-    def fingerprint(self) -> Tensor | None:
-        """The inputs' fingerprints taken by :meth:`initialize` (stored z only)."""
-        return self.source.fingerprint if isinstance(self.source, StoredZ) else None
 
     @property
     def stage(self) -> range:
@@ -169,37 +196,13 @@ class DecoupledTrainer:
         return self.parallel.blocks
 
     @property
-    def z_layers(self) -> list[int]:
-        """The hidden layers whose z this process holds."""
-        return self.parallel.z_layers
-
-    @property
-    def boundaries(self) -> list[Boundary]:
-        return self.parallel.boundaries
-
-    @property
-    def group(self) -> Any:
-        return self.parallel.group
-
-    @property
-    def rank(self) -> int:
-        return self.parallel.rank
-
-    @property
-    def starts(self) -> list[int]:
-        return self.parallel.starts
-
-    @property
     def loss_y(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """The output loss (settable)."""
         return self.objective.loss_y
 
     @loss_y.setter
     def loss_y(self, fn: Callable[[Tensor, Tensor], Tensor]) -> None:
         self.objective.loss_y = fn
-
-    @property
-    def loss_h(self) -> Callable[[Tensor, Tensor], Tensor]:
-        return self.objective.loss_h
 
     def _run(self) -> ZRun:
         return ZRun(self.objective, self.parallel, self.mu, self.z_lr, self.z_steps, self.z_order, self.steps)
@@ -220,8 +223,8 @@ class DecoupledTrainer:
     def _need_store(self, what: str) -> StoredZ:
         if not isinstance(self.source, StoredZ):
             raise ValueError(
-                f"{what}: this trainer has z_init='forward' and keeps no z between steps (nothing to "
-                "initialise, no stored gap). Use z_init='stored' with a ZStore for that."
+                f"{what}: this trainer's z come from {self.source!r}, which keeps no z between steps (nothing to "
+                "initialise, no stored gap). Use z=StoredZ(ZStore(n, shapes)) for that."
             )
         return self.source
 
@@ -269,7 +272,7 @@ class DecoupledTrainer:
         """A scalar whose gradient in each block's θ is the gradient the θ-step would apply on ``batch`` now
         (after the z-steps of ``"z-first"`` mode); changes nothing. For inspection, e.g. per-block norms."""
         x, y, _ = unpack_batch(batch)
-        if self.delta:
+        if self.source.delta:
             return delta_terms(self._run(), x, y)[1]
         zs = self.targets(batch)
         return sum(self.losses(x, y, zs).values(), torch.zeros((), device=x.device))
@@ -279,7 +282,7 @@ class DecoupledTrainer:
         ``"z-first"`` mode, at the z the θ-step used)."""
         x, y, idx = unpack_batch(batch)
         run = self._run()
-        if self.delta:
+        if self.source.delta:
             terms_d, surrogate = delta_terms(run, x, y)
             self._zero_grad()
             self._check_finite(terms_d)
@@ -300,12 +303,12 @@ class DecoupledTrainer:
         examples of ``loader``; appended to :attr:`gap_history` (as a list in layer order)."""
         store = self._need_store("feasibility_gap").store
         assert store is not None
-        mine = [t for t in self.stage if t < self.T - 1]
+        mine = [t for t in self.stage if t < len(self.blocks) - 1]
         sums = dict.fromkeys(mine, 0.0)
         count = 0
         for batch in loader:
             x, _, idx = unpack_batch(batch)
-            z = {j: store.rows(j, idx, x.dtype).to(x.device) for j in self.z_layers}
+            z = {j: store.rows(j, idx, x.dtype).to(x.device) for j in self.parallel.z_layers}
             for t in mine:
                 inp = x if t == 0 else z[t - 1]
                 sums[t] += float((self.blocks[t](inp) - z[t]).pow(2).flatten(1).sum(1).sum())
@@ -322,9 +325,9 @@ class DecoupledTrainer:
         """Refit the LAST block on the true forward activations of the plain network (the z are dropped
         at test time, so the output layer must match what the plain net feeds it). Single-process or
         after :meth:`gather`; returns the mean output loss of the last epoch."""
-        if self.T - 1 not in self.optimizers:
+        if len(self.blocks) - 1 not in self.optimizers:
             raise RuntimeError("consistency_step runs on the process that owns the last block.")
-        opt = self.optimizers[self.T - 1]
+        opt = self.optimizers[len(self.blocks) - 1]
         mean = float("nan")
         for _ in range(epochs):
             total, count = 0.0, 0
@@ -353,11 +356,11 @@ class DecoupledTrainer:
             "blocks": {t: self.blocks[t].state_dict() for t in self.stage},
             "optimizers": {t: o.state_dict() for t, o in self.optimizers.items()},
             "steps": self.steps,
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.source.fingerprint if isinstance(self.source, StoredZ) else None,
             "gap_history": self.gap_history,
             "z": None
             if store is None or store.path is not None
-            else {j: store.rows(j, torch.arange(store.n), store.dtype) for j in self.z_layers},
+            else {j: store.rows(j, torch.arange(store.n), store.dtype) for j in self.parallel.z_layers},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from layerwise import backward
-from layerwise.decoupled import DecoupledTrainer, ZStore, geometric
+from layerwise.decoupled import DecoupledTrainer, ForwardDeltaZ, ForwardZ, StoredZ, ZStore, geometric
 from layerwise.locoprop import LocoProp
 from layerwise.losses import LocalClassifier
 from layerwise.taps import Taps
@@ -205,18 +205,17 @@ class DecoupledRunner(Runner):
         super().__init__(model, r, None)
         c, self.forward = r.cfg, forward
         store = None if forward else ZStore(len(r.data.train_x), [(c.width,)] * r.depth, dtype=torch.float32)
+        source = StoredZ(store) if store is not None else ForwardDeltaZ() if c.delta else ForwardZ()
         self.trainer = DecoupledTrainer(
             blocks_of(model),
-            store,
+            source,
             loss_h="mse",
             mu=geometric(c.mu_start, c.mu_factor, math.ceil(len(r.data.train_x) / c.batch_size)),
             optimizer=lambda ps: torch.optim.Adam(ps, lr=c.decoupled_lr, fused=True),
             z_lr=c.z_lr,
             z_steps=c.forward_z_steps if forward else c.z_steps,
             mode="z-first" if forward else c.decoupled_mode,
-            z_init="forward" if forward else "stored",
             z_order="sweep" if forward else c.z_order,
-            delta=c.delta and forward,
             activation_slopes=c.activation_slopes,
             process_group=None,
         )
