@@ -40,6 +40,8 @@ def is_measuring() -> bool:
 
 def watch(params: Iterable[Tensor], owner: object) -> None:
     """``owner`` (alive) reads the backward passes through ``params``' layers."""
+    for key in [k for k, (p, o) in _WATCHED.items() if p() is None or o() is None]:  # freed models, optimizers
+        del _WATCHED[key]
     ref = weakref.ref(owner)
     for p in params:
         _WATCHED[id(p)] = (weakref.ref(p), ref)

@@ -131,9 +131,9 @@ class DecoupledTrainer:
             (sigmoid ¼: 16× larger, still safe z steps; see :class:`LipschitzEstimate`). Off by default.
         process_group: ``"auto"``, ``None`` (no layer parallelism) or a group.
         starts: first block of each stage (layer parallelism only).
-        store, z_init, delta: deprecated (until 0.8): the same choice as ``z``, spread over three flags
-            (``store`` → ``StoredZ(store)``, ``z_init="forward"`` → ``ForwardZ()``, with ``delta=True`` →
-            ``ForwardDeltaZ()``).
+        store: deprecated (until 0.8), the same choice as ``z``: ``store`` → ``StoredZ(store)``.
+        z_init: deprecated (until 0.8): ``z_init="forward"`` → ``ForwardZ()``.
+        delta: deprecated (until 0.8): ``z_init="forward", delta=True`` → ``ForwardDeltaZ()``.
     """
 
     def __init__(
