@@ -1,4 +1,4 @@
-"""The Accelerate recipe (docs/frameworks.md): ``accelerator.prepare`` a LocoProp or K-FAC, ``accumulate``, and
+"""The Accelerate recipe (docs/accelerate.md): ``accelerator.prepare`` a LocoProp or K-FAC, ``accumulate``, and
 ``layerwise.backward(..., backward_fn=accelerator.backward)`` with a weighting and telemetry, against the
 hand-written loop (float64, exact); under ``mixed_precision="bf16"`` within the stated tolerance of float32."""
 
@@ -78,7 +78,7 @@ def _parts(dtype: torch.dtype, factory: Callable[[Deep], torch.optim.Optimizer])
 def _accelerate(
     factory: Callable[[Deep], torch.optim.Optimizer], dtype: torch.dtype, precision: str, logs: Path | None = None
 ):
-    """The recipe, as docs/frameworks.md writes it; the telemetry to Accelerate's TensorBoard tracker in ``logs``."""
+    """The recipe, as docs/accelerate.md writes it; the telemetry to Accelerate's TensorBoard tracker in ``logs``."""
     AcceleratorState._reset_state(reset_partial_state=True)  # one process-wide state: a fresh one per run
     accelerator = Accelerator(
         cpu=True,

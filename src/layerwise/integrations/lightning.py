@@ -1,6 +1,6 @@
 """Lightning: :class:`GradientTelemetryMonitor`, a callback that logs per-term gradient telemetry to every logger.
 
-Everything else needs no integration code (``docs/frameworks.md``): ``LocoProp`` and ``KFAC`` are returned
+Everything else needs no integration code (``docs/lightning.md``): ``LocoProp`` and ``KFAC`` are returned
 from ``configure_optimizers`` and step under automatic optimization, and a weighting goes in
 ``training_step`` through :func:`layerwise.weighted_loss`::
 
