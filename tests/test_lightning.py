@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import warnings
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import pytest
@@ -46,6 +47,13 @@ def _kfac(net: nn.Module) -> torch.optim.Optimizer:
     return KFAC(net, lr=0.05, damping=1e-2, inv_every=1, likelihood="empirical")
 
 
+def _quiet(**kw: Any) -> L.Trainer:
+    """A CPU Trainer without checkpoints, progress bar or model summary."""
+    return L.Trainer(
+        accelerator="cpu", enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, **kw
+    )
+
+
 class Module(L.LightningModule):
     def __init__(self, net: nn.Module, make: object) -> None:
         super().__init__()
@@ -65,16 +73,7 @@ def test_automatic_optimization_equals_the_hand_written_loop(make: object, accum
     x, y = _data()
     net, ref = _net(), _net()
     module = Module(net, make)
-    trainer = L.Trainer(
-        max_steps=STEPS,
-        accumulate_grad_batches=accumulate,
-        precision="64-true",
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = _quiet(max_steps=STEPS, accumulate_grad_batches=accumulate, precision="64-true", logger=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # Lightning's advice on dataloader workers and the like
         trainer.fit(module, DataLoader(TensorDataset(x, y), batch_size=BATCH // accumulate))
@@ -143,16 +142,12 @@ class Weighted(L.LightningModule):
 
 
 def _trainer(tmp_path: Path, *, epochs: int, accumulate: int, monitor: GradientTelemetryMonitor) -> L.Trainer:
-    return L.Trainer(
+    return _quiet(
         max_epochs=epochs,
         accumulate_grad_batches=accumulate,
         precision="64-true",
-        accelerator="cpu",
         logger=CSVLogger(tmp_path, name="csv"),
         callbacks=[monitor],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         log_every_n_steps=50,  # the monitor logs every measured step all the same
     )
 
@@ -258,15 +253,7 @@ def test_mixed_precision_stays_within_the_stated_tolerance_of_32_true(make: obje
             setting: dict[str, object] = {"plugins": [MixedPrecision("16-mixed", "cpu", scaler=scaler)]}
         else:
             setting = {"precision": precision}
-        trainer = L.Trainer(
-            max_steps=STEPS,
-            accelerator="cpu",
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            **setting,  # type: ignore[arg-type]
-        )
+        trainer = _quiet(max_steps=STEPS, logger=False, **setting)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trainer.fit(module, DataLoader(TensorDataset(x.float(), y), batch_size=BATCH))
