@@ -546,11 +546,10 @@ class LocoProp(torch.optim.Optimizer):
         a = out.detach()
         step = g.mul(group["gamma"] * scale)
         matching = self.variant == "m"
-        target = (layer.activation.fn(a) if matching else a) - step
         if self.inner_dtype is None or self.inner_dtype == x.dtype:
-            return Problem(layer, group, self.state, x, target, step, matching)
+            return Problem(layer, group, self.state, x, a, step, matching)
         w0 = [layer.weight.detach().clone()] + ([layer.bias.detach().clone()] if layer.bias is not None else [])
-        return Problem(layer, group, self.state, x, target, step, matching, x.to(self.inner_dtype), a, w0)
+        return Problem(layer, group, self.state, x, a, step, matching, x.to(self.inner_dtype), w0)
 
     def _step_others(
         self, grads: Sequence[torch.Tensor | None] | None, scale: float, unscale: torch.Tensor | None = None

@@ -25,6 +25,7 @@ bound above still holds group by group (the local Hessian is below ``c·blockdia
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -57,12 +58,16 @@ class Problem:
     group: dict[str, Any]
     state: dict[Any, Any]  # the optimizer's per-parameter state
     x: torch.Tensor  # layer input ŷ (fixed)
-    target: torch.Tensor  # â − γg (S) or f(â) − γg (M)
+    z0: torch.Tensor  # â, the pre-activation at the batch's weights
     delta0: torch.Tensor  # γg, the residual at the current weights
     matching: bool  # True: M (apply f); False: S
     x_low: torch.Tensor | None = None  # ŷ in LocoProp's inner_dtype, when that differs from ŷ's
-    z0: torch.Tensor | None = None  # â, the pre-activation at the batch's weights (with x_low)
     w0: list[torch.Tensor] | None = None  # the batch's weights (and bias) (with x_low)
+
+    @functools.cached_property
+    def target(self) -> torch.Tensor:
+        """``â − γg`` (S) or ``f(â) − γg`` (M); formed on first use (a one-step solve starts at ``delta0``)."""
+        return (self.layer.activation.fn(self.z0) if self.matching else self.z0) - self.delta0
 
     def residual(self, k: int) -> torch.Tensor:
         if k == 0:
@@ -72,7 +77,7 @@ class Problem:
         else:
             # z = â + ΔW ŷ + Δb: the low-precision product is of the small change only, so its rounding
             # is relative to ΔW ŷ, not to z (the residual f(z) − f(â) + γg cancels most of z).
-            assert self.z0 is not None and self.w0 is not None
+            assert self.w0 is not None
             low = self.x_low.dtype
             dw = (self.layer.weight - self.w0[0]).to(low)
             b = self.layer.bias
@@ -92,10 +97,9 @@ class Problem:
             part = replace(
                 self,
                 x=self.x[s],
-                target=self.target[s],
+                z0=self.z0[s],
                 delta0=self.delta0[s],
                 x_low=None if self.x_low is None else self.x_low[s],
-                z0=None if self.z0 is None else self.z0[s],
             )
             parts.append((part, rows / (s.stop - s.start)))
         return parts
