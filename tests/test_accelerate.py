@@ -181,8 +181,8 @@ def test_bf16_mixed_precision_stays_within_the_stated_tolerance_of_float32(
     factory: Callable[[Deep], torch.optim.Optimizer],
 ) -> None:
     """bf16 autocast (8 mantissa bits) against float32, three steps: every parameter's change within 20% of
-    float32's and no further than 1.5x Adam's under the same autocast (measured: LocoProp 12%, K-FAC 5%,
-    Adam 12%), the tolerance docs/frameworks.md states. The local problems are solved in the weight's dtype."""
+    float32's and no further than 1.5x Adam's under the same autocast, the tolerance docs/frameworks.md states.
+    The local problems are solved in the weight's dtype."""
     mine, adam = _bf16_deviation(factory), _bf16_deviation(_adam)
     assert 0 < mine < 0.2
     assert mine <= 1.5 * adam

@@ -239,7 +239,7 @@ def test_the_monitor_refuses_what_is_not_a_telemetry() -> None:
 def test_mixed_precision_stays_within_the_stated_tolerance_of_32_true(make: object, mixed: str) -> None:
     """``bf16-mixed`` (autocast) and ``16-mixed`` (fp16 autocast and a ``GradScaler``: Lightning runs the closure,
     then ``scaler.step(opt)``) against ``32-true``, three steps: every parameter's change within 20% of float32's
-    (the tolerance docs/frameworks.md states; Adam under bf16 autocast: 12%, see tests/test_accelerate.py).
+    (the tolerance docs/frameworks.md states; Adam's own bf16 deviation is the reference in tests/test_accelerate.py).
     Lightning maps ``16-mixed`` to bf16 on a CPU, so the fp16 plugin is given explicitly here."""
     from lightning.pytorch.plugins.precision import MixedPrecision
 
