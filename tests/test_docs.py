@@ -30,13 +30,19 @@ def test_python_examples_run(
 
     monkeypatch.chdir(tmp_path)
     before = set(layerwise_bench.METHODS)
+    _reset_accelerate()
     try:
         exec(compile(block, f"{page} block {index}", "exec"), {"__name__": "__docs__"})
     finally:  # a page may register benchmark methods: leave the registry as it was
         for name in set(layerwise_bench.METHODS) - before:
             layerwise_bench.METHODS.pop(name)
-        if "accelerate.state" in sys.modules:  # Accelerate keeps one state per process: each example starts fresh
-            sys.modules["accelerate.state"].AcceleratorState._reset_state(reset_partial_state=True)
+        _reset_accelerate()
+
+
+def _reset_accelerate() -> None:
+    """Accelerate keeps one state per process (set by earlier tests too): each example starts as in a fresh one."""
+    if "accelerate.state" in sys.modules:
+        sys.modules["accelerate.state"].AcceleratorState._reset_state(reset_partial_state=True)
 
 
 def _links(page: Path) -> list[str]:
