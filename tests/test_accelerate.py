@@ -19,7 +19,8 @@ from accelerate import Accelerator  # noqa: E402
 from accelerate.state import AcceleratorState  # noqa: E402
 
 import layerwise  # noqa: E402
-from layerwise import KFAC, LocoProp  # noqa: E402
+from frameworks import small_locoprop  # noqa: E402
+from layerwise import KFAC  # noqa: E402
 from layerwise.telemetry import LogSink  # noqa: E402
 
 MICRO, ACCUMULATE, STEPS = 8, 2, 3
@@ -45,15 +46,7 @@ class Deep(nn.Module):
 
 def _locoprop(model: Deep) -> torch.optim.Optimizer:
     layers = [(model.inp, "relu"), (model.block[1], "identity"), (model.out, "identity"), (model.aux, "identity")]
-    return LocoProp(
-        model,
-        layers=layers,
-        lr=1e-2,
-        steps=2,
-        inner="adam",
-        gamma=3.0,
-        other_optimizer=lambda ps: torch.optim.Adam(ps, 1e-2),
-    )
+    return small_locoprop(model, layers)
 
 
 def _kfac(model: Deep) -> torch.optim.Optimizer:

@@ -17,7 +17,8 @@ pytest.importorskip("transformers", reason="the huggingface extra")
 from transformers import LlamaConfig, LlamaForCausalLM, TrainingArguments  # noqa: E402
 
 import layerwise  # noqa: E402
-from layerwise import KFAC, LocoProp  # noqa: E402
+from frameworks import small_locoprop  # noqa: E402
+from layerwise import KFAC  # noqa: E402
 from layerwise.integrations.huggingface import LayerwiseTrainer  # noqa: E402
 
 MICRO, ACCUMULATE, STEPS, LENGTH = 4, 2, 4, 8
@@ -50,15 +51,7 @@ def _terms(model: nn.Module, inputs: Mapping[str, Any]) -> dict[str, Tensor]:
 
 def _locoprop(model: nn.Module) -> torch.optim.Optimizer:
     layers = [(m, "identity") for m in model.modules() if isinstance(m, nn.Linear)]  # SiLU's gate: 'identity'
-    return LocoProp(
-        model,
-        layers=layers,
-        lr=1e-2,
-        steps=2,
-        inner="adam",
-        gamma=3.0,
-        other_optimizer=lambda ps: torch.optim.Adam(ps, 1e-2),
-    )
+    return small_locoprop(model, layers)
 
 
 def _kfac(model: nn.Module) -> torch.optim.Optimizer:

@@ -18,7 +18,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import layerwise
-from layerwise import KFAC, LocoProp
+from frameworks import small_locoprop
+from layerwise import KFAC
 from layerwise.integrations.lightning import GradientTelemetryMonitor
 
 BATCH, STEPS = 8, 3
@@ -37,9 +38,7 @@ def _data() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _locoprop(net: nn.Module) -> torch.optim.Optimizer:
-    return LocoProp(
-        net, lr=1e-2, steps=2, inner="adam", gamma=3.0, other_optimizer=lambda ps: torch.optim.Adam(ps, 1e-2)
-    )
+    return small_locoprop(net)
 
 
 def _kfac(net: nn.Module) -> torch.optim.Optimizer:
@@ -116,15 +115,7 @@ def _weighted_parts() -> tuple[Deep, layerwise.Uncertainty, layerwise.GradientTe
 def _optimizer(net: Deep, weighting: nn.Module) -> torch.optim.Optimizer:
     """LocoProp on the four layers; the weighting's parameters go to its other optimizer."""
     layers = [(net.body[0], "tanh"), (net.head[0], "tanh"), (net.head[2], "identity"), (net.aux, "identity")]
-    return LocoProp(
-        nn.ModuleList([net, weighting]),
-        layers=layers,
-        lr=1e-2,
-        steps=2,
-        inner="adam",
-        gamma=3.0,
-        other_optimizer=lambda ps: torch.optim.Adam(ps, 1e-2),
-    )
+    return small_locoprop(nn.ModuleList([net, weighting]), layers)
 
 
 class Weighted(L.LightningModule):
