@@ -72,7 +72,7 @@ RESUMED = ["adamw", "muon", "schedule-free-adamw", "kron"]
 
 
 @pytest.mark.parametrize("workload", ["resnet-mnist", "lm-bytes"])
-@pytest.mark.parametrize("name", [*RESUMED, "recipe"])
+@pytest.mark.parametrize("name", [*RESUMED, "recipe", "locoprop-eigen"])
 def test_resume_equals_uninterrupted(workload, name, shared_data_dir, tmp_path):
     if name == "recipe":
         name = "locoprop-cnn" if workload == "resnet-mnist" else "locoprop-transformer"

@@ -16,6 +16,7 @@ from .._distributed import CollectiveFailure, all_reduce_sum, broadcast_module, 
 from ._capture import Capture, closure_records, modified_in_place, ran_wrong
 from ._coverage import coverage
 from ._discover import LayerSpec, find_layers, leftover_parameters
+from ._eigenbasis import BASIS_KEYS, eigenbases, keep_eigenbases
 from ._inner import inner_defaults
 from ._layers import LocalLayer
 from ._record import Record, verify_layers
@@ -74,9 +75,10 @@ class LocoProp(torch.optim.Optimizer):
     :meth:`official`. They are tuned for the paper's deep autoencoder. Measured starting points
     (``docs/locoprop-models.md``, with the table of which layers and activations LocoProp trains):
     for a CNN ``solver="precond", lr=10, steps=1, gamma=100, damping=10, refresh_every=25, momentum=0.9``; for a
-    transformer LM ``solver="iterative", inner="adam", steps=1, gamma=1e4`` at AdamW's lr (γ grows with the
-    positions a batch-mean loss averages over: γ=100, right for a short-sequence transformer, overshoots on
-    2,048 positions per batch; with T=1 and inner Adam the update is Adam's on ∇W L); both with an AdamW
+    transformer LM ``solver="iterative", inner="adam", steps=1, gamma=1e4, inner_basis="eigen", refresh_every=10,
+    basis_beta=0.6`` at AdamW's lr (γ grows with the positions a batch-mean loss averages over; in the identity basis
+    the one-step update is Adam's on ∇W L, in the eigenbasis it is one-sided SOAP and led AdamW, SOAP and
+    Schedule-Free AdamW at equal wall-clock on the byte-level LM in 3 of 3 seeds); both with an AdamW
     ``other_optimizer`` for norms and embeddings.
 
     Args:
@@ -95,7 +97,8 @@ class LocoProp(torch.optim.Optimizer):
         inner_decay: decay the inner lr over the T steps as the official code does.
         inner_lr_floor: the floor of that decay (official 0.25).
         reset_inner_state: clear the inner rule's slots at every batch (official: kept).
-        refresh_every: ``exact``/``precond`` reuse the inverse covariance for this many steps.
+        refresh_every: ``exact``/``precond`` reuse the inverse covariance, ``inner_basis="eigen"`` its basis, for this
+            many steps.
         momentum: β of an outer momentum on the one-step solve's update ``d = ∇ (λI + c Σ ŷŷᵀ)⁻¹``
             (``exact``, or ``precond`` with ``steps=1``), Muon's Nesterov form: ``m ← βm + (1−β)d``, step
             ``lr·((1−β)d + βm)``. 0 (default): none.
@@ -113,6 +116,12 @@ class LocoProp(torch.optim.Optimizer):
             about ``1/n`` of a full one. Needs ``steps >= n`` (every slice used) and batches of at least
             ``n``; when ``n`` does not divide ``steps`` the first slices get one step more.
             1 (default): every step sees the whole batch.
+        inner_basis: ``"identity"`` (default) or ``"eigen"``: the ``iterative`` solver's inner rule runs on each
+            layer's ``[W | b]`` in the eigenbasis ``Q`` of its input covariance ``Σ ŷŷᵀ``, where LocoProp-S's local
+            Hessian is diagonal (gradient ``∇ Q``, step mapped back by ``Qᵀ``); ``Q`` from an average of the
+            covariance, refreshed every ``refresh_every`` steps. With ``inner="adam", steps=1`` this is Adam in
+            the K-FAC input factor's eigenbasis, one-sided SOAP (Vyas et al. 2024). See ``._eigenbasis``.
+        basis_beta: β of that average over refreshes, ``C ← βC + (1−β) Σŷŷᵀ/tr``; 0: the refresh batch's alone.
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
         exclude: modules (or their names) LocoProp does not train even though it could find them:
@@ -170,6 +179,8 @@ class LocoProp(torch.optim.Optimizer):
         orthogonalize: bool = False,
         inner_dtype: torch.dtype | None = None,
         inner_chunks: int = 1,
+        inner_basis: str = "identity",
+        basis_beta: float = 0.6,
         layers: Sequence[LayerSpec] | None = None,
         exclude: Iterable[nn.Module | str] = (),
         other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
@@ -248,6 +259,15 @@ class LocoProp(torch.optim.Optimizer):
                 f"Use inner_chunks <= steps."
             )
         self.inner_chunks = inner_chunks
+        _check("inner_basis", inner_basis, inner_basis in ("identity", "eigen"), "'identity' or 'eigen'")
+        _check("basis_beta", basis_beta, isinstance(basis_beta, (int, float)) and 0 <= basis_beta < 1, "in [0, 1)")
+        if inner_basis == "eigen" and (solver != "iterative" or inner_dtype is not None):
+            raise ValueError(
+                "inner_basis='eigen' runs the iterative solver's inner rule in the eigenbasis of each layer's input "
+                f"covariance, in the parameters' dtype; found solver={solver!r}, inner_dtype={inner_dtype!r}. Use "
+                "solver='iterative' and drop inner_dtype (the precond/exact solvers already invert that covariance)."
+            )
+        self.inner_basis, self.basis_beta = inner_basis, float(basis_beta)
         self.record_stats = bool(record_stats)
         self.step_stats: list[LayerStats] = []
         instance = isinstance(other_optimizer, torch.optim.Optimizer)
@@ -404,6 +424,12 @@ class LocoProp(torch.optim.Optimizer):
                 inverses = (
                     [] if self.solver == "iterative" else preconditioners(problems, self.refresh_every, self._group)
                 )
+                with record_function("LocoProp.covariance"):
+                    bases = (
+                        eigenbases(problems, self.refresh_every, self.basis_beta, self._group)
+                        if self.inner_basis == "eigen"
+                        else None
+                    )
         except BaseException as exc:
             with torch.no_grad():
                 for b, s in zip(self._buffers, saved, strict=True):
@@ -426,6 +452,7 @@ class LocoProp(torch.optim.Optimizer):
                         self.inner_lr_floor,
                         self._group,
                         self.inner_chunks,
+                        bases,
                     )
                 else:
                     solve_preconditioned(problems, inverses, 1 if self.solver == "exact" else None, self._group)
@@ -436,6 +463,8 @@ class LocoProp(torch.optim.Optimizer):
             _reraise_unchanged(exc)
         if inverses:
             keep_preconditioners(problems, inverses)
+        if bases is not None:
+            keep_eigenbases(problems, bases)
         if self.record_stats:
             self.step_stats = self._stats(problems, start)
         return loss.detach() if isinstance(loss, torch.Tensor) else loss
@@ -540,9 +569,9 @@ class LocoProp(torch.optim.Optimizer):
                 f"The loss does not depend on LocoProp layer {layer.name!r}'s output. "
                 "Remove it from layers=[...] or freeze it."
             )
-        if self.reset_inner_state:
+        if self.reset_inner_state:  # the inner rule's slots; a layer's eigenbasis is kept
             for p in group["params"]:
-                self.state[p] = {}
+                self.state[p] = {k: v for k, v in self.state[p].items() if k in BASIS_KEYS}
         a = out.detach()
         step = g.mul(group["gamma"] * scale)
         matching = self.variant == "m"

@@ -37,6 +37,7 @@ from torch.profiler import record_function
 
 from .._distributed import all_reduce_sum
 from ..optim._newton_schulz import newton_schulz
+from ._eigenbasis import require_finite, rotate_slots
 from ._inner import INNER_RULES
 from ._layers import LocalLayer
 
@@ -124,13 +125,24 @@ def solve_iterative(
     floor: float,
     group: dist.ProcessGroup | None,
     chunks: int = 1,
+    bases: Sequence[tuple[torch.Tensor, torch.Tensor | None]] | None = None,
 ) -> None:
     """T inner steps of ``rule`` on every layer; gradients of all layers summed across processes in one call.
-    With ``chunks > 1`` step k uses slice ``k mod chunks`` of the batch, its gradient scaled to the batch."""
+    With ``chunks > 1`` step k uses slice ``k mod chunks`` of the batch, its gradient scaled to the batch.
+    With ``bases`` (from :func:`~._eigenbasis.eigenbases`) the rule runs on each layer's matrix in its basis."""
     update = INNER_RULES[rule]
     parts = [p.split(chunks) for p in problems]
+    if bases is not None:
+        for p, (q, fresh) in zip(problems, bases, strict=True):
+            slot = p.state.setdefault(p.layer.weight, {})
+            old = slot.get("eigen_basis")
+            if fresh is not None and old is not None and "eigen_inner" in slot and old.shape == q.shape:
+                rotate_slots(slot["eigen_inner"], old, q)
     anchors: list[list[torch.Tensor] | None] = [
-        [t.detach().clone() for t in parameters_of(p)] if p.group["damping"] > 0 else None for p in problems
+        ([p.layer.matrix()] if bases is not None else [t.detach().clone() for t in parameters_of(p)])
+        if p.group["damping"] > 0
+        else None
+        for p in problems
     ]
     for k in range(max(p.group["steps"] for p in problems)):
         active = [(i, p) for i, p in enumerate(problems) if k < p.group["steps"]]
@@ -138,17 +150,42 @@ def solve_iterative(
         for i, p in active:
             part, factor = parts[i][k % chunks]
             with record_function(f"LocoProp.layer.{p.layer.name}"):
-                gs = [g for g in part.grads(part.residual(k)) if g is not None]
+                if bases is None:
+                    gs = [g for g in part.grads(part.residual(k)) if g is not None]
+                else:
+                    gs = [part.layer.grad_matrix(part.x, part.residual(k))]
             grads.append([g.mul_(factor) for g in gs] if factor != 1.0 else gs)
         all_reduce_sum([g for gs in grads for g in gs], group)
         for (i, p), gs in zip(active, grads, strict=True):
             steps, lam = p.group["steps"], p.group["damping"]
             lr = p.group["lr"] * (max(1.0 - k / steps, floor) if decay else 1.0)
             anchor = anchors[i]
+            if bases is not None:
+                _rotated_step(p, gs[0], bases[i][0], anchor, update, lr, options)
+                continue
             for j, (t, g) in enumerate(zip(parameters_of(p), gs, strict=True)):
                 if anchor is not None:
                     g.add_(t.detach() - anchor[j], alpha=lam)
                 update(t.detach(), g, p.state.setdefault(t, {}), lr, options)
+
+
+def _rotated_step(
+    p: Problem,
+    g: torch.Tensor,
+    q: torch.Tensor,
+    anchor: list[torch.Tensor] | None,
+    update: Any,
+    lr: float,
+    options: dict[str, Any],
+) -> None:
+    """One inner step on ``M̃ = M Q``: the rule moves a zero displacement by the rotated gradient ``(∇ + λ(M − M₀)) Q``
+    (no rule reads the parameter's value), and ``M ← M + ΔM̃ Qᵀ``."""
+    mat = p.layer.matrix()
+    if anchor is not None:
+        g.add_(mat - anchor[0], alpha=p.group["damping"])
+    move = torch.zeros_like(mat)
+    update(move, g @ q, p.state.setdefault(p.layer.weight, {}).setdefault("eigen_inner", {}), lr, options)
+    p.layer.set_matrix(mat.add_(move @ q.mT))
 
 
 def _inverse(p: Problem, refresh_every: int) -> torch.Tensor | None:
@@ -169,12 +206,7 @@ def _refresh(
     all_reduce_sum(grams, group)
     for i, gram in zip(fresh, grams, strict=True):
         p = problems[i]
-        if not bool(torch.isfinite(gram).all()):
-            raise FloatingPointError(
-                f"LocoProp layer {p.layer.name!r}: its input covariance is not finite (its inputs hold NaN/inf or "
-                "overflow float32): the model diverged at an earlier step. No parameter or buffer was changed by "
-                "this step. Lower lr or gamma, or raise damping."
-            )
+        require_finite(p.layer.name, gram, "Lower lr or gamma, or raise damping.")
         c = p.layer.activation.curvature if p.matching else 1.0
         gram.mul_(c).diagonal(dim1=-2, dim2=-1).add_(p.group["damping"])
         chol, info = torch.linalg.cholesky_ex(gram)

@@ -60,6 +60,25 @@ for _m in [
         closure=_closure,
     ),
     Method(
+        "locoprop-eigen",
+        "LocoProp-M, T=1 inner Adam step in the eigenbasis of each layer's input covariance (the local Hessian's), "
+        "basis refreshed every 10 steps from an average (β 0.6), γ=1e4; AdamW at the same rate for the rest",
+        _recipe,
+        3e-3,
+        {
+            "variant": "m",
+            "solver": "iterative",
+            "inner": "adam",
+            "steps": 1,
+            "gamma": 1e4,
+            "inner_basis": "eigen",
+            "refresh_every": 10,
+            "basis_beta": 0.6,
+            "other_lr": None,
+        },
+        closure=_closure,
+    ),
+    Method(
         "locoprop-cnn-momentum",
         "The CNN recipe with an outer Nesterov momentum 0.9 on the preconditioned step (the protocol chose lr 10 "
         "on resnet-mnist)",

@@ -174,8 +174,17 @@ LM_BYTES = Workload(
         "tiny": {"width": 16, "depth": 1, "heads": 2, "context": 16},  # the tests'
     },
     subset={"cpu": 16384, "gpu": None, "tiny": 128},
-    default_lrs={**MODERN_LRS, "nesterov": 0.3, "locoprop-transformer": 3e-3},
-    methods=("adamw", "nesterov", "muon", "soap", "kron", "schedule-free-adamw", "locoprop-transformer"),
+    default_lrs={**MODERN_LRS, "nesterov": 0.3, "locoprop-transformer": 3e-3, "locoprop-eigen": 3e-3},
+    methods=(
+        "adamw",
+        "nesterov",
+        "muon",
+        "soap",
+        "kron",
+        "schedule-free-adamw",
+        "locoprop-transformer",
+        "locoprop-eigen",
+    ),
     reference="adamw",
     reference_epochs=4,
 )
