@@ -112,7 +112,7 @@ _BENCH_ALLOWED = {
     "core": {"core", "workloads"},
     "workloads": {"workloads"},
     "methods": {"core", "methods"},
-    **{f: {"core", "methods", "workloads", f} for f in ("autoencoder", "deep_mlp", "timing", "systems")},
+    **{f: {"core", "methods", "workloads", f} for f in ("autoencoder", "deep_mlp", "exits", "timing", "systems")},
 }
 
 

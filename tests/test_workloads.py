@@ -14,7 +14,15 @@ import layerwise_bench as bench
 from layerwise_bench import RunConfig, train_method
 from layerwise_bench.core._io import read_json
 from layerwise_bench.core._tuned import prepare_methods
-from layerwise_bench.workloads import WORKLOADS, ByteLM, SmallResNet, get_workload, stdlib_corpus
+from layerwise_bench.workloads import (
+    WORKLOADS,
+    ByteLM,
+    DigitsTransformer,
+    Mixer,
+    SmallResNet,
+    get_workload,
+    stdlib_corpus,
+)
 
 pytestmark = pytest.mark.bench
 
@@ -119,6 +127,12 @@ def test_unknown_workload_and_size_are_clear_errors():
         RunConfig(workload="lm-bytes", dataset="stdlib", size="huge")
 
 
+def test_the_autoencoder_refuses_a_data_set_that_is_not_images_in_0_1():
+    cfg = RunConfig(dataset="mnist1d", workload="autoencoder")
+    with pytest.raises(ValueError, match=r"dataset='mnist1d' for the autoencoder.*pixels in \[0, 1\]"):
+        cfg.task.load(cfg, None, False, "cpu")
+
+
 def test_autoencoder_config_dict_is_what_old_records_hold():
     """Records and checkpoints made before workloads must still match on --resume: the autoencoder's omit them."""
     assert "workload" not in RunConfig().as_dict() and "size" not in RunConfig().as_dict()
@@ -145,6 +159,25 @@ def test_byte_lm_is_causal_and_uses_linear_projections():
     assert torch.equal(a[:, :7], b[:, :7]) and not torch.allclose(a[:, 7:], b[:, 7:])
     attn = model.blocks[0].attn
     assert all(isinstance(getattr(attn, n), nn.Linear) for n in ("q", "k", "v", "out"))
+
+
+def test_digits_families_are_what_their_names_say():
+    torch.manual_seed(0)
+    x = torch.randn(3, 1, 8, 8)
+    kinds = {"resnet": nn.BatchNorm2d, "vgg": nn.MaxPool2d, "mixer": nn.LayerNorm, "transformer": nn.LayerNorm}
+    for family, kind in kinds.items():
+        w = get_workload(f"digits-{family}")
+        cfg = _cfg(w.name)
+        model = w.build_model(w.load(cfg, None, False, "cpu"), cfg, torch.Generator().manual_seed(0)).eval()
+        assert any(isinstance(m, kind) for m in model.modules()) and model(x).shape == (3, 10)
+    model = DigitsTransformer(dim=8, depth=1, heads=2).eval()
+    y = x.clone()
+    y[..., 7, :] += 1  # change the last row only: bidirectional attention carries it to every token
+    with torch.no_grad():
+        a, b = model.blocks(model.embed(x.reshape(3, 8, 8))), model.blocks(model.embed(y.reshape(3, 8, 8)))
+    assert not torch.allclose(a[:, 0], b[:, 0])
+    mixer = Mixer(dim=8, depth=1)
+    assert mixer.blocks[0].token_fc1.in_features == 16  # 2x2 patches of 8x8: 16 tokens mixed
 
 
 def test_corpus_splits_by_file_and_is_described():

@@ -26,7 +26,7 @@ from .locoprop import LocoProp
 from .optim import KFAC, warmup_linear_decay
 from .taps import Taps
 from .telemetry import GradientTelemetry
-from .weighting import Fixed, GradNorm, Naive, Uncertainty, Usefulness, Weighting
+from .weighting import Fixed, GradNorm, LayerSkip, Naive, Uncertainty, Usefulness, Weighting
 
 __version__ = "0.6.0"
 
@@ -37,6 +37,7 @@ __all__ = [
     "Fixed",
     "GradNorm",
     "GradientTelemetry",
+    "LayerSkip",
     "LocoProp",
     "Naive",
     "Taps",

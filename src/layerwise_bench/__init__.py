@@ -32,6 +32,7 @@ from .deep_mlp._aux_bench import AuxConfig, run_aux_benchmark
 from .deep_mlp._depth_bench import DepthConfig, run_depth_benchmark
 from .deep_mlp._similarity import run_similarity_benchmark
 from .deep_mlp._similarity import verdict as similarity_verdict
+from .exits._bench import ExitsConfig, run_exits_benchmark
 from .methods._muon import MuonAdam
 from .systems._parallel import run_parallel_benchmark
 from .systems._zstore import run_zstore_benchmark
@@ -42,7 +43,9 @@ from .workloads import WORKLOADS, Workload, get_workload
 
 __all__ = [
     "AuxConfig",
+    "ExitsConfig",
     "run_aux_benchmark",
+    "run_exits_benchmark",
     "DepthConfig",
     "run_depth_benchmark",
     "run_equal_time_benchmark",

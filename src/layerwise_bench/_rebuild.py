@@ -13,6 +13,7 @@ from .autoencoder._report import load_runs, write_report
 from .deep_mlp._aux_report import write_aux_report
 from .deep_mlp._depth_report import write_depth_report
 from .deep_mlp._similarity import write_similarity_report
+from .exits._report import write_exits_report
 from .systems._parallel import write_parallel_report
 from .timing._diagnose import write_diagnosis_report
 from .timing._steptime import write_method_steptime_report, write_steptime_report
@@ -25,6 +26,7 @@ _SINGLE: dict[str, Callable[[dict[str, Any], Path], Path]] = {
     "aux": write_aux_report,
     "depth": write_depth_report,
     "equal-time": write_equal_time_report,
+    "exits": write_exits_report,
     "similarity": write_similarity_report,
     "locoprop-steptime": write_steptime_report,
     "method-steptime": write_method_steptime_report,

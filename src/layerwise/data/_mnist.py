@@ -17,7 +17,8 @@ __all__ = ["MNIST_FILES", "MnistFile", "ArraySplits", "mnist_dir", "load_mnist",
 
 @dataclass(frozen=True)
 class ArraySplits:
-    """Train and test arrays of a data set: inputs ``(n, d)`` float32 in [0, 1], integer labels."""
+    """Train and test arrays of a data set: inputs ``(n, d)`` float32 (images in [0, 1]; MNIST-1D standardised),
+    integer labels."""
 
     train_x: np.ndarray
     train_y: np.ndarray

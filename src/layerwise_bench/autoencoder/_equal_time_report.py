@@ -271,11 +271,16 @@ _SAME = (
 )
 
 
-def _loss(run: dict[str, Any], k: float, name: str) -> float | None:
-    """``name``'s scored loss within ``k``·B in the record ``run`` (its chosen learning rate's run)."""
+def _loss(run: dict[str, Any], k: float, name: str, metric: str | None = None) -> float | None:
+    """``name``'s scored loss (or ``metric``) within ``k``·B in the record ``run`` (its chosen learning rate's run)."""
     entry = chosen_run(run, k, name) or {}
-    loss = (entry.get("within") or {}).get(run.get("score", "train_loss"))
+    loss = (entry.get("within") or {}).get(metric or run.get("score", "train_loss"))
     return float(loss) if loss is not None and math.isfinite(loss) else None
+
+
+def _also(run: dict[str, Any]) -> list[str]:
+    """The metrics a workload's record reports besides its score (none for the autoencoder's)."""
+    return [m for m in run.get("metrics") or {} if m != run.get("score", "train_loss")]
 
 
 def _values(values: Sequence[float | None]) -> dict[str, Any]:
@@ -368,6 +373,7 @@ def summarize_equal_time(runs: list[dict[str, Any]], *, allow_mixed_machines: bo
                 "slowed": sum(_chosen_key(r, k, name) in (r.get("slowed") or {}) for r in runs),  # still slowed
                 "epoch_time": stats(measured_epoch_time(e) for e in entries)["mean"],
                 "lr": sorted({e.get("lr", settings[0][name]) for e in entries}),
+                "also": {m: _values([_loss(r, k, name, m) for r in runs]) for m in _also(runs[0])},
             }
         # a method scored in fewer seeds (diverged, or no epoch inside the budget) ranks after those scored in more
         ranked = sorted(names, key=lambda n: (-rows[n]["loss"]["n"], rows[n]["loss"]["mean"]))
@@ -511,11 +517,12 @@ def write_equal_time_summary(
             marks = [str(row["failed"])] * bool(row["failed"]) + [f"{row['slowed']} slowed"] * bool(row["slowed"])
             lrs = ", ".join(f"{x:.3g}" for x in row["lr"])
             vs_text = "–" if not math.isfinite(vs) else f"{100 * vs:+.1f}%"
+            also = [spread(v, 4 if "accuracy" in m else digits) for m, v in row["also"].items()]
             table.append(
-                [i, name, lrs, ran, fmt(row["epoch_time"]), loss, vs_text, fmt(row["over_s"]), "; ".join(marks)]
+                [i, name, lrs, ran, fmt(row["epoch_time"]), loss, vs_text, fmt(row["over_s"]), "; ".join(marks), *also]
             )
         head = ["rank", "method", "lr", "epochs run", "epoch time (s)", "loss within budget", "vs the leader"]
-        head += ["most over the budget (s)", "diverged or failed; slowed"]
+        head += ["most over the budget (s)", "diverged or failed; slowed", *(f"`{m}`" for m in _also(runs[0]))]
         lines += [f"## Within {k:g}·B{mark}", "", *md_table(head, table)]
         lines.append("")
         if e.get("locoprop"):

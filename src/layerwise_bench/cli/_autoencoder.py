@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 
 import layerwise_bench as bench
-from layerwise.data import DATASETS
-from layerwise_bench.workloads import WORKLOADS
+from layerwise_bench.workloads import AUTOENCODER_DATASETS, WORKLOADS
 
 from ._common import (
     add_data_args,
@@ -75,10 +74,11 @@ def _add_workload_args(p: argparse.ArgumentParser, default_epochs: int, headline
     )
     p.add_argument(
         "--dataset",
-        choices=DATASETS,
+        choices=AUTOENCODER_DATASETS,
         default=None,
         help="the autoencoder's data: digits: offline, ships with scikit-learn (default); mnist: the official "
-        "benchmark. The other workloads read their own (resnet-mnist: mnist; lm-bytes: the stdlib sources)",
+        "benchmark. The other workloads read their own (resnet-mnist: mnist; lm-bytes: the stdlib sources; "
+        "digits-*: digits)",
     )
     p.add_argument("--epochs", type=positive_int, default=default_epochs, help=f"epochs (default {default_epochs})")
     p.add_argument(
@@ -285,7 +285,8 @@ def _add_equal_time_args(p: argparse.ArgumentParser) -> None:
             "reference": (
                 None,
                 "the method whose training time for --epochs epochs is the budget B (default: the workload's; "
-                "autoencoder: rmsprop for 10 epochs, resnet-mnist: adamw for 5, lm-bytes: adamw for 4)",
+                "autoencoder: rmsprop for 10 epochs, resnet-mnist: adamw for 5, lm-bytes: adamw for 4, digits-*: "
+                "adamw for 20)",
             ),
             "tuned": (Path, "tuned-values file (default: the one shipped for the data)"),
             "lr_factors": (

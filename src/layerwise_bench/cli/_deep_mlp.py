@@ -41,7 +41,7 @@ def _add_aux_args(p: argparse.ArgumentParser) -> None:
                 numbers(int, lambda vs: len(set(vs)) == len(vs), "distinct comma-separated whole numbers (e.g. 0,1,2)"),
                 "comma-separated seeds (default 0,1,2)",
             ),
-            "dataset": (DATASETS, "mnist (default) or digits (offline)"),
+            "dataset": (DATASETS, "mnist (default), digits (offline) or mnist1d (1-D signals, generated)"),
         },
         add_data_args,
         {
@@ -83,7 +83,7 @@ AUX = Subcommand(
 MLP_DATA = (
     {
         "width": (positive_int, "hidden units (default {width})"),
-        "dataset": (DATASETS, "mnist (default) or digits (offline)"),
+        "dataset": (DATASETS, "mnist (default), digits (offline) or mnist1d (1-D signals, generated)"),
     },
     add_data_args,
     {

@@ -15,6 +15,7 @@ from ..core._record import command_line
 from ._autoencoder import AUTOENCODER, EQUAL_TIME, TUNE
 from ._common import add_common_flags, check_common_flags
 from ._deep_mlp import AUX, DEPTH, SIMILARITY
+from ._exits import EXITS
 from ._parallel import PARALLEL, ZSTORE
 from ._subcommand import Outcome, Subcommand
 from ._timing import DIAGNOSE, STEPTIME, TELEMETRY
@@ -24,7 +25,20 @@ __all__ = ["SUBCOMMANDS", "build_parser", "main"]
 #: every ``layerwise bench`` subcommand, in ``--help`` order.
 SUBCOMMANDS: dict[str, Subcommand] = {
     s.name: s
-    for s in (AUTOENCODER, TUNE, EQUAL_TIME, STEPTIME, DIAGNOSE, TELEMETRY, AUX, DEPTH, SIMILARITY, PARALLEL, ZSTORE)
+    for s in (
+        AUTOENCODER,
+        TUNE,
+        EQUAL_TIME,
+        STEPTIME,
+        DIAGNOSE,
+        TELEMETRY,
+        AUX,
+        EXITS,
+        DEPTH,
+        SIMILARITY,
+        PARALLEL,
+        ZSTORE,
+    )
 }
 
 

@@ -1,27 +1,34 @@
-"""The benchmark workloads, by name: the deep autoencoder, a small ResNet on MNIST, a byte-level transformer LM."""
+"""The benchmark workloads, by name: the deep autoencoder, a small ResNet on MNIST, a byte-level transformer LM, and
+four architecture families on sklearn's digits."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from ._autoencoder import AUTOENCODER, AutoencoderData, evaluate, load_autoencoder_data
+from ._autoencoder import AUTOENCODER, AUTOENCODER_DATASETS, AutoencoderData, evaluate, load_autoencoder_data
 from ._base import Data, LabelledData, Workload
-from ._lm import LM_BYTES, ByteLM, byte_cross_entropy, stdlib_corpus
+from ._digits import DIGITS_FAMILIES, DigitsTransformer, Mixer
+from ._lm import LM_BYTES, ByteLM, byte_cross_entropy, corpus_windows, stdlib_corpus
 from ._resnet import RESNET_MNIST, BasicBlock, SmallResNet
 
 __all__ = [
     "AUTOENCODER",
+    "AUTOENCODER_DATASETS",
     "AutoencoderData",
     "BasicBlock",
     "ByteLM",
+    "DIGITS_FAMILIES",
     "Data",
+    "DigitsTransformer",
     "LM_BYTES",
     "LabelledData",
+    "Mixer",
     "RESNET_MNIST",
     "SmallResNet",
     "WORKLOADS",
     "Workload",
     "byte_cross_entropy",
+    "corpus_windows",
     "evaluate",
     "get_workload",
     "load_autoencoder_data",
@@ -55,6 +62,7 @@ WORKLOADS: dict[str, Workload] = {
         AUTOENCODER,
         replace(RESNET_MNIST, refused=_AUTOENCODER_ONLY),
         replace(LM_BYTES, refused=_AUTOENCODER_ONLY),
+        *(replace(w, refused=_AUTOENCODER_ONLY) for w in DIGITS_FAMILIES.values()),
     )
 }
 

@@ -14,7 +14,7 @@ from layerwise.models import deep_autoencoder, sigmoid_cross_entropy
 
 from ._base import Workload
 
-__all__ = ["AUTOENCODER", "AutoencoderData", "evaluate", "load_autoencoder_data"]
+__all__ = ["AUTOENCODER", "AUTOENCODER_DATASETS", "AutoencoderData", "evaluate", "load_autoencoder_data"]
 
 
 class AutoencoderData:
@@ -24,10 +24,20 @@ class AutoencoderData:
         self.train, self.test = train, test
 
 
+AUTOENCODER_DATASETS = ("digits", "mnist")
+"""The image data sets the autoencoder reconstructs."""
+
+
 def load_autoencoder_data(
     cfg: Any, data_dir: str | Path | None = None, *, download: bool = False, device: torch.device | str = "cpu"
 ) -> AutoencoderData:
     """Load the data set of ``cfg``, keep the first ``subset`` training examples, move to ``device``."""
+    if cfg.dataset not in AUTOENCODER_DATASETS:
+        raise ValueError(
+            f"Invalid dataset={cfg.dataset!r} for the autoencoder: it reconstructs images with pixels in [0, 1] "
+            f"(sigmoid cross-entropy); expected one of {', '.join(AUTOENCODER_DATASETS)}. MNIST-1D's standardised "
+            "signals are for the classification benchmarks (bench depth, aux, similarity)."
+        )
     splits = load_dataset(cfg.dataset, data_dir, download=download)
     train = torch.from_numpy(splits.train_x)
     if cfg.subset is not None:

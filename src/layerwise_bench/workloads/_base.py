@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Data", "LabelledData", "Workload", "classify", "seeded"]
+__all__ = ["BASELINES", "Data", "LabelledData", "Workload", "classify", "evaluate_classifier", "seeded"]
 
 
 def seeded(make: Callable[[], nn.Module], generator: torch.Generator) -> nn.Module:
@@ -44,6 +44,9 @@ class LabelledData:
 MODERN_LRS = {"adamw": 3e-3, "adam": 3e-3, "muon": 0.02, "soap": 3e-3, "kron": 1e-3, "schedule-free-adamw": 3e-3}
 """Learning-rate centres of today's optimizers on the supervised workloads."""
 
+BASELINES = ("adamw", "nesterov", "muon", "soap", "kron", "schedule-free-adamw")
+"""The methods every supervised workload runs by default, before its LocoProp recipes."""
+
 
 @torch.no_grad()
 def classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 2000) -> tuple[float, float]:
@@ -54,6 +57,14 @@ def classify(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 20
         loss += float(F.cross_entropy(out, y[i : i + batch], reduction="sum"))
         correct += int((out.argmax(1) == y[i : i + batch]).sum())
     return loss / len(x), correct / len(x)
+
+
+@torch.inference_mode()
+def evaluate_classifier(model: nn.Module, data: LabelledData, cfg: Any) -> dict[str, float]:
+    """A classifier's ``train_loss``, and ``test_loss`` and ``test_accuracy`` unless ``cfg.evaluate_test`` is off."""
+    train_loss, _ = classify(model, data.train, data.train_y)
+    test_loss, test_acc = classify(model, data.test, data.test_y) if cfg.evaluate_test else (float("nan"),) * 2
+    return {"train_loss": train_loss, "test_loss": test_loss, "test_accuracy": test_acc}
 
 
 def labelled_batch(data: LabelledData, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

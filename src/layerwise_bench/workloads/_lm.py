@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import MODERN_LRS, LabelledData, Workload, labelled_batch, seeded
+from ._base import BASELINES, MODERN_LRS, LabelledData, Workload, labelled_batch, seeded
 
-__all__ = ["LM_BYTES", "ByteLM", "stdlib_corpus"]
+__all__ = ["LM_BYTES", "ByteLM", "byte_windows", "corpus_windows", "stdlib_corpus"]
 
 _VAL_EVERY = 20  # about one file in 20 goes to validation
 _EVAL_WINDOWS = 1024  # windows evaluated for train_loss and test_loss
@@ -39,21 +39,37 @@ def stdlib_corpus(root: str | None = None) -> tuple[bytes, bytes]:
     return bytes(train), bytes(val)
 
 
-def _windows(text: bytes, length: int) -> torch.Tensor:
+def byte_windows(text: bytes, length: int) -> torch.Tensor:
     """Non-overlapping windows of ``length`` bytes, as uint8 ``(n, length)``."""
     a = torch.frombuffer(bytearray(text), dtype=torch.uint8)
     n = len(a) // length
     return a[: n * length].reshape(n, length)
 
 
-class Attention(nn.Module):
-    """Causal multi-head self-attention with q, k, v and out as ``nn.Linear`` (LocoProp trains them)."""
+def corpus_windows(length: int, subset: int | None, val_windows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Training and validation windows of ``length`` bytes (int64), each set in a fixed random order that mixes the
+    files: the first ``subset`` (None: all) and the first ``val_windows``. ValueError for a subset the corpus lacks."""
+    train_text, val_text = stdlib_corpus()
+    train = byte_windows(train_text, length)
+    train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))]
+    if subset is not None:
+        if subset > len(train):
+            raise ValueError(f"Invalid subset={subset}: the corpus has {len(train)} windows. Use a smaller --subset.")
+        train = train[:subset]
+    val = byte_windows(val_text, length)
+    val = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(1))][:val_windows]
+    return train.long(), val.long()
 
-    def __init__(self, dim: int, heads: int) -> None:
+
+class Attention(nn.Module):
+    """Multi-head self-attention (causal unless ``causal=False``) with q, k, v and out as ``nn.Linear`` (LocoProp
+    trains them)."""
+
+    def __init__(self, dim: int, heads: int, causal: bool = True) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"Invalid width={dim} for heads={heads}: the width must divide into the heads.")
-        self.heads = heads
+        self.heads, self.causal = heads, causal
         self.q, self.k, self.v, self.out = (nn.Linear(dim, dim) for _ in range(4))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -62,16 +78,16 @@ class Attention(nn.Module):
         def split(z: torch.Tensor) -> torch.Tensor:
             return z.reshape(b, t, self.heads, d // self.heads).transpose(1, 2)
 
-        y = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), is_causal=True)
+        y = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), is_causal=self.causal)
         return self.out(y.transpose(1, 2).reshape(b, t, d))
 
 
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))`` with a 4x GELU MLP."""
 
-    def __init__(self, dim: int, heads: int) -> None:
+    def __init__(self, dim: int, heads: int, causal: bool = True) -> None:
         super().__init__()
-        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads, causal)
         self.norm2, self.fc1, self.act, self.fc2 = (
             nn.LayerNorm(dim),
             nn.Linear(dim, 4 * dim),
@@ -109,16 +125,8 @@ def _load(cfg: Any, data_dir: str | Path | None, download: bool, device: torch.d
     size = LM_BYTES.size_options(cfg.size)
     train_text, val_text = stdlib_corpus()
     length = size["context"] + 1
-    train = _windows(train_text, length)
-    train = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))]  # mixes the files
     subset = cfg.subset if cfg.subset is not None else LM_BYTES.subset.get(cfg.size)
-    if subset is not None:
-        if subset > len(train):
-            raise ValueError(f"Invalid subset={subset}: the corpus has {len(train)} windows. Use a smaller --subset.")
-        train = train[:subset]
-    train = train.long()
-    val = _windows(val_text, length)
-    val = val[torch.randperm(len(val), generator=torch.Generator().manual_seed(1))][:_EVAL_WINDOWS].long()
+    train, val = corpus_windows(length, subset, _EVAL_WINDOWS)
     info = {
         "source": f"Python {sysconfig.get_python_version()} standard library .py files",
         "train_bytes": len(train_text),
@@ -176,12 +184,7 @@ LM_BYTES = Workload(
     subset={"cpu": 16384, "gpu": None, "tiny": 128},
     default_lrs={**MODERN_LRS, "nesterov": 0.3, "locoprop-transformer": 3e-3, "locoprop-eigen": 3e-3},
     methods=(
-        "adamw",
-        "nesterov",
-        "muon",
-        "soap",
-        "kron",
-        "schedule-free-adamw",
+        *BASELINES,
         "locoprop-transformer",
         "locoprop-eigen",
     ),

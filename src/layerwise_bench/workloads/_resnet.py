@@ -12,7 +12,7 @@ from torch import nn
 
 from layerwise.data import load_dataset
 
-from ._base import MODERN_LRS, LabelledData, Workload, classify, labelled_batch, seeded
+from ._base import BASELINES, MODERN_LRS, LabelledData, Workload, evaluate_classifier, labelled_batch, seeded
 
 __all__ = ["RESNET_MNIST", "BasicBlock", "SmallResNet"]
 
@@ -96,13 +96,6 @@ def _build(data: LabelledData, cfg: Any, generator: torch.Generator) -> nn.Modul
     return seeded(lambda: SmallResNet(**RESNET_MNIST.size_options(cfg.size)), generator).to(data.train.device)
 
 
-@torch.inference_mode()
-def _evaluate(model: nn.Module, data: LabelledData, cfg: Any) -> dict[str, float]:
-    train_loss, _ = classify(model, data.train, data.train_y)
-    test_loss, test_acc = classify(model, data.test, data.test_y) if cfg.evaluate_test else (float("nan"),) * 2
-    return {"train_loss": train_loss, "test_loss": test_loss, "test_accuracy": test_acc}
-
-
 RESNET_MNIST = Workload(
     name="resnet-mnist",
     summary="a small ResNet (BatchNorm, in-place ReLU, residual adds, a strided stage) on MNIST, cross-entropy",
@@ -111,7 +104,7 @@ RESNET_MNIST = Workload(
     build_model=_build,
     loss_fn=F.cross_entropy,
     batch=labelled_batch,
-    evaluate=_evaluate,
+    evaluate=evaluate_classifier,
     metrics={
         "train_loss": "mean cross-entropy over the training examples used (eval mode), nats",
         "test_loss": "mean cross-entropy over the 10,000 test images, nats",
@@ -126,7 +119,7 @@ RESNET_MNIST = Workload(
     },
     subset={"cpu": None, "gpu": None, "tiny": 256},
     default_lrs={**MODERN_LRS, "nesterov": 0.1, "locoprop-cnn": 1.0},
-    methods=("adamw", "nesterov", "muon", "soap", "kron", "schedule-free-adamw", "locoprop-cnn"),
+    methods=(*BASELINES, "locoprop-cnn"),
     reference="adamw",
     reference_epochs=5,
 )

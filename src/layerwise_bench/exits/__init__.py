@@ -1,0 +1,1 @@
+"""Deep supervision on a transformer LM: early exits through the shared head, weighted (``bench exits``)."""
