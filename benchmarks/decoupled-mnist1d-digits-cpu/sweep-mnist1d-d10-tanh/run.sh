@@ -1,6 +1,6 @@
 #!/bin/sh
 # The sweep of benchmarks/decoupled-mnist1d-digits-cpu (one change to the decoupled recipe each, MNIST-1D, depth 10,
-# tanh), from the checkout root. Recorded with --out /work/scratch/sweep/NAME and copied here.
+# tanh), from the checkout root.
 set -e
 OUT=benchmarks/decoupled-mnist1d-digits-cpu/sweep-mnist1d-d10-tanh
 BASE="--dataset mnist1d --depths 10 --activations tanh --methods decoupled-forward --epochs 30 --decoupled-init critical --delta --activation-slopes --threads 1 --no-progress --overwrite"
