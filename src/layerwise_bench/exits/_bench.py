@@ -81,8 +81,9 @@ class ExitsTrial:
         self.model = ByteLM(cfg.width, cfg.depth, cfg.heads, cfg.context).to(device)
         self.cfg, self.data, self.total_steps = cfg, data, total_steps
         blocks = self.model.blocks
-        self.exits = [f"exit{i + 1}" for i in range(cfg.depth - 1)] if method != "none" else []
-        self.taps = Taps(self.model, {e: f"blocks.{i}" for i, e in enumerate(self.exits)}) if self.exits else None
+        self.exit_names = [f"exit{i + 1}" for i in range(cfg.depth - 1)]  # evaluated for every method, none too
+        self.exits = self.exit_names if method != "none" else []  # the trained terms
+        self.taps = self._tap() if self.exits else None
         self.terms = [*self.exits, "main"]
         first: Any = blocks[0]
         self.shared = list(first.fc2.parameters())  # the last layer every term passes through
@@ -111,6 +112,9 @@ class ExitsTrial:
             "construction_warnings": [str(w.message) for w in caught],
         }
 
+    def _tap(self) -> Taps:
+        return Taps(self.model, {e: f"blocks.{i}" for i, e in enumerate(self.exit_names)})
+
     def _exit(self, h: Tensor) -> Tensor:
         return self.model.head(self.model.norm(h))  # the shared final norm and head
 
@@ -133,15 +137,15 @@ class ExitsTrial:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
-        """Validation loss of the output and of every exit (nats per byte), and the weights now."""
-        sums = dict.fromkeys(["main", *(f"exit{i + 1}" for i in range(self.cfg.depth - 1))], 0.0)
-        taps = self.taps or Taps(self.model, {e: f"blocks.{i}" for i, e in enumerate(list(sums)[1:])})
+        """Validation loss of the output and of every exit (nats per byte)."""
+        sums = dict.fromkeys(["main", *self.exit_names], 0.0)
+        taps = self.taps or self._tap()
         x, y = self.data.val_x, self.data.val_y
         try:
             for i in range(0, len(x), 256):
                 n = len(x[i : i + 256])
                 sums["main"] += float(byte_cross_entropy(self.model(x[i : i + 256]), y[i : i + 256])) * n
-                for e in list(sums)[1:]:
+                for e in self.exit_names:
                     sums[e] += float(byte_cross_entropy(self._exit(taps[e]), y[i : i + 256])) * n
         finally:
             if taps is not self.taps:
