@@ -1,5 +1,5 @@
 """The fast paths of LocoProp's layers as matrices against the slow obvious ones (float64): the input
-covariance ``Σ ŷŷᵀ`` without laying out the patches as rows, and the local gradient ``Σ δ ŷᵀ`` from the
+covariance ``Σ ŷŷᵀ`` (whole batch, and from its first examples scaled), and the local gradient ``Σ δ ŷᵀ`` from the
 layer's backward kernel, against the unfolded rows and against autograd."""
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def test_gram_and_gradient_equal_the_unfolded_rows_and_autograd(case: int) -> No
     layer, x = _layers()[case]
     rows = _rows(layer, x)
     torch.testing.assert_close(layer.gram(x), rows.mT @ rows, rtol=1e-12, atol=1e-10)
+    first = _rows(layer, x[:2])  # covariance_examples=2 of a batch of 3: the first two, scaled by 3/2
+    torch.testing.assert_close(layer.gram(x, 2), 1.5 * first.mT @ first, rtol=1e-12, atol=1e-10)
+    torch.testing.assert_close(layer.gram(x, 3), layer.gram(x), rtol=0, atol=0)
     delta = torch.randn_like(layer.pre_activation(x))
     torch.testing.assert_close(layer.grad_matrix(x, delta), _delta_rows(layer, delta).mT @ rows, rtol=1e-12, atol=1e-10)
     # Σ δ ŷᵀ is the gradient of <δ, W ŷ + b> with respect to the parameters, laid out as layer.matrix().
@@ -87,7 +90,7 @@ def test_precond_forms_the_covariance_only_when_the_inverse_is_due(monkeypatch: 
     opt = LocoProp(model, solver="precond", damping=1.0, steps=1, refresh_every=3)
     calls: list[str] = []
     original = LocalLayer.gram
-    monkeypatch.setattr(LocalLayer, "gram", lambda self, x: calls.append(self.name) or original(self, x))
+    monkeypatch.setattr(LocalLayer, "gram", lambda self, x, n=None: calls.append(self.name) or original(self, x, n))
     x = torch.randn(4, 2, 6, 6)
     for _ in range(7):
         opt.step(lambda: model(x).square().mean())

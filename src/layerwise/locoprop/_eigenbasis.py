@@ -54,7 +54,11 @@ def _fresh(state: dict[str, Any], refresh_every: int, d: int) -> bool:
 
 
 def eigenbases(
-    problems: Sequence[Any], refresh_every: int, beta: float, group: dist.ProcessGroup | None
+    problems: Sequence[Any],
+    refresh_every: int,
+    beta: float,
+    group: dist.ProcessGroup | None,
+    examples: int | None = None,
 ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
     """Each layer's ``(Q, C)``: the cached basis while fresh (``C`` is then ``None``), else the eigenvectors of
     the averaged covariance ``C`` formed now (summed over processes), before any parameter changes. A covariance
@@ -69,7 +73,7 @@ def eigenbases(
         else:
             out.append(None)
             due.append(i)
-    grams = [problems[i].layer.gram(problems[i].x) for i in due]
+    grams = [problems[i].layer.gram(problems[i].x, examples) for i in due]
     all_reduce_sum(grams, group)
     for i, gram in zip(due, grams, strict=True):
         p = problems[i]

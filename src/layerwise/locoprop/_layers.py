@@ -119,19 +119,26 @@ class LocalLayer:
         """Independent blocks of the weight: a grouped conv's groups, else 1."""
         return self.module.groups if isinstance(self.module, nn.Conv2d) else 1
 
-    def gram(self, x: torch.Tensor) -> torch.Tensor:
-        """``Σ ŷ ŷᵀ`` per group, ``(groups, d, d)`` (conv: over the patches, which are contracted over batch and
-        positions in place, never laid out as rows), with a ones entry for the bias."""
+    def gram(self, x: torch.Tensor, examples: int | None = None) -> torch.Tensor:
+        """``Σ ŷ ŷᵀ`` per group, ``(groups, d, d)`` (conv: over the patches, laid out as rows, one matmul per
+        group), with a ones entry for the bias. ``examples``: formed from the batch's first ``examples`` only
+        and scaled by ``batch / examples``, an unbiased estimate at about that fraction of the cost (the
+        whole batch when it is no larger)."""
         m = self.module
+        scale = 1.0
+        if examples is not None and examples < x.shape[0]:
+            scale, x = x.shape[0] / examples, x[:examples]
         if isinstance(m, nn.Linear):
-            rows = x.reshape(-1, x.shape[-1])
-            gram, total, count = (rows.mT @ rows)[None], rows.sum(0)[None], rows.shape[0]
+            rows = x.reshape(-1, x.shape[-1])[None]
         else:
             conv, padding = self._conv_args()
             cols = F.unfold(x, conv.kernel_size, conv.dilation, padding, conv.stride)  # (B, C·k·k, L)
-            cols = cols.view(cols.shape[0], conv.groups, -1, cols.shape[2])
-            gram = torch.einsum("bgil,bgjl->gij", cols, cols)
-            total, count = cols.sum((0, 3)), cols.shape[0] * cols.shape[3]
+            b, _, positions = cols.shape
+            # (groups, B·L, d): the transposed copy makes one matmul, faster than contracting in place
+            rows = cols.view(b, conv.groups, -1, positions).permute(1, 0, 3, 2).reshape(conv.groups, b * positions, -1)
+        gram, total, count = rows.mT @ rows, rows.sum(1), float(rows.shape[1])
+        if scale != 1.0:
+            gram, total, count = gram.mul_(scale), total.mul_(scale), count * scale
         if m.bias is None:
             return gram
         g, d = total.shape

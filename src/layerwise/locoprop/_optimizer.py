@@ -122,6 +122,10 @@ class LocoProp(torch.optim.Optimizer):
             covariance, refreshed every ``refresh_every`` steps. With ``inner="adam", steps=1`` this is Adam in
             the K-FAC input factor's eigenbasis, one-sided SOAP (Vyas et al. 2024). See ``._eigenbasis``.
         basis_beta: β of that average over refreshes, ``C ← βC + (1−β) Σŷŷᵀ/tr``; 0: the refresh batch's alone.
+        covariance_examples: n. A refresh (``exact``/``precond``, ``inner_basis="eigen"``) forms each layer's input
+            covariance from the batch's first n examples, scaled by ``batch / n``: an unbiased estimate (the
+            batches shuffled) at about n/batch of the cost, which on a CNN is most of the covariance's.
+            ``None`` (default): the whole batch.
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
         exclude: modules (or their names) LocoProp does not train even though it could find them:
@@ -181,6 +185,7 @@ class LocoProp(torch.optim.Optimizer):
         inner_chunks: int = 1,
         inner_basis: str = "identity",
         basis_beta: float = 0.6,
+        covariance_examples: int | None = None,
         layers: Sequence[LayerSpec] | None = None,
         exclude: Iterable[nn.Module | str] = (),
         other_optimizer: Callable[[list[nn.Parameter]], torch.optim.Optimizer] | None = None,
@@ -246,6 +251,22 @@ class LocoProp(torch.optim.Optimizer):
                 "needs the parameters' precision). Drop inner_dtype or use solver='iterative'."
             )
         self.inner_dtype = inner_dtype
+        if covariance_examples is not None:
+            _check(
+                "covariance_examples",
+                covariance_examples,
+                isinstance(covariance_examples, int)
+                and not isinstance(covariance_examples, bool)
+                and covariance_examples >= 1,
+                "an integer >= 1, or None for the whole batch",
+            )
+            if solver == "iterative" and inner_basis != "eigen":
+                raise ValueError(
+                    f"covariance_examples={covariance_examples} applies to the input covariance that solver='precond' "
+                    "or 'exact', or inner_basis='eigen', forms; this configuration (solver='iterative', "
+                    f"inner_basis={inner_basis!r}) forms none. Drop covariance_examples."
+                )
+        self.covariance_examples = covariance_examples
         _check("inner_chunks", inner_chunks, isinstance(inner_chunks, int) and inner_chunks >= 1, "an integer >= 1")
         if inner_chunks > 1 and solver != "iterative":
             raise ValueError(
@@ -422,11 +443,13 @@ class LocoProp(torch.optim.Optimizer):
                 ]
                 # formed before any parameter changes: a covariance that is not finite fails the step cleanly
                 inverses = (
-                    [] if self.solver == "iterative" else preconditioners(problems, self.refresh_every, self._group)
+                    []
+                    if self.solver == "iterative"
+                    else preconditioners(problems, self.refresh_every, self._group, self.covariance_examples)
                 )
                 with record_function("LocoProp.covariance"):
                     bases = (
-                        eigenbases(problems, self.refresh_every, self.basis_beta, self._group)
+                        eigenbases(problems, self.refresh_every, self.basis_beta, self._group, self.covariance_examples)
                         if self.inner_basis == "eigen"
                         else None
                     )

@@ -199,10 +199,15 @@ def _inverse(p: Problem, refresh_every: int) -> torch.Tensor | None:
 
 
 def _refresh(
-    problems: Sequence[Problem], fresh: list[int], inverses: list[torch.Tensor | None], group: dist.ProcessGroup | None
+    problems: Sequence[Problem],
+    fresh: list[int],
+    inverses: list[torch.Tensor | None],
+    group: dist.ProcessGroup | None,
+    examples: int | None,
 ) -> None:
-    """Form ``(λI + c Σ ŷŷᵀ)⁻¹`` for the layers in ``fresh`` (summed over processes) and cache it."""
-    grams = [problems[i].layer.gram(problems[i].x) for i in fresh]  # (groups, d, d)
+    """Form ``(λI + c Σ ŷŷᵀ)⁻¹`` for the layers in ``fresh`` (summed over processes; ``Σ`` from the batch's
+    first ``examples``, scaled) and cache it."""
+    grams = [problems[i].layer.gram(problems[i].x, examples) for i in fresh]  # (groups, d, d)
     all_reduce_sum(grams, group)
     for i, gram in zip(fresh, grams, strict=True):
         p = problems[i]
@@ -226,14 +231,14 @@ def _refresh(
 
 
 def preconditioners(
-    problems: Sequence[Problem], refresh_every: int, group: dist.ProcessGroup | None
+    problems: Sequence[Problem], refresh_every: int, group: dist.ProcessGroup | None, examples: int | None = None
 ) -> list[torch.Tensor]:
     """Every layer's ``(λI + c Σ ŷŷᵀ)⁻¹``: the cached one while fresh, else formed now, before any parameter
     changes (a covariance that is not finite or not positive definite fails the step with nothing changed).
     The optimizer state is updated by :func:`keep_preconditioners` once the step has succeeded."""
     inverses: list[torch.Tensor | None] = [_inverse(p, refresh_every) for p in problems]
     with record_function("LocoProp.covariance"):
-        _refresh(problems, [i for i, inv in enumerate(inverses) if inv is None], inverses, group)
+        _refresh(problems, [i for i, inv in enumerate(inverses) if inv is None], inverses, group, examples)
     return [inv for inv in inverses if inv is not None]
 
 

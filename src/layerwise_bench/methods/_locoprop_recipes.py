@@ -88,6 +88,15 @@ for _m in [
         closure=_closure,
     ),
     Method(
+        "locoprop-cnn-sampled",
+        "The momentum CNN recipe with each refresh's input covariance from the batch's first 32 examples, scaled "
+        "(covariance_examples=32: about a quarter of the covariance's cost)",
+        _recipe,
+        1.0,
+        {**_CNN, "momentum": 0.9, "covariance_examples": 32},
+        closure=_closure,
+    ),
+    Method(
         "locoprop-newton-muon",
         "LocoProp-S's preconditioned step orthogonalised as Muon's (Newton-Muon): momentum 0.95, 5 Newton-Schulz "
         "steps in float32, λ=1e4, inverse refreshed every 25 steps; AdamW at 1e-3 for the head and the rest, as `muon`",
