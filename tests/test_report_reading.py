@@ -61,3 +61,17 @@ def test_a_diverged_method_is_named_and_no_adam_means_the_highest_final_loss_is_
     assert "Not completed (diverged or stopped; no final loss): c." in text
     assert "b's final training loss (24.00) was reached first by a, after 2.0 s of training; b itself took 6.0" in text
     assert "784 pixels" in text and "stand-in" not in text
+
+
+def test_a_workload_report_shows_its_other_metrics_and_takes_ratios_against_adamw(tmp_path):
+    run = _run({"adamw": [(0.5, 2.0), (0.2, 4.0)], "other": [(0.4, 3.0), (0.1, 6.0)]})
+    run["config"].update(workload="resnet-mnist", dataset="mnist")
+    run["metrics"] = {"train_loss": "...", "test_loss": "...", "test_accuracy": "fraction right"}
+    for name, accs in (("adamw", (0.97, 0.99)), ("other", (0.98, 0.985))):
+        for rec, acc in zip(run["methods"][name]["records"], accs, strict=True):
+            rec["test_accuracy"] = acc
+    text = write_report([run], tmp_path, plots=False).read_text()
+    assert "| final test_accuracy | train time (s) | time / AdamW |" in text
+    # other: final accuracy 0.985, 6 s against adamw's 4 s; adamw's final loss 0.2 reached at its epoch 2 (6 s)
+    assert "| other | 0.001 | 2 | 0.10 | 0.10 | 1.10 | 0.9850 | 6.0 | 1.50 |" in text
+    assert "| 6.0 | 1.50 | complete |" in text

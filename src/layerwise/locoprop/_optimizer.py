@@ -123,9 +123,11 @@ class LocoProp(torch.optim.Optimizer):
             the K-FAC input factor's eigenbasis, one-sided SOAP (Vyas et al. 2024). See ``._eigenbasis``.
         basis_beta: β of that average over refreshes, ``C ← βC + (1−β) Σŷŷᵀ/tr``; 0: the refresh batch's alone.
         covariance_examples: n. A refresh (``exact``/``precond``, ``inner_basis="eigen"``) forms each layer's input
-            covariance from the batch's first n examples, scaled by ``batch / n``: an unbiased estimate (the
-            batches shuffled) at about n/batch of the cost, which on a CNN is most of the covariance's.
-            ``None`` (default): the whole batch.
+            covariance from the first n entries along its input's first dimension (the examples; rows where
+            micro-batches of different shapes were merged), scaled by ``batch / n``: an unbiased estimate (the
+            batches shuffled) at about n/batch of the cost, which on a CNN is most of the covariance's. With
+            ``precond`` and ``steps > 1`` the estimate need not bound the local Hessian, so its steps may not
+            decrease the local loss. ``None`` (default): the whole batch.
         layers: explicit ``(module, activation)`` pairs; activation is a registered name or an
             :class:`~layerwise.locoprop.Activation`.
         exclude: modules (or their names) LocoProp does not train even though it could find them:
@@ -264,7 +266,8 @@ class LocoProp(torch.optim.Optimizer):
                 raise ValueError(
                     f"covariance_examples={covariance_examples} applies to the input covariance that solver='precond' "
                     "or 'exact', or inner_basis='eigen', forms; this configuration (solver='iterative', "
-                    f"inner_basis={inner_basis!r}) forms none. Drop covariance_examples."
+                    f"inner_basis={inner_basis!r}) forms none. Drop covariance_examples, or use solver='precond' or "
+                    "inner_basis='eigen'."
                 )
         self.covariance_examples = covariance_examples
         _check("inner_chunks", inner_chunks, isinstance(inner_chunks, int) and inner_chunks >= 1, "an integer >= 1")

@@ -31,8 +31,20 @@ def load_runs(dirs: list[str | Path]) -> list[dict[str, Any]]:
     return runs
 
 
+def reference_of(names: Any) -> str | None:
+    """The method the ratios are taken against: ``adam`` (the autoencoder's), else ``adamw`` (the supervised
+    workloads' reference), else none."""
+    return next((n for n in ("adam", "adamw") if n in names), None)
+
+
+def extra_metrics(run: dict[str, Any]) -> list[str]:
+    """A workload's metrics beyond the training and test loss (e.g. ``test_accuracy``; none for the autoencoder)."""
+    return [m for m in run.get("metrics") or {} if m not in ("train_loss", "test_loss")]
+
+
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Per method, across runs: final and best train loss, final test loss, time, step time."""
+    """Per method, across runs: final and best train loss, final test loss and the workload's other metrics, time,
+    step time, and their ratios to :func:`reference_of`'s."""
     names: list[str] = []
     for run in runs:
         names += [n for n in run["methods"] if n not in names]
@@ -50,15 +62,17 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "final_test": stats([r[-1]["test_loss"] for r in recs]),
             "train_time": stats([r[-1]["train_time"] for r in recs]),
             "step_time": stats([statistics.median(x["step_time_median"] for x in r) for r in recs]),
+            "extra": {m: stats([r[-1].get(m) for r in recs]) for m in extra_metrics(runs[0])},
         }
-    adam = table.get("adam", {})
+    ref_name = reference_of(names)
+    adam = table.get(ref_name, {}) if ref_name else {}
     for row in table.values():
         for key, ref in (("step_vs_adam", "step_time"), ("time_vs_adam", "train_time")):
             base = adam.get(ref, {}).get("mean")
             row[key] = row[ref]["mean"] / base if base else float("nan")
     for name in names:
         row = table[name]
-        reach = _times_to(runs, name, "adam")
+        reach = _times_to(runs, name, ref_name) if ref_name else []
         row["time_to_adam_loss"] = stats(reach)
         base = adam.get("train_time", {}).get("mean")
         row["reach_vs_adam"] = row["time_to_adam_loss"]["mean"] / base if reach and base else float("nan")
@@ -298,6 +312,8 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
     table = summarize(runs)
     first = runs[0]
     cfg, env = _resolved(first["config"]), first.get("environment", {})
+    ref = {"adam": "Adam", "adamw": "AdamW"}.get(reference_of(table) or "", "Adam")
+    extras = extra_metrics(first)
     lines = [
         f"# Deep autoencoder benchmark ({cfg['dataset']})"
         if cfg.get("workload", "autoencoder") == "autoencoder"
@@ -339,20 +355,23 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
         + "With several runs: mean [min, max]. Time is training steps only (no evaluation); "
         "'median step' is the median over epochs of each epoch's median step time, so periodic "
         "work (Shampoo's roots, K-FAC's inverses) shows in the total time, not in the median. "
-        "'to Adam's loss' is the training time at the end of the first epoch whose training loss is at or "
-        "below Adam's final one (epoch granularity, so an upper bound), and its ratio to Adam's total time; "
+        f"'to {ref}'s loss' is the training time at the end of the first epoch whose training loss is at or "
+        f"below {ref}'s final one (epoch granularity, so an upper bound), and its ratio to {ref}'s total time; "
         "'–' where it is never reached.",
         "",
         "| method | lr | epochs | final train loss | best train loss | final test loss | "
-        "train time (s) | time / Adam | median step (s) | step / Adam | to Adam's loss (s) | "
-        "÷ Adam's time | status |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        + "".join(f"final {m} | " for m in extras)
+        + f"train time (s) | time / {ref} | median step (s) | step / {ref} | to {ref}'s loss (s) | "
+        f"÷ {ref}'s time | status |",
+        "|---|---|---|---|---|---|" + "---|" * len(extras) + "---|---|---|---|---|---|---|",
     ]
     for name, row in table.items():
         lr = ", ".join(f"{v:.3g}" for v in row["lr"])
         lines.append(
             f"| {name} | {lr} | {spread(row['epochs'], 0)} | {spread(row['final_train'])} | "
-            f"{spread(row['best_train'])} | {spread(row['final_test'])} | {spread(row['train_time'], 1)} | "
+            f"{spread(row['best_train'])} | {spread(row['final_test'])} | "
+            + "".join(f"{spread(row['extra'][m], 4)} | " for m in extras)
+            + f"{spread(row['train_time'], 1)} | "
             f"{_ratio(row['time_vs_adam'])} | {spread(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
             f"{spread(row['time_to_adam_loss'], 1)} | {_ratio(row['reach_vs_adam'])} | "
             f"{', '.join(row['status'])} |"

@@ -50,6 +50,8 @@ def run_autoencoder_benchmark(
     )
     results = record.results
     results.update(tuned_file=str(tuned_src) if tuned else None)
+    if cfg.workload != "autoencoder":  # the workload's metrics: the report shows those beyond the losses
+        results["metrics"] = cfg.task.metrics
     for m in methods:
         lr, source = lrs[m.name]
         entry = results["methods"].setdefault(m.name, {})

@@ -90,7 +90,7 @@ for _m in [
     Method(
         "locoprop-cnn-sampled",
         "The momentum CNN recipe with each refresh's input covariance from the batch's first 32 examples, scaled "
-        "(covariance_examples=32: about a quarter of the covariance's cost)",
+        "(covariance_examples=32: a quarter of the covariance's cost at resnet-mnist's batch of 128)",
         _recipe,
         1.0,
         {**_CNN, "momentum": 0.9, "covariance_examples": 32},
