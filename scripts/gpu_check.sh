@@ -57,11 +57,16 @@ elif [ "$stage" != checks ]; then
     --tuned benchmarks/tune-10ep-mnist-cpu/tuned-10ep.json --out "$out/autoencoder-gpu"
   wmethods="adamw,nesterov,muon"
   if python3 -c "import pytorch_optimizer, opt_einsum" 2>/dev/null; then wmethods="$wmethods,soap,kron,schedule-free-adamw"; fi
-  for w in resnet-mnist:locoprop-cnn lm-bytes:locoprop-transformer; do
-    step python3 -m layerwise_bench bench steptime --device "$device" --workload "${w%%:*}" --size "${SIZE:-gpu}" \
-      --methods "$wmethods,${w##*:}" --data-dir "$data" --repeats "${REPEATS:-50}" --overwrite --out "$out/steptime-${w%%:*}-gpu"
-    step python3 -m layerwise_bench bench diagnose --device "$device" --workload "${w%%:*}" --size "${SIZE:-gpu}" \
-      --data-dir "$data" --steps "${DIAG_STEPS:-200}" --window "${REPEATS:-50}" --overwrite --out "$out/diagnose-${w%%:*}-gpu"
+  # workload : its recommended recipe at the rate the CPU protocol chose : the other recipes timed beside it
+  for w in resnet-mnist:locoprop-cnn-momentum=10:locoprop-cnn-sampled,locoprop-cnn \
+           lm-bytes:locoprop-eigen=3e-3:locoprop-transformer; do
+    IFS=: read -r workload recipe others <<< "$w"
+    step python3 -m layerwise_bench bench steptime --device "$device" --workload "$workload" --size "${SIZE:-gpu}" \
+      --methods "$wmethods,${recipe%%=*},$others" --data-dir "$data" --repeats "${REPEATS:-50}" --overwrite \
+      --out "$out/steptime-$workload-gpu"
+    step python3 -m layerwise_bench bench diagnose --device "$device" --workload "$workload" --size "${SIZE:-gpu}" \
+      --method "${recipe%%=*}" --lr "$recipe" --data-dir "$data" --steps "${DIAG_STEPS:-200}" \
+      --window "${REPEATS:-50}" --overwrite --out "$out/diagnose-$workload-gpu"
   done
 fi
 echo "== gpu_check.sh $stage: $([ $status = 0 ] && echo passed || echo FAILED)" | tee -a "$log"
