@@ -73,5 +73,5 @@ def test_a_workload_report_shows_its_other_metrics_and_takes_ratios_against_adam
     text = write_report([run], tmp_path, plots=False).read_text()
     assert "| final test_accuracy | train time (s) | time / AdamW |" in text
     # other: final accuracy 0.985, 6 s against adamw's 4 s; adamw's final loss 0.2 reached at its epoch 2 (6 s)
-    assert "| other | 0.001 | 2 | 0.10 | 0.10 | 1.10 | 0.9850 | 6.0 | 1.50 |" in text
+    assert "| other | 0.001 | 2 | 0.10000 | 0.10000 | 1.10000 | 0.9850 | 6.0 | 1.50 |" in text
     assert "| 6.0 | 1.50 | complete |" in text

@@ -365,11 +365,12 @@ def write_report(runs: list[dict[str, Any]], out: str | Path, *, plots: bool = T
         f"÷ {ref}'s time | status |",
         "|---|---|---|---|---|---|" + "---|" * len(extras) + "---|---|---|---|---|---|---|",
     ]
+    d = 2 if cfg.get("workload", "autoencoder") == "autoencoder" else 5  # a workload's losses can be ~0.001
     for name, row in table.items():
         lr = ", ".join(f"{v:.3g}" for v in row["lr"])
         lines.append(
-            f"| {name} | {lr} | {spread(row['epochs'], 0)} | {spread(row['final_train'])} | "
-            f"{spread(row['best_train'])} | {spread(row['final_test'])} | "
+            f"| {name} | {lr} | {spread(row['epochs'], 0)} | {spread(row['final_train'], d)} | "
+            f"{spread(row['best_train'], d)} | {spread(row['final_test'], d)} | "
             + "".join(f"{spread(row['extra'][m], 4)} | " for m in extras)
             + f"{spread(row['train_time'], 1)} | "
             f"{_ratio(row['time_vs_adam'])} | {spread(row['step_time'], 4)} | {_ratio(row['step_vs_adam'])} | "
