@@ -12,32 +12,22 @@ import torch.nn.functional as F
 from torch import nn
 
 from layerwise import LocoProp
-from test_locoprop_outer import Net, _matrix, _rows
+from test_locoprop_outer import GAMMA, LAM, LR, Net, _directions, _matrix, _rows
 
-GAMMA, LAM, LR, BATCH, FIRST = 3.0, 0.5, 0.05, 8, 3
+BATCH, FIRST = 8, 3
 
 
 def _reference_step(model: Net, x: torch.Tensor, y: torch.Tensor) -> None:
     """``W ← W − lr·γ ∇_W L (λI + (B/n) Σ_{first n} ŷŷᵀ)⁻¹`` per layer, in place (LocoProp-S's one-step solve)."""
-    snapshot = copy.deepcopy(model)
-    layers = {n: m for n, m in snapshot.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
-    inputs: dict[str, torch.Tensor] = {}
-    for n, m in layers.items():
-        m.register_forward_hook(lambda mod, i, o, n=n: inputs.__setitem__(n, i[0].detach().clone()))
-    F.cross_entropy(snapshot(x), y).backward()
+    directions = _directions(model, x, y, first=FIRST)
     model(x)  # the step's forward pass updates BatchNorm's statistics
-    for n, m in layers.items():
-        g = m.weight.grad.reshape(m.weight.shape[0], -1)
+    for n, d in directions.items():
+        m = model.get_submodule(n)
+        new = _matrix(m) - LR * d
+        cols = m.weight[0].numel()
+        m.weight.data.copy_(new[:, :cols].reshape(m.weight.shape))
         if m.bias is not None:
-            g = torch.cat([g, m.bias.grad[:, None]], 1)
-        rows = _rows(m, inputs[n][:FIRST])
-        cov = (BATCH / FIRST) * rows.T @ rows + LAM * torch.eye(rows.shape[1], dtype=rows.dtype)
-        new = _matrix(m) - LR * GAMMA * g @ torch.linalg.inv(cov)
-        target = model.get_submodule(n)
-        cols = target.weight[0].numel()
-        target.weight.data.copy_(new[:, :cols].reshape(target.weight.shape))
-        if target.bias is not None:
-            target.bias.data.copy_(new[:, cols])
+            m.bias.data.copy_(new[:, cols])
 
 
 def _locoprop(model: nn.Module, **kw: object) -> LocoProp:

@@ -60,8 +60,9 @@ def _rows(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([rows, rows.new_ones(len(rows), 1)], 1) if module.bias is not None else rows
 
 
-def _directions(model: Net, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per layer ``d = γ ∇_W L (λI + Σ ŷŷᵀ)⁻¹``, weights and bias laid out as one matrix, from autograd."""
+def _directions(model: Net, x: torch.Tensor, y: torch.Tensor, first: int | None = None) -> dict[str, torch.Tensor]:
+    """Per layer ``d = γ ∇_W L (λI + Σ ŷŷᵀ)⁻¹``, weights and bias laid out as one matrix, from autograd
+    (``first``: ``Σ`` from the batch's first examples only, scaled by batch/first)."""
     model = copy.deepcopy(model)
     layers = {n: m for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
     inputs: dict[str, torch.Tensor] = {}
@@ -73,8 +74,9 @@ def _directions(model: Net, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch
         g = m.weight.grad.reshape(m.weight.shape[0], -1)
         if m.bias is not None:
             g = torch.cat([g, m.bias.grad[:, None]], 1)
-        rows = _rows(m, inputs[n])
-        cov = rows.T @ rows + LAM * torch.eye(rows.shape[1], dtype=rows.dtype)
+        rows = _rows(m, inputs[n][:first])
+        scale = 1.0 if first is None else len(x) / first
+        cov = scale * rows.T @ rows + LAM * torch.eye(rows.shape[1], dtype=rows.dtype)
         out[n] = GAMMA * g @ torch.linalg.inv(cov)
     return out
 
